@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Prepares a machine for the test suite: a Docker engine that answers, and qemu-user-static for
+# the ARM unit tests. Idempotent; safe to call before every `make test`. Needs root for installs.
+#
+#   test/prepare.sh            docker + qemu
+#   test/prepare.sh docker     only the Docker engine
+#   test/prepare.sh qemu       only qemu-user-static
+set -euo pipefail
+
+log() { printf 'prepare: %s\n' "$*" >&2; }
+need_root() { [ "$(id -u)" = 0 ] || { log "$1 needs root; run as root or install it yourself"; exit 1; }; }
+
+apt_updated=
+apt_install() {
+  need_root "installing $*"
+  if [ -z "$apt_updated" ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+docker_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+ensure_docker() {
+  if docker_answers; then
+    log "docker engine answers ($(docker version --format '{{.Server.Version}}'))"
+    return
+  fi
+  if ! command -v dockerd >/dev/null 2>&1; then
+    log "no dockerd: installing Debian's docker.io"
+    apt_install docker.io
+  fi
+  if docker_answers; then return; fi
+  need_root "starting dockerd"
+  # Started by hand rather than through systemd: CI machines may not run systemd as PID 1.
+  log "starting dockerd (log: /var/log/anax-test-dockerd.log)"
+  nohup dockerd --host unix:///var/run/docker.sock >/var/log/anax-test-dockerd.log 2>&1 &
+  for _ in $(seq 1 120); do
+    if docker_answers; then
+      log "docker engine answers ($(docker version --format '{{.Server.Version}}'))"
+      return
+    fi
+    sleep 0.5
+  done
+  log "dockerd did not answer within 60s; last lines of its log:"
+  tail -n 20 /var/log/anax-test-dockerd.log >&2 || true
+  exit 1
+}
+
+ensure_qemu() {
+  if command -v qemu-aarch64-static >/dev/null 2>&1 && command -v qemu-arm-static >/dev/null 2>&1; then
+    return
+  fi
+  log "installing Debian's qemu-user-static"
+  apt_install qemu-user-static
+}
+
+case "${1:-all}" in
+  docker) ensure_docker ;;
+  qemu) ensure_qemu ;;
+  all) ensure_docker; ensure_qemu ;;
+  *) log "usage: $0 [docker|qemu|all]"; exit 2 ;;
+esac
