@@ -1,0 +1,33 @@
+// Package container is the agent's Docker worker: it runs the containers of a service instance
+// with their secrets bind-mounted read-only at /<secretName> and at
+// /open-horizon-secrets/<secretName>, resolves the user whose ids own the secret files, reacts to
+// secret updates, stops containers, and finds its containers again after an agent restart.
+//
+// The agreement manager (package agreement) imports it; it imports the Docker client, secretfs
+// types and protocol's secret-name rule. It never sees a secret value: it mounts files that
+// secretfs wrote and labels containers with names only.
+//
+// Public surface:
+//
+//	New(api Docker, Options) (*Worker, error), NewFromEnv(Options) (*Worker, error), (*Worker).Close
+//	(*Worker).ResolveUser(ctx, image, user) (uid, gid int, err error)
+//	(*Worker).Start(ctx, Instance) ([]Container, error)
+//	(*Worker).AfterUpdate(ctx, agreementID, changed []string) error
+//	(*Worker).Stop(ctx, agreementID) error
+//	(*Worker).List(ctx) ([]Container, error)
+//	(*Worker).Watch(ctx, func(Death)) error
+//	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrNotFound
+//
+// One secretfs store per container, because containers of one service may run as different
+// users:
+//
+//	uid, gid, err := w.ResolveUser(ctx, spec.Image, spec.User)
+//	store, err := fs.Create(secretfs.Spec{ID: ..., UID: uid, GID: gid, Secrets: ...})
+//	spec.Store = store // for each container, then
+//	w.Start(ctx, container.Instance{AgreementID: ..., Service: ..., Containers: specs})
+//
+// After secretfs applied an update: w.AfterUpdate(ctx, agreementID, changedNames). At the end:
+// w.Stop, then secretfs Wipe. Everything the worker needs later lives in container labels
+// (prefix org.edge-secrets.anax-agent.), so a new Worker with the same AgentID picks up where
+// the last one left off.
+package container

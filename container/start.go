@@ -1,0 +1,331 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/client"
+
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// DirViewTarget is where every container with secrets sees the store's directory view, the
+// path services written for anax read.
+const DirViewTarget = "/open-horizon-secrets"
+
+// Service names the service an instance runs.
+type Service struct {
+	Org     string
+	URL     string
+	Version string
+}
+
+// Secret is one secret a container declares.
+type Secret struct {
+	// Name is the service's secret name: the file /<Name> and /open-horizon-secrets/<Name>.
+	// It must pass protocol.ValidateSecretName.
+	Name string
+	// OnUpdate is what AfterUpdate does when this secret changed: "" or "none" (the file
+	// changes under the running process), "signal:<SIG>" (e.g. "signal:SIGHUP"), "restart".
+	OnUpdate string
+}
+
+// Spec is one container of a service instance.
+type Spec struct {
+	Name    string            // the container's name in the service deployment; [A-Za-z0-9][A-Za-z0-9_.-]*
+	Image   string            // must be present locally or pullable
+	User    string            // service definition user; "" runs as the image's USER
+	Command []string          // replaces the image's CMD when not nil
+	Env     map[string]string // from user input only: never a secret
+	Secrets []Secret
+	// Store holds the files of Secrets, one store per container, owned by the uid:gid
+	// ResolveUser returned. Nil only when Secrets is empty.
+	Store *Store
+}
+
+// Instance is one service instance: the containers an agreement runs.
+type Instance struct {
+	AgreementID string // [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 bytes
+	Service     Service
+	Containers  []Spec
+}
+
+// Container is a container this worker's agent owns, as its labels and the engine describe it.
+type Container struct {
+	ID          string
+	Name        string // engine name: "<agreement id>-<spec name>"
+	AgreementID string
+	Service     Service
+	Spec        string   // Spec.Name it was created from
+	StoreID     string   // "" when it has no secrets
+	Secrets     []string // secret names mounted
+	State       string   // engine state: created, running, restarting, exited, dead, ...
+}
+
+// Start creates and starts the containers of inst, each with its secrets bind-mounted
+// read-only at /<name> (rslave, so secretfs swaps propagate; plain in restart mode) and the
+// store's directory view read-only at /open-horizon-secrets. Restart policy is unless-stopped:
+// the engine restarts a container that dies and after a reboot, and a container whose store
+// was lost (tmpfs after a reboot) fails to start until the agent restores it.
+// Every check runs before the engine is asked for anything; on any failure every container
+// already created is removed.
+func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) {
+	plans, err := w.plan(inst)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range plans {
+		if _, err := w.ensureImage(ctx, p.cfg.Image); err != nil {
+			return nil, fmt.Errorf("agreement %q container %q: %w", inst.AgreementID, p.spec, err)
+		}
+	}
+
+	var started []Container
+	rollback := func(cause error) ([]Container, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.stop+30*time.Second)
+		defer cancel()
+		errs := []error{cause}
+		for _, c := range started {
+			w.markIntended(c.ID)
+			if err := w.api.ContainerRemove(rctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+				errs = append(errs, fmt.Errorf("rollback: remove %s: %w", c.Name, err))
+			}
+		}
+		return nil, errors.Join(errs...)
+	}
+	for _, p := range plans {
+		created, err := w.api.ContainerCreate(ctx, p.cfg, p.host, nil, nil, p.name)
+		if err != nil {
+			return rollback(fmt.Errorf("agreement %q: create container %q: %w", inst.AgreementID, p.name, err))
+		}
+		c := p.container(created.ID)
+		started = append(started, c)
+		if err := w.api.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+			return rollback(fmt.Errorf("agreement %q: start container %q: %w", inst.AgreementID, p.name, err))
+		}
+		started[len(started)-1].State = "running"
+		w.log.Info("started container", "agreement", inst.AgreementID, "container", p.name,
+			"id", created.ID, "image", p.cfg.Image, "secrets", len(c.Secrets))
+	}
+	return started, nil
+}
+
+type plan struct {
+	name, spec string
+	inst       *Instance
+	secrets    []string
+	storeID    string
+	cfg        *container.Config
+	host       *container.HostConfig
+}
+
+func (p plan) container(id string) Container {
+	return Container{ID: id, Name: p.name, AgreementID: p.inst.AgreementID, Service: p.inst.Service,
+		Spec: p.spec, StoreID: p.storeID, Secrets: p.secrets, State: "created"}
+}
+
+// plan checks inst and turns it into engine requests, without calling the engine.
+func (w *Worker) plan(inst Instance) ([]plan, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("agreement %q: "+format+": %w", append(append([]any{inst.AgreementID}, args...), ErrInvalid)...)
+	}
+	if err := checkName("agreement id", inst.AgreementID); err != nil {
+		return nil, err
+	}
+	for field, v := range map[string]string{"service org": inst.Service.Org, "service url": inst.Service.URL, "service version": inst.Service.Version} {
+		if strings.ContainsAny(v, "\x00\n\r") || len(v) > 1024 {
+			return nil, bad("%s: at most 1024 bytes, no NUL or newline", field)
+		}
+	}
+	if inst.Service.Org == "" || inst.Service.URL == "" {
+		return nil, bad("service org and url are required")
+	}
+	if len(inst.Containers) == 0 {
+		return nil, bad("no containers")
+	}
+	seen := map[string]bool{}
+	plans := make([]plan, 0, len(inst.Containers))
+	for _, spec := range inst.Containers {
+		if err := checkName("container name", spec.Name); err != nil {
+			return nil, fmt.Errorf("agreement %q: %w", inst.AgreementID, err)
+		}
+		if seen[spec.Name] {
+			return nil, bad("container %q declared twice", spec.Name)
+		}
+		seen[spec.Name] = true
+		p, err := w.planOne(&inst, spec)
+		if err != nil {
+			return nil, fmt.Errorf("agreement %q container %q: %w", inst.AgreementID, spec.Name, err)
+		}
+		plans = append(plans, p)
+	}
+	return plans, nil
+}
+
+func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf(format+": %w", append(args, ErrInvalid)...)
+	}
+	if spec.Image == "" || strings.ContainsAny(spec.Image, " \x00\n") {
+		return plan{}, bad("image %q: must be a non-empty reference", spec.Image)
+	}
+	if strings.ContainsAny(spec.User, "\x00\n") {
+		return plan{}, bad("user %q: no NUL or newline", spec.User)
+	}
+	env, err := envList(spec.Env)
+	if err != nil {
+		return plan{}, err
+	}
+
+	// Secrets: the mount target comes only from a validated name.
+	names := make([]string, 0, len(spec.Secrets))
+	actions := map[string]string{}
+	for _, s := range spec.Secrets {
+		if err := protocol.ValidateSecretName(s.Name); err != nil {
+			return plan{}, fmt.Errorf("%w: %w", err, ErrInvalid)
+		}
+		if _, dup := actions[s.Name]; dup {
+			return plan{}, bad("secret %q declared twice", s.Name)
+		}
+		a, err := parseOnUpdate(s.OnUpdate)
+		if err != nil {
+			return plan{}, fmt.Errorf("secret %q: %w", s.Name, err)
+		}
+		actions[s.Name] = a
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+
+	labels := map[string]string{
+		labelAgent:      w.agent,
+		labelRole:       roleService,
+		labelAgreement:  inst.AgreementID,
+		labelServiceOrg: inst.Service.Org,
+		labelServiceURL: inst.Service.URL,
+		labelServiceVer: inst.Service.Version,
+		labelSpecName:   spec.Name,
+	}
+	var mounts []mount.Mount
+	storeID := ""
+	if len(names) > 0 {
+		st := spec.Store
+		if st == nil {
+			return plan{}, bad("%d secrets but no store", len(names))
+		}
+		if err := checkStore(st, names); err != nil {
+			return plan{}, err
+		}
+		storeID = st.ID
+		// rslave lets a swap under the publish point reach the container; it needs a shared
+		// source mount, which restart mode (plain directory) does not have and does not need.
+		var bind *mount.BindOptions
+		if st.Mode != modeRestart {
+			bind = &mount.BindOptions{Propagation: mount.PropagationRSlave}
+		}
+		for _, name := range names {
+			mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: st.Files[name],
+				Target: "/" + name, ReadOnly: true, BindOptions: bind})
+		}
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: st.DirView,
+			Target: DirViewTarget, ReadOnly: true})
+		labels[labelStore] = st.ID
+		labels[labelStoreMode] = string(st.Mode)
+		labels[labelSecrets] = strings.Join(names, listSep)
+		if ou := joinOnUpdate(actions); ou != "" {
+			labels[labelOnUpdate] = ou
+		}
+	}
+
+	cfg := &container.Config{
+		Image:  spec.Image,
+		User:   spec.User,
+		Env:    env,
+		Labels: labels,
+	}
+	if spec.Command != nil {
+		cfg.Cmd = append([]string(nil), spec.Command...)
+	}
+	host := &container.HostConfig{
+		Mounts:        mounts,
+		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+	}
+	return plan{name: inst.AgreementID + "-" + spec.Name, spec: spec.Name, inst: inst,
+		secrets: names, storeID: storeID, cfg: cfg, host: host}, nil
+}
+
+// checkStore requires a file for every declared secret and nothing else, and absolute paths.
+func checkStore(st *Store, names []string) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("store %q: "+format+": %w", append(append([]any{st.ID}, args...), ErrInvalid)...)
+	}
+	if err := checkName("store id", st.ID); err != nil {
+		return err
+	}
+	if !isCleanAbs(st.DirView) {
+		return bad("directory view %q must be a clean absolute path", st.DirView)
+	}
+	declared := map[string]bool{}
+	for _, name := range names {
+		declared[name] = true
+		src, ok := st.Files[name]
+		if !ok {
+			return bad("no file for secret %q", name)
+		}
+		if !isCleanAbs(src) {
+			return bad("file of secret %q: %q must be a clean absolute path", name, src)
+		}
+	}
+	for name := range st.Files {
+		if !declared[name] {
+			return bad("file for undeclared secret %q", name)
+		}
+	}
+	return nil
+}
+
+func isCleanAbs(p string) bool {
+	return path.IsAbs(p) && path.Clean(p) == p && !strings.ContainsRune(p, 0)
+}
+
+// checkName allows what the engine accepts in a container name, short enough to combine.
+func checkName(field, s string) error {
+	if s == "" || len(s) > 128 {
+		return fmt.Errorf("%s %q: must be 1..128 bytes: %w", field, s, ErrInvalid)
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			i > 0 && (c == '_' || c == '.' || c == '-')
+		if !ok {
+			return fmt.Errorf("%s %q: byte %d: want [A-Za-z0-9][A-Za-z0-9_.-]*: %w", field, s, i, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// envList turns user-supplied variables into KEY=VALUE, sorted by key.
+func envList(env map[string]string) ([]string, error) {
+	keys := make([]string, 0, len(env))
+	for k, v := range env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			return nil, fmt.Errorf("env key %q: must be non-empty without '=' or NUL: %w", k, ErrInvalid)
+		}
+		if strings.ContainsRune(v, 0) {
+			return nil, fmt.Errorf("env %q: value must not contain NUL: %w", k, ErrInvalid)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	list := make([]string, len(keys))
+	for i, k := range keys {
+		list[i] = k + "=" + env[k]
+	}
+	return list, nil
+}

@@ -1,0 +1,140 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+const (
+	onUpdateNone    = "none"
+	onUpdateRestart = "restart"
+	onUpdateSignal  = "signal:"
+)
+
+// reloadSignals are the signals an onUpdate action may send. KILL and STOP are not among them:
+// a service that wants to be stopped on an update asks for "restart".
+var reloadSignals = map[string]bool{
+	"SIGHUP": true, "SIGUSR1": true, "SIGUSR2": true, "SIGINT": true, "SIGQUIT": true,
+	"SIGTERM": true, "SIGWINCH": true, "SIGALRM": true,
+}
+
+// parseOnUpdate normalises an onUpdate action: "" and "none" are "none"; "signal:HUP" and
+// "signal:SIGHUP" are "signal:SIGHUP"; "restart".
+func parseOnUpdate(s string) (string, error) {
+	switch {
+	case s == "" || s == onUpdateNone:
+		return onUpdateNone, nil
+	case s == onUpdateRestart:
+		return onUpdateRestart, nil
+	case strings.HasPrefix(s, onUpdateSignal):
+		sig := strings.TrimPrefix(s, onUpdateSignal)
+		if !strings.HasPrefix(sig, "SIG") {
+			sig = "SIG" + sig
+		}
+		if !reloadSignals[sig] {
+			names := make([]string, 0, len(reloadSignals))
+			for n := range reloadSignals {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			return "", fmt.Errorf("onUpdate %q: signal must be one of %s: %w", s, strings.Join(names, " "), ErrInvalid)
+		}
+		return onUpdateSignal + sig, nil
+	default:
+		return "", fmt.Errorf(`onUpdate %q: want "none", "signal:<SIG>" or "restart": %w`, s, ErrInvalid)
+	}
+}
+
+// AfterUpdate runs, once per container of the agreement that mounts a changed secret, what the
+// update needs after secretfs applied it:
+//   - store in restart mode: restart the container once (the file mount can not change live);
+//   - otherwise "restart" if any changed secret asks for it, else each distinct "signal:<SIG>"
+//     once; "none" does nothing (the process sees the new file on its next read).
+//
+// changed lists secret names. It returns ErrNotFound when the agreement has no container.
+func (w *Worker) AfterUpdate(ctx context.Context, agreementID string, changed []string) error {
+	if err := checkName("agreement id", agreementID); err != nil {
+		return err
+	}
+	for _, name := range changed {
+		if err := protocol.ValidateSecretName(name); err != nil {
+			return fmt.Errorf("agreement %q: %w: %w", agreementID, err, ErrInvalid)
+		}
+	}
+	list, err := w.listLabels(ctx, agreementID)
+	if err != nil {
+		return fmt.Errorf("agreement %q: %w", agreementID, err)
+	}
+	if len(list) == 0 {
+		return fmt.Errorf("agreement %q: %w", agreementID, ErrNotFound)
+	}
+	var errs []error
+	for _, lc := range list {
+		if err := w.afterUpdateOne(ctx, lc, changed); err != nil {
+			errs = append(errs, fmt.Errorf("agreement %q container %q: %w", agreementID, lc.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+type labelled struct {
+	Container
+	labels map[string]string
+}
+
+func (w *Worker) afterUpdateOne(ctx context.Context, lc labelled, changed []string) error {
+	mounted := map[string]bool{}
+	for _, s := range lc.Secrets {
+		mounted[s] = true
+	}
+	actions := splitOnUpdate(lc.labels[labelOnUpdate])
+	var hit []string
+	restart := false
+	signals := map[string]bool{}
+	for _, name := range changed {
+		if !mounted[name] {
+			continue
+		}
+		hit = append(hit, name)
+		switch a := actions[name]; {
+		case a == onUpdateRestart:
+			restart = true
+		case strings.HasPrefix(a, onUpdateSignal):
+			signals[strings.TrimPrefix(a, onUpdateSignal)] = true
+		}
+	}
+	if len(hit) == 0 {
+		return nil
+	}
+	if StoreMode(lc.labels[labelStoreMode]) == modeRestart {
+		restart = true
+	}
+	if restart {
+		w.markIntended(lc.ID)
+		if err := w.api.ContainerRestart(ctx, lc.ID, w.stopOptions()); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+		w.log.Info("restarted container after secret update", "container", lc.Name, "id", lc.ID, "secrets", hit)
+		return nil
+	}
+	if lc.State != "running" {
+		return nil // nothing to signal; it reads the new file when it starts
+	}
+	sigs := make([]string, 0, len(signals))
+	for s := range signals {
+		sigs = append(sigs, s)
+	}
+	sort.Strings(sigs)
+	for _, sig := range sigs {
+		if err := w.api.ContainerKill(ctx, lc.ID, sig); err != nil {
+			return fmt.Errorf("signal %s: %w", sig, err)
+		}
+		w.log.Info("signalled container after secret update", "container", lc.Name, "id", lc.ID, "signal", sig, "secrets", hit)
+	}
+	return nil
+}

@@ -1,0 +1,165 @@
+package container
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParseSubIDs(t *testing.T) {
+	content := []byte("# ranges\nalice:100000:65536\ndockremap:165536:65536\n\ndockremap:300000:10\n1001:500000:65536\n")
+	tests := []struct {
+		name    string
+		content []byte
+		user    string
+		want    []idRange
+		wantErr bool
+	}{
+		{name: "one range", content: content, user: "alice", want: []idRange{{100000, 65536}}},
+		{name: "two ranges in file order", content: content, user: "dockremap", want: []idRange{{165536, 65536}, {300000, 10}}},
+		{name: "by uid", content: content, user: "1001", want: []idRange{{500000, 65536}}},
+		{name: "absent", content: content, user: "bob", want: nil},
+		{name: "two fields", content: []byte("alice:1\n"), user: "alice", wantErr: true},
+		{name: "bad start", content: []byte("alice:x:10\n"), user: "alice", wantErr: true},
+		{name: "zero count", content: []byte("alice:10:0\n"), user: "alice", wantErr: true},
+		{name: "past max id", content: []byte("alice:2147483000:1000\n"), user: "alice", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseSubIDs(tc.content, tc.user)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("parseSubIDs = %v, want an error", got)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("parseSubIDs = %v, want %v", got, tc.want)
+			}
+			for i := range got {
+				if got[i] != tc.want[i] {
+					t.Errorf("range %d = %v, want %v", i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+}
+
+func TestIDMap(t *testing.T) {
+	// Out of order on purpose: the map sorts by host start, as moby does.
+	m := newIDMap([]idRange{{300000, 10}, {165536, 65536}})
+	tests := []struct {
+		name   string
+		id     int
+		want   int
+		wantOK bool
+	}{
+		{"root", 0, 165536, true},
+		{"1000", 1000, 166536, true},
+		{"last of first range", 65535, 231071, true},
+		{"first of second range", 65536, 300000, true},
+		{"last of second range", 65545, 300009, true},
+		{"unmapped", 65546, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := m.toHost(tc.id)
+			if got != tc.want || ok != tc.wantOK {
+				t.Errorf("toHost(%d) = %d, %v; want %d, %v", tc.id, got, ok, tc.want, tc.wantOK)
+			}
+		})
+	}
+	if got, ok := idMap(nil).toHost(1234); got != 1234 || !ok {
+		t.Errorf("identity toHost(1234) = %d, %v; want 1234, true", got, ok)
+	}
+}
+
+func TestUserIDMaps(t *testing.T) {
+	passwd := []byte("root:x:0:0::/:\ndockremap:x:999:999::/:\n")
+	tests := []struct {
+		name           string
+		subuid, subgid string
+		wantRootUID    int
+		wantRootGID    int
+		wantErr        bool
+	}{
+		{name: "by name", subuid: "dockremap:100000:65536\n", subgid: "dockremap:200000:65536\n", wantRootUID: 100000, wantRootGID: 200000},
+		{name: "uid lines win over name lines", subuid: "dockremap:100000:65536\n999:400000:65536\n", subgid: "dockremap:200000:65536\n", wantRootUID: 400000, wantRootGID: 200000},
+		{name: "no uid ranges", subuid: "someone:100000:65536\n", subgid: "dockremap:200000:65536\n", wantErr: true},
+		{name: "no gid ranges", subuid: "dockremap:100000:65536\n", subgid: "", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			uids, gids, err := userIDMaps("dockremap", passwd, []byte(tc.subuid), []byte(tc.subgid))
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("userIDMaps = %v %v, want an error", uids, gids)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, _ := uids.toHost(0)
+			g, _ := gids.toHost(0)
+			if u != tc.wantRootUID || g != tc.wantRootGID {
+				t.Errorf("root maps to %d:%d, want %d:%d", u, g, tc.wantRootUID, tc.wantRootGID)
+			}
+		})
+	}
+}
+
+func TestRemapRootFromDir(t *testing.T) {
+	tests := []struct {
+		dir      string
+		uid, gid int
+		ok       bool
+	}{
+		{"/var/lib/docker/100000.100000", 100000, 100000, true},
+		{"/var/lib/docker/165536.165537", 165536, 165537, true},
+		{"/var/lib/docker", 0, 0, false},
+		{"/srv/docker.d", 0, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.dir, func(t *testing.T) {
+			uid, gid, ok := remapRootFromDir(tc.dir)
+			if uid != tc.uid || gid != tc.gid || ok != tc.ok {
+				t.Errorf("remapRootFromDir(%q) = %d, %d, %v; want %d, %d, %v", tc.dir, uid, gid, ok, tc.uid, tc.gid, tc.ok)
+			}
+		})
+	}
+}
+
+func TestParseOnUpdate(t *testing.T) {
+	tests := []struct {
+		in, want string
+		wantErr  bool
+	}{
+		{in: "", want: "none"},
+		{in: "none", want: "none"},
+		{in: "restart", want: "restart"},
+		{in: "signal:SIGHUP", want: "signal:SIGHUP"},
+		{in: "signal:HUP", want: "signal:SIGHUP"},
+		{in: "signal:USR1", want: "signal:SIGUSR1"},
+		{in: "signal:KILL", wantErr: true},
+		{in: "signal:", wantErr: true},
+		{in: "signal:hup", wantErr: true},
+		{in: "reload", wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := parseOnUpdate(tc.in)
+			if tc.wantErr {
+				if !errors.Is(err, ErrInvalid) {
+					t.Fatalf("parseOnUpdate(%q) = %q, %v; want ErrInvalid", tc.in, got, err)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("parseOnUpdate(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
