@@ -8,22 +8,22 @@ import (
 // Labels the worker writes on its containers. They name things (agent, agreement, service,
 // secret names, store id) and never carry a secret value.
 const (
-	labelPrefix      = "org.edge-secrets.anax-agent."
-	labelAgent       = labelPrefix + "agent"
-	labelRole        = labelPrefix + "role"
-	labelAgreement   = labelPrefix + "agreement"
-	labelServiceOrg  = labelPrefix + "service.org"
-	labelServiceURL  = labelPrefix + "service.url"
-	labelServiceVer  = labelPrefix + "service.version"
-	labelSpecName    = labelPrefix + "container"
-	labelStore       = labelPrefix + "store"
-	labelStoreMode   = labelPrefix + "store.mode"
-	labelSecrets     = labelPrefix + "secrets"   // name,name,...
-	labelOnUpdate    = labelPrefix + "on-update" // name=action,... (actions other than none)
-	roleService      = "service"
-	roleProbe        = "user-probe"
-	listSep          = ","
-	onUpdateKVSep    = "="
+	labelPrefix     = "org.edge-secrets.anax-agent."
+	labelAgent      = labelPrefix + "agent"
+	labelRole       = labelPrefix + "role"
+	labelAgreement  = labelPrefix + "agreement"
+	labelServiceOrg = labelPrefix + "service.org"
+	labelServiceURL = labelPrefix + "service.url"
+	labelServiceVer = labelPrefix + "service.version"
+	labelSpecName   = labelPrefix + "container"
+	labelStore      = labelPrefix + "store"
+	labelStoreMode  = labelPrefix + "store.mode"
+	labelSecrets    = labelPrefix + "secrets"   // name,name,...
+	labelOnUpdate   = labelPrefix + "on-update" // name=action,... (actions other than none)
+	roleService     = "service"
+	roleProbe       = "user-probe"
+	listSep         = ","
+	onUpdateKVSep   = "="
 )
 
 // joinOnUpdate encodes the non-default onUpdate actions, sorted by secret name.
