@@ -4,4 +4,40 @@
 //
 // It imports only the standard library and golang.org/x/crypto, so the agbot, the agent and
 // the CLI may all import it without pulling in Linux or Docker code.
+//
+// # Messages
+//
+// [Proposal], [ProposalReply], [Update], [UpdateReply], [Cancel], [CancelReply] and [Resync]
+// all embed [Meta] (protocol version, type, agreement id, from, to, sequence, time) and
+// satisfy [Message]. A proposal carries the [Service] (with its [Deployment] of [Container]s
+// and their [SecretDecl]s), the applied [SecretBinding]s and the resolved [SecretValue]s by
+// service secret name; an update carries [ChangedSecret]s. [SecretValue] prints and logs
+// redacted. [Encode] and [Decode] give the exact JSON; golden files in testdata/ pin it.
+//
+// # Keys and envelope
+//
+// [GenerateKeys], [SaveKeys], [LoadKeys] and [LoadOrCreateKeys] manage a party's
+// [PrivateKeys] (Ed25519 for signing, HPKE X25519 and ML-KEM-768+X25519 for receiving);
+// [PrivateKeys.Public] gives the [PublicKeys] a peer registers and pins, with
+// [PublicKeys.Fingerprint] for humans. An [Endpoint] (own id, own keys, a [KeyRing] of pinned
+// peer keys, [Limits]) seals with [Endpoint.Seal] and opens with [Endpoint.Open]: Ed25519
+// over the header and the exact message bytes, then HPKE (HKDF-SHA256, ChaCha20-Poly1305 or
+// AES-256-GCM) to the recipient with the [Header] as AAD, using the hybrid KEM when both
+// sides have a hybrid key.
+//
+// # Replay and order
+//
+// A receiver keeps a [Tracker]: [Tracker.Check] before applying a message and
+// [Tracker.Commit] after. A lower sequence is [ErrStale], the same one [ErrDuplicate]
+// (acknowledge again, do nothing), a proposal for a known agreement [ErrKnownAgreement], a
+// proposal older than its time to live (default 10 minutes) [ErrExpired]; updates do not
+// expire.
+//
+// # Validation
+//
+// [ValidateSecretName] (the one secret-name validator, design §3), [ParseManagerName],
+// [ValidateBindings], [ParseVersionRange], [ParseOnUpdate] and each message's Validate.
+// Every refusal wraps a sentinel (ErrInvalid, ErrTooLarge, ErrBadSignature, ...) for
+// errors.Is; a [*ValidationError] names the field and the rule and never quotes a secret
+// value.
 package protocol

@@ -3,6 +3,7 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // ErrInvalidSecretName is wrapped by every refusal of ValidateSecretName.
@@ -36,7 +37,8 @@ func (e *NameError) Error() string {
 	return fmt.Sprintf("secret name %q: %s", name, e.Rule)
 }
 
-func (e *NameError) Unwrap() error { return ErrInvalidSecretName }
+// Unwrap lets errors.Is find both ErrInvalidSecretName and ErrInvalid.
+func (e *NameError) Unwrap() []error { return []error{ErrInvalidSecretName, ErrInvalid} }
 
 // ValidateSecretName checks a service secret name against design §3. The name becomes a file
 // name and the mount point /<name> inside the container, so it must be one safe path component.
@@ -63,6 +65,123 @@ func ValidateSecretName(name string) error {
 	}
 	if reservedNames[name] {
 		return bad("is a top-level directory a container needs (reserved)")
+	}
+	return nil
+}
+
+// ManagerName is a parsed secret-manager name (design §1): `name` (org level),
+// `user/<user>/name`, `node/<node>/name` or `user/<user>/node/<node>/name`. The org never
+// comes from the name: it is the caller's or the node's.
+type ManagerName struct {
+	User string // empty unless user level
+	Node string // empty unless node specific
+	Name string
+}
+
+// MaxManagerSegmentLen bounds each segment of a manager name (user, node, name).
+const MaxManagerSegmentLen = 255
+
+// String gives the canonical form, the inverse of ParseManagerName.
+func (m ManagerName) String() string {
+	s := m.Name
+	if m.Node != "" {
+		s = "node/" + m.Node + "/" + s
+	}
+	if m.User != "" {
+		s = "user/" + m.User + "/" + s
+	}
+	return s
+}
+
+// NodeSpecific reports whether the name is node specific (`node/<n>/...`).
+func (m ManagerName) NodeSpecific() bool { return m.Node != "" }
+
+// WithoutNode is the user- or org-level name a node-specific name falls back to.
+func (m ManagerName) WithoutNode() ManagerName { return ManagerName{User: m.User, Name: m.Name} }
+
+// ForNode is the node-specific variant of an org- or user-level name.
+func (m ManagerName) ForNode(node string) ManagerName {
+	return ManagerName{User: m.User, Node: node, Name: m.Name}
+}
+
+// ParseManagerName parses and checks a secret-manager name. Errors wrap ErrInvalid and say
+// which segment broke which rule.
+func ParseManagerName(s string) (ManagerName, error) {
+	bad := func(rule string, args ...any) (ManagerName, error) {
+		return ManagerName{}, fmt.Errorf("secret manager name %s: %w", quote(s), invalid("", rule, args...))
+	}
+	if s == "" {
+		return bad("must not be empty")
+	}
+	parts := strings.Split(s, "/")
+	var m ManagerName
+	type segment struct{ what, v string }
+	var segs []segment
+	switch {
+	case len(parts) == 1:
+		m.Name = parts[0]
+	case len(parts) == 3 && parts[0] == "user":
+		m.User, m.Name = parts[1], parts[2]
+		segs = append(segs, segment{"user", m.User})
+	case len(parts) == 3 && parts[0] == "node":
+		m.Node, m.Name = parts[1], parts[2]
+		segs = append(segs, segment{"node", m.Node})
+	case len(parts) == 5 && parts[0] == "user" && parts[2] == "node":
+		m.User, m.Node, m.Name = parts[1], parts[3], parts[4]
+		segs = append(segs, segment{"user", m.User}, segment{"node", m.Node})
+	default:
+		return bad("must be name, user/<user>/name, node/<node>/name or user/<user>/node/<node>/name")
+	}
+	for _, seg := range append(segs, segment{"name", m.Name}) {
+		if err := checkSegment(seg.v); err != "" {
+			return bad("%s segment %s", seg.what, err)
+		}
+	}
+	return m, nil
+}
+
+// checkSegment returns the broken rule, or "" when seg is a valid manager-name segment.
+func checkSegment(seg string) string {
+	switch {
+	case seg == "":
+		return "must not be empty"
+	case len(seg) > MaxManagerSegmentLen:
+		return fmt.Sprintf("must be at most %d bytes", MaxManagerSegmentLen)
+	case seg == "." || seg == "..":
+		return "must not be . or .."
+	}
+	for i := 0; i < len(seg); i++ {
+		if !idByte(seg[i]) || seg[i] == '/' || seg[i] == ':' {
+			return fmt.Sprintf("byte %d is not one of [A-Za-z0-9_.@+-]", i)
+		}
+	}
+	return ""
+}
+
+// MaxIDLen bounds agreement, node and agbot ids.
+const MaxIDLen = 256
+
+func idByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '_' || c == '.' || c == '-' || c == '@' || c == '+' || c == ':' || c == '/'
+}
+
+// ValidateID checks an agreement, node or agbot id: 1..256 bytes of [A-Za-z0-9_.@+:/-]
+// (a node id is usually `org/node`), not starting with '/' or '.'. The field names the
+// id in the error.
+func ValidateID(field, id string) error {
+	switch {
+	case id == "":
+		return invalid(field, "must not be empty")
+	case len(id) > MaxIDLen:
+		return invalid(field, "must be at most %d bytes", MaxIDLen)
+	case id[0] == '/' || id[0] == '.':
+		return invalid(field, "must not start with '/' or '.'")
+	}
+	for i := 0; i < len(id); i++ {
+		if !idByte(id[i]) {
+			return invalid(field, "byte %d is not one of [A-Za-z0-9_.@+:/-]", i)
+		}
 	}
 	return nil
 }

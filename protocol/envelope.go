@@ -1,0 +1,284 @@
+package protocol
+
+import (
+	"crypto/ed25519"
+	"crypto/hpke"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Header is the envelope's clear-text header: enough to route and to pick keys. Its exact
+// bytes are the HPKE AAD and are covered by the signature, so it can not be swapped or edited.
+type Header struct {
+	Version      int         `json:"v"`
+	Type         MessageType `json:"type"`
+	From         string      `json:"from"`
+	To           string      `json:"to"`
+	SenderKey    string      `json:"senderKey"`    // KeyID of the sender's Ed25519 key
+	RecipientKey string      `json:"recipientKey"` // KeyID of the recipient KEM key used
+	KEM          string      `json:"kem"`          // KEMX25519 or KEMMLKEM768X25519
+	AEAD         string      `json:"aead"`         // AEADChaCha20Poly1305 or AEADAES256GCM
+}
+
+// AEAD names on the wire. The KDF is always HKDF-SHA256.
+const (
+	AEADChaCha20Poly1305 = "chacha20poly1305" // default: fast on ARM cores without AES instructions
+	AEADAES256GCM        = "aes256gcm"
+)
+
+// Envelope is the wire form of a sealed message (JSON).
+type Envelope struct {
+	Header     json.RawMessage `json:"header"` // the Header, exact bytes
+	Enc        []byte          `json:"enc"`    // HPKE encapsulated key
+	Ciphertext []byte          `json:"ct"`     // HPKE ciphertext of signature || message
+}
+
+const (
+	hpkeInfo   = "anax-agent envelope v1"
+	signDomain = "anax-agent signature v1\x00"
+)
+
+// KeyRing gives the public keys pinned for a peer id: on the node, the agbot's keys pinned
+// at registration; on the agbot, each node's registered keys. It returns an error wrapping
+// ErrUnknownSender (or any error) when the id is not known.
+type KeyRing interface {
+	PeerKeys(id string) (*PublicKeys, error)
+}
+
+// StaticKeyRing is a KeyRing held in memory.
+type StaticKeyRing map[string]*PublicKeys
+
+// PeerKeys implements KeyRing.
+func (r StaticKeyRing) PeerKeys(id string) (*PublicKeys, error) {
+	if k, ok := r[id]; ok {
+		return k, nil
+	}
+	return nil, fmt.Errorf("peer %s: %w", quote(id), ErrUnknownSender)
+}
+
+// Endpoint is one side of the exchange: it seals what it sends and opens what it receives.
+// It is safe for concurrent use if Peers is.
+type Endpoint struct {
+	ID     string       // this party's id: the agbot id or the node id
+	Keys   *PrivateKeys // this party's keys
+	Peers  KeyRing      // the peers' pinned public keys
+	Limits Limits
+	// AEAD used when sealing: "" means AEADChaCha20Poly1305. Open accepts both.
+	AEAD string
+	// RequireHybrid refuses envelopes sealed with the classic KEM when this party has a
+	// hybrid key (no downgrade once every peer speaks it).
+	RequireHybrid bool
+}
+
+// Seal validates m, signs it with e's Ed25519 key and encrypts it to the peer m.Head().To,
+// with the hybrid KEM when both e and the peer have a hybrid key. It returns the envelope
+// JSON.
+func (e *Endpoint) Seal(m Message) ([]byte, error) {
+	l := e.Limits.withDefaults()
+	h := m.Head()
+	if h.From != e.ID {
+		return nil, fmt.Errorf("seal %s: %w", h.Type, invalid("from", "must be this endpoint's id %s, got %s", quote(e.ID), quote(h.From)))
+	}
+	if err := m.Validate(l); err != nil {
+		return nil, fmt.Errorf("seal %s: %w", h.Type, err)
+	}
+	peer, err := e.Peers.PeerKeys(h.To)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", h.Type, err)
+	}
+	body, err := Encode(m)
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > l.MaxEnvelope {
+		return nil, fmt.Errorf("seal %s: message is %d bytes, more than the envelope limit %d: %w", h.Type, len(body), l.MaxEnvelope, ErrTooLarge)
+	}
+
+	// 1. Pick the KEM: hybrid when both sides have a hybrid key.
+	hdr := Header{Version: ProtocolVersion, Type: h.Type, From: h.From, To: h.To,
+		SenderKey: KeyID(e.Keys.sign.Public().(ed25519.PublicKey)), AEAD: e.AEAD}
+	if hdr.AEAD == "" {
+		hdr.AEAD = AEADChaCha20Poly1305
+	}
+	aead, err := aeadByName(hdr.AEAD)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %w", err)
+	}
+	var pub hpke.PublicKey
+	if e.Keys.hybrid != nil && peer.MLKEM768X25519 != nil {
+		hdr.KEM, hdr.RecipientKey = KEMMLKEM768X25519, KeyID(peer.MLKEM768X25519)
+		pub, err = kemHybrid.NewPublicKey(peer.MLKEM768X25519)
+	} else {
+		hdr.KEM, hdr.RecipientKey = KEMX25519, KeyID(peer.X25519)
+		pub, err = kemX25519.NewPublicKey(peer.X25519)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("seal: peer %s: %w", quote(h.To), invalid("keys", "%s public key does not parse", hdr.KEM))
+	}
+	hdrBytes, err := json.Marshal(hdr)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. Sign header and message: plaintext = signature || message.
+	pt := make([]byte, 0, ed25519.SignatureSize+len(body))
+	pt = append(pt, ed25519.Sign(e.Keys.sign, signInput(hdrBytes, body))...)
+	pt = append(pt, body...)
+
+	// 3. Encrypt with the header as AAD.
+	enc, sender, err := hpke.NewSender(pub, hpke.HKDFSHA256(), aead, []byte(hpkeInfo))
+	if err != nil {
+		return nil, fmt.Errorf("seal: hpke: %w", err)
+	}
+	ct, err := sender.Seal(hdrBytes, pt)
+	if err != nil {
+		return nil, fmt.Errorf("seal: hpke: %w", err)
+	}
+	out, err := json.Marshal(Envelope{Header: hdrBytes, Enc: enc, Ciphertext: ct})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > l.MaxEnvelope {
+		return nil, fmt.Errorf("seal %s: envelope is %d bytes, more than the limit %d: %w", h.Type, len(out), l.MaxEnvelope, ErrTooLarge)
+	}
+	return out, nil
+}
+
+// Open checks, decrypts, verifies, decodes and validates an envelope addressed to e. Each
+// refusal wraps one sentinel: ErrTooLarge, ErrMalformed, ErrUnsupported, ErrWrongRecipient,
+// ErrUnknownSender, ErrDecrypt, ErrBadSignature, ErrHeaderMismatch or ErrInvalid. It does
+// not check replay or order: that is the receiver's Tracker.
+func (e *Endpoint) Open(data []byte) (Message, error) {
+	l := e.Limits.withDefaults()
+	// 1. Size before anything else.
+	if len(data) > l.MaxEnvelope {
+		return nil, fmt.Errorf("open: envelope is %d bytes, more than the limit %d: %w", len(data), l.MaxEnvelope, ErrTooLarge)
+	}
+	// 2. Envelope and header, strictly.
+	var env Envelope
+	if err := checkJSON(data); err != nil {
+		return nil, fmt.Errorf("open: envelope: %w", err)
+	}
+	if err := strictUnmarshal(data, &env); err != nil {
+		return nil, fmt.Errorf("open: envelope: %w", err)
+	}
+	if len(env.Header) == 0 || env.Header[0] != '{' {
+		return nil, fmt.Errorf("open: envelope: %w: header must be a JSON object", ErrMalformed)
+	}
+	var hdr Header
+	if err := strictUnmarshal(env.Header, &hdr); err != nil {
+		return nil, fmt.Errorf("open: header: %w", err)
+	}
+	if hdr.Version != ProtocolVersion {
+		return nil, fmt.Errorf("open: header version %d, this build speaks %d: %w", hdr.Version, ProtocolVersion, ErrUnsupported)
+	}
+	// 3. Addressed to this party and to one of its keys.
+	if hdr.To != e.ID {
+		return nil, fmt.Errorf("open: addressed to %s, this is %s: %w", quote(hdr.To), quote(e.ID), ErrWrongRecipient)
+	}
+	var priv hpke.PrivateKey
+	switch hdr.KEM {
+	case KEMMLKEM768X25519:
+		if e.Keys.hybrid == nil {
+			return nil, fmt.Errorf("open: KEM %s not enabled here: %w", hdr.KEM, ErrUnsupported)
+		}
+		priv = e.Keys.hybrid
+	case KEMX25519:
+		if e.RequireHybrid && e.Keys.hybrid != nil {
+			return nil, fmt.Errorf("open: KEM %s refused, %s is required: %w", hdr.KEM, KEMMLKEM768X25519, ErrUnsupported)
+		}
+		priv = e.Keys.x25519
+	default:
+		return nil, fmt.Errorf("open: KEM %s: %w", quote(hdr.KEM), ErrUnsupported)
+	}
+	if hdr.RecipientKey != KeyID(priv.PublicKey().Bytes()) {
+		return nil, fmt.Errorf("open: sealed to key %s, not this party's %s key: %w", quote(hdr.RecipientKey), hdr.KEM, ErrWrongRecipient)
+	}
+	aead, err := aeadByName(hdr.AEAD)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	// 4. The sender and its pinned key.
+	peer, err := e.Peers.PeerKeys(hdr.From)
+	if err != nil {
+		if !errors.Is(err, ErrUnknownSender) {
+			err = fmt.Errorf("%w: %w", ErrUnknownSender, err)
+		}
+		return nil, fmt.Errorf("open: sender %s: %w", quote(hdr.From), err)
+	}
+	if hdr.SenderKey != KeyID(peer.Signing) {
+		return nil, fmt.Errorf("open: sender %s signed with key %s, not its pinned key: %w", quote(hdr.From), quote(hdr.SenderKey), ErrUnknownSender)
+	}
+	// 5. Decrypt; the header is the AAD.
+	r, err := hpke.NewRecipient(env.Enc, priv, hpke.HKDFSHA256(), aead, []byte(hpkeInfo))
+	if err != nil {
+		return nil, fmt.Errorf("open: encapsulated key: %w", ErrDecrypt)
+	}
+	pt, err := r.Open(env.Header, env.Ciphertext)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", ErrDecrypt)
+	}
+	// 6. Verify the signature over header and message.
+	if len(pt) < ed25519.SignatureSize {
+		return nil, fmt.Errorf("open: plaintext shorter than a signature: %w", ErrBadSignature)
+	}
+	sig, body := pt[:ed25519.SignatureSize], pt[ed25519.SignatureSize:]
+	if !ed25519.Verify(peer.Signing, signInput(env.Header, body), sig) {
+		return nil, fmt.Errorf("open: from %s: %w", quote(hdr.From), ErrBadSignature)
+	}
+	// 7. Decode; the signed message must agree with its header.
+	m, err := Decode(body)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
+	}
+	mh := m.Head()
+	if mh.Type != hdr.Type || mh.From != hdr.From || mh.To != hdr.To {
+		return nil, fmt.Errorf("open: message %s from %s to %s in header %s from %s to %s: %w",
+			quote(string(mh.Type)), quote(mh.From), quote(mh.To), quote(string(hdr.Type)), quote(hdr.From), quote(hdr.To), ErrHeaderMismatch)
+	}
+	// 8. Validate.
+	if err := m.Validate(l); err != nil {
+		return nil, fmt.Errorf("open: %s %s: %w", mh.Type, quote(mh.Agreement), err)
+	}
+	return m, nil
+}
+
+// PeekHeader decodes an envelope's header without opening it, e.g. to route or log. Nothing
+// in it is authenticated until Open succeeds.
+func PeekHeader(data []byte) (*Header, error) {
+	var env Envelope
+	if err := checkJSON(data); err != nil {
+		return nil, err
+	}
+	if err := strictUnmarshal(data, &env); err != nil {
+		return nil, err
+	}
+	var hdr Header
+	if len(env.Header) == 0 || env.Header[0] != '{' {
+		return nil, fmt.Errorf("%w: header must be a JSON object", ErrMalformed)
+	}
+	if err := strictUnmarshal(env.Header, &hdr); err != nil {
+		return nil, err
+	}
+	return &hdr, nil
+}
+
+func signInput(hdr, body []byte) []byte {
+	b := make([]byte, 0, len(signDomain)+4+len(hdr)+len(body))
+	b = append(b, signDomain...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(hdr)))
+	b = append(b, hdr...)
+	return append(b, body...)
+}
+
+func aeadByName(name string) (hpke.AEAD, error) {
+	switch name {
+	case AEADChaCha20Poly1305:
+		return hpke.ChaCha20Poly1305(), nil
+	case AEADAES256GCM:
+		return hpke.AES256GCM(), nil
+	}
+	return nil, fmt.Errorf("AEAD %s: %w", quote(name), ErrUnsupported)
+}
