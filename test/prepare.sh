@@ -2,9 +2,10 @@
 # Prepares a machine for the test suite: a Docker engine that answers, and qemu-user-static for
 # the ARM unit tests. Idempotent; safe to call before every `make test`. Needs root for installs.
 #
-#   test/prepare.sh            docker + qemu
+#   test/prepare.sh            docker + qemu + openbao
 #   test/prepare.sh docker     only the Docker engine
 #   test/prepare.sh qemu       only qemu-user-static
+#   test/prepare.sh openbao    only the OpenBao server binary (test/openbao.sh)
 set -euo pipefail
 
 log() { printf 'prepare: %s\n' "$*" >&2; }
@@ -56,9 +57,14 @@ ensure_qemu() {
   apt_install qemu-user-static
 }
 
+# OpenBao for the agbot's Vault tests: built once from the Go module proxy into a cache outside
+# the repository (several minutes the first time); no root needed.
+ensure_openbao() { log "openbao: $("$(dirname "$0")/openbao.sh")"; }
+
 case "${1:-all}" in
   docker) ensure_docker ;;
   qemu) ensure_qemu ;;
-  all) ensure_docker; ensure_qemu ;;
-  *) log "usage: $0 [docker|qemu|all]"; exit 2 ;;
+  openbao) ensure_openbao ;;
+  all) ensure_docker; ensure_qemu; ensure_openbao ;;
+  *) log "usage: $0 [docker|qemu|openbao|all]"; exit 2 ;;
 esac
