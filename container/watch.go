@@ -26,7 +26,9 @@ type Death struct {
 func (w *Worker) Watch(ctx context.Context, fn func(Death)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	msgs, errs := w.api.Events(ctx, events.ListOptions{Filters: filters.NewArgs(
+	// Since the call, not since the subscription: the engine replays what happened in between.
+	now := time.Now()
+	msgs, errs := w.api.Events(ctx, events.ListOptions{Since: fmt.Sprintf("%d.%09d", now.Unix(), now.Nanosecond()), Filters: filters.NewArgs(
 		filters.Arg("type", string(events.ContainerEventType)),
 		filters.Arg("event", string(events.ActionDie)),
 		filters.Arg("label", labelAgent+"="+w.agent),
