@@ -3,6 +3,7 @@ package protocol
 import (
 	"crypto/ed25519"
 	"crypto/hpke"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -117,14 +118,25 @@ func (e *Endpoint) Seal(m Message) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: peer %s: %w", quote(h.To), invalid("keys", "%s public key does not parse", hdr.KEM))
 	}
+	out, err := sealRaw(hdr, e.Keys.sign, body, pub, aead)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > l.MaxEnvelope {
+		return nil, fmt.Errorf("seal %s: envelope is %d bytes, more than the limit %d: %w", h.Type, len(out), l.MaxEnvelope, ErrTooLarge)
+	}
+	return out, nil
+}
+
+// sealRaw signs and encrypts body under hdr. Tests call it to forge envelopes.
+func sealRaw(hdr Header, sign ed25519.PrivateKey, body []byte, pub hpke.PublicKey, aead hpke.AEAD) ([]byte, error) {
 	hdrBytes, err := json.Marshal(hdr)
 	if err != nil {
 		return nil, err
 	}
-
 	// 2. Sign header and message: plaintext = signature || message.
 	pt := make([]byte, 0, ed25519.SignatureSize+len(body))
-	pt = append(pt, ed25519.Sign(e.Keys.sign, signInput(hdrBytes, body))...)
+	pt = append(pt, ed25519.Sign(sign, signInput(hdrBytes, body))...)
 	pt = append(pt, body...)
 
 	// 3. Encrypt with the header as AAD.
@@ -136,14 +148,7 @@ func (e *Endpoint) Seal(m Message) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("seal: hpke: %w", err)
 	}
-	out, err := json.Marshal(Envelope{Header: hdrBytes, Enc: enc, Ciphertext: ct})
-	if err != nil {
-		return nil, err
-	}
-	if len(out) > l.MaxEnvelope {
-		return nil, fmt.Errorf("seal %s: envelope is %d bytes, more than the limit %d: %w", h.Type, len(out), l.MaxEnvelope, ErrTooLarge)
-	}
-	return out, nil
+	return json.Marshal(Envelope{Header: hdrBytes, Enc: enc, Ciphertext: ct})
 }
 
 // Open checks, decrypts, verifies, decodes and validates an envelope addressed to e. Each
@@ -157,19 +162,9 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 		return nil, fmt.Errorf("open: envelope is %d bytes, more than the limit %d: %w", len(data), l.MaxEnvelope, ErrTooLarge)
 	}
 	// 2. Envelope and header, strictly.
-	var env Envelope
-	if err := checkJSON(data); err != nil {
-		return nil, fmt.Errorf("open: envelope: %w", err)
-	}
-	if err := strictUnmarshal(data, &env); err != nil {
-		return nil, fmt.Errorf("open: envelope: %w", err)
-	}
-	if len(env.Header) == 0 || env.Header[0] != '{' {
-		return nil, fmt.Errorf("open: envelope: %w: header must be a JSON object", ErrMalformed)
-	}
-	var hdr Header
-	if err := strictUnmarshal(env.Header, &hdr); err != nil {
-		return nil, fmt.Errorf("open: header: %w", err)
+	env, hdr, err := parseEnvelope(data)
+	if err != nil {
+		return nil, fmt.Errorf("open: %w", err)
 	}
 	if hdr.Version != ProtocolVersion {
 		return nil, fmt.Errorf("open: header version %d, this build speaks %d: %w", hdr.Version, ProtocolVersion, ErrUnsupported)
@@ -248,21 +243,47 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 // PeekHeader decodes an envelope's header without opening it, e.g. to route or log. Nothing
 // in it is authenticated until Open succeeds.
 func PeekHeader(data []byte) (*Header, error) {
-	var env Envelope
+	_, hdr, err := parseEnvelope(data)
+	return hdr, err
+}
+
+// parseEnvelope decodes the envelope exactly: the three field names as written (encoding/json
+// would match them case-insensitively), no duplicates, strict base64 (no ignored padding
+// bits), so that no byte of an envelope can change without the envelope being refused.
+func parseEnvelope(data []byte) (*Envelope, *Header, error) {
 	if err := checkJSON(data); err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("envelope: %w", err)
 	}
-	if err := strictUnmarshal(data, &env); err != nil {
-		return nil, err
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, nil, fmt.Errorf("envelope: %w: must be a JSON object", ErrMalformed)
+	}
+	env := &Envelope{Header: fields["header"]}
+	if len(fields) != 3 || fields["header"] == nil || fields["enc"] == nil || fields["ct"] == nil {
+		return nil, nil, fmt.Errorf("envelope: %w: must have exactly the fields header, enc and ct", ErrMalformed)
+	}
+	for _, f := range []struct {
+		name string
+		dst  *[]byte
+	}{{"enc", &env.Enc}, {"ct", &env.Ciphertext}} {
+		var s string
+		if err := json.Unmarshal(fields[f.name], &s); err != nil {
+			return nil, nil, fmt.Errorf("envelope: %w: %s must be a base64 string", ErrMalformed, f.name)
+		}
+		b, err := base64.StdEncoding.Strict().DecodeString(s)
+		if err != nil {
+			return nil, nil, fmt.Errorf("envelope: %w: %s is not strict base64", ErrMalformed, f.name)
+		}
+		*f.dst = b
+	}
+	if len(env.Header) == 0 || env.Header[0] != '{' {
+		return nil, nil, fmt.Errorf("envelope: %w: header must be a JSON object", ErrMalformed)
 	}
 	var hdr Header
-	if len(env.Header) == 0 || env.Header[0] != '{' {
-		return nil, fmt.Errorf("%w: header must be a JSON object", ErrMalformed)
-	}
 	if err := strictUnmarshal(env.Header, &hdr); err != nil {
-		return nil, err
+		return nil, nil, fmt.Errorf("header: %w", err)
 	}
-	return &hdr, nil
+	return env, &hdr, nil
 }
 
 func signInput(hdr, body []byte) []byte {

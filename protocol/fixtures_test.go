@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -106,15 +108,31 @@ type parties struct {
 
 var cachedKeys []*PrivateKeys
 
-// testKeys returns n key sets, generated once per test binary (ML-KEM keygen is slow under qemu).
+// fixedKeys derives test key set i from fixed seeds, so golden files and the fuzz corpus
+// stay valid from run to run. Never use such keys outside tests.
+func fixedKeys(t testing.TB, i int) *PrivateKeys {
+	t.Helper()
+	seed := func(label string) []byte {
+		s := sha256.Sum256([]byte(fmt.Sprintf("anax-agent test key %d %s", i, label)))
+		return s[:]
+	}
+	data, err := json.Marshal(keyFile{Format: keyFileFormat, Ed25519Seed: seed("ed25519"),
+		X25519: seed("x25519"), MLKEM768X25519: seed("hybrid")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := ParseKeys(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// testKeys returns fixed key sets 0..n-1, parsed once per test binary.
 func testKeys(t testing.TB, n int) []*PrivateKeys {
 	t.Helper()
 	for len(cachedKeys) < n {
-		k, err := GenerateKeys()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cachedKeys = append(cachedKeys, k)
+		cachedKeys = append(cachedKeys, fixedKeys(t, len(cachedKeys)))
 	}
 	return cachedKeys[:n]
 }

@@ -178,7 +178,7 @@ func Encode(m Message) ([]byte, error) {
 // known type. It does not validate: call Validate (Open does both).
 func Decode(data []byte) (Message, error) {
 	if err := checkJSON(data); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("message: %w", err)
 	}
 	var probe struct {
 		Type MessageType `json:"type"`

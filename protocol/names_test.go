@@ -44,8 +44,102 @@ func TestValidateSecretName(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("ValidateSecretName(%q) = %q, want it to contain %q", tc.in, err, tc.wantErr)
 			}
-			if !errors.Is(err, ErrInvalidSecretName) {
-				t.Errorf("error %v does not wrap ErrInvalidSecretName", err)
+			if !errors.Is(err, ErrInvalidSecretName) || !errors.Is(err, ErrInvalid) {
+				t.Errorf("error %v does not wrap ErrInvalidSecretName and ErrInvalid", err)
+			}
+		})
+	}
+}
+
+func TestParseManagerName(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    ManagerName
+		wantErr string // exact
+	}{
+		{"db", ManagerName{Name: "db"}, ""},
+		{"user", ManagerName{Name: "user"}, ""},
+		{"user/alice/db", ManagerName{User: "alice", Name: "db"}, ""},
+		{"node/node1/db", ManagerName{Node: "node1", Name: "db"}, ""},
+		{"user/alice/node/node1/db", ManagerName{User: "alice", Node: "node1", Name: "db"}, ""},
+		{"user/a@b.com/db-1.v2", ManagerName{User: "a@b.com", Name: "db-1.v2"}, ""},
+		{"", ManagerName{}, `secret manager name "": must not be empty`},
+		{"user/alice", ManagerName{}, `secret manager name "user/alice": must be name, user/<user>/name, node/<node>/name or user/<user>/node/<node>/name`},
+		{"a/b", ManagerName{}, `secret manager name "a/b": must be name, user/<user>/name, node/<node>/name or user/<user>/node/<node>/name`},
+		{"node/n/user/u/db", ManagerName{}, `secret manager name "node/n/user/u/db": must be name, user/<user>/name, node/<node>/name or user/<user>/node/<node>/name`},
+		{"user/alice/x/n/db", ManagerName{}, `secret manager name "user/alice/x/n/db": must be name, user/<user>/name, node/<node>/name or user/<user>/node/<node>/name`},
+		{"user//db", ManagerName{}, `secret manager name "user//db": user segment must not be empty`},
+		{"node//db", ManagerName{}, `secret manager name "node//db": node segment must not be empty`},
+		{"user/alice/", ManagerName{}, `secret manager name "user/alice/": name segment must not be empty`},
+		{"user/../db", ManagerName{}, `secret manager name "user/../db": user segment must not be . or ..`},
+		{"user/alice/node/n 1/db", ManagerName{}, `secret manager name "user/alice/node/n 1/db": node segment byte 1 is not one of [A-Za-z0-9_.@+-]`},
+		{"db:1", ManagerName{}, `secret manager name "db:1": name segment byte 2 is not one of [A-Za-z0-9_.@+-]`},
+		{strings.Repeat("a", 256), ManagerName{}, `secret manager name "` + strings.Repeat("a", 64) + `...": name segment must be at most 255 bytes`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseManagerName(tc.in)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("ParseManagerName(%q) = %v", tc.in, err)
+				}
+				if got != tc.want {
+					t.Errorf("ParseManagerName(%q) = %+v, want %+v", tc.in, got, tc.want)
+				}
+				if got.String() != tc.in {
+					t.Errorf("String() = %q, want %q", got.String(), tc.in)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.wantErr {
+				t.Fatalf("ParseManagerName(%q) = %v, want %q", tc.in, err, tc.wantErr)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not wrap ErrInvalid")
+			}
+		})
+	}
+}
+
+func TestManagerNameFallback(t *testing.T) {
+	m := ManagerName{User: "alice", Name: "db"}
+	n := m.ForNode("node1")
+	if got, want := n.String(), "user/alice/node/node1/db"; got != want {
+		t.Errorf("ForNode = %q, want %q", got, want)
+	}
+	if !n.NodeSpecific() || m.NodeSpecific() {
+		t.Errorf("NodeSpecific: %v %v, want true false", n.NodeSpecific(), m.NodeSpecific())
+	}
+	if n.WithoutNode() != m {
+		t.Errorf("WithoutNode = %+v, want %+v", n.WithoutNode(), m)
+	}
+}
+
+func TestValidateID(t *testing.T) {
+	tests := []struct {
+		in, wantErr string
+	}{
+		{"myorg/node1", ""},
+		{"agbot-1.example.com:8443", ""},
+		{"a1b2c3", ""},
+		{"", "field id: must not be empty"},
+		{strings.Repeat("a", 257), "field id: must be at most 256 bytes"},
+		{"/etc", "field id: must not start with '/' or '.'"},
+		{".hidden", "field id: must not start with '/' or '.'"},
+		{"a\"b", "field id: byte 1 is not one of [A-Za-z0-9_.@+:/-]"},
+		{"a<b", "field id: byte 1 is not one of [A-Za-z0-9_.@+:/-]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.in, func(t *testing.T) {
+			err := ValidateID("id", tc.in)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("ValidateID(%q) = %v", tc.in, err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.wantErr || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("ValidateID(%q) = %v, want %q", tc.in, err, tc.wantErr)
 			}
 		})
 	}

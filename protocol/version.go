@@ -80,11 +80,14 @@ func ParseVersionRange(s string) (VersionRange, error) {
 		}
 		return VersionRange{Min: v, MinInclusive: true, Unbounded: true}, nil
 	}
-	if len(s) < 5 || (s[0] != '[' && s[0] != '(') {
+	if s[0] != '[' && s[0] != '(' {
 		return bad("must start with '[' or '('")
 	}
 	if last := s[len(s)-1]; last != ']' && last != ')' {
 		return bad("must end with ']' or ')'")
+	}
+	if len(s) < 5 {
+		return bad("is too short for an interval like [1,2)")
 	}
 	lo, hi, ok := strings.Cut(s[1:len(s)-1], ",")
 	if !ok || strings.Contains(hi, ",") {
