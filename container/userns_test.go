@@ -1,8 +1,18 @@
 package container
 
 import (
+	"context"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/client"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 func TestParseSubIDs(t *testing.T) {
@@ -159,6 +169,73 @@ func TestParseOnUpdate(t *testing.T) {
 			}
 			if err != nil || got != tc.want {
 				t.Errorf("parseOnUpdate(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
+// fakeEngine answers Info and ImageInspect only: enough for ResolveUser on a numeric user,
+// to check the userns-remap shift without reconfiguring the machine's dockerd.
+type fakeEngine struct {
+	Docker // nil: any other call panics
+	info   system.Info
+	user   string
+}
+
+func (f fakeEngine) Info(context.Context) (system.Info, error) { return f.info, nil }
+func (f fakeEngine) ImageInspect(context.Context, string, ...client.ImageInspectOption) (image.InspectResponse, error) {
+	return image.InspectResponse{Config: &dockerspec.DockerOCIImageConfig{ImageConfig: ocispec.ImageConfig{User: f.user}}}, nil
+}
+
+func TestResolveUserUsernsRemap(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	files := hostFiles{
+		passwd: write("passwd", "root:x:0:0::/:\ndockremap:x:997:997::/:\n"),
+		subuid: write("subuid", "dockremap:100000:65536\n"),
+		subgid: write("subgid", "dockremap:200000:65536\n"),
+	}
+	userns := []string{"name=seccomp,profile=default", "name=userns"}
+	tests := []struct {
+		name             string
+		info             system.Info
+		user             string
+		wantUID, wantGID int
+		wantErr          string
+	}{
+		{name: "no remap", info: system.Info{SecurityOptions: []string{"name=seccomp,profile=default"}, DockerRootDir: "/var/lib/docker"},
+			user: "1000:1000", wantUID: 1000, wantGID: 1000},
+		{name: "remap", info: system.Info{SecurityOptions: userns, DockerRootDir: "/var/lib/docker/100000.200000"},
+			user: "1000:1000", wantUID: 101000, wantGID: 201000},
+		{name: "remap root", info: system.Info{SecurityOptions: userns, DockerRootDir: "/var/lib/docker/100000.200000"},
+			user: "0:0", wantUID: 100000, wantGID: 200000},
+		{name: "outside the range", info: system.Info{SecurityOptions: userns, DockerRootDir: "/var/lib/docker/100000.200000"},
+			user: "70000:1", wantErr: "outside the ranges"},
+		{name: "dockerd disagrees", info: system.Info{SecurityOptions: userns, DockerRootDir: "/var/lib/docker/300000.300000"},
+			user: "1000:1000", wantErr: "set Options.RemapUser"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := New(fakeEngine{info: tc.info, user: tc.user}, Options{AgentID: "a"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.hostFS = files
+			uid, gid, err := w.ResolveUser(context.Background(), "img", "")
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("ResolveUser = %d:%d, %v; want an error saying %q", uid, gid, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || uid != tc.wantUID || gid != tc.wantGID {
+				t.Errorf("ResolveUser = %d:%d, %v; want %d:%d", uid, gid, err, tc.wantUID, tc.wantGID)
 			}
 		})
 	}
