@@ -13,7 +13,7 @@
 //	(*Worker).ResolveUser(ctx, image, user) (uid, gid int, err error)
 //	(*Worker).Start(ctx, Instance) ([]Container, error)
 //	(*Worker).AfterUpdate(ctx, agreementID, changed []string) error
-//	(*Worker).Stop(ctx, agreementID) error
+//	(*Worker).Stop(ctx, agreementID) error, (*Worker).Restart(ctx, agreementID) error
 //	(*Worker).List(ctx) ([]Container, error)
 //	(*Worker).Watch(ctx, func(Death)) error
 //	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrNotFound

@@ -107,3 +107,32 @@ func trimSlash(name string) string {
 	}
 	return name
 }
+
+// Restart restarts every container of the agreement (starting those that are not running),
+// e.g. after a reported death or once the secrets of a rebooted node are restored: a container
+// whose store files are missing does not start, the engine says "bind source path does not
+// exist". It returns ErrNotFound when the agreement has no container.
+func (w *Worker) Restart(ctx context.Context, agreementID string) error {
+	if err := checkName("agreement id", agreementID); err != nil {
+		return err
+	}
+	list, err := w.listLabels(ctx, agreementID)
+	if err != nil {
+		return fmt.Errorf("agreement %q: %w", agreementID, err)
+	}
+	if len(list) == 0 {
+		return fmt.Errorf("agreement %q: %w", agreementID, ErrNotFound)
+	}
+	var errs []error
+	for _, c := range list {
+		if c.State == "running" {
+			w.markIntended(c.ID) // a stopped one does not die on the way
+		}
+		if err := w.api.ContainerRestart(ctx, c.ID, w.stopOptions()); err != nil {
+			errs = append(errs, fmt.Errorf("agreement %q: restart container %q: %w", agreementID, c.Name, err))
+			continue
+		}
+		w.log.Info("restarted container", "agreement", agreementID, "container", c.Name, "id", c.ID)
+	}
+	return errors.Join(errs...)
+}

@@ -115,7 +115,9 @@ func (w *Worker) afterUpdateOne(ctx context.Context, lc labelled, changed []stri
 		restart = true
 	}
 	if restart {
-		w.markIntended(lc.ID)
+		if lc.State == "running" {
+			w.markIntended(lc.ID)
+		}
 		if err := w.api.ContainerRestart(ctx, lc.ID, w.stopOptions()); err != nil {
 			return fmt.Errorf("restart: %w", err)
 		}

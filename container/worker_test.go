@@ -430,10 +430,20 @@ func TestWatchReportsDeaths(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	// 1. The worker stops one: no report. 2. Something else kills the other: reported. The
-	// first report must therefore be the kill.
+	// 1. The worker stops one and restarts the other: no report. 2. Something else kills the
+	// second: reported. The first report must therefore be the kill.
 	if err := h.Stop(ctx, "agr-stop"); err != nil {
 		t.Fatal(err)
+	}
+	before := inspect(t, cli, started["agr-die"].ID).State.StartedAt
+	if err := h.Restart(ctx, "agr-die"); err != nil {
+		t.Fatal(err)
+	}
+	if after := inspect(t, cli, started["agr-die"].ID).State.StartedAt; after == before {
+		t.Errorf("Restart: StartedAt still %s", after)
+	}
+	if err := h.Restart(ctx, "agr-stop"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Restart of a stopped agreement = %v, want ErrNotFound", err)
 	}
 	if err := cli.ContainerKill(ctx, started["agr-die"].ID, "SIGKILL"); err != nil {
 		t.Fatal(err)
