@@ -1,12 +1,10 @@
-// Command agbot is a placeholder until its issue lands: it prints usage and exits.
+// Command agbot is the compact agreement bot: `agbot init` and `agbot serve` (package agbot).
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/edge-secrets/anax-agent/agbot"
 )
 
-func main() {
-	fmt.Fprintln(os.Stderr, "usage: agbot (not implemented yet)")
-	os.Exit(2)
-}
+func main() { os.Exit(agbot.Main(os.Args[1:], os.Stdout, os.Stderr, nil)) }

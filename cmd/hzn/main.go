@@ -1,12 +1,10 @@
-// Command hzn is a placeholder until its issue lands: it prints usage and exits.
+// Command hzn is the CLI for the agbot and the agent (package hzn).
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/edge-secrets/anax-agent/hzn"
 )
 
-func main() {
-	fmt.Fprintln(os.Stderr, "usage: hzn (not implemented yet)")
-	os.Exit(2)
-}
+func main() { os.Exit(hzn.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, os.Getenv)) }

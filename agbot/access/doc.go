@@ -1,0 +1,7 @@
+// Package access decides who may do what on the agbot: password and token hashing
+// (argon2id) with a verified-credential cache, and the secure API's authorisation matrix
+// for secret-manager names (design §6). Pure decisions; the HTTP layer maps the sentinels
+// to 401 and 403.
+//
+// Imported by agbot/api and agbot/store (to hash on create).
+package access

@@ -1,0 +1,277 @@
+package agbot
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/agbot/access"
+	"github.com/edge-secrets/anax-agent/agbot/api"
+	"github.com/edge-secrets/anax-agent/agbot/engine"
+	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/secrets"
+	"github.com/edge-secrets/anax-agent/agbot/secrets/embedded"
+	"github.com/edge-secrets/anax-agent/agbot/store"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// Files in the data directory.
+const (
+	StateFile = "state.db"
+	KeysFile  = "agbot-keys.json"
+	CertFile  = "tls/cert.pem"
+	TLSKey    = "tls/key.pem"
+	metaID    = "agbot-id"
+)
+
+// ErrInitialised: init found existing state.
+var ErrInitialised = errors.New("data dir already initialised")
+
+// InitOptions configure Init.
+type InitOptions struct {
+	DataDir  string
+	Org      string
+	Admin    string // user name
+	Password string
+	Hash     access.HashParams // zero: access.DefaultParams
+	Hosts    []string          // extra certificate names; 127.0.0.1, ::1, localhost and the host name are always in
+}
+
+// Init creates the state, the agbot's keys and a self-signed TLS certificate, and returns the
+// signing-key fingerprint nodes pin.
+func Init(o InitOptions) (fingerprint string, err error) {
+	if err := validOrg(o.Org); err != nil {
+		return "", err
+	}
+	if o.Admin == "" || o.Password == "" {
+		return "", fmt.Errorf("admin: want USER:PASSWORD with both parts")
+	}
+	if o.Hash.Time == 0 {
+		o.Hash = access.DefaultParams
+	}
+	if err := os.MkdirAll(filepath.Join(o.DataDir, "tls"), 0o700); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(o.DataDir, StateFile)); err == nil {
+		return "", fmt.Errorf("%s: %w", o.DataDir, ErrInitialised)
+	}
+	keys, err := protocol.LoadOrCreateKeys(filepath.Join(o.DataDir, KeysFile))
+	if err != nil {
+		return "", err
+	}
+	st, err := store.Open(filepath.Join(o.DataDir, StateFile))
+	if err != nil {
+		return "", err
+	}
+	defer st.Close()
+	host, _ := os.Hostname()
+	if err := st.SetMeta(metaID, []byte("agbot@"+sanitize(host))); err != nil {
+		return "", err
+	}
+	if err := st.Orgs.Put(o.Org, o.Org, store.Org{ID: o.Org, Created: time.Now().UTC().Format(time.RFC3339)}); err != nil {
+		return "", err
+	}
+	hash, err := access.Hash(o.Password, o.Hash)
+	if err != nil {
+		return "", err
+	}
+	if err := st.Users.Put(o.Org, o.Admin, exchange.User{Org: o.Org, Name: o.Admin, Admin: true, PasswordHash: hash}); err != nil {
+		return "", err
+	}
+	if err := writeCert(o.DataDir, append([]string{host}, o.Hosts...)); err != nil {
+		return "", err
+	}
+	return keys.Public().Fingerprint(), nil
+}
+
+func sanitize(s string) string {
+	out := []byte{}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return "localhost"
+	}
+	return string(out)
+}
+
+func validOrg(org string) error {
+	if err := secrets.ValidateOrg(org); err != nil {
+		return err
+	}
+	return nil
+}
+
+// writeCert makes a self-signed ECDSA P-256 certificate for loopback and the host names.
+func writeCert(dir string, hosts []string) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return err
+	}
+	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	tpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "agbot"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(5, 0, 0),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		DNSNames:              []string{"localhost"},
+	}
+	for _, h := range hosts {
+		if h == "" {
+			continue
+		}
+		if ip := net.ParseIP(h); ip != nil {
+			tpl.IPAddresses = append(tpl.IPAddresses, ip)
+		} else {
+			tpl.DNSNames = append(tpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		return err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, TLSKey), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, CertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+}
+
+// Options configure a Server.
+type Options struct {
+	DataDir string
+	// Secrets is the secrets manager; nil opens the embedded one in DataDir.
+	Secrets secrets.Manager
+	Log     *slog.Logger
+	Hash    access.HashParams // for passwords and tokens created through the API
+	// Retry and MaxRetry bound the resend backoff of unacknowledged messages.
+	Retry, MaxRetry time.Duration
+}
+
+// Server is a running agbot: state, secrets manager, agreement engine and HTTP API.
+type Server struct {
+	opts   Options
+	st     *store.Store
+	sm     secrets.Manager
+	ownSM  bool
+	Engine *engine.Engine
+	API    *api.API
+	http   *http.Server
+	ctx    context.Context // cancelled by Shutdown: ends the engine and every long-poll
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// Open opens an initialised data directory and starts the engine (not the listener).
+func Open(o Options) (*Server, error) {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if _, err := os.Stat(filepath.Join(o.DataDir, StateFile)); err != nil {
+		return nil, fmt.Errorf("%s is not initialised (run agbot init): %w", o.DataDir, err)
+	}
+	keys, err := protocol.LoadKeys(filepath.Join(o.DataDir, KeysFile))
+	if err != nil {
+		return nil, err
+	}
+	st, err := store.Open(filepath.Join(o.DataDir, StateFile))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{opts: o, st: st, sm: o.Secrets}
+	if s.sm == nil {
+		if s.sm, err = embedded.Open(o.DataDir); err != nil {
+			st.Close()
+			return nil, err
+		}
+		s.ownSM = true
+	}
+	id, _ := st.Meta(metaID)
+	if len(id) == 0 {
+		id = []byte("agbot")
+	}
+	s.Engine, err = engine.New(engine.Config{Store: st, Secrets: s.sm, Keys: keys, ID: string(id), Log: o.Log, Retry: o.Retry, MaxRetry: o.MaxRetry})
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.API = api.New(api.Config{Store: st, Secrets: s.sm, Engine: s.Engine, Log: o.Log, Hash: o.Hash})
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.wg.Go(func() { s.Engine.Run(s.ctx) })
+	return s, nil
+}
+
+// Handler is the HTTP API.
+func (s *Server) Handler() http.Handler { return s.API }
+
+// TLSConfig loads the data dir's certificate.
+func TLSConfig(dataDir string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dataDir, CertFile), filepath.Join(dataDir, TLSKey))
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Serve serves HTTPS on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	cfg, err := TLSConfig(s.opts.DataDir)
+	if err != nil {
+		return err
+	}
+	s.http = &http.Server{Handler: s.API, TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return s.ctx },
+		ErrorLog:    slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
+	err = s.http.Serve(tls.NewListener(ln, cfg))
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting, ends long-polls, waits for requests in flight (until ctx), and
+// closes the state. Everything queued is already on disk.
+func (s *Server) Shutdown(ctx context.Context) error {
+	var err error
+	s.cancel() // ends the engine and the long-polls' wait on it
+	if s.http != nil {
+		err = s.http.Shutdown(ctx)
+	}
+	s.wg.Wait()
+	return errors.Join(err, s.close())
+}
+
+func (s *Server) close() error {
+	var errs []error
+	if s.ownSM && s.sm != nil {
+		errs = append(errs, s.sm.Close())
+	}
+	errs = append(errs, s.st.Close())
+	return errors.Join(errs...)
+}

@@ -1,0 +1,791 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/agbot/access"
+	"github.com/edge-secrets/anax-agent/agbot/constraint"
+	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/secrets"
+	"github.com/edge-secrets/anax-agent/agbot/store"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+const maxDoc = 1 << 20 // service, policy and pattern files
+
+// UserBody creates or changes a user.
+type UserBody struct {
+	Password string `json:"password"`
+	Admin    bool   `json:"admin"`
+	Email    string `json:"email,omitempty"`
+}
+
+func (a *API) listUsers(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := adminOf(callerOf(r), org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	users, err := a.st.Users.List(org)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := map[string]exchange.UserView{}
+	for _, u := range users {
+		out[u.Name] = u.View()
+	}
+	writeJSON(w, 200, out)
+}
+
+func (a *API) getUser(w http.ResponseWriter, r *http.Request) {
+	org, name, c := r.PathValue("org"), r.PathValue("user"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if !c.Admin && c.ID != name {
+		a.fail(w, fmt.Errorf("%w: %s may read only its own user", access.ErrForbidden, c))
+		return
+	}
+	u, err := a.st.Users.Get(org, name)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, u.View())
+}
+
+func (a *API) putUser(w http.ResponseWriter, r *http.Request) {
+	org, name, c := r.PathValue("org"), r.PathValue("user"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := validSegment("user", name); err != nil {
+		a.fail(w, err)
+		return
+	}
+	var body UserBody
+	if err := readJSON(r, 64<<10, &body); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if len(body.Password) < 1 {
+		a.fail(w, fmt.Errorf("%w: field password: must not be empty", errBadRequest))
+		return
+	}
+	old, err := a.st.Users.Get(org, name)
+	exists := err == nil
+	switch {
+	case !c.Admin && !(exists && c.ID == name):
+		a.fail(w, fmt.Errorf("%w: only an admin of org %q creates users", access.ErrForbidden, org))
+		return
+	case !c.Admin && body.Admin != old.Admin:
+		a.fail(w, fmt.Errorf("%w: only an admin changes the admin flag", access.ErrForbidden))
+		return
+	case exists && r.Method == "POST":
+		a.fail(w, fmt.Errorf("user %s/%s: %w", org, name, store.ErrExists))
+		return
+	}
+	hash, err := access.Hash(body.Password, a.cfg.Hash)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	u := exchange.User{Org: org, Name: name, Admin: body.Admin, PasswordHash: hash, LastUpdated: now()}
+	if err := a.st.Users.Put(org, name, u); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.log.Info("audit", "op", "user "+r.Method, "org", org, "user", name, "admin", body.Admin, "caller", c.String(), "result", 201)
+	writeJSON(w, 201, u.View())
+}
+
+func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
+	org, name, c := r.PathValue("org"), r.PathValue("user"), callerOf(r)
+	if err := adminOf(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := a.st.Users.Delete(org, name); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.ver.Forget("user\x00" + org + "/" + name)
+	writeJSON(w, 200, map[string]any{"deleted": name})
+}
+
+// NodeBody creates a node (hzn exchange node create): its token and optionally pattern.
+type NodeBody struct {
+	Token   string `json:"token"`
+	Pattern string `json:"pattern,omitempty"`
+	Arch    string `json:"arch,omitempty"`
+}
+
+func (a *API) listNodes(w http.ResponseWriter, r *http.Request) {
+	org, c := r.PathValue("org"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	nodes, err := a.st.Nodes.List(org)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := map[string]exchange.NodeView{}
+	for _, n := range nodes {
+		if c.Admin || n.Owner == c.ID {
+			out[n.ID] = n.View()
+		}
+	}
+	writeJSON(w, 200, out)
+}
+
+// nodeAccess: the node itself, its owner or an org admin.
+func nodeAccess(c access.Caller, org string, n exchange.Node) error {
+	switch {
+	case c.Org != org:
+		return fmt.Errorf("%w: %s can not act in org %q", access.ErrForbidden, c, org)
+	case c.Node && c.ID == n.ID, !c.Node && (c.Admin || c.ID == n.Owner):
+		return nil
+	}
+	return fmt.Errorf("%w: node %q belongs to user %q, not %s", access.ErrForbidden, n.ID, n.Owner, c)
+}
+
+func (a *API) getNode(w http.ResponseWriter, r *http.Request) {
+	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)
+	if c.Org != org {
+		a.fail(w, fmt.Errorf("%w: %s can not act in org %q", access.ErrForbidden, c, org))
+		return
+	}
+	n, err := a.st.Nodes.Get(org, id)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := nodeAccess(c, org, n); err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, n.View())
+}
+
+func (a *API) putNode(w http.ResponseWriter, r *http.Request) {
+	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := validSegment("node", id); err != nil {
+		a.fail(w, err)
+		return
+	}
+	var body NodeBody
+	if err := readJSON(r, 64<<10, &body); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if body.Token == "" {
+		a.fail(w, fmt.Errorf("%w: field token: must not be empty", errBadRequest))
+		return
+	}
+	n, err := a.st.Nodes.Get(org, id)
+	if err == nil {
+		if err := nodeAccess(c, org, n); err != nil {
+			a.fail(w, err)
+			return
+		}
+	} else {
+		n = exchange.Node{Org: org, ID: id, Owner: c.ID}
+	}
+	if n.TokenHash, err = access.Hash(body.Token, a.cfg.Hash); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if body.Pattern != "" {
+		n.Pattern = body.Pattern
+	}
+	if body.Arch != "" {
+		n.Arch = body.Arch
+	}
+	n.LastUpdated = now()
+	if err := a.st.Nodes.Put(org, id, n); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.ver.Forget("node\x00" + org + "/" + id)
+	a.log.Info("audit", "op", "node put", "org", org, "node", id, "owner", n.Owner, "caller", c.String(), "result", 201)
+	writeJSON(w, 201, n.View())
+}
+
+func (a *API) deleteNode(w http.ResponseWriter, r *http.Request) {
+	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)
+	n, err := a.st.Nodes.Get(org, id)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := nodeAccess(c, org, n); err != nil || c.Node {
+		if err == nil {
+			err = fmt.Errorf("%w: a node can not delete itself", access.ErrForbidden)
+		}
+		a.fail(w, err)
+		return
+	}
+	if err := a.st.Nodes.Delete(org, id); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.ver.Forget("node\x00" + org + "/" + id)
+	if err := a.eng.NodeDeleted(org, id); err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, map[string]any{"deleted": id})
+}
+
+func (a *API) nodeAgreements(w http.ResponseWriter, r *http.Request) {
+	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)
+	n, err := a.st.Nodes.Get(org, id)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := nodeAccess(c, org, n); err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, a.eng.Agreements(org, id))
+}
+
+func (a *API) listAgreements(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := adminOf(callerOf(r), org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, a.eng.Agreements(org, ""))
+}
+
+// Registration is what a node sends to register (node auth).
+type Registration struct {
+	PublicKeys *protocol.PublicKeys `json:"publicKeys"`
+	Arch       string               `json:"arch"`
+	Properties []exchange.Property  `json:"properties,omitempty"`
+	Pattern    string               `json:"pattern,omitempty"`
+}
+
+func (a *API) register(w http.ResponseWriter, r *http.Request) {
+	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)
+	if !c.Node || c.Org != org || c.ID != id {
+		a.fail(w, fmt.Errorf("%w: only node %s/%s itself registers, with its token", access.ErrForbidden, org, id))
+		return
+	}
+	var reg Registration
+	if err := readJSON(r, 64<<10, &reg); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if reg.PublicKeys == nil {
+		a.fail(w, fmt.Errorf("%w: field publicKeys: required", errBadRequest))
+		return
+	}
+	if err := reg.PublicKeys.Validate(); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if reg.Arch == "" {
+		a.fail(w, fmt.Errorf("%w: field arch: required (amd64, arm64, arm, ...)", errBadRequest))
+		return
+	}
+	n, err := a.st.Nodes.Get(org, id)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if reg.Pattern != "" {
+		po, pn := org, reg.Pattern
+		if o, p, ok := cut(reg.Pattern); ok {
+			po, pn = o, p
+		}
+		if _, err := a.st.Patterns.Get(po, pn); err != nil {
+			a.fail(w, fmt.Errorf("%w: field pattern: pattern %s/%s is not published", errBadRequest, po, pn))
+			return
+		}
+		n.Pattern = reg.Pattern
+	}
+	n.PublicKeys, n.Arch, n.Properties, n.Registered, n.LastUpdated = reg.PublicKeys, reg.Arch, reg.Properties, true, now()
+	if err := a.st.Nodes.Put(org, id, n); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.eng.NodeKeysChanged(org, id, reg.PublicKeys)
+	a.log.Info("node registered", "org", org, "node", id, "arch", reg.Arch, "pattern", n.Pattern, "keys", reg.PublicKeys.Fingerprint())
+	if err := a.eng.ReconcileNode(r.Context(), org, id); err != nil {
+		a.log.Warn("reconcile after registration", "node", id, "err", err)
+	}
+	pub := a.eng.PublicKeys()
+	writeJSON(w, 200, AgbotInfo{ID: a.eng.ID(), PublicKeys: pub, Fingerprint: pub.Fingerprint()})
+}
+
+func cut(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", s, false
+}
+
+// Messages is the long-poll response.
+type Messages struct {
+	Messages []Message `json:"messages"`
+}
+
+// Message is one sealed protocol message for the node.
+type Message struct {
+	ID        uint64 `json:"id"`
+	Agreement string `json:"agreementId"`
+	Type      string `json:"type"`
+	Seq       uint64 `json:"seq"`
+	Envelope  []byte `json:"envelope"` // the protocol envelope JSON, base64
+}
+
+func (a *API) nodeOnly(r *http.Request) (string, string, error) {
+	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)
+	if !c.Node || c.Org != org || c.ID != id {
+		return "", "", fmt.Errorf("%w: only node %s/%s itself reads and answers its messages, with its token", access.ErrForbidden, org, id)
+	}
+	return org, id, nil
+}
+
+func (a *API) poll(w http.ResponseWriter, r *http.Request) {
+	org, id, err := a.nodeOnly(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	q := r.URL.Query()
+	var wait time.Duration
+	if s := q.Get("wait"); s != "" {
+		secs, err := strconv.Atoi(s)
+		if err != nil || secs < 0 || secs > 60 {
+			a.fail(w, fmt.Errorf("%w: wait: must be whole seconds from 0 to 60", errBadRequest))
+			return
+		}
+		wait = time.Duration(secs) * time.Second
+	}
+	var after uint64
+	if s := q.Get("after"); s != "" {
+		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
+			a.fail(w, fmt.Errorf("%w: after: must be a message id", errBadRequest))
+			return
+		}
+	}
+	msgs, err := a.eng.Poll(r.Context(), org, id, after, wait)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			// The agbot is shutting down: an empty answer makes the node poll again.
+			writeJSON(w, 200, Messages{Messages: []Message{}})
+			return
+		}
+		a.fail(w, err)
+		return
+	}
+	out := Messages{Messages: make([]Message, 0, len(msgs))}
+	for _, m := range msgs {
+		out.Messages = append(out.Messages, Message{ID: m.ID, Agreement: m.Agreement, Type: m.Type, Seq: m.Seq, Envelope: m.Envelope})
+	}
+	writeJSON(w, 200, out)
+}
+
+func (a *API) reply(w http.ResponseWriter, r *http.Request) {
+	org, id, err := a.nodeOnly(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	body := make([]byte, 0, 4096)
+	buf := make([]byte, 32<<10)
+	for {
+		n, rerr := r.Body.Read(buf)
+		body = append(body, buf[:n]...)
+		if len(body) > protocol.DefaultMaxEnvelope {
+			a.fail(w, fmt.Errorf("%w: envelope over %d bytes", errTooLarge, protocol.DefaultMaxEnvelope))
+			return
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	if err := a.eng.Receive(r.Context(), org, id, body); err != nil {
+		a.log.Warn("node message refused", "org", org, "node", id, "err", err)
+		a.fail(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// Published is the response to publishing a service, policy or pattern.
+type Published struct {
+	ID string `json:"id"`
+	exchange.Report
+}
+
+func (a *API) listServices(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := sameOrgUser(callerOf(r), org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	list, err := a.st.Services.List(org)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := map[string]exchange.Service{}
+	for _, s := range list {
+		out[org+"/"+s.ID()] = s
+	}
+	writeJSON(w, 200, out)
+}
+
+func (a *API) getService(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := sameOrgUser(callerOf(r), org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	s, err := a.st.Services.Get(org, r.PathValue("id"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, s)
+}
+
+func (a *API) putService(w http.ResponseWriter, r *http.Request) {
+	org, c := r.PathValue("org"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	var s exchange.Service
+	if err := readJSON(r, maxDoc, &s); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if s.Org == "" {
+		s.Org = org
+	}
+	if s.Org != org {
+		a.fail(w, fmt.Errorf("%w: field org: %q, but the route is for org %q", errBadRequest, s.Org, org))
+		return
+	}
+	if err := exchange.ValidateService(s); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if id := r.PathValue("id"); id != "" && id != s.ID() {
+		a.fail(w, fmt.Errorf("%w: route id %q is not the service's url_version_arch %q", errBadRequest, id, s.ID()))
+		return
+	}
+	if old, err := a.st.Services.Get(org, s.ID()); err == nil && !c.Admin && old.Owner != c.ID {
+		a.fail(w, fmt.Errorf("%w: service %s belongs to %q", access.ErrForbidden, s.ID(), old.Owner))
+		return
+	}
+	s.Owner, s.LastUpdated = c.ID, now()
+	if err := a.st.Services.Put(org, s.ID(), s); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.log.Info("audit", "op", "service publish", "org", org, "service", s.ID(), "caller", c.String(), "result", 201)
+	a.eng.ReconcileAll(r.Context())
+	writeJSON(w, 201, Published{ID: org + "/" + s.ID()})
+}
+
+func (a *API) deleteService(w http.ResponseWriter, r *http.Request) {
+	org, id, c := r.PathValue("org"), r.PathValue("id"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	s, err := a.st.Services.Get(org, id)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if !c.Admin && s.Owner != c.ID {
+		a.fail(w, fmt.Errorf("%w: service %s belongs to %q", access.ErrForbidden, id, s.Owner))
+		return
+	}
+	if err := a.st.Services.Delete(org, id); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.eng.ReconcileAll(r.Context())
+	writeJSON(w, 200, map[string]any{"deleted": id})
+}
+
+// servicesFor lists the published services a policy or pattern would deploy.
+func (a *API) servicesFor(org, url string, arch string, versions []exchange.ServiceVersion) ([]exchange.Service, error) {
+	all, err := a.st.Services.List(org)
+	if err != nil {
+		return nil, err
+	}
+	var out []exchange.Service
+	for _, s := range all {
+		if s.URL != url || !exchange.ArchMatches(arch, s.Arch) {
+			continue
+		}
+		for _, v := range versions {
+			if v.Version == s.Version {
+				out = append(out, s)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (a *API) exists(ctx context.Context, org string) func(string) (bool, error) {
+	return func(name string) (bool, error) {
+		_, _, err := a.sm.Get(ctx, org, name)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, secrets.ErrNotFound):
+			return false, nil
+		}
+		return false, err
+	}
+}
+
+func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := sameOrgUser(callerOf(r), org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	list, err := a.st.Policies.List(org)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := map[string]exchange.Policy{}
+	for _, p := range list {
+		out[org+"/"+p.Name] = p
+	}
+	writeJSON(w, 200, out)
+}
+
+func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := sameOrgUser(callerOf(r), org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	p, err := a.st.Policies.Get(org, r.PathValue("name"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, p)
+}
+
+func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
+	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := validSegment("policy", name); err != nil {
+		a.fail(w, err)
+		return
+	}
+	var p exchange.Policy
+	if err := readJSON(r, maxDoc, &p); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := exchange.ValidatePolicy(p); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if _, err := constraint.ParseAll(p.Constraints); err != nil {
+		a.fail(w, &protocol.ValidationError{Field: "constraints", Rule: err.Error()})
+		return
+	}
+	if old, err := a.st.Policies.Get(org, name); err == nil {
+		if r.Method == "POST" {
+			a.fail(w, fmt.Errorf("policy %s/%s: %w (use PUT to replace it)", org, name, store.ErrExists))
+			return
+		}
+		if !c.Admin && old.Owner != c.ID {
+			a.fail(w, fmt.Errorf("%w: policy %s belongs to %q", access.ErrForbidden, name, old.Owner))
+			return
+		}
+	}
+	svcs, err := a.servicesFor(p.Service.Org, p.Service.Name, p.Service.Arch, p.Service.ServiceVersions)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	rep, err := exchange.CheckPublish(p.SecretBinding, svcs, a.exists(r.Context(), org))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if len(svcs) == 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("no published service %s/%s matches: nothing is deployed until one is", p.Service.Org, p.Service.Name))
+	}
+	p.Org, p.Name, p.Owner, p.LastUpdated = org, name, c.ID, now()
+	if err := a.st.Policies.Put(org, name, p); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.log.Info("audit", "op", "policy publish", "org", org, "policy", name, "caller", c.String(), "result", 201)
+	if err := a.eng.Reconcile(r.Context(), org); err != nil {
+		rep.Warnings = append(rep.Warnings, "agreements not updated yet: "+err.Error())
+	}
+	writeJSON(w, 201, Published{ID: org + "/" + name, Report: rep})
+}
+
+func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	p, err := a.st.Policies.Get(org, name)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if !c.Admin && p.Owner != c.ID {
+		a.fail(w, fmt.Errorf("%w: policy %s belongs to %q", access.ErrForbidden, name, p.Owner))
+		return
+	}
+	if err := a.st.Policies.Delete(org, name); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := a.eng.Reconcile(r.Context(), org); err != nil {
+		a.log.Warn("reconcile after policy delete", "err", err)
+	}
+	writeJSON(w, 200, map[string]any{"deleted": name})
+}
+
+func (a *API) listPatterns(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := sameOrgUser(callerOf(r), org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	list, err := a.st.Patterns.List(org)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	out := map[string]exchange.Pattern{}
+	for _, p := range list {
+		out[org+"/"+p.Name] = p
+	}
+	writeJSON(w, 200, out)
+}
+
+func (a *API) getPattern(w http.ResponseWriter, r *http.Request) {
+	org := r.PathValue("org")
+	if err := sameOrgUser(callerOf(r), org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	p, err := a.st.Patterns.Get(org, r.PathValue("name"))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	writeJSON(w, 200, p)
+}
+
+func (a *API) putPattern(w http.ResponseWriter, r *http.Request) {
+	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := validSegment("pattern", name); err != nil {
+		a.fail(w, err)
+		return
+	}
+	var p exchange.Pattern
+	if err := readJSON(r, maxDoc, &p); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if err := exchange.ValidatePattern(p); err != nil {
+		a.fail(w, err)
+		return
+	}
+	if old, err := a.st.Patterns.Get(org, name); err == nil && !c.Admin && old.Owner != c.ID {
+		a.fail(w, fmt.Errorf("%w: pattern %s belongs to %q", access.ErrForbidden, name, old.Owner))
+		return
+	}
+	var svcs []exchange.Service
+	var rep exchange.Report
+	for _, ps := range p.Services {
+		found, err := a.servicesFor(ps.ServiceOrgid, ps.ServiceURL, ps.ServiceArch, ps.ServiceVersions)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		if len(found) == 0 {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("no published service %s/%s matches", ps.ServiceOrgid, ps.ServiceURL))
+		}
+		svcs = append(svcs, found...)
+	}
+	more, err := exchange.CheckPublish(p.SecretBinding, svcs, a.exists(r.Context(), org))
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	rep.Notes = append(rep.Notes, more.Notes...)
+	rep.Warnings = append(rep.Warnings, more.Warnings...)
+	p.Org, p.Name, p.Owner, p.LastUpdated = org, name, c.ID, now()
+	if err := a.st.Patterns.Put(org, name, p); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.log.Info("audit", "op", "pattern publish", "org", org, "pattern", name, "caller", c.String(), "result", 201)
+	a.eng.ReconcileAll(r.Context())
+	writeJSON(w, 201, Published{ID: org + "/" + name, Report: rep})
+}
+
+func (a *API) deletePattern(w http.ResponseWriter, r *http.Request) {
+	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return
+	}
+	p, err := a.st.Patterns.Get(org, name)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	if !c.Admin && p.Owner != c.ID {
+		a.fail(w, fmt.Errorf("%w: pattern %s belongs to %q", access.ErrForbidden, name, p.Owner))
+		return
+	}
+	if err := a.st.Patterns.Delete(org, name); err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.eng.ReconcileAll(r.Context())
+	writeJSON(w, 200, map[string]any{"deleted": name})
+}

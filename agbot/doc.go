@@ -1,0 +1,64 @@
+// Package agbot is the compact agreement bot: it keeps users, nodes, services, deployment
+// policies and patterns (agbot/store), secrets (agbot/secrets), decides which nodes run
+// which service with which secret values (agbot/engine) and talks HTTPS (agbot/api). This
+// package wires them: Init creates a data directory, Open and Serve run it, Shutdown drains.
+// cmd/agbot is its thin main; tests and the agent's daemon read the endpoint contract below.
+//
+// # Data directory
+//
+//	state.db          bbolt: exchange records, agreements, the per-node outbox (sealed envelopes only)
+//	agbot-keys.json   the agbot's protocol keys (Ed25519 + HPKE), mode 0600
+//	secrets.db/.key   the embedded secrets manager (values sealed with AES-256-GCM)
+//	tls/cert.pem      self-signed certificate for 127.0.0.1, ::1, localhost and the host name
+//
+// # Node endpoints
+//
+// A node authenticates with HTTP Basic auth, user "<org>/<node>", password the node token
+// given at `hzn exchange node create -n NODE:TOKEN`. Every other credential gets 403 on
+// these routes (401 when the credentials are wrong). Errors are {"code": N, "error": "..."}.
+// Protocol messages are the envelopes of package protocol: the agbot seals to the node's
+// registered keys and signs with its own; the node seals replies to the agbot's keys.
+// Protocol ids: the agbot is GET /agbot's agbotId; a node is "<org>/<node>".
+//
+//	GET /agbot                                         (no auth)
+//	  200 {"agbotId": "...", "publicKeys": protocol.PublicKeys, "fingerprint": "SHA256:..."}
+//	  The node compares fingerprint with the one `agbot init` printed and pins the keys.
+//
+//	PUT /org/{org}/nodes/{node}/registration           (node auth)
+//	  body {"publicKeys": protocol.PublicKeys, "arch": "amd64|arm64|arm|...",
+//	        "properties": [{"name": "...", "value": any}], "pattern": "[org/]name"}
+//	  200 {"agbotId", "publicKeys", "fingerprint"} (as GET /agbot).
+//	  400 names the field (bad keys, missing arch, unknown pattern). Registering again
+//	  replaces keys, arch, properties and pattern, and re-evaluates the node's agreements.
+//
+//	GET /org/{org}/nodes/{node}/msgs?wait=S&after=ID   (node auth)
+//	  Long-poll: answers as soon as there is something, else after S seconds (0..60, default
+//	  0) with an empty list. after is the highest message id the client received in an
+//	  earlier answer (0, or absent, after the client starts).
+//	  200 {"messages": [{"id": uint64, "agreementId": "...", "type": "proposal|update|cancel|
+//	       cancel_reply", "seq": uint64, "envelope": base64 of the envelope JSON}]}
+//	  Messages are in id order per node. Every message with id > after is returned at once;
+//	  one already returned (id <= after) and not yet acknowledged is returned again after a
+//	  backoff (1 s, doubling, at most 30 s). A message stays queued, across agbot restarts,
+//	  until the reply that acknowledges it arrives: nothing expires while the agreement
+//	  lives. A proposal that waited longer than half the protocol's proposal TTL is resealed
+//	  (same agreement and seq, current values, fresh time) when offered.
+//	  On agbot shutdown an open poll answers 200 with an empty list.
+//
+//	POST /org/{org}/nodes/{node}/msgs                  (node auth)
+//	  body: one envelope JSON (Content-Type application/json), at most 1 MiB, sealed by
+//	  the node to the agbot: proposal_reply, update_reply, cancel, cancel_reply or resync.
+//	  204 accepted. A reply acknowledges the queued message with the same agreement and seq
+//	  (update_reply "failed" leaves the update queued to be resent). A cancel ends the
+//	  agreement and is answered with a cancel_reply in the queue; a resync is answered with
+//	  an update holding every current value (full=true).
+//	  400 names the problem (signature, recipient, replay, unknown agreement, shape);
+//	  413 when too large.
+//
+//	GET /org/{org}/nodes/{node}/agreements             (node, its owner, or an org admin)
+//	  200 [engine.Agreement]: id, state (held|proposed|agreed|declined|ending), service,
+//	  source, and per service secret the manager name in use. Never a value.
+//
+// The user-facing routes (secrets, users, nodes, services, business policies, patterns)
+// are listed in package agbot/api and used by package hzn.
+package agbot

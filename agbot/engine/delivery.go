@@ -1,0 +1,470 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/store"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// queues hold every node's unacknowledged messages in memory (mirroring the store's outbox)
+// and wake the node's long-poll when one arrives.
+type queues struct {
+	retry, maxRetry time.Duration
+	mu              sync.Mutex
+	m               map[string]*nodeQueue
+}
+
+type nodeQueue struct {
+	msgs []*queued
+	wake chan struct{} // closed when a message arrives, then replaced
+}
+
+type queued struct {
+	store.Message
+	offered  int       // times handed to a poll
+	nextSend time.Time // when an offered, unacknowledged message is offered again
+}
+
+func (q *queues) init(retry, maxRetry time.Duration) {
+	q.retry, q.maxRetry, q.m = retry, maxRetry, map[string]*nodeQueue{}
+}
+
+func (q *queues) get(node string) *nodeQueue {
+	nq := q.m[node]
+	if nq == nil {
+		nq = &nodeQueue{wake: make(chan struct{})}
+		q.m[node] = nq
+	}
+	return nq
+}
+
+func (q *queues) restore(node string, m store.Message) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	nq := q.get(node)
+	nq.msgs = append(nq.msgs, &queued{Message: m})
+}
+
+func (q *queues) push(node string, m store.Message) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	nq := q.get(node)
+	nq.msgs = append(nq.msgs, &queued{Message: m})
+	close(nq.wake)
+	nq.wake = make(chan struct{})
+}
+
+// remove drops a message; it reports whether it was queued.
+func (q *queues) remove(node string, id uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	nq := q.m[node]
+	if nq == nil {
+		return false
+	}
+	for i, m := range nq.msgs {
+		if m.ID == id {
+			nq.msgs = append(nq.msgs[:i], nq.msgs[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+// find returns the queued message of agreement ag with sequence seq.
+func (q *queues) find(node, ag string, seq uint64) (uint64, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if nq := q.m[node]; nq != nil {
+		for _, m := range nq.msgs {
+			if m.Agreement == ag && m.Seq == seq {
+				return m.ID, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// take returns the messages to offer now, or a channel that signals a change and the time
+// of the next due resend.
+func (q *queues) take(node string, after uint64, now time.Time) ([]store.Message, <-chan struct{}, time.Time) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	nq := q.get(node)
+	var out []store.Message
+	var next time.Time
+	for _, m := range nq.msgs {
+		// Never seen by this client (id past its cursor), or seen and not acknowledged in
+		// time: offer it (again).
+		if m.ID > after || !now.Before(m.nextSend) {
+			backoff := q.retry << min(m.offered, 16)
+			if backoff > q.maxRetry || backoff <= 0 {
+				backoff = q.maxRetry
+			}
+			m.offered++
+			m.nextSend = now.Add(backoff)
+			out = append(out, m.Message)
+			continue
+		}
+		if next.IsZero() || m.nextSend.Before(next) {
+			next = m.nextSend
+		}
+	}
+	return out, nq.wake, next
+}
+
+// Pending counts unacknowledged messages (all nodes).
+func (e *Engine) Pending() int {
+	e.q.mu.Lock()
+	defer e.q.mu.Unlock()
+	n := 0
+	for _, nq := range e.q.m {
+		n += len(nq.msgs)
+	}
+	return n
+}
+
+// Poll returns the sealed messages node should get now, waiting up to wait for one. after
+// is the highest message id the client has received before (0 after it starts): every
+// message past it is offered at once; messages it has received but not acknowledged are
+// offered again with backoff.
+func (e *Engine) Poll(ctx context.Context, org, node string, after uint64, wait time.Duration) ([]store.Message, error) {
+	if wait > e.cfg.MaxWait {
+		wait = e.cfg.MaxWait
+	}
+	id := NodeID(org, node)
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	for {
+		msgs, wake, next := e.q.take(id, after, time.Now())
+		if len(msgs) > 0 {
+			return e.refresh(ctx, org, node, msgs), nil
+		}
+		var due <-chan time.Time
+		if !next.IsZero() {
+			t := time.NewTimer(time.Until(next))
+			defer t.Stop()
+			due = t.C
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-deadline.C:
+			return nil, nil
+		case <-wake:
+		case <-due:
+		}
+	}
+}
+
+// refresh reseals proposals that have waited so long the node would refuse them as expired
+// (protocol.DefaultProposalTTL): same agreement and sequence, current values, new time.
+func (e *Engine) refresh(ctx context.Context, org, node string, msgs []store.Message) []store.Message {
+	for i, m := range msgs {
+		if m.Type != string(protocol.TypeProposal) || time.Since(m.Queued) < protocol.DefaultProposalTTL/2 {
+			continue
+		}
+		fresh, err := e.reseal(ctx, org, node, m)
+		if err != nil {
+			e.log.Warn("proposal not refreshed", "agreement", m.Agreement, "err", err)
+			continue
+		}
+		msgs[i] = fresh
+	}
+	return msgs
+}
+
+func (e *Engine) reseal(ctx context.Context, org, node string, m store.Message) (store.Message, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := e.live[m.Agreement]
+	if a == nil || a.State != StateProposed {
+		return m, ErrUnknown
+	}
+	w, err := e.snapshot(org)
+	if err != nil {
+		return m, err
+	}
+	n := w.nodes[node]
+	var d *desire
+	for _, x := range w.desired(n) {
+		if x.key(org, node) == a.key() && x.svc.ID() == a.Service {
+			d = &x
+		}
+	}
+	if d == nil {
+		return m, ErrUnknown
+	}
+	r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+	res := r.resolve(&Agreement{Bound: a.Bound, Node: a.Node}, n, "")
+	if res.err != nil || len(res.missing) > 0 {
+		return m, fmt.Errorf("secrets not available now")
+	}
+	svc, err := d.svc.Protocol()
+	if err != nil {
+		return m, err
+	}
+	p := &protocol.Proposal{Meta: protocol.Meta{Version: protocol.ProtocolVersion, Type: protocol.TypeProposal, Agreement: a.ID,
+		From: e.cfg.ID, To: NodeID(org, node), Seq: m.Seq, Time: time.Now()}, Service: svc, Secrets: res.values}
+	for _, b := range d.bindings {
+		if b.Matches(d.svc.Org, d.svc.URL, d.svc.Arch, d.svc.Version) {
+			p.Bindings = append(p.Bindings, b)
+		}
+	}
+	env, err := e.ep.Seal(p)
+	if err != nil {
+		return m, err
+	}
+	m.Envelope, m.Queued = env, p.Time
+	err = e.st.Update(func(tx *bolt.Tx) error {
+		if !e.st.RemoveTx(tx, org, node, m.ID) {
+			return ErrUnknown
+		}
+		return e.st.EnqueueTx(tx, org, node, &m)
+	})
+	if err != nil {
+		return m, err
+	}
+	e.q.remove(NodeID(org, node), 0) // no-op; ids change below
+	e.q.mu.Lock()
+	if nq := e.q.m[NodeID(org, node)]; nq != nil {
+		for _, q := range nq.msgs {
+			if q.Agreement == m.Agreement && q.Seq == m.Seq {
+				q.Message = m
+			}
+		}
+	}
+	e.q.mu.Unlock()
+	return m, nil
+}
+
+// ErrBadMessage wraps every refusal of a posted node message (HTTP 400).
+var ErrBadMessage = errors.New("bad message")
+
+// Receive opens a sealed message from node and acts on it: replies acknowledge queued
+// messages; a cancel ends the agreement; a resync sends the current values.
+func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte) error {
+	id := NodeID(org, node)
+	msg, err := e.ep.Open(envelope)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadMessage, err)
+	}
+	h := msg.Head()
+	if h.From != id {
+		return fmt.Errorf("%w: message from %q posted with the credentials of %q", ErrBadMessage, h.From, id)
+	}
+	e.mu.Lock()
+	a := e.live[h.Agreement]
+	if a == nil || a.Org != org || a.Node != node {
+		e.mu.Unlock()
+		// An acknowledgement of something already forgotten is harmless: say so, change nothing.
+		return fmt.Errorf("%w: agreement %q: %w", ErrBadMessage, h.Agreement, ErrUnknown)
+	}
+	c := *a
+	e.mu.Unlock()
+
+	ack := func() {
+		if mid, ok := e.q.find(id, h.Agreement, h.Seq); ok {
+			_ = e.st.Update(func(tx *bolt.Tx) error { e.st.RemoveTx(tx, org, node, mid); return nil })
+			e.q.remove(id, mid)
+		}
+	}
+	switch m := msg.(type) {
+	case *protocol.ProposalReply:
+		ack()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if m.Status == protocol.StatusAccepted {
+			if c.State == StateProposed {
+				c.State = StateAgreed
+			}
+		} else {
+			c.State, c.Held = StateDeclined, m.Reason
+		}
+		c.Updated = time.Now()
+		e.log.Info("proposal reply", "agreement", c.ID, "node", id, "status", m.Status, "reason", m.Reason)
+		return e.persist([]*Agreement{&c}, nil, nil)
+	case *protocol.UpdateReply:
+		if m.Status == protocol.StatusFailed {
+			// Nothing changed on the node; the update stays queued and is offered again.
+			e.log.Warn("update failed on node, will resend", "agreement", c.ID, "node", id, "seq", m.Seq, "reason", m.Reason)
+			return nil
+		}
+		ack()
+		e.log.Info("update acknowledged", "agreement", c.ID, "node", id, "seq", m.Seq, "status", m.Status)
+		return nil
+	case *protocol.CancelReply:
+		ack()
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.persist(nil, []*Agreement{&c}, nil)
+	case *protocol.Cancel:
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		c.State, c.Held, c.Updated = StateDeclined, "cancelled by the node: "+m.Reason, time.Now()
+		p := &pass{e: e, now: time.Now()}
+		reply := &protocol.CancelReply{Meta: p.meta(&c, protocol.TypeCancelReply), Status: protocol.StatusApplied}
+		reply.Seq = m.Seq
+		c.Seq--
+		p.jobs = append(p.jobs, &job{a: &c, msg: reply})
+		p.save = append(p.save, &c)
+		e.dropQueued(org, node, c.ID)
+		return p.commit()
+	case *protocol.Resync:
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		n, err := e.st.Nodes.Get(org, node)
+		if err != nil {
+			return err
+		}
+		r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+		p := &pass{e: e, now: time.Now()}
+		p.update(r, &c, n, "", true)
+		return p.commit()
+	}
+	return fmt.Errorf("%w: a node may not send %s", ErrBadMessage, h.Type)
+}
+
+// dropQueued forgets every queued message of an agreement. Caller holds e.mu.
+func (e *Engine) dropQueued(org, node, agreement string) {
+	id := NodeID(org, node)
+	var ids []uint64
+	e.q.mu.Lock()
+	if nq := e.q.m[id]; nq != nil {
+		for _, m := range nq.msgs {
+			if m.Agreement == agreement {
+				ids = append(ids, m.ID)
+			}
+		}
+	}
+	e.q.mu.Unlock()
+	_ = e.st.Update(func(tx *bolt.Tx) error {
+		for _, i := range ids {
+			e.st.RemoveTx(tx, org, node, i)
+		}
+		return nil
+	})
+	for _, i := range ids {
+		e.q.remove(id, i)
+	}
+}
+
+// NodeKeysChanged records a node's registered keys (nil: node deleted).
+func (e *Engine) NodeKeysChanged(org, node string, keys *protocol.PublicKeys) {
+	e.keys.set(NodeID(org, node), keys)
+}
+
+// NodeDeleted forgets a node's agreements and queue.
+func (e *Engine) NodeDeleted(org, node string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var drop []*Agreement
+	for _, a := range e.live {
+		if a.Org == org && a.Node == node {
+			drop = append(drop, a)
+		}
+	}
+	err := e.st.Update(func(tx *bolt.Tx) error {
+		for _, a := range drop {
+			_ = e.agreements.DeleteTx(tx, a.Org, a.ID)
+		}
+		return e.st.DropNodeTx(tx, org, node)
+	})
+	if err != nil {
+		return err
+	}
+	for _, a := range drop {
+		delete(e.live, a.ID)
+	}
+	e.q.mu.Lock()
+	delete(e.q.m, NodeID(org, node))
+	e.q.mu.Unlock()
+	e.keys.set(NodeID(org, node), nil)
+	return nil
+}
+
+// Use is an agreement that depends on a secret with nothing to fall back to.
+type Use struct {
+	Agreement string `json:"agreementId"`
+	Node      string `json:"node"`
+	Owner     string `json:"owner"`
+	Source    string `json:"source"`
+	Service   string `json:"service"`
+}
+
+// Users lists the live agreements that would lose secret name (of org) with no fallback if
+// it were deleted. A node-specific secret whose user/org secret exists is not listed: its
+// agreements fall back through an update.
+func (e *Engine) Users(ctx context.Context, org, name string) ([]Use, error) {
+	e.mu.Lock()
+	var hit []*Agreement
+	for _, a := range e.live {
+		if a.Org != org || (a.State != StateProposed && a.State != StateAgreed) {
+			continue
+		}
+		for _, src := range a.Sources {
+			if src == name {
+				hit = append(hit, a)
+				break
+			}
+		}
+	}
+	e.mu.Unlock()
+	r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+	var out []Use
+	for _, a := range hit {
+		lost := false
+		for svcName, src := range a.Sources {
+			if src != name {
+				continue
+			}
+			cands := candidates(a.Bound[svcName], a.Node)
+			at := indexOf(cands, name)
+			fallback := false
+			for _, c := range cands[at+1:] {
+				g := r.get(c)
+				if g.err != nil {
+					return nil, g.err
+				}
+				fallback = fallback || g.found
+			}
+			lost = lost || !fallback
+		}
+		if lost {
+			owner := ""
+			if n, err := e.st.Nodes.Get(org, a.Node); err == nil {
+				owner = n.Owner
+			}
+			out = append(out, Use{Agreement: a.ID, Node: a.Node, Owner: owner, Source: a.Source, Service: a.Service})
+		}
+	}
+	return out, nil
+}
+
+// CancelAgreements ends the given agreements (a forced secret delete).
+func (e *Engine) CancelAgreements(ids []string, reason string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p := &pass{e: e, now: time.Now()}
+	for _, id := range ids {
+		if a := e.live[id]; a != nil && a.State != StateEnding {
+			p.cancel(a, reason)
+		}
+	}
+	return p.commit()
+}
+
+// Recheck reconciles the nodes whose agreements a forced delete ended, so they are held
+// until the secret is back.
+func (e *Engine) Recheck(ctx context.Context, org string) error { return e.Reconcile(ctx, org) }
+
+// nodeOf is used by tests and the API to show a node's pattern decisions.
+var _ = exchange.Node{}

@@ -1,0 +1,298 @@
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/secrets"
+	"github.com/edge-secrets/anax-agent/agbot/store"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// Agreement states.
+const (
+	StateHeld     = "held"     // a bound secret is missing: proposed as soon as it appears
+	StateProposed = "proposed" // proposal queued or delivered, no reply yet
+	StateAgreed   = "agreed"   // the node accepted
+	StateDeclined = "declined" // the node declined or cancelled: not proposed again until something changes
+	StateEnding   = "ending"   // cancel queued, waiting for cancel_reply
+)
+
+// Agreement is one service running (or to run) on one node, as the agbot keeps it. It never
+// holds a secret value: Sources and Versions say which manager secret each service secret
+// comes from, so a change can be detected and explained.
+type Agreement struct {
+	ID         string                          `json:"id"`
+	Org        string                          `json:"org"`     // the node's org
+	Node       string                          `json:"node"`    // node id within Org
+	Source     string                          `json:"source"`  // "policy/<org>/<name>" or "pattern/<org>/<name>"
+	Service    string                          `json:"service"` // exchange id of the service
+	ServiceOrg string                          `json:"serviceOrg"`
+	State      string                          `json:"state"`
+	Held       string                          `json:"held,omitempty"`     // why it is held
+	Seq        uint64                          `json:"seq"`                // last protocol sequence sent
+	Bound      map[string]exchange.BoundSecret `json:"bound"`              // service secret -> binding
+	Sources    map[string]string               `json:"sources,omitempty"`  // service secret -> manager name in use
+	Versions   map[string]int64                `json:"versions,omitempty"` // service secret -> version in use
+	Created    time.Time                       `json:"created"`
+	Updated    time.Time                       `json:"updated"`
+}
+
+// key identifies what an agreement is for: a node running a service through a source.
+func (a *Agreement) key() string {
+	return a.Org + "\x00" + a.Node + "\x00" + a.Source + "\x00" + a.ServiceOrg + "/" + serviceURL(a.Service)
+}
+
+// Config wires an engine.
+type Config struct {
+	Store   *store.Store
+	Secrets secrets.Manager
+	Keys    *protocol.PrivateKeys
+	ID      string // the agbot's protocol id
+	Log     *slog.Logger
+	// Retry is the first resend delay of an unacknowledged message (doubling to MaxRetry).
+	Retry, MaxRetry time.Duration
+	// MaxWait caps a long-poll.
+	MaxWait time.Duration
+	Limits  protocol.Limits
+}
+
+// Engine is the agreement engine. Safe for concurrent use.
+type Engine struct {
+	cfg Config
+	st  *store.Store
+	sm  secrets.Manager
+	ep  *protocol.Endpoint
+	log *slog.Logger
+
+	agreements *store.Table[Agreement]
+
+	mu   sync.Mutex            // serialises reconciliation and agreement changes
+	live map[string]*Agreement // by id
+
+	keys keyRing
+	q    queues
+
+	dirtyMu sync.Mutex
+	dirty   map[string]bool // orgs whose reconcile failed (manager unavailable): retried
+	kick    chan struct{}
+}
+
+// Sentinels.
+var (
+	ErrNoNode  = errors.New("node not registered")
+	ErrUnknown = errors.New("unknown agreement")
+)
+
+// New loads agreements and queued messages from the store.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = time.Second
+	}
+	if cfg.MaxRetry <= 0 {
+		cfg.MaxRetry = 30 * time.Second
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 60 * time.Second
+	}
+	e := &Engine{cfg: cfg, st: cfg.Store, sm: cfg.Secrets, log: cfg.Log,
+		agreements: store.NewTable[Agreement](cfg.Store, "agreements"),
+		live:       map[string]*Agreement{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+	e.keys.m = map[string]*protocol.PublicKeys{}
+	e.q.init(cfg.Retry, cfg.MaxRetry)
+	e.ep = &protocol.Endpoint{ID: cfg.ID, Keys: cfg.Keys, Peers: &e.keys, Limits: cfg.Limits}
+
+	nodes, err := e.st.Nodes.List("")
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		if n.PublicKeys != nil {
+			e.keys.set(NodeID(n.Org, n.ID), n.PublicKeys)
+		}
+	}
+	all, err := e.agreements.List("")
+	if err != nil {
+		return nil, err
+	}
+	for i := range all {
+		a := all[i]
+		e.live[a.ID] = &a
+	}
+	err = e.st.Outbox(func(org, node string, m store.Message) error {
+		e.q.restore(NodeID(org, node), m)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// ID is the agbot's protocol id.
+func (e *Engine) ID() string { return e.cfg.ID }
+
+// PublicKeys are the agbot's public keys, which nodes pin.
+func (e *Engine) PublicKeys() *protocol.PublicKeys { return e.cfg.Keys.Public() }
+
+// NodeID is a node's protocol id: "<org>/<node>".
+func NodeID(org, node string) string { return org + "/" + node }
+
+// Run watches the secrets manager and retries failed reconciliations until ctx is done. It
+// starts with a full reconciliation, which also catches changes made while the agbot was
+// down.
+func (e *Engine) Run(ctx context.Context) {
+	changes := e.sm.Watch(ctx)
+	e.ReconcileAll(ctx)
+	retry := time.NewTicker(2 * time.Second)
+	defer retry.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case c, ok := <-changes:
+			if !ok {
+				return
+			}
+			e.SecretChanged(ctx, c.Org, c.Name)
+		case <-retry.C:
+			e.retryDirty(ctx)
+		case <-e.kick:
+			e.retryDirty(ctx)
+		}
+	}
+}
+
+func (e *Engine) markDirty(org string) {
+	e.dirtyMu.Lock()
+	e.dirty[org] = true
+	e.dirtyMu.Unlock()
+}
+
+func (e *Engine) retryDirty(ctx context.Context) {
+	e.dirtyMu.Lock()
+	orgs := make([]string, 0, len(e.dirty))
+	for o := range e.dirty {
+		orgs = append(orgs, o)
+	}
+	e.dirty = map[string]bool{}
+	e.dirtyMu.Unlock()
+	for _, o := range orgs {
+		if err := e.Reconcile(ctx, o); err != nil {
+			e.log.Warn("reconcile retry failed", "org", o, "err", err)
+		}
+	}
+}
+
+// ReconcileAll reconciles every org.
+func (e *Engine) ReconcileAll(ctx context.Context) {
+	orgs, err := e.st.Orgs.List("")
+	if err != nil {
+		e.log.Error("list orgs", "err", err)
+		return
+	}
+	for _, o := range orgs {
+		if err := e.Reconcile(ctx, o.ID); err != nil {
+			e.log.Warn("reconcile failed, will retry", "org", o.ID, "err", err)
+		}
+	}
+}
+
+// Agreements lists the live agreements of an org (all orgs for ""), optionally of one node.
+func (e *Engine) Agreements(org, node string) []Agreement {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []Agreement
+	for _, a := range e.live {
+		if (org == "" || a.Org == org) && (node == "" || a.Node == node) {
+			out = append(out, *a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func newAgreementID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// keyRing is the nodes' registered public keys: the engine's protocol.KeyRing.
+type keyRing struct {
+	mu sync.RWMutex
+	m  map[string]*protocol.PublicKeys
+}
+
+func (k *keyRing) PeerKeys(id string) (*protocol.PublicKeys, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if p, ok := k.m[id]; ok {
+		return p, nil
+	}
+	return nil, fmt.Errorf("node %q has no registered keys: %w", id, protocol.ErrUnknownSender)
+}
+
+func (k *keyRing) set(id string, p *protocol.PublicKeys) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if p == nil {
+		delete(k.m, id)
+	} else {
+		k.m[id] = p
+	}
+}
+
+// persist writes agreements and queues messages in one transaction, then offers the
+// messages to the nodes' polls: a message is on disk before any node can see it.
+func (e *Engine) persist(save []*Agreement, drop []*Agreement, msgs []outgoing) error {
+	err := e.st.Update(func(tx *bolt.Tx) error {
+		for _, a := range save {
+			if err := e.agreements.PutTx(tx, a.Org, a.ID, *a); err != nil {
+				return err
+			}
+		}
+		for _, a := range drop {
+			if err := e.agreements.DeleteTx(tx, a.Org, a.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+		}
+		for i := range msgs {
+			if err := e.st.EnqueueTx(tx, msgs[i].org, msgs[i].node, &msgs[i].m); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("persist agreements: %w", err)
+	}
+	for _, a := range save {
+		e.live[a.ID] = a
+	}
+	for _, a := range drop {
+		delete(e.live, a.ID)
+	}
+	for _, m := range msgs {
+		e.q.push(NodeID(m.org, m.node), m.m)
+	}
+	return nil
+}
+
+type outgoing struct {
+	org, node string
+	m         store.Message
+}

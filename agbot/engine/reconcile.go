@@ -1,0 +1,577 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/agbot/constraint"
+	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/secrets"
+	"github.com/edge-secrets/anax-agent/agbot/store"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+func serviceURL(id string) string {
+	// id is url_version_arch; url may hold '_', so cut the last two.
+	i := strings.LastIndex(id, "_")
+	if i < 0 {
+		return id
+	}
+	j := strings.LastIndex(id[:i], "_")
+	if j < 0 {
+		return id
+	}
+	return id[:j]
+}
+
+// desire is one agreement a node should have.
+type desire struct {
+	source   string
+	svc      exchange.Service
+	bindings []protocol.SecretBinding
+}
+
+func (d desire) key(org, node string) string {
+	return org + "\x00" + node + "\x00" + d.source + "\x00" + d.svc.Org + "/" + d.svc.URL
+}
+
+// world is a snapshot of the exchange state one reconciliation works from.
+type world struct {
+	services []exchange.Service
+	policies []exchange.Policy
+	patterns map[string]exchange.Pattern // "org/name"
+	nodes    map[string]exchange.Node    // node id (in the org reconciled)
+}
+
+func (e *Engine) snapshot(org string) (*world, error) {
+	w := &world{patterns: map[string]exchange.Pattern{}, nodes: map[string]exchange.Node{}}
+	var err error
+	if w.services, err = e.st.Services.List(""); err != nil {
+		return nil, err
+	}
+	if w.policies, err = e.st.Policies.List(org); err != nil {
+		return nil, err
+	}
+	pats, err := e.st.Patterns.List("")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pats {
+		w.patterns[p.Org+"/"+p.Name] = p
+	}
+	nodes, err := e.st.Nodes.List(org)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		w.nodes[n.ID] = n
+	}
+	return w, nil
+}
+
+// best picks the highest published version of org/url for arch among versions.
+func (w *world) best(org, url, arch string, versions []exchange.ServiceVersion) (exchange.Service, bool) {
+	var out exchange.Service
+	var outV protocol.Version
+	found := false
+	for _, s := range w.services {
+		if s.Org != org || s.URL != url || s.Arch != arch {
+			continue
+		}
+		v, err := protocol.ParseVersion(s.Version)
+		if err != nil {
+			continue
+		}
+		ok := false
+		for _, want := range versions {
+			if wv, err := protocol.ParseVersion(want.Version); err == nil && wv == v {
+				ok = true
+			}
+		}
+		if ok && (!found || v.Compare(outV) > 0) {
+			out, outV, found = s, v, true
+		}
+	}
+	return out, found
+}
+
+// desired lists the agreements node n should have.
+func (w *world) desired(n exchange.Node) []desire {
+	var out []desire
+	if n.PublicKeys == nil || !n.Registered {
+		return nil
+	}
+	if n.Pattern != "" {
+		po, pn := n.PatternRef()
+		p, ok := w.patterns[po+"/"+pn]
+		if !ok {
+			return nil
+		}
+		for _, ps := range p.Services {
+			if !exchange.ArchMatches(ps.ServiceArch, n.Arch) {
+				continue
+			}
+			if s, ok := w.best(ps.ServiceOrgid, ps.ServiceURL, n.Arch, ps.ServiceVersions); ok {
+				out = append(out, desire{source: "pattern/" + po + "/" + pn, svc: s, bindings: p.SecretBinding})
+			}
+		}
+		return out // anax: a pattern node gets only its pattern's services
+	}
+	props := map[string]any{}
+	for _, p := range n.Properties {
+		props[p.Name] = p.Value
+	}
+	for _, p := range w.policies {
+		if !exchange.ArchMatches(p.Service.Arch, n.Arch) {
+			continue
+		}
+		expr, err := constraint.ParseAll(p.Constraints)
+		if err != nil || !expr.Eval(props) {
+			continue
+		}
+		if s, ok := w.best(p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
+			out = append(out, desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding})
+		}
+	}
+	return out
+}
+
+// resolver reads manager secrets for one pass, each name at most once.
+type resolver struct {
+	ctx   context.Context
+	sm    secrets.Manager
+	org   string
+	mu    sync.Mutex
+	cache map[string]got
+}
+
+type got struct {
+	s     secrets.Secret
+	ver   int64
+	found bool
+	err   error
+}
+
+func (r *resolver) get(name string) got {
+	r.mu.Lock()
+	g, ok := r.cache[name]
+	r.mu.Unlock()
+	if ok {
+		return g
+	}
+	s, ver, err := r.sm.Get(r.ctx, r.org, name)
+	switch {
+	case err == nil:
+		g = got{s: s, ver: ver, found: true}
+	case errors.Is(err, secrets.ErrNotFound):
+		g = got{}
+	default:
+		g = got{err: err}
+	}
+	r.mu.Lock()
+	r.cache[name] = g
+	r.mu.Unlock()
+	return g
+}
+
+// candidates are the manager names tried for one bound secret on node n, best first.
+func candidates(b exchange.BoundSecret, node string) []string {
+	mn, err := protocol.ParseManagerName(b.ManagerName)
+	if err != nil {
+		return nil
+	}
+	if b.NodeLevel {
+		return []string{mn.ForNode(node).String(), mn.String()}
+	}
+	return []string{mn.String()}
+}
+
+// resolved is the outcome of resolving an agreement's secrets.
+type resolved struct {
+	values   map[string]protocol.SecretValue // only for secrets read in this pass
+	sources  map[string]string
+	versions map[string]int64
+	missing  []string // human readable
+	err      error    // manager unavailable: change nothing
+}
+
+// resolve resolves a's bound secrets for node n. With hint (a manager name that changed),
+// only secrets whose candidates include hint are read again, and candidates ranked above
+// hint are known: either the current source (nothing changes) or absent.
+func (r *resolver) resolve(a *Agreement, n exchange.Node, hint string) resolved {
+	out := resolved{values: map[string]protocol.SecretValue{}, sources: maps.Clone(a.Sources), versions: maps.Clone(a.Versions)}
+	if out.sources == nil {
+		out.sources, out.versions = map[string]string{}, map[string]int64{}
+	}
+	for _, svcName := range sortedKeys(a.Bound) {
+		b := a.Bound[svcName]
+		if b.ManagerName == "" {
+			out.missing = append(out.missing, fmt.Sprintf("service secret %q has no binding", svcName))
+			continue
+		}
+		cands := candidates(b, n.ID)
+		if mn, _ := protocol.ParseManagerName(b.ManagerName); mn.User != "" && mn.User != n.Owner {
+			out.missing = append(out.missing, fmt.Sprintf("%q is user %s's secret and node %s is owned by %q", b.ManagerName, mn.User, n.ID, n.Owner))
+			delete(out.sources, svcName)
+			continue
+		}
+		start := 0
+		if hint != "" {
+			at := indexOf(cands, hint)
+			if at < 0 {
+				continue // not affected
+			}
+			if cur := indexOf(cands, a.Sources[svcName]); cur >= 0 && cur < at {
+				continue // a better source is in use and did not change
+			}
+			start = at
+		}
+		found := false
+		for _, c := range cands[start:] {
+			g := r.get(c)
+			if g.err != nil {
+				out.err = g.err
+				return out
+			}
+			if g.found {
+				out.values[svcName] = protocol.SecretValue{Key: g.s.Key, Value: g.s.Value}
+				out.sources[svcName], out.versions[svcName] = c, g.ver
+				found = true
+				break
+			}
+		}
+		if !found {
+			out.missing = append(out.missing, fmt.Sprintf("secret %q (for %q) is not in the secrets manager", b.ManagerName, svcName))
+			delete(out.sources, svcName)
+			delete(out.versions, svcName)
+		}
+	}
+	return out
+}
+
+func indexOf(s []string, v string) int {
+	for i, x := range s {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// job is one message to seal for an agreement.
+type job struct {
+	a   *Agreement
+	msg protocol.Message
+	out store.Message
+	err error
+}
+
+// sealAll seals jobs on every core.
+func (e *Engine) sealAll(jobs []*job) {
+	var wg sync.WaitGroup
+	ch := make(chan *job)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for j := range ch {
+				env, err := e.ep.Seal(j.msg)
+				h := j.msg.Head()
+				j.out = store.Message{Agreement: h.Agreement, Type: string(h.Type), Seq: h.Seq, Envelope: env, Queued: h.Time}
+				j.err = err
+			}
+		})
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// pass collects what one reconciliation decides.
+type pass struct {
+	e       *Engine
+	recheck map[string]bool // nodes to reconcile after commit (an agreement ended or is held)
+	now     time.Time
+	save    []*Agreement
+	drop    []*Agreement
+	jobs    []*job
+}
+
+func (p *pass) meta(a *Agreement, t protocol.MessageType) protocol.Meta {
+	a.Seq++
+	return protocol.Meta{Version: protocol.ProtocolVersion, Type: t, Agreement: a.ID, From: p.e.cfg.ID,
+		To: NodeID(a.Org, a.Node), Seq: a.Seq, Time: p.now}
+}
+
+func (p *pass) cancel(a *Agreement, reason string) {
+	if p.recheck == nil {
+		p.recheck = map[string]bool{}
+	}
+	p.recheck[a.Node] = true
+	c := *a
+	if c.State == StateHeld || c.State == StateDeclined {
+		p.drop = append(p.drop, &c) // never proposed, or already ended by the node
+		return
+	}
+	c.State, c.Updated = StateEnding, p.now
+	p.jobs = append(p.jobs, &job{a: &c, msg: &protocol.Cancel{Meta: p.meta(&c, protocol.TypeCancel), Reason: reason}})
+	p.save = append(p.save, &c)
+	p.e.log.Info("agreement cancelled", "agreement", c.ID, "node", NodeID(c.Org, c.Node), "service", c.Service, "reason", reason)
+}
+
+// propose builds a proposal (or holds) for a fresh or held agreement.
+func (p *pass) propose(r *resolver, a *Agreement, n exchange.Node, d desire) {
+	c := *a
+	res := r.resolve(&c, n, "")
+	if res.err != nil {
+		p.e.markDirty(c.Org)
+		return
+	}
+	c.Updated = p.now
+	if len(res.missing) > 0 {
+		why := strings.Join(res.missing, "; ")
+		if c.State != StateHeld || c.Held != why {
+			c.State, c.Held = StateHeld, why
+			p.save = append(p.save, &c)
+			p.e.log.Info("agreement held", "agreement", c.ID, "node", NodeID(c.Org, c.Node), "service", c.Service, "waiting_for", why)
+		}
+		return
+	}
+	svc, err := d.svc.Protocol()
+	if err != nil {
+		p.e.log.Warn("service can not be proposed", "service", d.svc.ID(), "err", err)
+		return
+	}
+	var applied []protocol.SecretBinding
+	for _, b := range d.bindings {
+		if b.Matches(d.svc.Org, d.svc.URL, d.svc.Arch, d.svc.Version) {
+			applied = append(applied, b)
+		}
+	}
+	c.State, c.Held, c.Sources, c.Versions = StateProposed, "", res.sources, res.versions
+	msg := &protocol.Proposal{Meta: p.meta(&c, protocol.TypeProposal), Service: svc, Bindings: applied, Secrets: res.values}
+	p.jobs = append(p.jobs, &job{a: &c, msg: msg})
+	p.save = append(p.save, &c)
+}
+
+// update re-resolves a proposed or agreed agreement and sends what changed.
+func (p *pass) update(r *resolver, a *Agreement, n exchange.Node, hint string, full bool) {
+	c := *a
+	res := r.resolve(&c, n, hint)
+	if res.err != nil {
+		p.e.markDirty(c.Org)
+		return
+	}
+	if len(res.missing) > 0 {
+		// No fallback: the node must not keep running on a value that is gone. End it; the
+		// next pass holds a new agreement until the secret is back.
+		p.cancel(a, "secret removed with no fallback: "+strings.Join(res.missing, "; "))
+		return
+	}
+	changed := map[string]protocol.ChangedSecret{}
+	for svcName, v := range res.values {
+		oldSrc, newSrc := c.Sources[svcName], res.sources[svcName]
+		if !full && oldSrc == newSrc && c.Versions[svcName] == res.versions[svcName] {
+			continue
+		}
+		reason := protocol.ReasonValueUpdated
+		oldNode := strings.Contains(oldSrc, "node/")
+		newNode := strings.Contains(newSrc, "node/")
+		switch {
+		case full:
+			reason = protocol.ReasonResync
+		case newNode && !oldNode:
+			reason = protocol.ReasonNodeAdded
+		case oldNode && !newNode:
+			reason = protocol.ReasonNodeRemoved
+		}
+		changed[svcName] = protocol.ChangedSecret{SecretValue: v, Reason: reason, Source: newSrc}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	c.Sources, c.Versions, c.Updated = res.sources, res.versions, p.now
+	msg := &protocol.Update{Meta: p.meta(&c, protocol.TypeUpdate), Secrets: changed, Full: full}
+	p.jobs = append(p.jobs, &job{a: &c, msg: msg})
+	p.save = append(p.save, &c)
+}
+
+// commit seals and persists the pass. Caller holds e.mu.
+func (p *pass) commit() error {
+	if len(p.save) == 0 && len(p.drop) == 0 {
+		return nil
+	}
+	p.e.sealAll(p.jobs)
+	var msgs []outgoing
+	for _, j := range p.jobs {
+		if j.err != nil {
+			// A node whose keys no longer seal (deleted meanwhile) gets nothing; the
+			// agreement record still moves on and the next pass cleans up.
+			p.e.log.Warn("seal failed", "agreement", j.a.ID, "type", j.msg.Head().Type, "err", j.err)
+			continue
+		}
+		msgs = append(msgs, outgoing{org: j.a.Org, node: j.a.Node, m: j.out})
+	}
+	return p.e.persist(p.save, p.drop, msgs)
+}
+
+// Reconcile brings every agreement of org in line with the exchange and the secrets.
+func (e *Engine) Reconcile(ctx context.Context, org string) error {
+	return e.reconcile(ctx, org, nil)
+}
+
+// ReconcileNode reconciles one node (registration, property change).
+func (e *Engine) ReconcileNode(ctx context.Context, org, node string) error {
+	return e.reconcile(ctx, org, func(id string) bool { return id == node })
+}
+
+func (e *Engine) reconcile(ctx context.Context, org string, only func(string) bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	w, err := e.snapshot(org)
+	if err != nil {
+		return err
+	}
+	r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+	p := &pass{e: e, now: time.Now()}
+
+	existing := map[string]*Agreement{}
+	for _, a := range e.live {
+		if a.Org != org || (only != nil && !only(a.Node)) || a.State == StateEnding {
+			continue
+		}
+		existing[a.key()] = a
+	}
+	want := map[string]bool{}
+	for _, nid := range sortedKeys(w.nodes) {
+		if only != nil && !only(nid) {
+			continue
+		}
+		n := w.nodes[nid]
+		for _, d := range w.desired(n) {
+			k := d.key(org, nid)
+			want[k] = true
+			bound := exchange.BindingFor(d.bindings, d.svc)
+			for name := range d.svc.DeclaredSecrets() {
+				if _, ok := bound[name]; !ok {
+					bound[name] = exchange.BoundSecret{} // held: "has no binding"
+				}
+			}
+			a := existing[k]
+			switch {
+			case a == nil:
+				na := &Agreement{ID: newAgreementID(), Org: org, Node: nid, Source: d.source, Service: d.svc.ID(),
+					ServiceOrg: d.svc.Org, Bound: bound, Created: p.now, State: StateHeld}
+				p.propose(r, na, n, d)
+			case a.Service != d.svc.ID():
+				p.cancel(a, "service version changed to "+d.svc.ID())
+				na := &Agreement{ID: newAgreementID(), Org: org, Node: nid, Source: d.source, Service: d.svc.ID(),
+					ServiceOrg: d.svc.Org, Bound: bound, Created: p.now, State: StateHeld}
+				p.propose(r, na, n, d)
+			case a.State == StateDeclined:
+				if !maps.Equal(a.Bound, bound) {
+					c := *a
+					c.Bound, c.State = bound, StateHeld
+					p.propose(r, &c, n, d)
+				}
+			case a.State == StateHeld:
+				c := *a
+				c.Bound = bound
+				p.propose(r, &c, n, d)
+			default:
+				if !maps.Equal(a.Bound, bound) {
+					c := *a
+					c.Bound = bound
+					c.Sources, c.Versions = nil, nil // every secret re-read and sent
+					p.save = append(p.save, &c)
+					p.update(r, &c, n, "", false)
+				} else {
+					p.update(r, a, n, "", false)
+				}
+			}
+		}
+	}
+	for k, a := range existing {
+		if !want[k] {
+			p.cancel(a, "no longer matches its pattern or deployment policy")
+		}
+	}
+	return p.commit()
+}
+
+// SecretChanged reacts to a change of one manager secret: every affected agreement gets an
+// update (or a proposal if it was held for it, or a cancel if it lost its last value).
+func (e *Engine) SecretChanged(ctx context.Context, org, name string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+	p := &pass{e: e, now: time.Now()}
+	nodes := map[string]exchange.Node{}
+	node := func(id string) (exchange.Node, bool) {
+		if n, ok := nodes[id]; ok {
+			return n, true
+		}
+		n, err := e.st.Nodes.Get(org, id)
+		if err != nil {
+			return n, false
+		}
+		nodes[id] = n
+		return n, true
+	}
+	for _, a := range e.live {
+		if a.Org != org || !affects(a, name) {
+			continue
+		}
+		n, ok := node(a.Node)
+		if !ok {
+			continue
+		}
+		switch a.State {
+		case StateHeld:
+			if p.recheck == nil {
+				p.recheck = map[string]bool{}
+			}
+			p.recheck[a.Node] = true
+		case StateProposed, StateAgreed:
+			p.update(r, a, n, name, false)
+		}
+	}
+	if err := p.commit(); err != nil {
+		e.log.Error("secret change not applied", "org", org, "secret", name, "err", err)
+		e.markDirty(org)
+	}
+	if len(p.recheck) > 0 {
+		e.mu.Unlock()
+		set := p.recheck
+		if err := e.reconcile(ctx, org, func(id string) bool { return set[id] }); err != nil {
+			e.markDirty(org)
+		}
+		e.mu.Lock()
+	}
+}
+
+// affects reports whether manager name could change what a resolves to.
+func affects(a *Agreement, name string) bool {
+	for _, b := range a.Bound {
+		if indexOf(candidates(b, a.Node), name) >= 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,217 @@
+package hzn
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+)
+
+func init() {
+	Register([]string{"exchange"}, &Command{Name: "user", Short: "manage users: create"})
+	root.find("exchange").Short = "users, nodes, services, deployment policies and patterns kept by the agbot"
+	Register([]string{"exchange", "user"}, &Command{
+		Name: "create", Args: "USER PASSWORD", Short: "create a user in HZN_ORG_ID (org admins only)",
+		Flags: func(fs *flag.FlagSet) { fs.Bool("admin", false, "make the user an org admin") },
+		Run:   userCreate,
+	})
+	Register([]string{"exchange"}, &Command{Name: "node", Short: "manage nodes: create"})
+	Register([]string{"exchange", "node"}, &Command{
+		Name: "create", Short: "create a node you own, with the token it will register with",
+		Flags: func(fs *flag.FlagSet) { fs.String("n", "", "NODE:TOKEN") },
+		Run:   nodeCreate,
+	})
+	Register([]string{"exchange"}, &Command{Name: "service", Short: "manage services: publish"})
+	Register([]string{"exchange", "service"}, &Command{
+		Name: "publish", Short: "publish a service definition (JSON, anax shape)",
+		Flags: func(fs *flag.FlagSet) { fs.String("f", "", "service definition file") },
+		Run:   servicePublish,
+	})
+	Register([]string{"exchange"}, &Command{Name: "deployment", Aliases: []string{"dep"}, Short: "manage deployment policies: addpolicy, removepolicy, listpolicy"})
+	Register([]string{"exchange", "deployment"}, &Command{
+		Name: "addpolicy", Args: "NAME", Short: "add or replace a deployment policy",
+		Flags: func(fs *flag.FlagSet) { fs.String("f", "", "deployment policy file (JSON)") },
+		Run:   addPolicy,
+	})
+	Register([]string{"exchange", "deployment"}, &Command{Name: "removepolicy", Args: "NAME", Short: "remove a deployment policy (its agreements are cancelled)", Run: removePolicy})
+	Register([]string{"exchange", "deployment"}, &Command{Name: "listpolicy", Args: "[NAME]", Short: "list deployment policies as JSON", Run: listPolicy})
+	Register([]string{"exchange"}, &Command{Name: "pattern", Short: "manage patterns: publish"})
+	Register([]string{"exchange", "pattern"}, &Command{
+		Name: "publish", Short: "publish a pattern",
+		Flags: func(fs *flag.FlagSet) {
+			fs.String("f", "", "pattern file (JSON)")
+			fs.String("p", "", "pattern name")
+		},
+		Run: patternPublish,
+	})
+}
+
+func flagStr(c *Context, name string) string { return c.Flags.Lookup(name).Value.String() }
+func flagBool(c *Context, name string) bool  { return c.Flags.Lookup(name).Value.String() == "true" }
+
+func userCreate(c *Context, args []string) error {
+	if len(args) != 2 {
+		return fmt.Errorf("%w: want USER PASSWORD", ErrUsage)
+	}
+	cl, err := NewClient(c.Getenv)
+	if err != nil {
+		return err
+	}
+	admin := flagBool(c, "admin")
+	if err := cl.Do("POST", cl.Path("users", args[0]), map[string]any{"password": args[1], "admin": admin}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "user %s/%s created (admin: %v)\n", cl.Org, args[0], admin)
+	return nil
+}
+
+func nodeCreate(c *Context, args []string) error {
+	node, token, ok := strings.Cut(flagStr(c, "n"), ":")
+	if !ok || node == "" || token == "" || len(args) != 0 {
+		return fmt.Errorf("%w: want -n NODE:TOKEN", ErrUsage)
+	}
+	cl, err := NewClient(c.Getenv)
+	if err != nil {
+		return err
+	}
+	var out struct {
+		Owner string `json:"owner"`
+	}
+	if err := cl.Do("PUT", cl.Path("nodes", node), map[string]any{"token": token}, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "node %s/%s created (owner %s)\n", cl.Org, node, out.Owner)
+	return nil
+}
+
+// readDoc reads a JSON file (or - for stdin) as raw JSON.
+func readDoc(c *Context, path string) (json.RawMessage, error) {
+	if path == "" {
+		return nil, fmt.Errorf("%w: -f FILE is required", ErrUsage)
+	}
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = readAllLimit(c.Stdin, 1<<20)
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("%s is not valid JSON", path)
+	}
+	return b, nil
+}
+
+type published struct {
+	ID       string   `json:"id"`
+	Notes    []string `json:"notes"`
+	Warnings []string `json:"warnings"`
+}
+
+func report(c *Context, p published) {
+	for _, n := range p.Notes {
+		fmt.Fprintf(c.Stderr, "note: %s\n", n)
+	}
+	for _, w := range p.Warnings {
+		fmt.Fprintf(c.Stderr, "warning: %s\n", w)
+	}
+}
+
+func servicePublish(c *Context, args []string) error {
+	doc, err := readDoc(c, flagStr(c, "f"))
+	if err != nil {
+		return err
+	}
+	cl, err := NewClient(c.Getenv)
+	if err != nil {
+		return err
+	}
+	var out published
+	if err := cl.Do("POST", cl.Path("services"), doc, &out); err != nil {
+		return err
+	}
+	report(c, out)
+	fmt.Fprintf(c.Stdout, "service %s published\n", out.ID)
+	return nil
+}
+
+func addPolicy(c *Context, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: want NAME", ErrUsage)
+	}
+	doc, err := readDoc(c, flagStr(c, "f"))
+	if err != nil {
+		return err
+	}
+	cl, err := NewClient(c.Getenv)
+	if err != nil {
+		return err
+	}
+	var out published
+	if err := cl.Do("PUT", cl.Path("business/policies", args[0]), doc, &out); err != nil {
+		return err
+	}
+	report(c, out)
+	fmt.Fprintf(c.Stdout, "deployment policy %s added\n", out.ID)
+	return nil
+}
+
+func removePolicy(c *Context, args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%w: want NAME", ErrUsage)
+	}
+	cl, err := NewClient(c.Getenv)
+	if err != nil {
+		return err
+	}
+	if err := cl.Do("DELETE", cl.Path("business/policies", args[0]), nil, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.Stdout, "deployment policy %s/%s removed\n", cl.Org, args[0])
+	return nil
+}
+
+func listPolicy(c *Context, args []string) error {
+	if len(args) > 1 {
+		return fmt.Errorf("%w: want at most one NAME", ErrUsage)
+	}
+	cl, err := NewClient(c.Getenv)
+	if err != nil {
+		return err
+	}
+	var out any
+	p := cl.Path("business/policies")
+	if len(args) == 1 {
+		p = cl.Path("business/policies", args[0])
+	}
+	if err := cl.Do("GET", p, nil, &out); err != nil {
+		return err
+	}
+	return printJSON(c.Stdout, out)
+}
+
+func patternPublish(c *Context, args []string) error {
+	name := flagStr(c, "p")
+	if name == "" || len(args) != 0 {
+		return fmt.Errorf("%w: want -f FILE -p NAME", ErrUsage)
+	}
+	doc, err := readDoc(c, flagStr(c, "f"))
+	if err != nil {
+		return err
+	}
+	cl, err := NewClient(c.Getenv)
+	if err != nil {
+		return err
+	}
+	var out published
+	if err := cl.Do("PUT", cl.Path("patterns", name), doc, &out); err != nil {
+		return err
+	}
+	report(c, out)
+	fmt.Fprintf(c.Stdout, "pattern %s published\n", out.ID)
+	return nil
+}
