@@ -1,0 +1,287 @@
+package agreement
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/container"
+	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// undoTimeout bounds the clean-up after a failed proposal, which runs even when the caller's
+// context is done.
+const undoTimeout = 2 * time.Minute
+
+// Propose handles an opened proposal and returns the reply to send: accepted once the
+// containers run with their secrets and the agreement is persisted, declined with a reason a
+// person can act on otherwise, in which case nothing of it is left on the node.
+//
+// The steps: 1. validate the message; 2. refuse a known or replayed agreement (a retransmitted
+// copy of an accepted proposal is accepted again); 3. check the node runs the service (arch,
+// node policy) and resolve each container's user; 4. persist the agreement as accepting (so a
+// crash from here on is undone at start-up); 5. create one secret store per container and
+// start the containers; 6. persist it as active.
+func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.ProposalReply {
+	reply := &protocol.ProposalReply{Meta: m.replyMeta(&p.Meta, protocol.TypeProposalReply), Status: protocol.StatusAccepted}
+	decline := func(err error) *protocol.ProposalReply {
+		reply.Status, reply.Reason = protocol.StatusDeclined, reason(err)
+		m.log.Warn("declined proposal", "agreement", p.Agreement, "agbot", p.From, "reason", reply.Reason)
+		return reply
+	}
+	if err := p.Validate(m.limits); err != nil {
+		return decline(fmt.Errorf("invalid proposal: %w", err))
+	}
+	release, err := m.begin(p.Agreement)
+	if err != nil {
+		return decline(err)
+	}
+	defer release()
+
+	// 2. Known agreement: the agbot resends a proposal whose reply it did not get.
+	old, err := m.db.get(p.Agreement)
+	if err != nil {
+		return decline(err)
+	}
+	if old != nil {
+		if old.Phase != PhaseCancelling && m.sameProposal(old, p) {
+			m.log.Info("proposal received again, accepted again", "agreement", p.Agreement, "seq", p.Seq)
+			return reply
+		}
+		return decline(fmt.Errorf("proposal for agreement %q: %w", p.Agreement, protocol.ErrKnownAgreement))
+	}
+	if err := m.tracker.Check(p); err != nil {
+		return decline(err)
+	}
+
+	// 3. Will this node run it?
+	if !arm.Matches(p.Service.Arch, m.arch) {
+		return decline(fmt.Errorf("service %s/%s is built for arch %q and this node is %q", p.Service.Org, p.Service.URL, p.Service.Arch, m.arch))
+	}
+	if m.admit != nil {
+		if err := m.admit(ServiceProperties(p.Service)); err != nil {
+			return decline(fmt.Errorf("node policy refuses service %s/%s %s: %w", p.Service.Org, p.Service.URL, p.Service.Version, err))
+		}
+	}
+	now := m.now().UTC()
+	r := &record{
+		ID: p.Agreement, Instance: instanceID(p.Agreement), Agbot: p.From, Node: p.To,
+		Phase: PhaseAccepting, Service: p.Service, Sequence: p.Seq,
+		Digests: map[string]string{}, AcceptedAt: now, UpdatedAt: now,
+	}
+	for name, v := range p.Secrets {
+		r.Digests[name] = m.digest(v)
+	}
+	names := make([]string, 0, len(p.Service.Deployment.Services))
+	for name := range p.Service.Deployment.Services {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		c := p.Service.Deployment.Services[name]
+		uid, gid, err := m.runner.ResolveUser(ctx, c.Image, c.User)
+		if err != nil {
+			return decline(fmt.Errorf("container %q: %w", name, err))
+		}
+		cr := containerRecord{Name: name, UID: uid, GID: gid}
+		if len(c.Secrets) > 0 {
+			cr.StoreID = storeID(r.Instance, name)
+		}
+		r.Containers = append(r.Containers, cr)
+	}
+	if err := m.checkInstanceFree(r); err != nil {
+		return decline(err)
+	}
+
+	// 4. Intent first: a crash after this line leaves a record that Recover undoes.
+	if err := m.db.put(r); err != nil {
+		return decline(err)
+	}
+	// 5. Stores and containers.
+	if err := m.install(ctx, r, p.Secrets); err != nil {
+		m.undo(ctx, r)
+		return decline(err)
+	}
+	// 6. Active.
+	r.Phase = PhaseActive
+	if err := m.db.put(r); err != nil {
+		m.undo(ctx, r)
+		return decline(err)
+	}
+	if err := m.tracker.Commit(p); err != nil {
+		m.tracker.Restore(p.Agreement, p.Seq)
+	}
+	m.log.Info("accepted proposal", "agreement", p.Agreement, "agbot", p.From, "seq", p.Seq,
+		"service", p.Service.Org+"/"+p.Service.URL, "version", p.Service.Version,
+		"containers", len(r.Containers), "secrets", digestAttrs(r.Digests))
+	return reply
+}
+
+// sameProposal reports whether p is the proposal that made r: same agbot and sequence, same
+// service, same secret values (compared by digest).
+func (m *Manager) sameProposal(r *record, p *protocol.Proposal) bool {
+	// After an update the sequence moved on, and a copy of the proposal is a replay.
+	if r.Agbot != p.From || r.Sequence != p.Seq {
+		return false
+	}
+	a, err1 := json.Marshal(r.Service)
+	b, err2 := json.Marshal(p.Service)
+	if err1 != nil || err2 != nil || string(a) != string(b) || len(r.Digests) != len(p.Secrets) {
+		return false
+	}
+	for name, v := range p.Secrets {
+		if r.Digests[name] != m.digest(v) {
+			return false
+		}
+	}
+	return true
+}
+
+// checkInstanceFree refuses an agreement whose node names clash with another agreement's
+// (two ids that map to the same container or store names).
+func (m *Manager) checkInstanceFree(r *record) error {
+	all, err := m.db.list()
+	if err != nil {
+		return err
+	}
+	mine := map[string]bool{}
+	for _, c := range r.Containers {
+		mine[r.Instance+"-"+c.Name] = true
+	}
+	for _, o := range all {
+		if o.Instance == r.Instance {
+			return fmt.Errorf("agreement %q has the same node name %q as agreement %q", r.ID, r.Instance, o.ID)
+		}
+		for _, c := range o.Containers {
+			if mine[o.Instance+"-"+c.Name] {
+				return fmt.Errorf("container %q of agreement %q would clash with agreement %q", c.Name, r.ID, o.ID)
+			}
+		}
+	}
+	return nil
+}
+
+// install creates the stores of r's containers from values and starts the containers, filling
+// in their ids. On error it removes what it made.
+func (m *Manager) install(ctx context.Context, r *record, values map[string]protocol.SecretValue) error {
+	var made []string
+	fail := func(err error) error {
+		for _, id := range made {
+			if werr := m.stores.Wipe(id); werr != nil {
+				err = errors.Join(err, fmt.Errorf("undo: wipe secret store %q: %w", id, werr))
+			}
+			m.forgetStore(id)
+		}
+		return err
+	}
+	specs := make([]container.Spec, 0, len(r.Containers))
+	for _, cr := range r.Containers {
+		c := r.Service.Deployment.Services[cr.Name]
+		spec := container.Spec{Name: cr.Name, Image: c.Image, User: c.User, Command: c.Command, Env: envMap(c.Environment)}
+		if cr.StoreID != "" {
+			secrets := make([]StoreSecret, 0, len(c.Secrets))
+			for _, name := range sortedNames(c.Secrets) {
+				v, ok := values[name]
+				if !ok {
+					return fail(fmt.Errorf("container %q: no value for secret %q", cr.Name, name))
+				}
+				secrets = append(secrets, StoreSecret{Name: name, Key: v.Key, Value: []byte(v.Value), Format: storeFormat(c.Secrets[name])})
+				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: c.Secrets[name].OnUpdate})
+			}
+			st, err := m.stores.Create(StoreSpec{ID: cr.StoreID, UID: cr.UID, GID: cr.GID, Secrets: secrets})
+			if err != nil {
+				return fail(fmt.Errorf("container %q: create secret store: %w", cr.Name, err))
+			}
+			made = append(made, cr.StoreID)
+			m.rememberStore(st)
+			spec.Store = containerStore(st)
+		}
+		specs = append(specs, spec)
+	}
+	started, err := m.runner.Start(ctx, container.Instance{
+		AgreementID: r.Instance,
+		Service:     container.Service{Org: r.Service.Org, URL: r.Service.URL, Version: r.Service.Version},
+		Containers:  specs,
+	})
+	if err != nil {
+		return fail(fmt.Errorf("start containers: %w", err))
+	}
+	ids := map[string]string{}
+	for _, c := range started {
+		ids[c.Spec] = c.ID
+	}
+	for i := range r.Containers {
+		r.Containers[i].ContainerID = ids[r.Containers[i].Name]
+	}
+	return nil
+}
+
+// undo removes everything of an agreement that did not become active: containers, stores,
+// record. It runs to the end even when ctx is done.
+func (m *Manager) undo(ctx context.Context, r *record) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), undoTimeout)
+	defer cancel()
+	if err := m.teardown(ctx, r); err != nil {
+		m.log.Error("undo of a declined proposal left something behind; it is retried at start-up",
+			"agreement", r.ID, "err", err)
+		return
+	}
+	if err := m.db.remove(r.ID); err != nil {
+		m.log.Error("undo of a declined proposal", "agreement", r.ID, "err", err)
+	}
+}
+
+// teardown stops the agreement's containers and wipes its stores.
+func (m *Manager) teardown(ctx context.Context, r *record) error {
+	if err := m.runner.Stop(ctx, r.Instance); err != nil {
+		return fmt.Errorf("stop containers: %w", err)
+	}
+	var errs []error
+	for _, c := range r.Containers {
+		if c.StoreID == "" {
+			continue
+		}
+		if err := m.stores.Wipe(c.StoreID); err != nil {
+			errs = append(errs, fmt.Errorf("wipe secret store %q: %w", c.StoreID, err))
+			continue
+		}
+		m.forgetStore(c.StoreID)
+	}
+	return errors.Join(errs...)
+}
+
+// envMap turns the deployment's NAME=value list (validated: no duplicates) into a map.
+func envMap(env []string) map[string]string {
+	if len(env) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(env))
+	for _, e := range env {
+		k, v, _ := strings.Cut(e, "=")
+		out[k] = v
+	}
+	return out
+}
+
+func sortedNames[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// digestAttrs lists secret names with digest prefixes for a log line.
+func digestAttrs(d map[string]string) []string {
+	out := make([]string, 0, len(d))
+	for _, name := range sortedNames(d) {
+		out = append(out, name+"@"+shortDigest(d[name]))
+	}
+	return out
+}

@@ -1,0 +1,261 @@
+package agreement
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/edge-secrets/anax-agent/container"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// Recover reconciles the state DB with the secret stores and containers found on the node. It
+// runs once at start-up, before any message, and returns the resync requests to send:
+//   - an agreement whose stores and containers are intact is left untouched (the containers
+//     keep running); one whose containers are gone or stopped gets them started again on the
+//     same stores;
+//   - an agreement whose stores are gone or incomplete (the node rebooted and the tmpfs is
+//     empty) has its containers stopped and waits for a resync, after which the stores and
+//     containers are made again;
+//   - an agreement that was in the middle of an update keeps running and asks for a resync, so
+//     that secrets holding the old or the new value converge to the agbot's latest;
+//   - an interrupted proposal is undone, an interrupted cancel finished;
+//   - stores and containers that belong to no agreement are removed, with a log line.
+//
+// It returns an error only for what it could not reconcile; the rest is done anyway.
+func (m *Manager) Recover(ctx context.Context) ([]*protocol.Resync, error) {
+	stores, err := m.stores.Stores()
+	if err != nil {
+		return nil, fmt.Errorf("recover: list secret stores: %w", err)
+	}
+	containers, err := m.runner.List(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("recover: list containers: %w", err)
+	}
+	recs, err := m.db.list()
+	if err != nil {
+		return nil, fmt.Errorf("recover: %w", err)
+	}
+	storeByID := map[string]*Store{}
+	for _, s := range stores {
+		storeByID[s.ID] = s
+		m.rememberStore(s)
+	}
+	byInstance := map[string][]container.Container{}
+	for _, c := range containers {
+		byInstance[c.AgreementID] = append(byInstance[c.AgreementID], c)
+	}
+
+	var errs []error
+	liveStores, liveInstances := map[string]bool{}, map[string]bool{}
+	for _, r := range recs {
+		keep, err := m.recoverOne(ctx, r, storeByID, byInstance[r.Instance])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("agreement %q: %w", r.ID, err))
+		}
+		if keep {
+			liveInstances[r.Instance] = true
+			for _, c := range r.Containers {
+				if c.StoreID != "" {
+					liveStores[c.StoreID] = true
+				}
+			}
+		}
+	}
+	for inst := range byInstance {
+		if liveInstances[inst] {
+			continue
+		}
+		m.log.Warn("removing containers that belong to no agreement", "instance", inst, "containers", len(byInstance[inst]))
+		if err := m.runner.Stop(ctx, inst); err != nil {
+			errs = append(errs, fmt.Errorf("remove orphan containers of %q: %w", inst, err))
+		}
+	}
+	for _, s := range stores {
+		if liveStores[s.ID] {
+			continue
+		}
+		m.log.Warn("wiping a secret store that belongs to no agreement", "store", s.ID)
+		if err := m.stores.Wipe(s.ID); err != nil {
+			errs = append(errs, fmt.Errorf("wipe orphan secret store %q: %w", s.ID, err))
+			continue
+		}
+		m.forgetStore(s.ID)
+	}
+	resyncs, err := m.Resyncs()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return resyncs, errors.Join(errs...)
+}
+
+// recoverOne reconciles one agreement and reports whether it still exists (so that its stores
+// and containers are not orphans).
+func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*Store, found []container.Container) (bool, error) {
+	release, err := m.begin(r.ID)
+	if err != nil {
+		return true, err
+	}
+	defer release()
+	switch r.Phase {
+	case PhaseAccepting:
+		m.log.Warn("undoing a proposal the agent did not finish accepting before it stopped", "agreement", r.ID)
+		if err := m.teardown(ctx, r); err != nil {
+			return true, err
+		}
+		return false, m.db.remove(r.ID)
+	case PhaseCancelling:
+		m.log.Info("finishing a cancel the agent did not finish before it stopped", "agreement", r.ID)
+		return false, m.end(ctx, r)
+	}
+
+	if lost := m.lostSecrets(r, stores); lost != "" || r.Phase == PhaseResync {
+		if r.Phase != PhaseResync {
+			m.log.Warn("the node lost an agreement's secrets (reboot?); stopping its containers until a resync restores them",
+				"agreement", r.ID, "why", lost)
+		}
+		// The containers can not run without their mounts: the restart policy would keep
+		// failing. They start again when the values arrive.
+		if err := m.teardown(ctx, r); err != nil {
+			return true, err
+		}
+		r.Phase = PhaseResync
+		r.Note = "secrets lost on the node (" + lost + "); waiting for resync"
+		if lost == "" {
+			r.Note = "waiting for resync"
+		}
+		for i := range r.Containers {
+			r.Containers[i].ContainerID = ""
+		}
+		return true, m.db.put(r)
+	}
+
+	if len(r.Uncertain) > 0 {
+		m.log.Warn("the agent stopped during an update; each of these secrets holds its old or new value until a resync",
+			"agreement", r.ID, "seq", r.Sequence, "secrets", r.Uncertain)
+		r.Note = "the agent stopped during an update; waiting for resync"
+		if err := m.db.put(r); err != nil {
+			return true, err
+		}
+	}
+
+	// Stores intact: the containers must run on them.
+	ids := map[string]container.Container{}
+	for _, c := range found {
+		ids[c.Spec] = c
+	}
+	healthy := len(found) == len(r.Containers)
+	for _, cr := range r.Containers {
+		c, ok := ids[cr.Name]
+		if !ok || c.State != "running" && c.State != "restarting" {
+			healthy = false
+		}
+	}
+	if healthy {
+		changed := false
+		for i, cr := range r.Containers {
+			if id := ids[cr.Name].ID; id != cr.ContainerID {
+				r.Containers[i].ContainerID, changed = id, true
+			}
+		}
+		if changed {
+			return true, m.db.put(r)
+		}
+		m.log.Info("agreement intact", "agreement", r.ID, "seq", r.Sequence, "containers", len(r.Containers))
+		return true, nil
+	}
+	m.log.Warn("starting an agreement's containers again on its intact secret stores",
+		"agreement", r.ID, "found", len(found), "want", len(r.Containers))
+	if err := m.runner.Stop(ctx, r.Instance); err != nil {
+		return true, fmt.Errorf("remove stopped containers: %w", err)
+	}
+	if err := m.restart(ctx, r, stores); err != nil {
+		r.Note = "containers could not be started again: " + reason(err)
+		_ = m.db.put(r)
+		return true, err
+	}
+	return true, m.db.put(r)
+}
+
+// lostSecrets says why r's stores can not serve its containers, or "" when they are intact.
+func (m *Manager) lostSecrets(r *record, stores map[string]*Store) string {
+	for _, cr := range r.Containers {
+		if cr.StoreID == "" {
+			continue
+		}
+		st := stores[cr.StoreID]
+		if st == nil {
+			return fmt.Sprintf("store %s is gone", cr.StoreID)
+		}
+		for name := range r.Service.Deployment.Services[cr.Name].Secrets {
+			path, ok := st.Files[name]
+			if !ok {
+				return fmt.Sprintf("store %s has no file for %s", cr.StoreID, name)
+			}
+			if _, err := os.Stat(path); err != nil {
+				return fmt.Sprintf("store %s: file for %s: %v", cr.StoreID, name, err)
+			}
+		}
+	}
+	return ""
+}
+
+// restart starts r's containers on their existing stores.
+func (m *Manager) restart(ctx context.Context, r *record, stores map[string]*Store) error {
+	specs := make([]container.Spec, 0, len(r.Containers))
+	for _, cr := range r.Containers {
+		c := r.Service.Deployment.Services[cr.Name]
+		spec := container.Spec{Name: cr.Name, Image: c.Image, User: c.User, Command: c.Command, Env: envMap(c.Environment)}
+		if cr.StoreID != "" {
+			for _, name := range sortedNames(c.Secrets) {
+				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: c.Secrets[name].OnUpdate})
+			}
+			spec.Store = containerStore(stores[cr.StoreID])
+		}
+		specs = append(specs, spec)
+	}
+	started, err := m.runner.Start(ctx, container.Instance{
+		AgreementID: r.Instance,
+		Service:     container.Service{Org: r.Service.Org, URL: r.Service.URL, Version: r.Service.Version},
+		Containers:  specs,
+	})
+	if err != nil {
+		return err
+	}
+	ids := map[string]string{}
+	for _, c := range started {
+		ids[c.Spec] = c.ID
+	}
+	for i := range r.Containers {
+		r.Containers[i].ContainerID = ids[r.Containers[i].Name]
+	}
+	return nil
+}
+
+// Resyncs returns a resync request for every agreement waiting for current values: the daemon
+// sends them after Recover and again, now and then, until the agbot answers.
+func (m *Manager) Resyncs() ([]*protocol.Resync, error) {
+	recs, err := m.db.list()
+	if err != nil {
+		return nil, err
+	}
+	var out []*protocol.Resync
+	for _, r := range recs {
+		why := ""
+		switch {
+		case r.Phase == PhaseResync:
+			why = "the node lost the agreement's secrets (reboot?)"
+		case r.Phase == PhaseActive && len(r.Uncertain) > 0:
+			why = "the agent stopped during an update"
+		default:
+			continue
+		}
+		out = append(out, &protocol.Resync{
+			Meta: protocol.Meta{Version: protocol.ProtocolVersion, Type: protocol.TypeResync, Agreement: r.ID,
+				From: r.Node, To: r.Agbot, Seq: r.Sequence, Time: m.now().UTC()},
+			Reason: why,
+		})
+	}
+	return out, nil
+}

@@ -1,0 +1,291 @@
+package agreement
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// Update applies an opened agreement update as one transaction and returns the reply to send:
+//   - applied: every changed secret holds its new value, onUpdate actions ran, and the new
+//     sequence and digests are persisted;
+//   - duplicate: this sequence was applied before; nothing was done;
+//   - refused: the update is invalid, stale or for an unknown agreement; nothing changed;
+//   - failed: it could not be applied; every secret keeps its old value (Reason says why).
+//
+// Updates to one agreement apply in the order they arrive; different agreements in parallel.
+func (m *Manager) Update(ctx context.Context, u *protocol.Update) *protocol.UpdateReply {
+	reply := &protocol.UpdateReply{Meta: m.replyMeta(&u.Meta, protocol.TypeUpdateReply), Status: protocol.StatusApplied}
+	refuse := func(status protocol.ReplyStatus, err error) *protocol.UpdateReply {
+		reply.Status, reply.Reason = status, reason(err)
+		m.log.Warn("update not applied", "agreement", u.Agreement, "seq", u.Seq, "status", status, "reason", reply.Reason)
+		return reply
+	}
+	if err := u.Validate(m.limits); err != nil {
+		return refuse(protocol.StatusRefused, fmt.Errorf("invalid update: %w", err))
+	}
+	release, err := m.begin(u.Agreement)
+	if err != nil {
+		return refuse(protocol.StatusFailed, err)
+	}
+	defer release()
+
+	r, err := m.db.get(u.Agreement)
+	if err != nil {
+		return refuse(protocol.StatusFailed, err)
+	}
+	if r == nil {
+		return refuse(protocol.StatusRefused, fmt.Errorf("update %d for agreement %q: %w", u.Seq, u.Agreement, protocol.ErrUnknownAgreement))
+	}
+	if r.Agbot != u.From {
+		return refuse(protocol.StatusRefused, fmt.Errorf("update for agreement %q comes from %q, the agreement is with %q", u.Agreement, u.From, r.Agbot))
+	}
+	if r.Phase == PhaseCancelling {
+		return refuse(protocol.StatusRefused, fmt.Errorf("agreement %q is being cancelled", u.Agreement))
+	}
+	decls := declared(&r.Service)
+	if err := protocol.CheckUpdateNames(u, decls); err != nil {
+		return refuse(protocol.StatusRefused, fmt.Errorf("invalid update: %w", err))
+	}
+	// A full update answers a resync: it may carry the sequence the node already has.
+	resyncing := r.Phase == PhaseResync || len(r.Uncertain) > 0
+	switch {
+	case u.Seq < r.Sequence:
+		return refuse(protocol.StatusRefused, fmt.Errorf("update %d for agreement %q, last applied %d: %w", u.Seq, u.Agreement, r.Sequence, protocol.ErrStale))
+	case u.Seq == r.Sequence && !(resyncing && u.Full):
+		reply.Status = protocol.StatusDuplicate
+		m.log.Info("update received again, acknowledged again", "agreement", u.Agreement, "seq", u.Seq)
+		return reply
+	}
+
+	var applyErr error
+	if r.Phase == PhaseResync {
+		applyErr = m.rebuild(ctx, r, u, decls)
+	} else {
+		applyErr = m.swap(ctx, r, u, decls)
+	}
+	if applyErr != nil {
+		return refuse(protocol.StatusFailed, applyErr)
+	}
+	m.tracker.Restore(r.ID, r.Sequence)
+	return reply
+}
+
+// swap applies u to the running agreement r through its stores.
+//
+//  1. Mark the changed names uncertain in the DB: if the agent dies from here until step 6,
+//     start-up knows each of them holds its old or new value and asks for a resync.
+//  2. When more than one store changes, read the current values back from the stores, so a
+//     failure in a later store can put the earlier ones back.
+//  3. Swap each store, all-or-nothing per store; on failure restore the stores done.
+//  4. Run the onUpdate actions (restart in restart mode). A failure there is noted, not undone:
+//     the values are in place.
+//  5. Persist the sequence and digests and clear the uncertainty.
+func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, decls map[string]protocol.SecretDecl) error {
+	changed := sortedNames(u.Secrets)
+	type storeUpdate struct {
+		id      string
+		secrets []StoreSecret
+	}
+	var plan []storeUpdate
+	for _, cr := range r.Containers {
+		if cr.StoreID == "" {
+			continue
+		}
+		var secrets []StoreSecret
+		for _, name := range changed {
+			d, ok := r.Service.Deployment.Services[cr.Name].Secrets[name]
+			if !ok {
+				continue
+			}
+			v := u.Secrets[name].SecretValue
+			secrets = append(secrets, StoreSecret{Name: name, Key: v.Key, Value: []byte(v.Value), Format: storeFormat(d)})
+		}
+		if len(secrets) > 0 {
+			plan = append(plan, storeUpdate{id: cr.StoreID, secrets: secrets})
+		}
+	}
+	newDigests := map[string]string{}
+	for _, name := range changed {
+		newDigests[name] = m.digest(u.Secrets[name].SecretValue)
+	}
+
+	// 1.
+	before := append([]string(nil), r.Uncertain...)
+	r.Uncertain = union(before, changed)
+	if err := m.db.put(r); err != nil {
+		return err
+	}
+	restoreIntent := func() {
+		r.Uncertain = before
+		if err := m.db.put(r); err != nil {
+			m.log.Error("could not clear the update intent; a resync follows at start-up", "agreement", r.ID, "err", err)
+		}
+	}
+	// 2.
+	var old [][]StoreSecret
+	if len(plan) > 1 {
+		for _, su := range plan {
+			prev, err := m.readBack(su.id, su.secrets)
+			if err != nil {
+				restoreIntent()
+				return fmt.Errorf("update %d: %w (nothing was changed)", u.Seq, err)
+			}
+			old = append(old, prev)
+		}
+	}
+	// 3.
+	for i, su := range plan {
+		err := m.stores.Update(su.id, su.secrets)
+		if err == nil {
+			continue
+		}
+		err = fmt.Errorf("update %d: secret store %q: %w", u.Seq, su.id, err)
+		var rbErr error
+		for j := i - 1; j >= 0; j-- {
+			if e := m.stores.Update(plan[j].id, old[j]); e != nil {
+				rbErr = errors.Join(rbErr, fmt.Errorf("put back store %q: %w", plan[j].id, e))
+			}
+		}
+		if rbErr != nil {
+			// Some secrets may now hold the new value: keep them uncertain and ask for a resync.
+			r.Note = "an update failed and could not be undone; values are being resynced"
+			if perr := m.db.put(r); perr != nil {
+				m.log.Error("persist", "agreement", r.ID, "err", perr)
+			}
+			return errors.Join(err, rbErr)
+		}
+		restoreIntent()
+		return fmt.Errorf("%w (every secret keeps its old value)", err)
+	}
+	// 4.
+	note := ""
+	if err := m.runner.AfterUpdate(ctx, r.Instance, changed); err != nil {
+		note = fmt.Sprintf("update %d applied, onUpdate action failed: %s", u.Seq, reason(err))
+		m.log.Warn("onUpdate action failed; the new values are in place", "agreement", r.ID, "seq", u.Seq, "err", err)
+	}
+	// 5.
+	for name, d := range newDigests {
+		r.Digests[name] = d
+	}
+	r.Uncertain = minus(before, changed)
+	r.Sequence = u.Seq
+	r.UpdatedAt = m.now().UTC()
+	r.Note = note
+	if err := m.db.put(r); err != nil {
+		// The values are in place but not recorded: the agbot retries, which applies the same
+		// values again; a restart meanwhile resyncs (the names are still uncertain in the DB).
+		return fmt.Errorf("update %d applied but not recorded: %w", u.Seq, err)
+	}
+	m.log.Info("applied update", "agreement", r.ID, "seq", u.Seq, "full", u.Full, "stores", len(plan),
+		"secrets", digestAttrs(newDigests), "reasons", reasons(u))
+	return nil
+}
+
+// rebuild answers a resync after the node lost its stores: it creates them from a full set of
+// values and starts the containers again.
+func (m *Manager) rebuild(ctx context.Context, r *record, u *protocol.Update, decls map[string]protocol.SecretDecl) error {
+	var missing []string
+	for name := range decls {
+		if _, ok := u.Secrets[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	if !u.Full || len(missing) > 0 {
+		sort.Strings(missing)
+		return fmt.Errorf("agreement %q lost its secrets on this node and waits for a full update (resync); update %d lacks %q", r.ID, u.Seq, missing)
+	}
+	// Whatever is left of the old containers and stores goes first.
+	if err := m.teardown(ctx, r); err != nil {
+		return fmt.Errorf("resync: clear old containers and stores: %w", err)
+	}
+	values := make(map[string]protocol.SecretValue, len(u.Secrets))
+	for name, c := range u.Secrets {
+		values[name] = c.SecretValue
+	}
+	if err := m.install(ctx, r, values); err != nil {
+		return fmt.Errorf("resync: %w", err)
+	}
+	for name, v := range values {
+		r.Digests[name] = m.digest(v)
+	}
+	r.Phase = PhaseActive
+	r.Sequence = u.Seq
+	r.Uncertain = nil
+	r.UpdatedAt = m.now().UTC()
+	r.Note = ""
+	if err := m.db.put(r); err != nil {
+		return fmt.Errorf("resync applied but not recorded: %w", err)
+	}
+	m.log.Info("restored agreement from resync", "agreement", r.ID, "seq", u.Seq,
+		"containers", len(r.Containers), "secrets", digestAttrs(r.Digests))
+	return nil
+}
+
+// readBack reads the current values of secrets from store id, to put them back if a later
+// store fails. The files live on tmpfs; what is read stays in memory.
+func (m *Manager) readBack(id string, secrets []StoreSecret) ([]StoreSecret, error) {
+	st, err := m.store(id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]StoreSecret, 0, len(secrets))
+	for _, s := range secrets {
+		path, ok := st.Files[s.Name]
+		if !ok {
+			return nil, fmt.Errorf("secret store %q has no file for secret %q", id, s.Name)
+		}
+		content, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("secret store %q: read current %q: %w", id, s.Name, err)
+		}
+		prev := StoreSecret{Name: s.Name, Format: s.Format, Value: content}
+		if s.Format != formatValueOnly {
+			var sv protocol.SecretValue
+			if err := json.Unmarshal(content, &sv); err != nil {
+				return nil, fmt.Errorf("secret store %q: current %q is not {\"key\",\"value\"} JSON", id, s.Name)
+			}
+			prev.Key, prev.Value = sv.Key, []byte(sv.Value)
+		}
+		out = append(out, prev)
+	}
+	return out, nil
+}
+
+func union(a, b []string) []string {
+	set := map[string]bool{}
+	for _, s := range a {
+		set[s] = true
+	}
+	for _, s := range b {
+		set[s] = true
+	}
+	return sortedNames(set)
+}
+
+func minus(a, b []string) []string {
+	drop := map[string]bool{}
+	for _, s := range b {
+		drop[s] = true
+	}
+	var out []string
+	for _, s := range a {
+		if !drop[s] {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func reasons(u *protocol.Update) []string {
+	out := make([]string, 0, len(u.Secrets))
+	for _, name := range sortedNames(u.Secrets) {
+		out = append(out, name+":"+string(u.Secrets[name].Reason))
+	}
+	return out
+}
