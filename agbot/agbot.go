@@ -53,7 +53,9 @@ type InitOptions struct {
 }
 
 // Init creates the state, the agbot's keys and a self-signed TLS certificate, and returns the
-// signing-key fingerprint nodes pin.
+// signing-key fingerprint nodes pin. On an initialised directory (agbot stopped) it adds
+// another org with its first admin, keeping keys and certificate; an existing org is
+// refused with ErrInitialised.
 func Init(o InitOptions) (fingerprint string, err error) {
 	if err := validOrg(o.Org); err != nil {
 		return "", err
@@ -67,9 +69,12 @@ func Init(o InitOptions) (fingerprint string, err error) {
 	if err := os.MkdirAll(filepath.Join(o.DataDir, "tls"), 0o700); err != nil {
 		return "", err
 	}
-	if _, err := os.Stat(filepath.Join(o.DataDir, StateFile)); err == nil {
-		return "", fmt.Errorf("%s: %w", o.DataDir, ErrInitialised)
+	// The directory holds private keys: owner only, whatever umask or mkdir made it.
+	if err := os.Chmod(o.DataDir, 0o700); err != nil {
+		return "", err
 	}
+	_, err = os.Stat(filepath.Join(o.DataDir, StateFile))
+	fresh := err != nil
 	keys, err := protocol.LoadOrCreateKeys(filepath.Join(o.DataDir, KeysFile))
 	if err != nil {
 		return "", err
@@ -80,7 +85,12 @@ func Init(o InitOptions) (fingerprint string, err error) {
 	}
 	defer st.Close()
 	host, _ := os.Hostname()
-	if err := st.SetMeta(metaID, []byte("agbot@"+sanitize(host))); err != nil {
+	if !fresh {
+		// Adding an org to an existing agbot: keys, id and certificate stay.
+		if _, err := st.Orgs.Get(o.Org, o.Org); err == nil {
+			return "", fmt.Errorf("org %q: %w", o.Org, ErrInitialised)
+		}
+	} else if err := st.SetMeta(metaID, []byte("agbot@"+sanitize(host))); err != nil {
 		return "", err
 	}
 	if err := st.Orgs.Put(o.Org, o.Org, store.Org{ID: o.Org, Created: time.Now().UTC().Format(time.RFC3339)}); err != nil {
@@ -93,8 +103,10 @@ func Init(o InitOptions) (fingerprint string, err error) {
 	if err := st.Users.Put(o.Org, o.Admin, exchange.User{Org: o.Org, Name: o.Admin, Admin: true, PasswordHash: hash}); err != nil {
 		return "", err
 	}
-	if err := writeCert(o.DataDir, append([]string{host}, o.Hosts...)); err != nil {
-		return "", err
+	if fresh {
+		if err := writeCert(o.DataDir, append([]string{host}, o.Hosts...)); err != nil {
+			return "", err
+		}
 	}
 	return keys.Public().Fingerprint(), nil
 }
