@@ -1,0 +1,8 @@
+// Package linux holds the Linux specifics the agent needs: the new mount API (open_tree,
+// move_mount with MOVE_MOUNT_BENEATH and MOVE_MOUNT_SET_GROUP, mount_setattr), tmpfs options,
+// /proc/self/mountinfo parsing, kernel feature probes and the scan of other mount namespaces.
+//
+// Pure parsing and option building (kernel.go, mountinfo.go, tmpfs.go) carry no build tag and
+// are tested anywhere; syscall code lives in *_linux.go files. secretfs imports it; nothing in
+// here knows about secrets.
+package linux
