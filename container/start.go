@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
-	"github.com/docker/docker/client"
 
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -94,7 +94,7 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 		errs := []error{cause}
 		for _, c := range started {
 			w.markIntended(c.ID)
-			if err := w.api.ContainerRemove(rctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
+			if err := w.api.ContainerRemove(rctx, c.ID, container.RemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("rollback: remove %s: %w", c.Name, err))
 			}
 		}

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sync"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
 )
 
 // Stop stops (SIGTERM, then SIGKILL after Options.StopTimeout) and removes every container of
@@ -39,12 +39,12 @@ func (w *Worker) Stop(ctx context.Context, agreementID string) error {
 
 func (w *Worker) remove(ctx context.Context, c Container) error {
 	w.markIntended(c.ID)
-	if err := w.api.ContainerStop(ctx, c.ID, w.stopOptions()); err != nil && !client.IsErrNotFound(err) {
+	if err := w.api.ContainerStop(ctx, c.ID, w.stopOptions()); err != nil && !cerrdefs.IsNotFound(err) {
 		// Removing with force still kills it; report the stop failure only if that fails too.
 		w.log.Warn("stop container failed, removing by force", "container", c.Name, "id", c.ID, "err", err)
 	}
 	err := w.api.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-	if err != nil && !client.IsErrNotFound(err) {
+	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %q: %w", c.Name, err)
 	}
 	w.log.Info("removed container", "agreement", c.AgreementID, "container", c.Name, "id", c.ID)

@@ -11,10 +11,10 @@ import (
 	"path"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/system"
-	"github.com/docker/docker/client"
 )
 
 // maxIDFileSize bounds what is read of an image's /etc/passwd or /etc/group.
@@ -57,7 +57,7 @@ func (w *Worker) ensureImage(ctx context.Context, ref string) (image.InspectResp
 	if err == nil {
 		return img, nil
 	}
-	if !client.IsErrNotFound(err) {
+	if !cerrdefs.IsNotFound(err) {
 		return img, fmt.Errorf("image %q: inspect: %w", ref, err)
 	}
 	if perr := w.pull(ctx, ref); perr != nil {
@@ -112,7 +112,7 @@ func (w *Worker) readIDFiles(ctx context.Context, ref string) (passwd, group []b
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 		defer cancel()
-		if rerr := w.api.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true}); rerr != nil && !client.IsErrNotFound(rerr) {
+		if rerr := w.api.ContainerRemove(rctx, created.ID, container.RemoveOptions{Force: true}); rerr != nil && !cerrdefs.IsNotFound(rerr) {
 			err = errors.Join(err, fmt.Errorf("remove probe container %s: %w", created.ID, rerr))
 		}
 	}()
@@ -130,7 +130,7 @@ func (w *Worker) readIDFiles(ctx context.Context, ref string) (passwd, group []b
 func (w *Worker) copyFile(ctx context.Context, id, p string) ([]byte, error) {
 	for hops := 0; hops < 5; hops++ {
 		rc, _, err := w.api.CopyFromContainer(ctx, id, p)
-		if client.IsErrNotFound(err) {
+		if cerrdefs.IsNotFound(err) {
 			return nil, nil
 		}
 		if err != nil {
