@@ -2,9 +2,17 @@
 package main
 
 import (
+	"log/slog"
 	"os"
+	"time"
 
 	"github.com/edge-secrets/anax-agent/agbot"
+	"github.com/edge-secrets/anax-agent/agbot/secrets"
+	"github.com/edge-secrets/anax-agent/agbot/secrets/vault"
 )
 
-func main() { os.Exit(agbot.Main(os.Args[1:], os.Stdout, os.Stderr, nil)) }
+func openVault(addr, token, mount string, poll time.Duration, _ *slog.Logger) (secrets.Manager, error) {
+	return vault.New(vault.Config{Addr: addr, Token: token, Mount: mount, PollInterval: poll})
+}
+
+func main() { os.Exit(agbot.Main(os.Args[1:], os.Stdout, os.Stderr, openVault)) }
