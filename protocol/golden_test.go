@@ -45,6 +45,9 @@ func checkGolden(t *testing.T, name string, got []byte) {
 
 // TestGoldenMessages pins the JSON of every message type: the bytes that are signed.
 func TestGoldenMessages(t *testing.T) {
+	if *update {
+		writeFuzzCorpus(t)
+	}
 	for name, m := range allMessages() {
 		t.Run(name, func(t *testing.T) {
 			got, err := Encode(m)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 )
@@ -45,7 +46,8 @@ type Meta struct {
 	To        string `json:"to"`   // recipient id
 	// Seq orders an agreement's messages. The agbot numbers what it sends, from 1 for the
 	// proposal; a reply echoes the Seq of the message it answers; a resync carries the last
-	// Seq the node applied.
+	// Seq the node applied; a cancel from the node carries the last Seq it applied (a cancel
+	// is never stale: it ends the agreement whatever its Seq).
 	Seq uint64 `json:"seq"`
 	// Time the message was made (the sender's clock). A proposal expires a while after it.
 	Time time.Time `json:"time"`
@@ -109,6 +111,10 @@ func (c ChangedSecret) Format(f fmt.State, verb rune) {
 
 // Update carries changed secret values of a running agreement. The agent applies all of
 // them or none.
+//
+// A higher sequence supersedes: once update n is applied, a late update below n is refused
+// as stale. So the agbot either waits for the ack of update n before sending n+1, or puts
+// into n+1 every secret changed since the last acknowledged update (the latest value each).
 type Update struct {
 	Meta
 	Secrets map[string]ChangedSecret `json:"secrets"`
@@ -234,4 +240,35 @@ func jsonErr(err error) string {
 		return msg // names a field or a timestamp, never a secret
 	}
 	return "JSON does not have the message's shape"
+}
+
+// LogValue logs the header fields only, so log/slog never serialises a message whole (its
+// JSON handler would otherwise marshal secret values).
+func (m Meta) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("type", string(m.Type)), slog.String("agreement", m.Agreement),
+		slog.String("from", m.From), slog.String("to", m.To), slog.Uint64("seq", m.Seq))
+}
+
+// LogValue logs the header, the service and the secret names with their sizes.
+func (p Proposal) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("meta", p.Meta),
+		slog.String("service", p.Service.Org+"/"+p.Service.URL+" "+p.Service.Version+" "+p.Service.Arch),
+		slog.Any("secrets", secretSizes(p.Secrets, func(v SecretValue) int { return len(v.Value) })))
+}
+
+// LogValue logs the header and the changed secret names with their sizes.
+func (u Update) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("meta", u.Meta),
+		slog.Any("secrets", secretSizes(u.Secrets, func(c ChangedSecret) int { return len(c.Value) })))
+}
+
+func secretSizes[V any](m map[string]V, size func(V) int) slog.Value {
+	attrs := make([]slog.Attr, 0, len(m))
+	for _, name := range sortedKeys(m) {
+		attrs = append(attrs, slog.Int(name, size(m[name])))
+	}
+	return slog.GroupValue(attrs...)
 }

@@ -40,7 +40,6 @@ type Tracker struct {
 }
 
 type tombstone struct {
-	seq   uint64
 	until time.Time
 }
 
@@ -88,16 +87,19 @@ func (t *Tracker) check(m Message) error {
 		}
 		return nil
 	}
+	cancel := h.Type == TypeCancel || h.Type == TypeCancelReply
 	if !live {
-		// A retransmitted last message (usually the cancel) of an ended agreement is a
-		// duplicate; anything else for it is unknown.
-		if ended && h.Seq == gone.seq && h.Type != TypeResync {
+		// A retransmitted cancel (or its reply) for an ended agreement is acknowledged
+		// again; anything else for it is unknown.
+		if ended && cancel {
 			return fmt.Errorf("%s %d for ended agreement %s: %w", h.Type, h.Seq, id, ErrDuplicate)
 		}
 		return fmt.Errorf("%s for agreement %s: %w", h.Type, id, ErrUnknownAgreement)
 	}
-	if h.Type == TypeResync {
-		// A resync names the last sequence the sender applied; it is a request, not a step.
+	if h.Type == TypeResync || cancel {
+		// A resync is a request naming the last sequence its sender applied, not a step.
+		// Ending is final and either side may do it, whatever its sequence: agreement ids
+		// are never reused, so an old cancel can only end the agreement it was made for.
 		return nil
 	}
 	switch {
@@ -122,26 +124,26 @@ func (t *Tracker) Commit(m Message) error {
 	case TypeResync:
 		return nil
 	case TypeCancel, TypeCancelReply:
-		t.end(h.Agreement, h.Seq)
+		t.end(h.Agreement)
 	default:
 		t.live[h.Agreement] = h.Seq
 	}
 	return nil
 }
 
-// End ends an agreement (e.g. the node cancelled it itself): later messages for it are
-// unknown, except a retransmission of its last one, and a proposal reusing its id is
+// End ends an agreement (e.g. this side cancelled it): later messages for it are unknown,
+// a retransmitted cancel or cancel reply is a duplicate, and a proposal reusing its id is
 // refused for ProposalTTL+ClockSkew, after which such a proposal would be expired anyway.
 func (t *Tracker) End(agreement string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.end(agreement, t.live[agreement])
+	t.end(agreement)
 }
 
-func (t *Tracker) end(agreement string, seq uint64) {
+func (t *Tracker) end(agreement string) {
 	now := t.opts.Now()
 	delete(t.live, agreement)
-	t.ended[agreement] = tombstone{seq: seq, until: now.Add(t.opts.ProposalTTL + t.opts.ClockSkew)}
+	t.ended[agreement] = tombstone{until: now.Add(t.opts.ProposalTTL + t.opts.ClockSkew)}
 	if now.Sub(t.lastPrune) > time.Minute {
 		t.lastPrune = now
 		for id, ts := range t.ended {
@@ -163,11 +165,11 @@ func (t *Tracker) Restore(agreement string, lastSeq uint64) {
 }
 
 // RestoreEnded records an agreement that ended at the given time, after a restart.
-func (t *Tracker) RestoreEnded(agreement string, lastSeq uint64, at time.Time) {
+func (t *Tracker) RestoreEnded(agreement string, at time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	delete(t.live, agreement)
-	t.ended[agreement] = tombstone{seq: lastSeq, until: at.Add(t.opts.ProposalTTL + t.opts.ClockSkew)}
+	t.ended[agreement] = tombstone{until: at.Add(t.opts.ProposalTTL + t.opts.ClockSkew)}
 }
 
 // LastSeq returns the last sequence applied for a live agreement.
