@@ -1,0 +1,21 @@
+// Package secretfs keeps the secrets of each service instance in a private, bounded tmpfs
+// (a store) and publishes each secret as a host path that a container bind-mounts read-only at
+// /<name>; Update swaps new values in atomically, all-or-nothing, while the container runs.
+//
+// How a live swap reaches a container: a single-file bind mount pins the mount it was given,
+// so secretfs never rewrites or renames a published file. Each version of a secret is a new,
+// complete file; publish points are mounts that are slaves of one shared bind of the store (the
+// feed), so every container's copy is a slave of that bind too, whatever version it started
+// with. Update mounts the new version beneath the current one and removes the old one (mount
+// stack two deep), at the publish point and, through the feed, on the version each running
+// container started with. Which versions containers started with is found by scanning the
+// other mount namespaces (Linux only; see reconcile_linux.go).
+//
+// Modes (probed by Open, logged once, see Mode): mount-swap (MOVE_MOUNT_BENEATH and
+// MOVE_MOUNT_SET_GROUP), mount-stack (new mount API only: each update is stacked on top, the
+// stack grows until the container restarts), restart (no mount privilege: plain files in a
+// root-only directory; the caller restarts the container after Update).
+//
+// The container worker and the agreement manager import this package; it imports only
+// platform/linux and protocol (for the one secret-name rule).
+package secretfs

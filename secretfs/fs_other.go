@@ -1,0 +1,34 @@
+//go:build !linux
+
+package secretfs
+
+// FS is the secret file system under one root. Only Linux has one; elsewhere every method
+// returns ErrNotSupported.
+type FS struct{}
+
+// Open fails with ErrNotSupported outside Linux.
+func Open(opts Options) (*FS, error) { return nil, ErrNotSupported }
+
+// Mode returns ModeRestart outside Linux (nothing is live).
+func (f *FS) Mode() Mode { return ModeRestart }
+
+// Features returns nothing outside Linux.
+func (f *FS) Features() Features { return Features{} }
+
+// Create fails with ErrNotSupported outside Linux.
+func (f *FS) Create(spec Spec) (*Store, error) { return nil, ErrNotSupported }
+
+// Update fails with ErrNotSupported outside Linux.
+func (f *FS) Update(id string, secrets []Secret) error { return ErrNotSupported }
+
+// Wipe fails with ErrNotSupported outside Linux.
+func (f *FS) Wipe(id string) error { return ErrNotSupported }
+
+// Stores fails with ErrNotSupported outside Linux.
+func (f *FS) Stores() ([]*Store, error) { return nil, ErrNotSupported }
+
+// Depth fails with ErrNotSupported outside Linux.
+func (f *FS) Depth(id, name string) (int, error) { return 0, ErrNotSupported }
+
+// Close does nothing outside Linux.
+func (f *FS) Close() error { return nil }

@@ -1,0 +1,131 @@
+package secretfs
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/edge-secrets/anax-agent/platform/linux"
+	"github.com/edge-secrets/anax-agent/test/testenv"
+)
+
+var allModes = []Mode{ModeMountSwap, ModeMountStack, ModeRestart}
+
+// canary makes recognisable secret values, so leak scans can find them.
+func canary(tag string, n int) []byte { return []byte(fmt.Sprintf("CANARY-secretfs-%s-%d", tag, n)) }
+
+// logBuffer collects log output so tests can check that no value reaches a log.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+type env struct {
+	t    testing.TB
+	root string
+	log  *logBuffer
+}
+
+// newEnv gives a test its own root (a tmpfs mounted by Open) and removes every mount and store
+// afterwards, also the ones made by other FS instances on the same root.
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	testenv.RequireRoot(t)
+	e := &env{t: t, root: filepath.Join(t.TempDir(), "secrets"), log: &logBuffer{}}
+	t.Cleanup(func() {
+		f, err := Open(Options{Root: e.root, Logger: slog.New(slog.NewTextHandler(e.log, nil))})
+		if err == nil {
+			stores, _ := f.Stores()
+			for _, s := range stores {
+				if err := f.Wipe(s.ID); err != nil {
+					t.Errorf("cleanup: wipe %s: %v", s.ID, err)
+				}
+			}
+			f.Close()
+		}
+		linux.UnmountAll(e.root)
+		for _, v := range e.values() {
+			if strings.Contains(e.log.String(), v) {
+				t.Errorf("a secret value reached the log: %q", v)
+			}
+		}
+	})
+	return e
+}
+
+var (
+	valuesMu sync.Mutex
+	values   = map[testing.TB][]string{}
+)
+
+func (e *env) remember(v []byte) {
+	valuesMu.Lock()
+	defer valuesMu.Unlock()
+	if len(v) >= 8 {
+		values[e.t] = append(values[e.t], string(v))
+	}
+}
+
+func (e *env) values() []string {
+	valuesMu.Lock()
+	defer valuesMu.Unlock()
+	return values[e.t]
+}
+
+func (e *env) open(mode Mode) *FS {
+	e.t.Helper()
+	f, err := Open(Options{Root: e.root, Mode: mode, Logger: slog.New(slog.NewTextHandler(e.log, nil))})
+	if err != nil {
+		e.t.Fatalf("Open(mode %q): %v", mode, err)
+	}
+	e.t.Cleanup(func() { f.Close() })
+	return f
+}
+
+func (e *env) spec(id string, names ...string) Spec {
+	s := Spec{ID: id, UID: 1000, GID: 1001}
+	for i, n := range names {
+		v := canary(id+"-"+n, 1)
+		e.remember(v)
+		format := FormatValueOnly
+		if i%2 == 1 {
+			format = FormatJSON
+		}
+		s.Secrets = append(s.Secrets, Secret{Name: n, Key: n + "-key", Value: v, Format: format})
+	}
+	return s
+}
+
+func readFile(t testing.TB, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read %s: %v", path, err)
+	}
+	return string(b)
+}
+
+func want(s Secret) string {
+	b, err := content(s)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}

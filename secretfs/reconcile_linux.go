@@ -1,0 +1,267 @@
+package secretfs
+
+import (
+	"os"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/platform/linux"
+)
+
+// Reconcile: which versions do running containers use?
+//
+// A container gets a copy of the mount that was on top of the publish point when it started,
+// and that copy receives only what is mounted on its own version, through the feed. So after
+// every update (and at start) secretfs scans the other mount namespaces for mounts that are
+// slaves of a store's feed, outside the root: each is a container's /<name>, and its root names
+// the version it started with (its base). A base that is not current gets the current version
+// mounted on it; a base whose container is gone is released; a replaced version that no scan
+// found after its replacement is zeroed and removed (nobody can bind it any more: it has left
+// the publish point). A container that restarts between the last scan and an update keeps the
+// old value until the scan that the update triggers, a few milliseconds later.
+
+// poke asks the background loop to reconcile soon.
+func (f *FS) poke() {
+	select {
+	case f.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (f *FS) loop() {
+	defer close(f.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-f.quit:
+			timer.Stop()
+			return
+		case <-f.kick:
+			select { // let a burst of updates share one scan
+			case <-f.quit:
+				timer.Stop()
+				return
+			case <-time.After(reconcileDelay):
+			}
+		case <-timer.C:
+		}
+		if next := f.reconcile(); !next.IsZero() {
+			timer.Reset(time.Until(next))
+		}
+	}
+}
+
+// found maps feed group -> secret name -> versions containers started with.
+type found map[int]map[string]map[uint64]bool
+
+// reconcile runs one pass and returns when time-based work (zeroing after the grace) is next
+// due, or the zero time.
+func (f *FS) reconcile() time.Time {
+	f.mu.Lock()
+	if f.closed {
+		f.mu.Unlock()
+		return time.Time{}
+	}
+	epoch := f.epoch
+	groups := map[int]bool{}
+	for _, st := range f.stores {
+		if st.mode == ModeMountSwap && st.group != 0 {
+			groups[st.group] = true
+		}
+	}
+	f.mu.Unlock()
+
+	var seen found
+	scanned := false
+	if len(groups) > 0 {
+		mounts, err := linux.ForeignMounts(f.selfNS)
+		if err != nil {
+			f.log.Warn("secretfs: scan of other mount namespaces failed; replaced versions are kept", "err", err)
+		} else {
+			scanned = true
+			seen = f.index(mounts, groups)
+		}
+	}
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return time.Time{}
+	}
+	now := time.Now()
+	var next time.Time
+	due := func(t time.Time) {
+		if next.IsZero() || t.Before(next) {
+			next = t
+		}
+	}
+	for _, st := range f.stores {
+		switch st.mode {
+		case ModeMountSwap:
+			f.reconcileSwap(st, scanned, seen[st.group], epoch, now, due)
+		case ModeMountStack:
+			f.reconcileStack(st, now, due)
+		}
+		f.removeStaleViews(st, now, due)
+	}
+	return next
+}
+
+// index keeps the mounts that are a container's copy of a publish point: slaves of a feed,
+// rooted at a version, mounted outside our root (copies of our own tree in namespaces that
+// were created while it existed sit under the root and are no container's /<name>).
+func (f *FS) index(mounts []linux.MountInfo, groups map[int]bool) found {
+	out := found{}
+	for _, m := range mounts {
+		if !groups[m.Master] || under(m.Mountpoint, f.lay.root) {
+			continue
+		}
+		name, gen, ok := parseVersionRoot(m.Root)
+		if !ok {
+			continue
+		}
+		if out[m.Master] == nil {
+			out[m.Master] = map[string]map[uint64]bool{}
+		}
+		if out[m.Master][name] == nil {
+			out[m.Master][name] = map[uint64]bool{}
+		}
+		out[m.Master][name][gen] = true
+	}
+	return out
+}
+
+func (f *FS) reconcileSwap(st *store, scanned bool, seen map[string]map[uint64]bool, epoch uint64, now time.Time, due func(time.Time)) {
+	for name, sec := range st.secrets {
+		if scanned {
+			f.updateBases(st, name, sec, seen[name], now)
+		}
+		// A fed base is hidden in every container that uses it: zero its own content once
+		// readers that opened it before it was covered had the grace to finish.
+		for gen, b := range sec.bases {
+			if !b.fed || b.zeroed {
+				continue
+			}
+			if now.Sub(b.fedAt) < f.grace {
+				due(b.fedAt.Add(f.grace))
+				continue
+			}
+			if err := zeroFile(f.lay.version(st.id, name, gen)); err != nil {
+				f.log.Warn("secretfs: zero covered version", "store", st.id, "secret", name, "version", gen, "err", err)
+				continue
+			}
+			b.zeroed = true
+		}
+		if !scanned {
+			if len(sec.retired) > 0 {
+				due(now.Add(f.grace))
+			}
+			continue
+		}
+		// Replaced versions that no container uses: zero and remove after the grace; beyond
+		// maxPendingUnbound per secret remove at once (unlinking never tears a reader).
+		keep := sec.retired[:0]
+		pending := 0
+		for i := len(sec.retired) - 1; i >= 0; i-- { // newest first, so the cap drops the oldest
+			r := sec.retired[i]
+			path := f.lay.version(st.id, name, r.gen)
+			switch {
+			case r.epoch > epoch: // replaced after the scan began: not verified yet
+				keep = append(keep, r)
+				continue
+			case now.Sub(r.at) >= f.grace:
+				if err := zeroFile(path); err != nil && !os.IsNotExist(err) {
+					f.log.Warn("secretfs: zero replaced version", "store", st.id, "secret", name, "version", r.gen, "err", err)
+				}
+			case pending < maxPendingUnbound:
+				pending++
+				keep = append(keep, r)
+				due(r.at.Add(f.grace))
+				continue
+			}
+			if err := os.Remove(path); err != nil && !os.IsNotExist(err) {
+				f.log.Warn("secretfs: remove replaced version", "store", st.id, "secret", name, "version", r.gen, "err", err)
+				keep = append(keep, r)
+			}
+		}
+		// keep was filled newest first; restore oldest-first order.
+		for i, j := 0, len(keep)-1; i < j; i, j = i+1, j-1 {
+			keep[i], keep[j] = keep[j], keep[i]
+		}
+		sec.retired = keep
+	}
+}
+
+// updateBases adopts the versions running containers started with and releases the ones whose
+// containers are gone.
+func (f *FS) updateBases(st *store, name string, sec *secret, seen map[uint64]bool, now time.Time) {
+	for gen := range seen {
+		if sec.bases[gen] != nil {
+			continue
+		}
+		if gen != sec.cur && !exists(f.lay.version(st.id, name, gen)) {
+			f.log.Error("secretfs: a container uses a version that was already removed; it keeps that value until it restarts",
+				"store", st.id, "secret", name, "version", gen)
+			continue
+		}
+		b := &base{}
+		sec.bases[gen] = b
+		sec.retired = dropRetired(sec.retired, gen)
+		if gen == sec.cur {
+			continue // fed when it is replaced
+		}
+		if err := f.feed(st, name, gen, sec.cur, false); err != nil {
+			f.log.Error("secretfs: give the current version to a container that started with an older one",
+				"store", st.id, "secret", name, "version", gen, "err", err)
+			continue
+		}
+		b.fed, b.fedAt = true, now
+		f.log.Info("secretfs: container started with a replaced version; current version mounted on it",
+			"store", st.id, "secret", name, "version", gen, "current", sec.cur)
+	}
+	for gen, b := range sec.bases {
+		if seen[gen] {
+			continue
+		}
+		if b.fed {
+			if err := f.unfeed(st, name, gen); err != nil {
+				f.log.Warn("secretfs: release version of a stopped container", "store", st.id, "secret", name, "version", gen, "err", err)
+				continue
+			}
+		}
+		delete(sec.bases, gen)
+		if gen != sec.cur {
+			sec.retired = append(sec.retired, retired{gen: gen}) // verified by this scan, grace passed
+		}
+	}
+}
+
+func dropRetired(rs []retired, gen uint64) []retired {
+	out := rs[:0]
+	for _, r := range rs {
+		if r.gen != gen {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// reconcileStack zeroes covered layers of mount-stack publish points after the grace. They stay
+// mounted (removing a layer would remove everything above it).
+func (f *FS) reconcileStack(st *store, now time.Time, due func(time.Time)) {
+	for name, sec := range st.secrets {
+		keep := sec.retired[:0]
+		for _, r := range sec.retired {
+			if now.Sub(r.at) < f.grace {
+				keep = append(keep, r)
+				due(r.at.Add(f.grace))
+				continue
+			}
+			if err := zeroFile(f.lay.version(st.id, name, r.gen)); err != nil && !os.IsNotExist(err) {
+				f.log.Warn("secretfs: zero covered layer", "store", st.id, "secret", name, "version", r.gen, "err", err)
+				keep = append(keep, r)
+			}
+		}
+		sec.retired = keep
+	}
+}

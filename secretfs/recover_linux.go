@@ -1,0 +1,148 @@
+package secretfs
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/edge-secrets/anax-agent/platform/linux"
+)
+
+// recover rebuilds the stores a previous run left, from the directories under the root and
+// /proc/self/mountinfo, without mounting or unmounting anything: running containers are not
+// disturbed and no mount is duplicated. It returns how many stores it found.
+func (f *FS) recover() (int, error) {
+	ids := map[string]bool{}
+	for _, dir := range []string{"stores", "feed", "publish", "view"} {
+		entries, err := os.ReadDir(filepath.Join(f.lay.root, dir))
+		if err != nil && !os.IsNotExist(err) {
+			return 0, err
+		}
+		for _, e := range entries {
+			if ValidateID(e.Name()) != nil {
+				f.log.Warn("secretfs: ignoring an entry that is not a store id", "path", filepath.Join(f.lay.root, dir, e.Name()))
+				continue
+			}
+			ids[e.Name()] = true
+		}
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	mounts, err := linux.SelfMountinfo()
+	if err != nil {
+		return 0, err
+	}
+	for id := range ids {
+		f.stores[id] = f.recoverStore(id, mounts)
+	}
+	return len(ids), nil
+}
+
+// recoverStore reads what it can; a half-created store comes back with what exists, so that
+// Stores lists it and Wipe removes it.
+func (f *FS) recoverStore(id string, mounts []linux.MountInfo) *store {
+	st := &store{id: id, mode: f.mode, secrets: map[string]*secret{}}
+	dir := f.lay.store(id)
+	if s := linux.Stack(mounts, dir); len(s) > 0 {
+		st.dev = [2]int{s[len(s)-1].Major, s[len(s)-1].Minor}
+	}
+	feed := linux.Stack(mounts, f.lay.feed(id))
+	switch {
+	case len(feed) > 0:
+		st.mode = ModeMountSwap
+		st.group = feed[len(feed)-1].Shared
+	case exists(filepath.Join(dir, "files")):
+		st.mode = ModeRestart
+	case hasMountsUnder(mounts, f.lay.publishDir(id)):
+		st.mode = ModeMountStack
+	}
+	if fi, err := os.Lstat(f.lay.view(id)); err == nil {
+		if sys, ok := fi.Sys().(*syscall.Stat_t); ok {
+			st.uid, st.gid = int(sys.Uid), int(sys.Gid)
+		}
+	}
+
+	names, _ := os.ReadDir(filepath.Join(dir, "v"))
+	for _, n := range names {
+		name := n.Name()
+		entries, _ := os.ReadDir(filepath.Join(dir, "v", name))
+		var gens []uint64
+		var max uint64
+		for _, e := range entries {
+			if g, ok := parseGen(e.Name()); ok {
+				gens = append(gens, g)
+				if g > max {
+					max = g
+				}
+			}
+		}
+		if max == 0 {
+			continue
+		}
+		sec := &secret{cur: max, next: max + 1, bases: map[uint64]*base{}}
+		if st.mode == ModeRestart {
+			sec.cur = sameFile(f.lay.file(id, name), func(g uint64) string { return f.lay.version(id, name, g) }, gens, max)
+		} else if s := linux.Stack(mounts, f.lay.publish(id, name)); len(s) > 0 {
+			if n, g, ok := parseVersionRoot(s[len(s)-1].Root); ok && n == name {
+				sec.cur = g
+			}
+		}
+		for _, g := range gens {
+			if g == sec.cur {
+				continue
+			}
+			if st.mode == ModeMountSwap && len(linux.Stack(mounts, f.lay.feedPoint(id, name, g))) > 0 {
+				sec.bases[g] = &base{fed: true} // fedAt zero: its own content is zeroed at the next reconcile
+				continue
+			}
+			if st.mode == ModeRestart {
+				os.Remove(f.lay.version(id, name, g)) // a running container holds its inode if it needs it
+				continue
+			}
+			sec.retired = append(sec.retired, retired{gen: g}) // epoch 0: the first scan decides
+		}
+		st.secrets[name] = sec
+	}
+
+	if link, err := os.Readlink(filepath.Join(f.lay.view(id), "..data")); err == nil {
+		st.viewGen, _ = parseViewGen(link)
+	}
+	if entries, err := os.ReadDir(f.lay.view(id)); err == nil {
+		for _, e := range entries {
+			if g, ok := parseViewGen(e.Name()); ok && g != st.viewGen {
+				st.stale = append(st.stale, staleView{gen: g})
+			}
+		}
+	}
+	return st
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
+}
+
+func hasMountsUnder(mounts []linux.MountInfo, dir string) bool {
+	for _, m := range mounts {
+		if strings.HasPrefix(m.Mountpoint, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// sameFile returns the version whose inode files/<name> is, or fallback.
+func sameFile(file string, version func(uint64) string, gens []uint64, fallback uint64) uint64 {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fallback
+	}
+	for _, g := range gens {
+		if vi, err := os.Stat(version(g)); err == nil && os.SameFile(fi, vi) {
+			return g
+		}
+	}
+	return fallback
+}

@@ -1,0 +1,381 @@
+package secretfs
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/platform/linux"
+)
+
+// Create makes the store of one service instance: every name is validated before anything is
+// created, and on any failure nothing is left behind.
+func (f *FS) Create(spec Spec) (*Store, error) {
+	if err := validateSpec(spec); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errClosed
+	}
+	id := spec.ID
+	if f.stores[id] != nil {
+		return nil, fmt.Errorf("%w: store %q", ErrExists, id)
+	}
+	for _, p := range []string{f.lay.store(id), f.lay.feed(id), f.lay.publishDir(id), f.lay.viewMount(id)} {
+		if _, err := os.Lstat(p); err == nil {
+			return nil, fmt.Errorf("%w: store %q: %s is left from an earlier store; Wipe it first", ErrExists, id, p)
+		}
+	}
+	st, err := f.create(spec)
+	if err != nil {
+		if werr := f.wipe(id); werr != nil {
+			f.log.Error("secretfs: clean up after failed create", "store", id, "err", werr)
+		}
+		return nil, fmt.Errorf("store %q: create: %w", id, err)
+	}
+	f.stores[id] = st
+	return f.public(st), nil
+}
+
+func (f *FS) create(spec Spec) (*store, error) {
+	st := &store{id: spec.ID, mode: f.mode, uid: spec.UID, gid: spec.GID, secrets: map[string]*secret{}}
+	dir := f.lay.store(st.id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if f.feat.MountPrivilege {
+		t := linux.Tmpfs{Size: f.size, Inodes: f.inodes, Mode: 0o700, NoSwap: f.feat.TmpfsNoswap}
+		if err := linux.MountTmpfs(dir, storeSource, t); err != nil {
+			return nil, err
+		}
+		// Private, so that binds of versions are not peers of the store (design §4.5). In restart
+		// mode containers bind files straight from here, and Docker wants rslave sources to be
+		// shared; nothing is ever mounted below it then.
+		prop := uintptr(linux.Private)
+		if st.mode == ModeRestart {
+			prop = linux.Shared
+		}
+		if err := linux.SetPropagation(dir, prop); err != nil {
+			return nil, err
+		}
+		mounts, err := linux.SelfMountinfo()
+		if err != nil {
+			return nil, err
+		}
+		if s := linux.Stack(mounts, dir); len(s) > 0 {
+			st.dev = [2]int{s[len(s)-1].Major, s[len(s)-1].Minor}
+		}
+	}
+
+	// 1. The first version of every secret, complete and owned before anything is mounted.
+	if err := os.Mkdir(filepath.Join(dir, "v"), 0o700); err != nil {
+		return nil, err
+	}
+	gens := make(map[string]uint64, len(spec.Secrets))
+	for _, s := range spec.Secrets {
+		data, err := content(s)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.Mkdir(filepath.Join(dir, "v", s.Name), 0o700); err != nil {
+			return nil, err
+		}
+		err = writeVersion(f.lay.version(st.id, s.Name, 1), data, st.uid, st.gid)
+		if s.Format != FormatValueOnly {
+			clear(data)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("secret %q: %w", s.Name, err)
+		}
+		st.secrets[s.Name] = &secret{cur: 1, next: 2, bases: map[uint64]*base{}}
+		gens[s.Name] = 1
+	}
+	// 2. The directory view.
+	if err := f.createView(st, gens); err != nil {
+		return nil, fmt.Errorf("directory view: %w", err)
+	}
+	// 3. Publish.
+	tx := &swapTx{f: f}
+	switch st.mode {
+	case ModeMountSwap, ModeMountStack:
+		if st.mode == ModeMountSwap {
+			group, err := f.mountFeed(st)
+			if err != nil {
+				return nil, fmt.Errorf("feed: %w", err)
+			}
+			st.group = group
+		}
+		if err := os.Mkdir(f.lay.publishDir(st.id), 0o700); err != nil {
+			return nil, err
+		}
+		for _, name := range st.names() {
+			if err := tx.do(func() error { return f.publishFirst(st, name, 1) }, nil); err != nil {
+				return nil, fmt.Errorf("secret %q: publish: %w", name, err)
+			}
+		}
+		if err := f.mountView(st); err != nil {
+			return nil, fmt.Errorf("directory view: %w", err)
+		}
+	default:
+		if err := os.Mkdir(filepath.Join(dir, "files"), 0o700); err != nil {
+			return nil, err
+		}
+		for _, name := range st.names() {
+			err := tx.do(func() error { return linkOver(f.lay.version(st.id, name, 1), f.lay.file(st.id, name)) }, nil)
+			if err != nil {
+				return nil, fmt.Errorf("secret %q: publish: %w", name, err)
+			}
+		}
+	}
+	return st, nil
+}
+
+// swapTx runs the swaps of one Update and undoes them, newest first, if a later one fails.
+type swapTx struct {
+	f    *FS
+	n    int
+	undo []func() error
+}
+
+func (tx *swapTx) do(step, undo func() error) error {
+	tx.n++
+	if hook := tx.f.swapHook; hook != nil {
+		if err := hook(tx.n); err != nil {
+			return err
+		}
+	}
+	if err := step(); err != nil {
+		return err
+	}
+	if undo != nil {
+		tx.undo = append(tx.undo, undo)
+	}
+	return nil
+}
+
+func (tx *swapTx) rollback() error {
+	var errs []error
+	for i := len(tx.undo) - 1; i >= 0; i-- {
+		if err := tx.undo[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	tx.undo = nil
+	return errors.Join(errs...)
+}
+
+// Update gives existing secrets new values, all or nothing: every new version is staged
+// completely (content, owner, mode) first, then each publish point is swapped; if any step
+// fails, what was swapped is swapped back and the error names the secret and the cause.
+func (f *FS) Update(id string, secrets []Secret) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	if err := validateSecrets(id, secrets); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errClosed
+	}
+	st := f.stores[id]
+	if st == nil {
+		return fmt.Errorf("%w: store %q", ErrNotFound, id)
+	}
+	for _, s := range secrets {
+		if st.secrets[s.Name] == nil {
+			return fmt.Errorf("%w: store %q: secret %q", ErrNotFound, id, s.Name)
+		}
+	}
+	if len(secrets) == 0 {
+		return nil
+	}
+
+	// 1. Stage.
+	type change struct {
+		name     string
+		sec      *secret
+		old, gen uint64
+	}
+	changes := make([]change, 0, len(secrets))
+	unstage := func() {
+		for _, c := range changes {
+			os.Remove(f.lay.version(id, c.name, c.gen))
+		}
+	}
+	for _, s := range secrets {
+		sec := st.secrets[s.Name]
+		data, err := content(s)
+		if err != nil {
+			unstage()
+			return fmt.Errorf("store %q: %w", id, err)
+		}
+		gen := sec.next
+		err = writeVersion(f.lay.version(id, s.Name, gen), data, st.uid, st.gid)
+		if s.Format != FormatValueOnly {
+			clear(data)
+		}
+		if err != nil {
+			unstage()
+			return fmt.Errorf("store %q: secret %q: stage: %w", id, s.Name, err)
+		}
+		changes = append(changes, change{s.Name, sec, sec.cur, gen})
+	}
+
+	// 2. Swap every publish point, and every version a running container started with.
+	tx := &swapTx{f: f}
+	now := time.Now()
+	for _, c := range changes {
+		if err := f.swapSecret(tx, st, c.name, c.sec, c.old, c.gen, now); err != nil {
+			if rerr := tx.rollback(); rerr != nil {
+				err = fmt.Errorf("%w (and swapping back failed: %v)", err, rerr)
+			}
+			unstage()
+			return fmt.Errorf("store %q: secret %q: swap: %w", id, c.name, err)
+		}
+	}
+
+	// 3. The directory view, as one snapshot.
+	gens := make(map[string]uint64, len(st.secrets))
+	for name, sec := range st.secrets {
+		gens[name] = sec.cur
+	}
+	for _, c := range changes {
+		gens[c.name] = c.gen
+	}
+	if err := f.swapView(st, gens); err != nil {
+		if rerr := tx.rollback(); rerr != nil {
+			err = fmt.Errorf("%w (and swapping back failed: %v)", err, rerr)
+		}
+		unstage()
+		return fmt.Errorf("store %q: directory view: %w", id, err)
+	}
+
+	// 4. Commit.
+	for _, c := range changes {
+		c.sec.cur, c.sec.next = c.gen, c.gen+1
+		f.retire(st, c.name, c.sec, c.old, now)
+	}
+	f.poke()
+	return nil
+}
+
+// swapSecret swaps one secret from old to gen at its publish point and, in mount-swap mode, on
+// every version a running container started with.
+func (f *FS) swapSecret(tx *swapTx, st *store, name string, sec *secret, old, gen uint64, now time.Time) error {
+	undoPublish := func() error { return f.swapPublish(st, name, old) }
+	if st.mode == ModeMountStack {
+		undoPublish = func() error { return f.unstack(st, name) }
+	}
+	if err := tx.do(func() error { return f.swapPublish(st, name, gen) }, undoPublish); err != nil {
+		return err
+	}
+	if st.mode != ModeMountSwap {
+		return nil
+	}
+	bases := make([]uint64, 0, len(sec.bases))
+	for b := range sec.bases {
+		bases = append(bases, b)
+	}
+	slices.Sort(bases)
+	for _, b := range bases {
+		bs := sec.bases[b]
+		wasFed, wasAt := bs.fed, bs.fedAt
+		step := func() error {
+			if err := f.feed(st, name, b, gen, wasFed); err != nil {
+				return fmt.Errorf("feed version %d: %w", b, err)
+			}
+			bs.fed = true
+			if !wasFed {
+				bs.fedAt = now
+			}
+			return nil
+		}
+		undo := func() error {
+			bs.fed, bs.fedAt = wasFed, wasAt
+			if wasFed {
+				return f.feed(st, name, b, old, true)
+			}
+			return f.unfeed(st, name, b)
+		}
+		if err := tx.do(step, undo); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retire records that old is no longer the current version of name.
+func (f *FS) retire(st *store, name string, sec *secret, old uint64, now time.Time) {
+	switch st.mode {
+	case ModeMountSwap:
+		if sec.bases[old] != nil {
+			return // a running container started with it: it stays, fed, until the container is gone
+		}
+		f.epoch++
+		sec.retired = append(sec.retired, retired{gen: old, epoch: f.epoch, at: now})
+	case ModeMountStack:
+		sec.retired = append(sec.retired, retired{gen: old, at: now}) // a covered layer: zeroed after the grace
+	default:
+		// The running container holds the old inode until it is restarted; the name can go.
+		if err := os.Remove(f.lay.version(st.id, name, old)); err != nil {
+			f.log.Warn("secretfs: remove replaced version", "store", st.id, "secret", name, "version", old, "err", err)
+		}
+	}
+}
+
+// Wipe unmounts everything of a store, zeroes its files and removes it. It is idempotent and
+// works on a half-created store or one recovered from an earlier run.
+func (f *FS) Wipe(id string) error {
+	if err := ValidateID(id); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return errClosed
+	}
+	if err := f.wipe(id); err != nil {
+		return err
+	}
+	delete(f.stores, id)
+	return nil
+}
+
+func (f *FS) wipe(id string) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	pub := f.lay.publishDir(id)
+	if entries, err := os.ReadDir(pub); err == nil {
+		for _, e := range entries {
+			_, err := linux.UnmountAll(filepath.Join(pub, e.Name()))
+			add(err)
+		}
+	}
+	_, err := linux.UnmountAll(f.lay.viewMount(id))
+	add(err)
+	_, err = linux.UnmountAll(f.lay.feed(id)) // the feed takes its feed mounts with it
+	add(err)
+	add(zeroTree(f.lay.store(id)))
+	_, err = linux.UnmountAll(f.lay.store(id))
+	add(err)
+	if len(errs) == 0 {
+		for _, p := range []string{pub, f.lay.viewMount(id), f.lay.feed(id), f.lay.store(id)} {
+			add(os.RemoveAll(p))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("store %q: wipe: %w", id, errors.Join(errs...))
+	}
+	return nil
+}
