@@ -14,6 +14,7 @@ import (
 	"github.com/docker/docker/api/types/mount"
 
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/secretfs"
 )
 
 // DirViewTarget is where every container with secrets sees the store's directory view, the
@@ -265,8 +266,8 @@ func checkStore(st *Store, names []string) error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("store %q: "+format+": %w", append(append([]any{st.ID}, args...), ErrInvalid)...)
 	}
-	if err := checkName("store id", st.ID); err != nil {
-		return err
+	if err := secretfs.ValidateID(st.ID); err != nil {
+		return fmt.Errorf("%w: %w", err, ErrInvalid)
 	}
 	if !isCleanAbs(st.DirView) {
 		return bad("directory view %q must be a clean absolute path", st.DirView)

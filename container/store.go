@@ -1,16 +1,12 @@
 package container
 
-// Store is the part of a secretfs store the worker mounts.
-//
-// TODO(issue 4): becomes `type Store = secretfs.Store` once secretfs compiles.
-type Store struct {
-	ID      string
-	Mode    StoreMode
-	Files   map[string]string
-	DirView string
-}
+import "github.com/edge-secrets/anax-agent/secretfs"
 
-// StoreMode mirrors secretfs.Mode.
-type StoreMode string
+// Store is the secretfs store a container mounts: Files[name] at /<name>, DirView at
+// /open-horizon-secrets.
+type Store = secretfs.Store
 
-const modeRestart StoreMode = "restart"
+// StoreMode is how secretfs delivers a new value (secretfs.Mode).
+type StoreMode = secretfs.Mode
+
+const modeRestart = secretfs.ModeRestart
