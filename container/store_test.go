@@ -1,57 +1,84 @@
 package container
 
 import (
-	"os"
+	"context"
+	"fmt"
+	"io"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
 	"golang.org/x/sys/unix"
 
+	"github.com/edge-secrets/anax-agent/secretfs"
 	"github.com/edge-secrets/anax-agent/test/testenv"
 )
 
-// hostStore lays out a store the way secretfs publishes one (a shared tmpfs, files 0400 and a
-// directory view 0500 owned by uid:gid), for the tests that only need mounts to work.
-//
-// TODO(issue 4): replace with real secretfs stores once secretfs compiles.
-func hostStore(t *testing.T, id string, uid, gid int, mode StoreMode, secrets map[string]string) *Store {
+// testFS opens a real secretfs under a temporary root ("" mode: probe, as the agent does) and
+// unmounts it when the test ends, after every store is wiped.
+func testFS(t *testing.T, mode secretfs.Mode) *secretfs.FS {
 	t.Helper()
 	testenv.RequireRoot(t)
-	root := t.TempDir()
-	if err := unix.Mount("anax-test-store", root, "tmpfs", unix.MS_NODEV|unix.MS_NOSUID|unix.MS_NOEXEC, "mode=0700,size=1m"); err != nil {
-		testenv.Skip(t, "mount tmpfs: "+err.Error())
+	root := filepath.Join(t.TempDir(), "secrets")
+	fs, err := secretfs.Open(secretfs.Options{Root: root, Mode: mode, Logger: testLogger(t, &syncBuffer{})})
+	if err != nil {
+		testenv.Skip(t, "secretfs: "+err.Error())
 	}
 	t.Cleanup(func() {
-		if err := unix.Unmount(root, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", root, err)
+		if err := fs.Close(); err != nil {
+			t.Errorf("secretfs close: %v", err)
+		}
+		// The root tmpfs outlives Close by design (a restarted agent finds its stores).
+		unix.Unmount(root, unix.MNT_DETACH)
+	})
+	return fs
+}
+
+// newStore creates a real store owned by uid:gid and, when the test ends, removes the
+// worker's containers first and then wipes it.
+func (h *harness) newStore(t *testing.T, fs *secretfs.FS, id string, uid, gid int, secrets ...secretfs.Secret) *Store {
+	t.Helper()
+	st, err := fs.Create(secretfs.Spec{ID: id, UID: uid, GID: gid, Secrets: secrets})
+	if err != nil {
+		t.Fatalf("secretfs create %s: %v", id, err)
+	}
+	t.Cleanup(func() {
+		sweep(t, h.cli, h.agent)
+		if err := fs.Wipe(id); err != nil {
+			t.Errorf("secretfs wipe %s: %v", id, err)
 		}
 	})
-	if err := unix.Mount("", root, "", unix.MS_SHARED, ""); err != nil {
-		t.Fatalf("make %s shared: %v", root, err)
-	}
-	st := &Store{ID: id, Mode: mode, Files: map[string]string{}, DirView: filepath.Join(root, "view")}
-	files := filepath.Join(root, "files")
-	for _, dir := range []string{files, st.DirView} {
-		if err := os.Mkdir(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for name, content := range secrets {
-		for _, p := range []string{filepath.Join(files, name), filepath.Join(st.DirView, name)} {
-			if err := os.WriteFile(p, []byte(content), 0o400); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Chown(p, uid, gid); err != nil {
-				t.Fatal(err)
-			}
-		}
-		st.Files[name] = filepath.Join(files, name)
-	}
-	if err := os.Chown(st.DirView, uid, gid); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(st.DirView, 0o500); err != nil {
-		t.Fatal(err)
-	}
 	return st
+}
+
+// jsonSecret is a secret in the default (anax JSON) format.
+func jsonSecret(name, key, v string) secretfs.Secret {
+	return secretfs.Secret{Name: name, Key: key, Value: []byte(v)}
+}
+
+// countEvents counts the engine's events of action on container id since t0.
+func countEvents(t *testing.T, cli *client.Client, id string, action events.Action, t0 time.Time) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stamp := func(t time.Time) string { return fmt.Sprintf("%d.%09d", t.Unix(), t.Nanosecond()) }
+	msgs, errs := cli.Events(ctx, events.ListOptions{
+		Since: stamp(t0), Until: stamp(time.Now()),
+		Filters: filters.NewArgs(filters.Arg("container", id), filters.Arg("event", string(action))),
+	})
+	n := 0
+	for {
+		select {
+		case <-msgs:
+			n++
+		case err := <-errs:
+			if err != nil && err != io.EOF {
+				t.Fatalf("events: %v", err)
+			}
+			return n
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/edge-secrets/anax-agent/secretfs"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 )
 
@@ -38,8 +39,10 @@ func TestSecretReadableOnlyByOwner(t *testing.T) {
 	if uid != 1000 || gid != 1000 {
 		t.Fatalf("ResolveUser(image USER 1000:1000) = %d:%d, want 1000:1000", uid, gid)
 	}
-	value := `{"key":"k","value":"` + canary(t) + `"}`
-	st := hostStore(t, "store-owner", uid, gid, "mount-swap", map[string]string{"db_token": value})
+	fs := testFS(t, "")
+	needle := canary(t)
+	value := `{"key":"k","value":"` + needle + `"}`
+	st := h.newStore(t, fs, "store-owner", uid, gid, jsonSecret("db_token", "k", needle))
 
 	got, err := h.Start(ctx, Instance{AgreementID: "agr-read", Service: testService, Containers: []Spec{
 		{Name: "owner", Image: ref, Env: map[string]string{"GREETING": "hello"}, Secrets: []Secret{{Name: "db_token"}}, Store: st},
@@ -94,7 +97,6 @@ func TestSecretReadableOnlyByOwner(t *testing.T) {
 	})
 
 	t.Run("no value in inspect, env, labels or log", func(t *testing.T) {
-		needle := strings.TrimSuffix(strings.SplitN(value, `"value":"`, 2)[1], `"}`)
 		for _, id := range []string{owner, intruder} {
 			c, raw, err := cli.ContainerInspectWithRaw(context.Background(), id, false)
 			if err != nil {
@@ -105,8 +107,8 @@ func TestSecretReadableOnlyByOwner(t *testing.T) {
 			}
 			mustContain(t, "inspect", string(raw), `"Target":"/db_token"`)
 			for _, m := range c.Mounts {
-				if m.Destination == "/db_token" && (m.RW || m.Propagation != "rslave") {
-					t.Errorf("mount /db_token: RW=%v propagation=%q, want read-only rslave", m.RW, m.Propagation)
+				if m.Destination == "/db_token" && (m.RW || st.Mode != secretfs.ModeRestart && m.Propagation != "rslave") {
+					t.Errorf("mount /db_token: RW=%v propagation=%q, want read-only rslave (store mode %s)", m.RW, m.Propagation, st.Mode)
 				}
 				if m.Destination == DirViewTarget && m.RW {
 					t.Errorf("mount %s is writable", DirViewTarget)
@@ -199,7 +201,7 @@ func TestNamedImageUser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := hostStore(t, "store-named", uid, gid, "mount-swap", map[string]string{"api_key": canary(t)})
+	st := h.newStore(t, testFS(t, ""), "store-named", uid, gid, jsonSecret("api_key", "k", canary(t)))
 	got, err := h.Start(ctx, Instance{AgreementID: "agr-named", Service: testService, Containers: []Spec{
 		{Name: "app", Image: ref, Secrets: []Secret{{Name: "api_key"}}, Store: st},
 	}})
@@ -337,7 +339,7 @@ func TestRecovery(t *testing.T) {
 	h := testWorker(t, cli)
 	ctx := bg(t)
 	ref := testImage(t, cli, "1000:1000", nil)
-	st := hostStore(t, "store-rec", 1000, 1000, "mount-swap", map[string]string{"tok": canary(t)})
+	st := h.newStore(t, testFS(t, ""), "store-rec", 1000, 1000, jsonSecret("tok", "k", canary(t)))
 	for _, inst := range []Instance{
 		{AgreementID: "agr-1", Service: testService, Containers: []Spec{
 			{Name: "web", Image: ref, Secrets: []Secret{{Name: "tok", OnUpdate: "signal:HUP"}}, Store: st},
