@@ -1,38 +1,25 @@
 package agreement
 
-import "github.com/edge-secrets/anax-agent/container"
+import "github.com/edge-secrets/anax-agent/secretfs"
 
-// TODO(issue 5): these become aliases of the secretfs types once secretfs lands, so that
-// *secretfs.FS satisfies SecretStore as it is.
-
-// StoreSpec describes a store to create.
-type StoreSpec struct {
-	ID       string
-	UID, GID int
-	Secrets  []StoreSecret
-}
-
-// StoreSecret is one secret file: its name, key and content format.
-type StoreSecret struct {
-	Name   string
-	Key    string
-	Value  []byte
-	Format StoreFormat
-}
-
-// StoreFormat is the file format of a secret.
-type StoreFormat string
-
-const (
-	formatJSON      StoreFormat = "json"
-	formatValueOnly StoreFormat = "value_only"
+// The secretfs types the SecretStore interface speaks, so that *secretfs.FS satisfies it as it
+// is and tests can fake it.
+type (
+	// StoreSpec describes a store to create.
+	StoreSpec = secretfs.Spec
+	// StoreSecret is one secret file: name, key, value and format.
+	StoreSecret = secretfs.Secret
+	// StoreFormat is the file format of a secret.
+	StoreFormat = secretfs.Format
+	// Store is a store's paths, as the container worker mounts them.
+	Store = secretfs.Store
+	// StoreMode is how updates reach running containers.
+	StoreMode = secretfs.Mode
 )
 
-// Store is a store as the container worker mounts it.
-type Store = container.Store
+const (
+	formatJSON      = secretfs.FormatJSON
+	formatValueOnly = secretfs.FormatValueOnly
+)
 
-// StoreMode is how updates reach running containers.
-type StoreMode = container.StoreMode
-
-// containerStore turns a store into what the worker takes (the same type once secretfs lands).
-func containerStore(s *Store) *container.Store { return s }
+var _ SecretStore = (*secretfs.FS)(nil)

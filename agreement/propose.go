@@ -72,10 +72,11 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 	r := &record{
 		ID: p.Agreement, Instance: instanceID(p.Agreement), Agbot: p.From, Node: p.To,
 		Phase: PhaseAccepting, Service: p.Service, Sequence: p.Seq,
-		Digests: map[string]string{}, AcceptedAt: now, UpdatedAt: now,
+		Digests: map[string]string{}, SecretSeq: map[string]uint64{}, AcceptedAt: now, UpdatedAt: now,
 	}
 	for name, v := range p.Secrets {
 		r.Digests[name] = m.digest(v)
+		r.SecretSeq[name] = p.Seq
 	}
 	names := make([]string, 0, len(p.Service.Deployment.Services))
 	for name := range p.Service.Deployment.Services {
@@ -199,7 +200,7 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 			}
 			made = append(made, cr.StoreID)
 			m.rememberStore(st)
-			spec.Store = containerStore(st)
+			spec.Store = st
 		}
 		specs = append(specs, spec)
 	}

@@ -48,19 +48,17 @@ func (m *Manager) Recover(ctx context.Context) ([]*protocol.Resync, error) {
 	}
 
 	var errs []error
+	// What an agreement in the DB names is its own, whatever recoverOne does with it.
 	liveStores, liveInstances := map[string]bool{}, map[string]bool{}
 	for _, r := range recs {
-		keep, err := m.recoverOne(ctx, r, storeByID, byInstance[r.Instance])
-		if err != nil {
-			errs = append(errs, fmt.Errorf("agreement %q: %w", r.ID, err))
-		}
-		if keep {
-			liveInstances[r.Instance] = true
-			for _, c := range r.Containers {
-				if c.StoreID != "" {
-					liveStores[c.StoreID] = true
-				}
+		liveInstances[r.Instance] = true
+		for _, c := range r.Containers {
+			if c.StoreID != "" {
+				liveStores[c.StoreID] = true
 			}
+		}
+		if err := m.recoverOne(ctx, r, storeByID, byInstance[r.Instance]); err != nil {
+			errs = append(errs, fmt.Errorf("agreement %q: %w", r.ID, err))
 		}
 	}
 	for inst := range byInstance {
@@ -90,24 +88,23 @@ func (m *Manager) Recover(ctx context.Context) ([]*protocol.Resync, error) {
 	return resyncs, errors.Join(errs...)
 }
 
-// recoverOne reconciles one agreement and reports whether it still exists (so that its stores
-// and containers are not orphans).
-func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*Store, found []container.Container) (bool, error) {
+// recoverOne reconciles one agreement.
+func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*Store, found []container.Container) error {
 	release, err := m.begin(r.ID)
 	if err != nil {
-		return true, err
+		return err
 	}
 	defer release()
 	switch r.Phase {
 	case PhaseAccepting:
 		m.log.Warn("undoing a proposal the agent did not finish accepting before it stopped", "agreement", r.ID)
 		if err := m.teardown(ctx, r); err != nil {
-			return true, err
+			return err
 		}
-		return false, m.db.remove(r.ID)
+		return m.db.remove(r.ID)
 	case PhaseCancelling:
 		m.log.Info("finishing a cancel the agent did not finish before it stopped", "agreement", r.ID)
-		return false, m.end(ctx, r)
+		return m.end(ctx, r)
 	}
 
 	if lost := m.lostSecrets(r, stores); lost != "" || r.Phase == PhaseResync {
@@ -118,7 +115,7 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 		// The containers can not run without their mounts: the restart policy would keep
 		// failing. They start again when the values arrive.
 		if err := m.teardown(ctx, r); err != nil {
-			return true, err
+			return err
 		}
 		r.Phase = PhaseResync
 		r.Note = "secrets lost on the node (" + lost + "); waiting for resync"
@@ -128,7 +125,7 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 		for i := range r.Containers {
 			r.Containers[i].ContainerID = ""
 		}
-		return true, m.db.put(r)
+		return m.db.put(r)
 	}
 
 	if len(r.Uncertain) > 0 {
@@ -136,7 +133,7 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 			"agreement", r.ID, "seq", r.Sequence, "secrets", r.Uncertain)
 		r.Note = "the agent stopped during an update; waiting for resync"
 		if err := m.db.put(r); err != nil {
-			return true, err
+			return err
 		}
 	}
 
@@ -160,22 +157,22 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 			}
 		}
 		if changed {
-			return true, m.db.put(r)
+			return m.db.put(r)
 		}
 		m.log.Info("agreement intact", "agreement", r.ID, "seq", r.Sequence, "containers", len(r.Containers))
-		return true, nil
+		return nil
 	}
 	m.log.Warn("starting an agreement's containers again on its intact secret stores",
 		"agreement", r.ID, "found", len(found), "want", len(r.Containers))
 	if err := m.runner.Stop(ctx, r.Instance); err != nil {
-		return true, fmt.Errorf("remove stopped containers: %w", err)
+		return fmt.Errorf("remove stopped containers: %w", err)
 	}
 	if err := m.restart(ctx, r, stores); err != nil {
 		r.Note = "containers could not be started again: " + reason(err)
 		_ = m.db.put(r)
-		return true, err
+		return err
 	}
-	return true, m.db.put(r)
+	return m.db.put(r)
 }
 
 // lostSecrets says why r's stores can not serve its containers, or "" when they are intact.
@@ -211,7 +208,7 @@ func (m *Manager) restart(ctx context.Context, r *record, stores map[string]*Sto
 			for _, name := range sortedNames(c.Secrets) {
 				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: c.Secrets[name].OnUpdate})
 			}
-			spec.Store = containerStore(stores[cr.StoreID])
+			spec.Store = stores[cr.StoreID]
 		}
 		specs = append(specs, spec)
 	}

@@ -63,6 +63,10 @@ type record struct {
 	Sequence uint64 `json:"sequence"`
 	// Digests of the current secret values by service secret name.
 	Digests map[string]string `json:"digests"`
+	// SecretSeq is, per secret, the sequence of the message that set its current value. An
+	// update changes only the secrets it is newer for, so a late update (one that failed and
+	// is retried after a later one applied) is not lost, and a replay changes nothing.
+	SecretSeq map[string]uint64 `json:"secretSeq"`
 	// Uncertain names secrets whose swap may have been under way when the agent died: each
 	// holds its old or its new value, and its digest may be the old one. The agent asks the
 	// agbot for current values (resync) and forgets a name once a value for it is applied.
@@ -82,17 +86,6 @@ type containerRecord struct {
 	ContainerID string `json:"containerID,omitempty"`
 	UID         int    `json:"uid"`
 	GID         int    `json:"gid"`
-}
-
-func (r *record) clone() *record {
-	c := *r
-	c.Digests = make(map[string]string, len(r.Digests))
-	for k, v := range r.Digests {
-		c.Digests[k] = v
-	}
-	c.Uncertain = append([]string(nil), r.Uncertain...)
-	c.Containers = append([]containerRecord(nil), r.Containers...)
-	return &c
 }
 
 // db is the bbolt state file. Every method is one bbolt transaction, fsynced on commit.

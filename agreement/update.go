@@ -52,25 +52,45 @@ func (m *Manager) Update(ctx context.Context, u *protocol.Update) *protocol.Upda
 	if err := protocol.CheckUpdateNames(u, decls); err != nil {
 		return refuse(protocol.StatusRefused, fmt.Errorf("invalid update: %w", err))
 	}
-	// A full update answers a resync: it may carry the sequence the node already has.
+	// The sequence rules. A message applied before is acknowledged again. Otherwise each
+	// secret takes the update's value only if the update is newer than the message that set
+	// the secret's current value: a late update (failed, retried after a later one applied)
+	// still brings the secrets nobody changed since, and a replay changes nothing.
+	// A full update answers a resync and may come at the sequence the node already has.
 	resyncing := r.Phase == PhaseResync || len(r.Uncertain) > 0
-	switch {
-	case u.Seq < r.Sequence:
-		return refuse(protocol.StatusRefused, fmt.Errorf("update %d for agreement %q, last applied %d: %w", u.Seq, u.Agreement, r.Sequence, protocol.ErrStale))
-	case u.Seq == r.Sequence && !(resyncing && u.Full):
+	if u.Seq == r.Sequence && !(resyncing && u.Full) {
 		reply.Status = protocol.StatusDuplicate
 		m.log.Info("update received again, acknowledged again", "agreement", u.Agreement, "seq", u.Seq)
 		return reply
 	}
-
-	var applyErr error
 	if r.Phase == PhaseResync {
-		applyErr = m.rebuild(ctx, r, u, decls)
-	} else {
-		applyErr = m.swap(ctx, r, u, decls)
+		if u.Seq < r.Sequence {
+			return refuse(protocol.StatusRefused, fmt.Errorf("update %d for agreement %q, last applied %d: %w", u.Seq, u.Agreement, r.Sequence, protocol.ErrStale))
+		}
+		if err := m.rebuild(ctx, r, u, decls); err != nil {
+			return refuse(protocol.StatusFailed, err)
+		}
+		m.tracker.Restore(r.ID, r.Sequence)
+		return reply
 	}
-	if applyErr != nil {
-		return refuse(protocol.StatusFailed, applyErr)
+	uncertain := map[string]bool{}
+	for _, name := range r.Uncertain {
+		uncertain[name] = true
+	}
+	var fresh []string
+	for _, name := range sortedNames(u.Secrets) {
+		if s := r.SecretSeq[name]; u.Seq > s || u.Seq == s && uncertain[name] {
+			fresh = append(fresh, name)
+		}
+	}
+	if len(fresh) == 0 {
+		return refuse(protocol.StatusRefused, fmt.Errorf("update %d for agreement %q, last applied %d, changes no secret it is newer for: %w", u.Seq, u.Agreement, r.Sequence, protocol.ErrStale))
+	}
+	if u.Seq < r.Sequence {
+		m.log.Info("applying a late update to the secrets not changed since", "agreement", u.Agreement, "seq", u.Seq, "last", r.Sequence, "secrets", fresh)
+	}
+	if err := m.swap(ctx, r, u, fresh); err != nil {
+		return refuse(protocol.StatusFailed, err)
 	}
 	m.tracker.Restore(r.ID, r.Sequence)
 	return reply
@@ -78,7 +98,7 @@ func (m *Manager) Update(ctx context.Context, u *protocol.Update) *protocol.Upda
 
 // swap applies u to the running agreement r through its stores.
 //
-//  1. Mark the changed names uncertain in the DB: if the agent dies from here until step 6,
+//  1. Mark the changed names uncertain in the DB: if the agent dies from here until step 5,
 //     start-up knows each of them holds its old or new value and asks for a resync.
 //  2. When more than one store changes, read the current values back from the stores, so a
 //     failure in a later store can put the earlier ones back.
@@ -86,8 +106,7 @@ func (m *Manager) Update(ctx context.Context, u *protocol.Update) *protocol.Upda
 //  4. Run the onUpdate actions (restart in restart mode). A failure there is noted, not undone:
 //     the values are in place.
 //  5. Persist the sequence and digests and clear the uncertainty.
-func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, decls map[string]protocol.SecretDecl) error {
-	changed := sortedNames(u.Secrets)
+func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, changed []string) error {
 	type storeUpdate struct {
 		id      string
 		secrets []StoreSecret
@@ -172,9 +191,10 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, decls
 	// 5.
 	for name, d := range newDigests {
 		r.Digests[name] = d
+		r.SecretSeq[name] = u.Seq
 	}
 	r.Uncertain = minus(before, changed)
-	r.Sequence = u.Seq
+	r.Sequence = max(r.Sequence, u.Seq)
 	r.UpdatedAt = m.now().UTC()
 	r.Note = note
 	if err := m.db.put(r); err != nil {
@@ -213,6 +233,7 @@ func (m *Manager) rebuild(ctx context.Context, r *record, u *protocol.Update, de
 	}
 	for name, v := range values {
 		r.Digests[name] = m.digest(v)
+		r.SecretSeq[name] = u.Seq
 	}
 	r.Phase = PhaseActive
 	r.Sequence = u.Seq

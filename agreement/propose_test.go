@@ -1,0 +1,233 @@
+package agreement
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+func TestPropose(t *testing.T) {
+	const id = "ag1"
+	inst := instanceID(id)
+	web, worker := storeID(inst, "web"), storeID(inst, "worker")
+	tests := []struct {
+		name string
+		opts func(*Options)
+		prep func(e *env, p *protocol.Proposal)
+		// want
+		status     protocol.ReplyStatus
+		reason     string   // substring of the reason
+		stores     []string // stores left afterwards
+		instances  []string // instances with containers afterwards
+		storeCalls []string // nil: not checked
+	}{
+		{
+			name: "accepted", status: protocol.StatusAccepted,
+			stores: []string{web, worker}, instances: []string{inst},
+			storeCalls: []string{"create " + web, "create " + worker},
+		},
+		{
+			name:   "invalid secret name",
+			prep:   func(e *env, p *protocol.Proposal) { p.Secrets["etc"] = protocol.SecretValue{Value: canary("etc", "1")} },
+			status: protocol.StatusDeclined, reason: `invalid proposal: field secrets["etc"]`,
+			storeCalls: []string{},
+		},
+		{
+			name:   "value missing",
+			prep:   func(e *env, p *protocol.Proposal) { delete(p.Secrets, "tls_cert") },
+			status: protocol.StatusDeclined, reason: `secrets["tls_cert"]: is declared by the service but has no value`,
+		},
+		{
+			name:   "value too large",
+			opts:   func(o *Options) { o.Limits.MaxValue = 16 },
+			status: protocol.StatusDeclined, reason: "more than the limit 16",
+		},
+		{
+			name: "other arch",
+			prep: func(e *env, p *protocol.Proposal) {
+				p.Service.Arch = map[bool]string{true: "arm", false: "amd64"}[e.m.arch == "amd64"]
+			},
+			status: protocol.StatusDeclined, reason: "is built for arch",
+		},
+		{
+			name: "node policy refuses",
+			opts: func(o *Options) {
+				o.Admit = func(props map[string]any) error {
+					if props["openhorizon.service.url"] == "svc.example" {
+						return errors.New(`constraint "openhorizon.service.url != svc.example" is false`)
+					}
+					return nil
+				}
+			},
+			status: protocol.StatusDeclined, reason: "node policy refuses service acme/svc.example 1.2.0: constraint",
+		},
+		{
+			name: "user does not resolve",
+			prep: func(e *env, p *protocol.Proposal) {
+				e.runner.failUser["worker:1"] = errors.New(`user "app" not found in image`)
+			},
+			status: protocol.StatusDeclined, reason: `container "worker": user "app" not found`,
+			storeCalls: []string{},
+		},
+		{
+			name:   "second store fails",
+			prep:   func(e *env, p *protocol.Proposal) { e.stores.failCreate[worker] = errors.New("tmpfs: no space") },
+			status: protocol.StatusDeclined, reason: `container "worker": create secret store: tmpfs: no space`,
+			storeCalls: []string{"create " + web, "create " + worker, "wipe " + web, "wipe " + web, "wipe " + worker},
+		},
+		{
+			name:   "containers fail to start",
+			prep:   func(e *env, p *protocol.Proposal) { e.runner.failStart = errors.New("image web:1 not found") },
+			status: protocol.StatusDeclined, reason: "start containers: image web:1 not found",
+		},
+		{
+			name:   "expired",
+			prep:   func(e *env, p *protocol.Proposal) { p.Time = e.now.Add(-time.Hour) },
+			status: protocol.StatusDeclined, reason: "expired",
+		},
+		{
+			name:   "dated in the future",
+			prep:   func(e *env, p *protocol.Proposal) { p.Time = e.now.Add(time.Hour) },
+			status: protocol.StatusDeclined, reason: "in the future",
+		},
+		{
+			name:   "agreement id with slashes gets a node name",
+			prep:   func(e *env, p *protocol.Proposal) { p.Agreement = "acme/ag:1" },
+			status: protocol.StatusAccepted, instances: []string{instanceID("acme/ag:1")},
+			stores: []string{storeID(instanceID("acme/ag:1"), "web"), storeID(instanceID("acme/ag:1"), "worker")},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var edits []func(*Options)
+			if tc.opts != nil {
+				edits = append(edits, tc.opts)
+			}
+			e := newEnv(t, edits...)
+			p := e.proposal(id, values("1"))
+			if tc.prep != nil {
+				tc.prep(e, p)
+			}
+			rep := e.m.Propose(e.ctx, p)
+			if rep.Status != tc.status || !strings.Contains(rep.Reason, tc.reason) {
+				t.Fatalf("reply = %s %q, want %s containing %q", rep.Status, rep.Reason, tc.status, tc.reason)
+			}
+			if rep.Type != protocol.TypeProposalReply || rep.Agreement != p.Agreement || rep.From != nodeID || rep.To != agbotID || rep.Seq != 1 {
+				t.Errorf("reply meta = %+v", rep.Meta)
+			}
+			if err := rep.Validate(protocol.Limits{}); err != nil {
+				t.Errorf("reply does not validate: %v", err)
+			}
+			if got := e.stores.ids(); !reflect.DeepEqual(got, tc.stores) {
+				t.Errorf("stores = %v, want %v", got, tc.stores)
+			}
+			if got := e.runner.instances(); !reflect.DeepEqual(got, tc.instances) {
+				t.Errorf("instances = %v, want %v", got, tc.instances)
+			}
+			if calls := e.stores.takeCalls(); tc.storeCalls != nil && !reflect.DeepEqual(calls, tc.storeCalls) && !(len(calls) == 0 && len(tc.storeCalls) == 0) {
+				t.Errorf("store calls = %q, want %q", calls, tc.storeCalls)
+			}
+			r := e.record(p.Agreement)
+			if tc.status != protocol.StatusAccepted {
+				if r != nil {
+					t.Errorf("declined proposal left a record in phase %s", r.Phase)
+				}
+				return
+			}
+			if r == nil || r.Phase != PhaseActive || r.Sequence != 1 || len(r.Digests) != 3 {
+				t.Fatalf("record = %+v, want active at 1 with 3 digests", r)
+			}
+			for _, c := range r.Containers {
+				if c.ContainerID == "" {
+					t.Errorf("container %s has no id", c.Name)
+				}
+				if c.Name == "sidecar" && c.StoreID != "" {
+					t.Errorf("sidecar declares no secret but has store %q", c.StoreID)
+				}
+			}
+			e.wantValues(p.Agreement, map[string]string{"api_token": "1", "db_password": "1", "tls_cert": "1"})
+		})
+	}
+}
+
+func TestProposeKnownAgreement(t *testing.T) {
+	e := newEnv(t)
+	e.accept("ag1", "1")
+	tests := []struct {
+		name   string
+		p      *protocol.Proposal
+		status protocol.ReplyStatus
+		reason string
+	}{
+		{"same proposal again is accepted again", e.proposal("ag1", values("1")), protocol.StatusAccepted, ""},
+		{"other values", e.proposal("ag1", values("2")), protocol.StatusDeclined, "proposal for a known agreement"},
+		{"other agbot", func() *protocol.Proposal {
+			p := e.proposal("ag1", values("1"))
+			p.From = "agbot2"
+			return p
+		}(), protocol.StatusDeclined, "proposal for a known agreement"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := e.m.Propose(e.ctx, tc.p)
+			if rep.Status != tc.status || !strings.Contains(rep.Reason, tc.reason) {
+				t.Fatalf("reply = %s %q, want %s containing %q", rep.Status, rep.Reason, tc.status, tc.reason)
+			}
+			if calls := e.runner.takeCalls(); len(calls) != 0 {
+				t.Errorf("runner calls = %q, want none", calls)
+			}
+			if calls := e.stores.takeCalls(); len(calls) != 0 {
+				t.Errorf("store calls = %q, want none", calls)
+			}
+		})
+	}
+	// After an update the original proposal is a replay.
+	if rep := e.m.Update(e.ctx, e.update("ag1", 2, false, values("2", "db_password"))); rep.Status != protocol.StatusApplied {
+		t.Fatalf("update: %s %q", rep.Status, rep.Reason)
+	}
+	if rep := e.m.Propose(e.ctx, e.proposal("ag1", values("1"))); rep.Status != protocol.StatusDeclined {
+		t.Errorf("proposal copy after an update: %s, want declined", rep.Status)
+	}
+}
+
+func TestProposeAfterCancelIsRefused(t *testing.T) {
+	e := newEnv(t)
+	e.accept("ag1", "1")
+	if _, err := e.m.Cancel(e.ctx, e.cancel("ag1", 1)); err != nil {
+		t.Fatal(err)
+	}
+	// Replayed within its lifetime, also after a restart: the tombstone is persisted.
+	for _, restart := range []bool{false, true} {
+		if restart {
+			e.restart()
+		}
+		rep := e.m.Propose(e.ctx, e.proposal("ag1", values("1")))
+		if rep.Status != protocol.StatusDeclined || !strings.Contains(rep.Reason, "known agreement") {
+			t.Errorf("restart=%v: replayed proposal = %s %q, want declined as known", restart, rep.Status, rep.Reason)
+		}
+	}
+}
+
+// Proposals for different agreements run concurrently: a slow one does not hold up another.
+func TestProposeConcurrent(t *testing.T) {
+	e := newEnv(t)
+	const n = 8
+	done := make(chan *protocol.ProposalReply, n)
+	for i := 0; i < n; i++ {
+		go func() { done <- e.m.Propose(e.ctx, e.proposal(fmt.Sprintf("ag%d", i), values(fmt.Sprint(i)))) }()
+	}
+	for i := 0; i < n; i++ {
+		if rep := <-done; rep.Status != protocol.StatusAccepted {
+			t.Errorf("%s: %s %q", rep.Agreement, rep.Status, rep.Reason)
+		}
+	}
+	infos, err := e.m.Agreements()
+	if err != nil || len(infos) != n {
+		t.Fatalf("Agreements() = %d, %v; want %d", len(infos), err, n)
+	}
+}
