@@ -29,7 +29,8 @@ import (
 
 // testProgram is the static Go program every test image runs as /prog.
 //
-//	serve           trap SIGHUP (print "got SIGHUP"), exit 0 on SIGTERM
+//	serve           print "got N" on SIGHUP (1) and SIGUSR1, exit 0 on SIGTERM
+//	stubborn        ignore SIGTERM
 //	cat FILE        print FILE
 //	write FILE      open FILE for writing
 //	create FILE     create a new FILE
@@ -44,6 +45,7 @@ import (
 	"os/signal"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 func fail(err error) {
@@ -70,6 +72,12 @@ func main() {
 				os.Exit(0)
 			}
 			fmt.Printf("got %d\n", s.(syscall.Signal))
+		}
+	case "stubborn":
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ready")
+		for {
+			time.Sleep(time.Hour)
 		}
 	case "cat":
 		b, err := os.ReadFile(arg)

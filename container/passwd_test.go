@@ -1,6 +1,8 @@
 package container
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
@@ -99,6 +101,47 @@ func TestNeedsLookup(t *testing.T) {
 		t.Run(tc.spec, func(t *testing.T) {
 			if got := needsLookup(tc.spec); got != tc.want {
 				t.Errorf("needsLookup(%q) = %v, want %v", tc.spec, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReadSingleFile(t *testing.T) {
+	tarOf := func(hdr *tar.Header, body []byte) []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		if err := tw.WriteHeader(hdr); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write(body)
+		tw.Close()
+		return buf.Bytes()
+	}
+	big := bytes.Repeat([]byte("x"), maxIDFileSize+1)
+	tests := []struct {
+		name     string
+		stream   []byte
+		wantData string
+		wantLink string
+		wantErr  bool
+	}{
+		{name: "file", stream: tarOf(&tar.Header{Name: "passwd", Typeflag: tar.TypeReg, Size: 5, Mode: 0o644}, []byte("root\n")), wantData: "root\n"},
+		{name: "symlink", stream: tarOf(&tar.Header{Name: "passwd", Typeflag: tar.TypeSymlink, Linkname: "../usr/lib/passwd"}, nil), wantLink: "../usr/lib/passwd"},
+		{name: "directory", stream: tarOf(&tar.Header{Name: "passwd/", Typeflag: tar.TypeDir, Mode: 0o755}, nil), wantErr: true},
+		{name: "too big", stream: tarOf(&tar.Header{Name: "passwd", Typeflag: tar.TypeReg, Size: int64(len(big)), Mode: 0o644}, big), wantErr: true},
+		{name: "empty stream", stream: nil, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			data, link, err := readSingleFile(bytes.NewReader(tc.stream))
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("readSingleFile = %d bytes, %q; want an error", len(data), link)
+				}
+				return
+			}
+			if err != nil || string(data) != tc.wantData || link != tc.wantLink {
+				t.Errorf("readSingleFile = %q, %q, %v; want %q, %q", data, link, err, tc.wantData, tc.wantLink)
 			}
 		})
 	}

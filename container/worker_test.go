@@ -465,3 +465,26 @@ func TestWatchReportsDeaths(t *testing.T) {
 		t.Errorf("Watch after cancel = %v, want context.Canceled", err)
 	}
 }
+
+// A container that ignores SIGTERM is killed after StopTimeout and removed all the same.
+func TestStopStubborn(t *testing.T) {
+	cli := dockertest.Client(t)
+	h := testWorker(t, cli)
+	ctx := bg(t)
+	ref := testImage(t, cli, "1000:1000", nil)
+	got, err := h.Start(ctx, Instance{AgreementID: "agr-stubborn", Service: testService, Containers: []Spec{
+		{Name: "a", Image: ref, Command: []string{"stubborn"}}, {Name: "b", Image: ref}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, cli, got[0].ID, "ready")
+	if s := inspect(t, cli, got[0].ID).State; !s.Running {
+		t.Fatalf("the stubborn container is not running (%s): the test proves nothing", s.Status)
+	}
+	if err := h.Stop(ctx, "agr-stubborn"); err != nil {
+		t.Fatal(err)
+	}
+	if n := countContainers(t, cli, h.agent); n != 0 {
+		t.Errorf("%d containers left after Stop, want 0", n)
+	}
+}
