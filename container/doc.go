@@ -9,14 +9,16 @@
 //
 // Public surface:
 //
-//	New(api Docker, Options) (*Worker, error), NewFromEnv(Options) (*Worker, error), (*Worker).Close
-//	(*Worker).ResolveUser(ctx, image, user) (uid, gid int, err error)
+//	New(api Docker, Options) (*Worker, error); NewFromEnv(Options) (*Worker, error); (*Worker).Close() error
+//	(*Worker).ResolveUser(ctx, image, user string) (uid, gid int, err error)
 //	(*Worker).Start(ctx, Instance) ([]Container, error)
-//	(*Worker).AfterUpdate(ctx, agreementID, changed []string) error
-//	(*Worker).Stop(ctx, agreementID) error, (*Worker).Restart(ctx, agreementID) error
+//	(*Worker).AfterUpdate(ctx, agreementID string, changed []string) error
+//	(*Worker).Restart(ctx, agreementID string) error
+//	(*Worker).Stop(ctx, agreementID string) error
 //	(*Worker).List(ctx) ([]Container, error)
 //	(*Worker).Watch(ctx, func(Death)) error
-//	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrNotFound
+//	types Docker, Options, Instance, Service, Spec, Secret, Container, Death; Store = secretfs.Store
+//	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrNotFound; DirViewTarget
 //
 // One secretfs store per container, because containers of one service may run as different
 // users:

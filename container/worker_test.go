@@ -114,6 +114,9 @@ func TestSecretReadableOnlyByOwner(t *testing.T) {
 					t.Errorf("mount %s is writable", DirViewTarget)
 				}
 			}
+			if p := c.HostConfig.RestartPolicy.Name; p != "unless-stopped" {
+				t.Errorf("restart policy %q, want unless-stopped", p)
+			}
 			if c.Config.Labels[labelSecrets] != "db_token" || c.Config.Labels[labelStore] != "store-owner" {
 				t.Errorf("labels %v: want secrets=db_token store=store-owner", c.Config.Labels)
 			}
@@ -351,11 +354,22 @@ func TestRecovery(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+
+	// Starting an agreement again fails on the engine's name check and removes only what that
+	// call created.
+	if _, err := h.Start(ctx, Instance{AgreementID: "agr-2", Service: testService, Containers: []Spec{{Name: "web", Image: ref}}}); err == nil {
+		t.Error("starting agr-2 twice succeeded")
+	}
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	again := testWorkerAs(t, cli, h.agent)
+	// A new worker on a client of its own, as after an agent restart.
+	again, err := NewFromEnv(Options{AgentID: h.agent, StopTimeout: 2 * time.Second, Logger: testLogger(t, &syncBuffer{})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
 	list, err := again.List(ctx)
 	if err != nil {
 		t.Fatal(err)
