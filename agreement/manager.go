@@ -236,7 +236,15 @@ func shortDigest(d string) string {
 	return d
 }
 
-func (m *Manager) digest(v protocol.SecretValue) string { return v.Digest(m.dig.key) }
+// digest is the HMAC of what a container reads for a secret: key and value in the JSON
+// format, the value alone in value_only (the key is not in the file). So start-up can check
+// each file against the state without the agbot.
+func (m *Manager) digest(d protocol.SecretDecl, v protocol.SecretValue) string {
+	if d.FileFormat() == protocol.FormatValueOnly {
+		v.Key = ""
+	}
+	return v.Digest(m.dig.key)
+}
 
 func (m *Manager) rememberStore(s *Store) {
 	if s == nil {

@@ -74,8 +74,9 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		Phase: PhaseAccepting, Service: p.Service, Sequence: p.Seq,
 		Digests: map[string]string{}, SecretSeq: map[string]uint64{}, AcceptedAt: now, UpdatedAt: now,
 	}
+	decls := p.DeclaredSecrets()
 	for name, v := range p.Secrets {
-		r.Digests[name] = m.digest(v)
+		r.Digests[name] = m.digest(decls[name], v)
 		r.SecretSeq[name] = p.Seq
 	}
 	names := make([]string, 0, len(p.Service.Deployment.Services))
@@ -135,8 +136,9 @@ func (m *Manager) sameProposal(r *record, p *protocol.Proposal) bool {
 	if err1 != nil || err2 != nil || string(a) != string(b) || len(r.Digests) != len(p.Secrets) {
 		return false
 	}
+	decls := declared(&r.Service)
 	for name, v := range p.Secrets {
-		if r.Digests[name] != m.digest(v) {
+		if r.Digests[name] != m.digest(decls[name], v) {
 			return false
 		}
 	}

@@ -2,9 +2,11 @@ package agreement
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 
 	"github.com/edge-secrets/anax-agent/container"
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -128,10 +130,26 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 		return m.db.put(r)
 	}
 
-	if len(r.Uncertain) > 0 {
-		m.log.Warn("the agent stopped during an update; each of these secrets holds its old or new value until a resync",
-			"agreement", r.ID, "seq", r.Sequence, "secrets", r.Uncertain)
-		r.Note = "the agent stopped during an update; waiting for resync"
+	// Every file must hold the value its digest records. A mismatch is a swap the agent died
+	// in (old or new value), or a change made behind its back: either way the agbot's current
+	// values settle it. A name whose every copy matches is certain again.
+	mismatch := m.verify(r, stores)
+	for _, name := range mismatch {
+		if !slices.Contains(r.Uncertain, name) {
+			m.log.Warn("a secret on the node does not match its recorded digest (changed outside the agent?); asking for a resync",
+				"agreement", r.ID, "secret", name, "digest", shortDigest(r.Digests[name]))
+		}
+	}
+	note := r.Note
+	if len(mismatch) > 0 {
+		m.log.Warn("secrets that may hold their old or new value until a resync", "agreement", r.ID, "seq", r.Sequence, "secrets", mismatch)
+		note = "the node's secrets differ from the state (agent stopped during an update?); waiting for resync"
+	} else if len(r.Uncertain) > 0 {
+		m.log.Info("every secret holds its recorded value; the interrupted update left nothing to settle", "agreement", r.ID, "seq", r.Sequence)
+		note = ""
+	}
+	if !slices.Equal(mismatch, r.Uncertain) || note != r.Note {
+		r.Uncertain, r.Note = mismatch, note
 		if err := m.db.put(r); err != nil {
 			return err
 		}
@@ -196,6 +214,45 @@ func (m *Manager) lostSecrets(r *record, stores map[string]*Store) string {
 		}
 	}
 	return ""
+}
+
+// verify reads every secret file of r and returns, sorted, the names some copy of which does
+// not match the recorded digest (or can not be read). Values stay in memory.
+func (m *Manager) verify(r *record, stores map[string]*Store) []string {
+	decls := declared(&r.Service)
+	bad := map[string]bool{}
+	for _, cr := range r.Containers {
+		st := stores[cr.StoreID]
+		if st == nil {
+			continue
+		}
+		for name := range r.Service.Deployment.Services[cr.Name].Secrets {
+			v, err := readSecret(st.Files[name], decls[name])
+			if err != nil || m.digest(decls[name], v) != r.Digests[name] {
+				bad[name] = true
+			}
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return sortedNames(bad)
+}
+
+// readSecret reads a secret file back into key and value (no key in value_only).
+func readSecret(path string, d protocol.SecretDecl) (protocol.SecretValue, error) {
+	content, err := os.ReadFile(path)
+	if err != nil {
+		return protocol.SecretValue{}, err
+	}
+	if d.FileFormat() == protocol.FormatValueOnly {
+		return protocol.SecretValue{Value: string(content)}, nil
+	}
+	var v protocol.SecretValue
+	if err := json.Unmarshal(content, &v); err != nil {
+		return protocol.SecretValue{}, errors.New("not {\"key\",\"value\"} JSON")
+	}
+	return v, nil
 }
 
 // restart starts r's containers on their existing stores.

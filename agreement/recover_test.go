@@ -55,12 +55,34 @@ func TestRecover(t *testing.T) {
 			storeCalls: []string{"wipe " + web, "wipe " + worker}, runnerCalls: []string{"stop " + inst},
 		},
 		{
-			name:  "agent died during an update: containers keep running, resync asked",
+			name:  "agent died during an update before any swap: every file checks out, no resync",
 			prep:  func(e *env) { r := e.record(id); r.Uncertain = []string{"api_token"}; e.m.db.put(r) },
-			phase: PhaseActive, resync: true,
-			storeCalls: []string{}, runnerCalls: []string{},
+			phase: PhaseActive, storeCalls: []string{}, runnerCalls: []string{},
 			stores: []string{web, worker}, instances: []string{inst}, files: all1,
-			logs: "the agent stopped during an update",
+			logs: "the interrupted update left nothing to settle",
+		},
+		{
+			name: "agent died during an update after a swap: containers keep running, resync asked",
+			prep: func(e *env) {
+				r := e.record(id)
+				r.Uncertain = []string{"api_token"}
+				e.m.db.put(r)
+				e.stores.Update(worker, []StoreSecret{{Name: "api_token", Key: "user-api_token", Value: []byte(canary("api_token", "2"))}})
+			},
+			phase: PhaseActive, resync: true, runnerCalls: []string{},
+			stores: []string{web, worker}, instances: []string{inst},
+			files: map[string]string{"db_password": "1", "tls_cert": "1"},
+			logs:  "secrets that may hold their old or new value until a resync",
+		},
+		{
+			name: "a file changed behind the agent's back: resync asked",
+			prep: func(e *env) {
+				e.stores.Update(web, []StoreSecret{{Name: "db_password", Key: "user-db_password", Value: []byte("tampered")}})
+			},
+			phase: PhaseActive, resync: true, runnerCalls: []string{},
+			stores: []string{web, worker}, instances: []string{inst},
+			files: map[string]string{"api_token": "1", "tls_cert": "1"},
+			logs:  "does not match its recorded digest",
 		},
 		{
 			name: "containers removed behind the agent's back: started again on the same stores",
@@ -206,9 +228,9 @@ func TestCrashDuringUpdate(t *testing.T) {
 		name       string
 		arm        func(e *env)
 		wantResync bool
-		redeliver  bool // the agbot resends update 2 (its reply was lost) instead of answering a resync
+		redeliver  bool // the agbot resends update 2 (its reply was lost), before any resync answer
 	}{
-		{name: "before the first store", arm: func(e *env) { e.stores.onUpdate = crashOn(web) }, wantResync: true},
+		{name: "before the first store", arm: func(e *env) { e.stores.onUpdate = crashOn(web) }, redeliver: true},
 		{name: "between the stores", arm: func(e *env) { e.stores.onUpdate = crashOn(worker) }, wantResync: true},
 		{name: "between the stores, redelivered", arm: func(e *env) { e.stores.onUpdate = crashOn(worker) }, wantResync: true, redeliver: true},
 		{name: "in the onUpdate action", arm: func(e *env) { e.runner.panicAfter = true }, wantResync: true},
@@ -247,7 +269,8 @@ func TestCrashDuringUpdate(t *testing.T) {
 			wantSeq := uint64(2)
 			if tc.redeliver {
 				e.apply(e.update("ag1", 2, false, values("2", "api_token", "tls_cert")))
-			} else {
+			}
+			if tc.wantResync {
 				// The agbot answers a resync with the full set under its next sequence.
 				wantSeq = 3
 				e.apply(e.update("ag1", wantSeq, true, values("2")))
@@ -256,7 +279,7 @@ func TestCrashDuringUpdate(t *testing.T) {
 				t.Errorf("after convergence: %+v", r)
 			}
 			want := map[string]string{"api_token": "2", "db_password": "2", "tls_cert": "2"}
-			if tc.redeliver {
+			if !tc.wantResync {
 				want["db_password"] = "1"
 			}
 			e.wantValues("ag1", want)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 func TestStateDir(t *testing.T) {
@@ -77,7 +79,7 @@ func TestStateReopen(t *testing.T) {
 		t.Errorf("second Open = %v, want ErrStateLocked", err)
 	}
 	e.restart()
-	if got := e.m.digest(values("1")["api_token"]); got != before["api_token"] {
+	if got := e.m.digest(protocol.SecretDecl{}, values("1")["api_token"]); got != before["api_token"] {
 		t.Errorf("digest after restart %s, before %s", shortDigest(got), shortDigest(before["api_token"]))
 	}
 }

@@ -2,10 +2,8 @@ package agreement
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -107,6 +105,7 @@ func (m *Manager) Update(ctx context.Context, u *protocol.Update) *protocol.Upda
 //     the values are in place.
 //  5. Persist the sequence and digests and clear the uncertainty.
 func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, changed []string) error {
+	decls := declared(&r.Service)
 	type storeUpdate struct {
 		id      string
 		secrets []StoreSecret
@@ -131,7 +130,7 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 	}
 	newDigests := map[string]string{}
 	for _, name := range changed {
-		newDigests[name] = m.digest(u.Secrets[name].SecretValue)
+		newDigests[name] = m.digest(decls[name], u.Secrets[name].SecretValue)
 	}
 
 	// 1.
@@ -232,7 +231,7 @@ func (m *Manager) rebuild(ctx context.Context, r *record, u *protocol.Update, de
 		return fmt.Errorf("resync: %w", err)
 	}
 	for name, v := range values {
-		r.Digests[name] = m.digest(v)
+		r.Digests[name] = m.digest(decls[name], v)
 		r.SecretSeq[name] = u.Seq
 	}
 	r.Phase = PhaseActive
@@ -261,18 +260,11 @@ func (m *Manager) readBack(id string, secrets []StoreSecret) ([]StoreSecret, err
 		if !ok {
 			return nil, fmt.Errorf("secret store %q has no file for secret %q", id, s.Name)
 		}
-		content, err := os.ReadFile(path)
+		v, err := readSecret(path, protocol.SecretDecl{Format: string(s.Format)})
 		if err != nil {
 			return nil, fmt.Errorf("secret store %q: read current %q: %w", id, s.Name, err)
 		}
-		prev := StoreSecret{Name: s.Name, Format: s.Format, Value: content}
-		if s.Format != formatValueOnly {
-			var sv protocol.SecretValue
-			if err := json.Unmarshal(content, &sv); err != nil {
-				return nil, fmt.Errorf("secret store %q: current %q is not {\"key\",\"value\"} JSON", id, s.Name)
-			}
-			prev.Key, prev.Value = sv.Key, []byte(sv.Value)
-		}
+		prev := StoreSecret{Name: s.Name, Key: v.Key, Value: []byte(v.Value), Format: s.Format}
 		out = append(out, prev)
 	}
 	return out, nil

@@ -175,7 +175,7 @@ func TestUpdate(t *testing.T) {
 			e.wantValues(id, tc.files)
 			// Digests follow the values.
 			for name, tag := range tc.files {
-				if want := e.m.digest(values(tag, name)[name]); r.Digests[name] != want {
+				if want := e.m.digest(declared(&r.Service)[name], values(tag, name)[name]); r.Digests[name] != want {
 					t.Errorf("digest of %s = %s, want that of value %s", name, shortDigest(r.Digests[name]), tag)
 				}
 			}
