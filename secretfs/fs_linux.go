@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -31,6 +32,9 @@ const (
 	// maxPendingUnbound bounds, per secret, replaced versions waiting for their grace: beyond it
 	// the oldest are removed at once (unlink never tears a reader; only the zeroing waits).
 	maxPendingUnbound = 4
+	// maxStaleViews bounds replaced view directories waiting for their grace (they hard-link
+	// old versions, so a burst of updates would otherwise fill the store).
+	maxStaleViews = 4
 )
 
 var errClosed = errors.New("secretfs: closed")
@@ -57,6 +61,15 @@ type FS struct {
 	kick chan struct{}
 	quit chan struct{}
 	done chan struct{}
+
+	// trash holds replaced publish-point mounts: moving a mount there is cheap, while unmounting
+	// waits for an RCU grace period (~20 µs idle, milliseconds under load). The background loop
+	// detaches a whole generation with one umount.
+	trash struct {
+		gen     uint64
+		n       uint64
+		mounted bool
+	}
 
 	// swapHook, when set by tests, runs before the n-th swap (1-based) of an Update or Create;
 	// an error fails that swap.
@@ -227,12 +240,66 @@ func (f *FS) prepareRoot(forced Mode) error {
 			return fmt.Errorf("%w: restart mode without mount privilege needs the root %s on tmpfs or ramfs, so no secret reaches a disk", ErrNotSupported, root)
 		}
 	}
-	for _, dir := range []string{f.lay.storesDir(), filepath.Join(root, "feed"), filepath.Join(root, "publish"), filepath.Join(root, "view")} {
+	for _, dir := range []string{f.lay.storesDir(), filepath.Join(root, "feed"), filepath.Join(root, "publish"), filepath.Join(root, "view"), f.lay.trashDir()} {
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("secretfs: %w", err)
 		}
 	}
+	// Trash from an earlier run: nothing uses it.
+	if entries, err := os.ReadDir(f.lay.trashDir()); err == nil {
+		for _, e := range entries {
+			if gen, ok := parseGen(e.Name()); ok {
+				f.dropTrash(f.lay.trash(gen))
+				if gen >= f.trash.gen {
+					f.trash.gen = gen + 1
+				}
+			}
+		}
+	}
 	return nil
+}
+
+// toTrash moves the top mount at p into the current trash generation.
+func (f *FS) toTrash(p string) error {
+	dir := f.lay.trash(f.trash.gen)
+	if !f.trash.mounted {
+		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return err
+		}
+		if err := linux.MountTmpfs(dir, rootSource, linux.Tmpfs{Size: 64 << 10, Inodes: 1 << 20, Mode: 0o700}); err != nil {
+			return err
+		}
+		f.trash.mounted = true
+	}
+	f.trash.n++
+	target := filepath.Join(dir, strconv.FormatUint(f.trash.n, 10))
+	fd, err := unix.Open(target, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY|unix.O_CLOEXEC, 0o400)
+	if err != nil {
+		return &os.PathError{Op: "create", Path: target, Err: err}
+	}
+	unix.Close(fd)
+	return linux.Move(p, target)
+}
+
+// rotateTrash starts a new trash generation and returns the old one for dropTrash, or "".
+func (f *FS) rotateTrash() string {
+	if !f.trash.mounted {
+		return ""
+	}
+	old := f.lay.trash(f.trash.gen)
+	f.trash.gen++
+	f.trash.n = 0
+	f.trash.mounted = false
+	return old
+}
+
+// dropTrash detaches a trash generation and everything in it with one umount.
+func (f *FS) dropTrash(dir string) {
+	if _, err := linux.UnmountAll(dir); err != nil {
+		f.log.Warn("secretfs: unmount trash", "path", dir, "err", err)
+		return
+	}
+	os.Remove(dir)
 }
 
 // Mode returns the mode chosen (or forced) at Open. Stores recovered from an earlier run keep
@@ -251,9 +318,13 @@ func (f *FS) Close() error {
 		return nil
 	}
 	f.closed = true
+	old := f.rotateTrash()
 	f.mu.Unlock()
 	close(f.quit)
 	<-f.done
+	if old != "" {
+		f.dropTrash(old)
+	}
 	return nil
 }
 

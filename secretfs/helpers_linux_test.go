@@ -1,10 +1,12 @@
 package secretfs
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -129,3 +131,70 @@ func want(s Secret) string {
 	}
 	return string(b)
 }
+
+// nsReader is a process in its own mount namespace (a slave copy of ours, as runc makes) that
+// bind-mounts a publish point at a path outside the root, as Docker does for /<name>. It is a
+// light stand-in for a container in unit tests; container_linux_test.go uses real ones.
+type nsReader struct {
+	t      testing.TB
+	pid    int
+	target string
+	cmd    *exec.Cmd
+}
+
+func startNSReader(t testing.TB, src string) *nsReader {
+	t.Helper()
+	target := filepath.Join(t.TempDir(), "mnt-"+filepath.Base(src))
+	if err := os.WriteFile(target, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("unshare", "--mount", "--propagation", "slave", "--",
+		"sh", "-c", `mount --bind "$1" "$2" && echo ready && exec sleep 3600`, "sh", src, target)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("unshare: %v", err)
+	}
+	r := &nsReader{t: t, pid: cmd.Process.Pid, target: target, cmd: cmd}
+	t.Cleanup(r.stop)
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || line != "ready\n" {
+		t.Fatalf("namespace reader did not start: %q %v", line, err)
+	}
+	return r
+}
+
+func (r *nsReader) read() string {
+	r.t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s", r.pid, r.target))
+	if err != nil {
+		r.t.Fatalf("read in namespace: %v", err)
+	}
+	return string(b)
+}
+
+func (r *nsReader) depth() int {
+	r.t.Helper()
+	f, err := os.Open(fmt.Sprintf("/proc/%d/mountinfo", r.pid))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	defer f.Close()
+	mounts, err := linux.ParseMountinfo(f)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return len(linux.Stack(mounts, r.target))
+}
+
+func (r *nsReader) stop() {
+	if r.cmd.Process != nil && r.cmd.ProcessState == nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+	}
+}
+
+func testLogger(e *env) *slog.Logger { return slog.New(slog.NewTextHandler(e.log, nil)) }

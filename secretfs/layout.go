@@ -21,6 +21,8 @@ import (
 //	                           version mounted on them here
 //	publish/<id>/<name>        publish point (empty file under the mounts), bind-mounted at /<name>
 //	view/<id>/                 mount modes: read-only bind of stores/<id>/view
+//	trash/<gen>/<n>            mount-swap: replaced publish-point mounts, moved here (cheap) and
+//	                           detached in one umount per generation by the background loop
 //	.probe/                    scratch directory for feature probes
 type layout struct{ root string }
 
@@ -31,6 +33,10 @@ func (l layout) publishDir(id string) string    { return filepath.Join(l.root, "
 func (l layout) publish(id, name string) string { return filepath.Join(l.root, "publish", id, name) }
 func (l layout) viewMount(id string) string     { return filepath.Join(l.root, "view", id) }
 func (l layout) probe() string                  { return filepath.Join(l.root, ".probe") }
+func (l layout) trashDir() string               { return filepath.Join(l.root, "trash") }
+func (l layout) trash(gen uint64) string {
+	return filepath.Join(l.root, "trash", strconv.FormatUint(gen, 10))
+}
 
 // Paths inside a store, relative to its root (also the mount root that mountinfo shows).
 func versionRel(name string, gen uint64) string {
@@ -79,8 +85,10 @@ func parseVersionRoot(root string) (name string, gen uint64, ok bool) {
 	if !found || name == "" || strings.Contains(g, "/") {
 		return "", 0, false
 	}
-	gen, ok = parseGen(g)
-	return name, gen, ok
+	if gen, ok = parseGen(g); !ok {
+		return "", 0, false
+	}
+	return name, gen, true
 }
 
 // under reports whether path is dir or lies below it.

@@ -114,7 +114,7 @@ func (f *FS) mountView(st *store) error {
 
 // swapPublish makes version gen the one visible at the publish point of name.
 //
-//	mount-swap:  mount gen beneath the top, then unmount the top: the stack stays one deep.
+//	mount-swap:  mount gen beneath the top, then move the top to the trash: one deep.
 //	mount-stack: mount gen on top: containers see it through propagation; the stack grows.
 //	restart:     link gen to files/.tmp.<name> and rename it over files/<name>.
 func (f *FS) swapPublish(st *store, name string, gen uint64) error {
@@ -129,7 +129,8 @@ func (f *FS) swapPublish(st *store, name string, gen uint64) error {
 		if err := d.MoveTo(p, true); err != nil {
 			return err
 		}
-		return linux.Unmount(p)
+		// The old top's parent is the new mount, a slave (not shared), so it may be moved.
+		return f.toTrash(p)
 	case ModeMountStack:
 		d, err := clone(src, 0)
 		if err != nil {

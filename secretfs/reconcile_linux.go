@@ -88,6 +88,16 @@ func (f *FS) reconcile() time.Time {
 	if f.closed {
 		return time.Time{}
 	}
+	if old := f.rotateTrash(); old != "" {
+		// One umount for every publish-point mount replaced since the last pass; the RCU wait
+		// it implies does not need the lock.
+		f.mu.Unlock()
+		f.dropTrash(old)
+		f.mu.Lock()
+		if f.closed {
+			return time.Time{}
+		}
+	}
 	now := time.Now()
 	var next time.Time
 	due := func(t time.Time) {
@@ -160,7 +170,7 @@ func (f *FS) reconcileSwap(st *store, scanned bool, seen map[string]map[uint64]b
 		}
 		// Replaced versions that no container uses: zero and remove after the grace; beyond
 		// maxPendingUnbound per secret remove at once (unlinking never tears a reader).
-		keep := sec.retired[:0]
+		keep := make([]retired, 0, len(sec.retired)) // filled newest first: must not alias
 		pending := 0
 		for i := len(sec.retired) - 1; i >= 0; i-- { // newest first, so the cap drops the oldest
 			r := sec.retired[i]

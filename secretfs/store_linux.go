@@ -341,6 +341,10 @@ func (f *FS) Wipe(id string) error {
 	if f.closed {
 		return errClosed
 	}
+	// Replaced publish-point mounts of this store may sit in the trash: drop them first.
+	if old := f.rotateTrash(); old != "" {
+		f.dropTrash(old)
+	}
 	if err := f.wipe(id); err != nil {
 		return err
 	}

@@ -76,8 +76,11 @@ func (f *FS) createView(st *store, gens map[string]uint64) error {
 // resolving paths through them. Their files are hard links: the versions live on in v/.
 func (f *FS) removeStaleViews(st *store, now time.Time, due func(time.Time)) {
 	keep := st.stale[:0]
-	for _, sv := range st.stale {
-		if now.Sub(sv.at) < f.grace {
+	for i, sv := range st.stale {
+		// Beyond maxStaleViews the oldest go at once: removing a directory never tears a read
+		// of an open file, it can only fail a path lookup that is many updates late.
+		young := len(st.stale)-i <= maxStaleViews
+		if now.Sub(sv.at) < f.grace && young {
 			keep = append(keep, sv)
 			due(sv.at.Add(f.grace))
 			continue
