@@ -50,7 +50,11 @@ type world struct {
 	nodes    map[string]exchange.Node    // node id (in the org reconciled)
 }
 
-func (e *Engine) snapshot(org string) (*world, error) {
+func (e *Engine) snapshot(org string) (*world, error) { return e.snapshotNode(org, "") }
+
+// snapshotNode loads only node (when not "") of the org's nodes: a registration must not
+// read every node of the org.
+func (e *Engine) snapshotNode(org, node string) (*world, error) {
 	w := &world{patterns: map[string]exchange.Pattern{}, nodes: map[string]exchange.Node{}}
 	var err error
 	if w.services, err = e.st.Services.List(""); err != nil {
@@ -65,6 +69,12 @@ func (e *Engine) snapshot(org string) (*world, error) {
 	}
 	for _, p := range pats {
 		w.patterns[p.Org+"/"+p.Name] = p
+	}
+	if node != "" {
+		if n, err := e.st.Nodes.Get(org, node); err == nil {
+			w.nodes[n.ID] = n
+		}
+		return w, nil
 	}
 	nodes, err := e.st.Nodes.List(org)
 	if err != nil {
@@ -438,13 +448,17 @@ func (e *Engine) Reconcile(ctx context.Context, org string) error {
 
 // ReconcileNode reconciles one node (registration, property change).
 func (e *Engine) ReconcileNode(ctx context.Context, org, node string) error {
-	return e.reconcile(ctx, org, func(id string) bool { return id == node })
+	return e.reconcileOne(ctx, org, node, func(id string) bool { return id == node })
 }
 
 func (e *Engine) reconcile(ctx context.Context, org string, only func(string) bool) error {
+	return e.reconcileOne(ctx, org, "", only)
+}
+
+func (e *Engine) reconcileOne(ctx context.Context, org, node string, only func(string) bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	w, err := e.snapshot(org)
+	w, err := e.snapshotNode(org, node)
 	if err != nil {
 		return err
 	}
