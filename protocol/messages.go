@@ -272,3 +272,15 @@ func secretSizes[V any](m map[string]V, size func(V) int) slog.Value {
 	}
 	return slog.GroupValue(attrs...)
 }
+
+// NewMeta fills the common fields of a message made now.
+func NewMeta(t MessageType, agreement, from, to string, seq uint64) Meta {
+	return Meta{Version: ProtocolVersion, Type: t, Agreement: agreement, From: from, To: to,
+		Seq: seq, Time: time.Now().UTC().Truncate(time.Millisecond)}
+}
+
+// ReplyMeta is the Meta of a reply of type t to m: same agreement and sequence, sender and
+// recipient swapped, made now.
+func (m *Meta) ReplyMeta(t MessageType) Meta {
+	return NewMeta(t, m.Agreement, m.To, m.From, m.Seq)
+}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -144,4 +145,19 @@ func (s SecretValue) Digest(hmacKey []byte) string {
 	m.Write([]byte(s.Key))
 	m.Write([]byte(s.Value))
 	return hex.EncodeToString(m.Sum(nil))
+}
+
+// FileContent is what the agent writes to the secret's file, anax compatible: for
+// FormatJSON the object {"key":K,"value":V} (as encoding/json writes it), for
+// FormatValueOnly the raw value.
+func (s SecretValue) FileContent(d SecretDecl) []byte {
+	if d.FileFormat() == FormatValueOnly {
+		return []byte(s.Value)
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		// A struct of two strings always marshals.
+		panic(err)
+	}
+	return b
 }

@@ -267,3 +267,27 @@ func assertNoCanary(t *testing.T, s string) {
 		t.Errorf("output leaks a secret value: %s", s)
 	}
 }
+
+func TestFileContent(t *testing.T) {
+	v := SecretValue{Key: "password", Value: "CANARY-a<b>&\"c\n"}
+	if got, want := string(v.FileContent(SecretDecl{})), `{"key":"password","value":"CANARY-a\u003cb\u003e\u0026\"c\n"}`; got != want {
+		t.Errorf("json FileContent = %s, want %s", got, want)
+	}
+	if got, want := string(v.FileContent(SecretDecl{Format: FormatJSON})), `{"key":"password","value":"CANARY-a\u003cb\u003e\u0026\"c\n"}`; got != want {
+		t.Errorf("json FileContent = %s, want %s", got, want)
+	}
+	if got := string(v.FileContent(SecretDecl{Format: FormatValueOnly})); got != v.Value {
+		t.Errorf("value_only FileContent = %q, want the raw value", got)
+	}
+}
+
+func TestReplyMeta(t *testing.T) {
+	p := testProposal()
+	r := &ProposalReply{Meta: p.ReplyMeta(TypeProposalReply), Status: StatusAccepted}
+	if r.From != nodeID || r.To != agbotID || r.Seq != 1 || r.Agreement != agreement || r.Version != ProtocolVersion {
+		t.Errorf("ReplyMeta = %+v", r.Meta)
+	}
+	if err := r.Validate(Limits{}); err != nil {
+		t.Errorf("reply does not validate: %v", err)
+	}
+}
