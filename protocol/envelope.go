@@ -134,12 +134,12 @@ func sealRaw(hdr Header, sign ed25519.PrivateKey, body []byte, pub hpke.PublicKe
 	if err != nil {
 		return nil, err
 	}
-	// 2. Sign header and message: plaintext = signature || message.
+	// 1. Sign header and message: plaintext = signature || message.
 	pt := make([]byte, 0, ed25519.SignatureSize+len(body))
 	pt = append(pt, ed25519.Sign(sign, signInput(hdrBytes, body))...)
 	pt = append(pt, body...)
 
-	// 3. Encrypt with the header as AAD.
+	// 2. Encrypt with the header as AAD.
 	enc, sender, err := hpke.NewSender(pub, hpke.HKDFSHA256(), aead, []byte(hpkeInfo))
 	if err != nil {
 		return nil, fmt.Errorf("seal: hpke: %w", err)

@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// Version is the protocol version every message and envelope names.
+// ProtocolVersion is the version every message and envelope names.
 const ProtocolVersion = 1
 
 // MessageType names a message on the wire.
