@@ -1,12 +1,11 @@
-// Command anax-agent is a placeholder until its issue lands: it prints usage and exits.
+// Command anax-agent is the node daemon (package agent): it registers with an agbot, accepts
+// its proposals and keeps each service's secrets current in its running containers.
 package main
 
 import (
-	"fmt"
 	"os"
+
+	"github.com/edge-secrets/anax-agent/agent"
 )
 
-func main() {
-	fmt.Fprintln(os.Stderr, "usage: anax-agent (not implemented yet)")
-	os.Exit(2)
-}
+func main() { os.Exit(agent.Main(os.Args[1:], os.Stderr, os.Getenv)) }

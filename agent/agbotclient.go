@@ -1,0 +1,208 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// agbotClient speaks the agbot's node endpoints (package agbot documents them): GET /agbot,
+// PUT .../registration, the GET .../msgs long-poll and POST .../msgs.
+type agbotClient struct {
+	base string // without trailing slash
+	http *http.Client
+}
+
+// agbotInfo is GET /agbot and the registration answer.
+type agbotInfo struct {
+	ID          string               `json:"agbotId"`
+	PublicKeys  *protocol.PublicKeys `json:"publicKeys"`
+	Fingerprint string               `json:"fingerprint"`
+}
+
+// polledMessage is one message of a long-poll answer.
+type polledMessage struct {
+	ID        uint64 `json:"id"`
+	Agreement string `json:"agreementId"`
+	Type      string `json:"type"`
+	Seq       uint64 `json:"seq"`
+	Envelope  []byte `json:"envelope"`
+}
+
+// registrationBody is PUT .../registration.
+type registrationBody struct {
+	PublicKeys *protocol.PublicKeys `json:"publicKeys"`
+	Arch       string               `json:"arch"`
+	Properties []Property           `json:"properties"`
+	Pattern    string               `json:"pattern,omitempty"`
+}
+
+// newAgbotClient builds a client for base that trusts caFile (PEM) when given, else the
+// system roots.
+func newAgbotClient(base, caFile string) (*agbotClient, error) {
+	if base == "" {
+		return nil, fmt.Errorf("%w: agbot_url: not set (--agbot-url)", ErrConfig)
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 4
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("%w: agbot_ca: %v", ErrConfig, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%w: agbot_ca: %s holds no PEM certificate", ErrConfig, caFile)
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	return &agbotClient{base: strings.TrimRight(base, "/"), http: &http.Client{Transport: tr}}, nil
+}
+
+func (c *agbotClient) close() { c.http.CloseIdleConnections() }
+
+// statusError is a non-2xx answer.
+type statusError struct {
+	Code int
+	Msg  string
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Code) }
+
+func (c *agbotClient) do(ctx context.Context, method, path string, auth *Registration, body []byte, ctype string, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if auth != nil {
+		req.SetBasicAuth(auth.Org+"/"+auth.Node, auth.Token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("%w at %s: %w", ErrAgbot, c.base, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("%w at %s: read answer: %w", ErrAgbot, c.base, err)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		msg := strings.TrimSpace(string(raw))
+		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+			msg = e.Error
+		}
+		if len(msg) > 512 {
+			msg = msg[:512] + "..."
+		}
+		return fmt.Errorf("%w: %s %s: %w", ErrAgbot, method, path, &statusError{Code: resp.StatusCode, Msg: msg})
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return fmt.Errorf("%w: %s %s: answer is not the expected JSON: %v", ErrAgbot, method, path, err)
+		}
+	}
+	return nil
+}
+
+func nodePath(r *Registration, tail string) string {
+	return "/org/" + url.PathEscape(r.Org) + "/nodes/" + url.PathEscape(r.Node) + tail
+}
+
+// info reads GET /agbot and checks that the fingerprint it states is the one of its keys.
+func (c *agbotClient) info(ctx context.Context) (*agbotInfo, error) {
+	var in agbotInfo
+	if err := c.do(ctx, "GET", "/agbot", nil, nil, "", &in); err != nil {
+		return nil, err
+	}
+	if err := in.check(); err != nil {
+		return nil, err
+	}
+	return &in, nil
+}
+
+func (in *agbotInfo) check() error {
+	if in.ID == "" || in.PublicKeys == nil {
+		return fmt.Errorf("%w: the agbot's answer lacks agbotId or publicKeys", ErrAgbot)
+	}
+	if err := in.PublicKeys.Validate(); err != nil {
+		return fmt.Errorf("%w: the agbot's publicKeys: %w", ErrAgbot, err)
+	}
+	if fp := in.PublicKeys.Fingerprint(); fp != in.Fingerprint {
+		return fmt.Errorf("%w: the agbot states fingerprint %s but its keys have %s", ErrAgbotKey, in.Fingerprint, fp)
+	}
+	return nil
+}
+
+// register sends PUT .../registration with the node's credentials.
+func (c *agbotClient) register(ctx context.Context, r *Registration, body registrationBody) (*agbotInfo, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	var in agbotInfo
+	if err := c.do(ctx, "PUT", nodePath(r, "/registration"), r, b, "application/json", &in); err != nil {
+		return nil, err
+	}
+	if err := in.check(); err != nil {
+		return nil, err
+	}
+	return &in, nil
+}
+
+// poll long-polls for messages past after, waiting at most wait on the agbot.
+func (c *agbotClient) poll(ctx context.Context, r *Registration, after uint64, wait time.Duration) ([]polledMessage, error) {
+	// The agbot holds the request up to wait; give the answer a margin on top.
+	ctx, cancel := context.WithTimeout(ctx, wait+20*time.Second)
+	defer cancel()
+	path := fmt.Sprintf("%s?wait=%d&after=%d", nodePath(r, "/msgs"), int(wait/time.Second), after)
+	var out struct {
+		Messages []polledMessage `json:"messages"`
+	}
+	if err := c.do(ctx, "GET", path, r, nil, "", &out); err != nil {
+		return nil, err
+	}
+	return out.Messages, nil
+}
+
+// post sends one sealed envelope (a reply, a cancel or a resync).
+func (c *agbotClient) post(ctx context.Context, r *Registration, envelope []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return c.do(ctx, "POST", nodePath(r, "/msgs"), r, envelope, "application/json", nil)
+}
+
+// httpStatus returns the HTTP status of an agbot refusal, or 0.
+func httpStatus(err error) int {
+	var se *statusError
+	if errors.As(err, &se) {
+		return se.Code
+	}
+	return 0
+}

@@ -1,0 +1,494 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/agreement"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// connection is the node's link to its agbot while it is registered: the client, the pinned
+// keys (an Endpoint), the long-poll loop and the dispatcher of the messages it receives.
+type connection struct {
+	a      *Agent
+	reg    *Registration
+	client *agbotClient
+	ep     *protocol.Endpoint
+	cancel context.CancelFunc
+	done   chan struct{}
+	disp   *dispatcher
+
+	refusedMu sync.Mutex
+	refused   map[uint64]bool
+}
+
+// firstRefusal reports whether message id is refused for the first time.
+func (c *connection) firstRefusal(id uint64) bool {
+	c.refusedMu.Lock()
+	defer c.refusedMu.Unlock()
+	if c.refused == nil || len(c.refused) > 1024 {
+		c.refused = map[uint64]bool{}
+	}
+	if c.refused[id] {
+		return false
+	}
+	c.refused[id] = true
+	return true
+}
+
+// resyncEvery is how often pending resync requests are sent again until the agbot answers.
+const resyncEvery = 15 * time.Second
+
+// maxParallel bounds how many agreements are handled at once (container starts are slow).
+const maxParallel = 8
+
+func (a *Agent) newConnection(reg *Registration) (*connection, error) {
+	client, err := newAgbotClient(reg.AgbotURL, a.cfg.AgbotCA)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := protocol.LoadKeys(a.stateFile(nodeKeysFile))
+	if err != nil {
+		return nil, fmt.Errorf("node keys: %w", err)
+	}
+	ep := &protocol.Endpoint{ID: reg.ID(), Keys: keys, Peers: protocol.StaticKeyRing{reg.AgbotID: reg.AgbotKeys}}
+	c := &connection{a: a, reg: reg, client: client, ep: ep, done: make(chan struct{})}
+	c.disp = newDispatcher(maxParallel, c.handle)
+	c.disp.ctx = a.work
+	return c, nil
+}
+
+// startConnection starts the message loop for reg. An error (keys unreadable) is logged: the
+// node keeps serving its local API and its running containers.
+func (a *Agent) startConnection(reg *Registration) {
+	c, err := a.newConnection(reg)
+	if err != nil {
+		a.log.Error("cannot talk to the agbot; the running services keep their secrets", "err", err)
+		a.setLink(func(l *linkStatus) { l.Connected, l.LastError = false, err.Error() })
+		return
+	}
+	ctx, cancel := context.WithCancel(a.ctx)
+	c.cancel = cancel
+	a.mu.Lock()
+	a.conn = c
+	a.mu.Unlock()
+	go func() {
+		defer close(c.done)
+		c.loop(ctx)
+	}()
+}
+
+func (a *Agent) takeConnection() *connection {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	c := a.conn
+	a.conn = nil
+	return c
+}
+
+func (a *Agent) connection() *connection {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.conn
+}
+
+// stop ends the long-poll and waits for the messages being handled (until ctx).
+func (c *connection) stop(ctx context.Context) error {
+	c.cancel()
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return fmt.Errorf("message loop: %w", ctx.Err())
+	}
+	defer c.client.close()
+	return c.disp.wait(ctx)
+}
+
+// loop long-polls the agbot and hands every message to the dispatcher. When the agbot can
+// not be reached it tries again after a jittered, doubling backoff capped at backoff_max; the
+// node keeps serving its containers meanwhile.
+func (c *connection) loop(ctx context.Context) {
+	a := c.a
+	var after uint64
+	failures := 0
+	var nextResync time.Time
+	for ctx.Err() == nil {
+		wait := time.Duration(a.pollWait.Load())
+		msgs, err := c.client.poll(ctx, c.reg, after, wait)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			a.metrics.Failures.WithLabelValues("poll").Inc()
+			d := backoff(failures, time.Duration(a.backoffMax.Load()))
+			a.linkDown(err, failures, d)
+			sleep(ctx, d)
+			continue
+		}
+		if failures > 0 || !a.linkState().Connected {
+			a.log.Info("connected to the agbot", "agbot", c.reg.AgbotID, "url", c.reg.AgbotURL, "after_failures", failures)
+		}
+		failures = 0
+		a.linkUp()
+		for _, m := range msgs {
+			after = max(after, m.ID)
+			c.disp.submit(m)
+		}
+		if time.Now().After(nextResync) {
+			c.sendResyncs(ctx)
+			nextResync = time.Now().Add(resyncEvery)
+		}
+	}
+}
+
+// backoff is the wait before attempt n (1, 2, ...): 500 ms doubling up to limit, with full
+// jitter over its upper half so that thousands of nodes do not come back in step.
+func backoff(n int, limit time.Duration) time.Duration {
+	d := 500 * time.Millisecond
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	d = min(d, limit)
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// sendResyncs asks the agbot for the current values of every agreement that waits for them
+// (the node rebooted, or the agent stopped during an update, or its stores were tampered
+// with). It returns how many it sent.
+func (c *connection) sendResyncs(ctx context.Context) int {
+	a := c.a
+	rs, err := a.mgr.Resyncs()
+	if err != nil {
+		a.log.Error("list resyncs", "err", err)
+		return 0
+	}
+	rs = append(rs, a.guard.resyncs(c.reg)...)
+	sent := 0
+	for _, r := range rs {
+		if err := c.send(ctx, r); err != nil {
+			a.log.Warn("resync not sent; trying again", "agreement", r.Agreement, "err", err)
+			continue
+		}
+		a.log.Info("asked the agbot for current values (resync)", "agreement", r.Agreement, "seq", r.Seq, "reason", r.Reason)
+		sent++
+	}
+	return sent
+}
+
+// send seals m to the agbot and posts it.
+func (c *connection) send(ctx context.Context, m protocol.Message) error {
+	env, err := c.ep.Seal(m)
+	if err != nil {
+		return fmt.Errorf("seal %s: %w", m.Head().Type, err)
+	}
+	if err := c.client.post(ctx, c.reg, env); err != nil {
+		c.a.metrics.Failures.WithLabelValues("reply").Inc()
+		return err
+	}
+	return nil
+}
+
+// handle opens one message and gives it to the agreement manager; the reply goes back to the
+// agbot. A message that does not open (bad signature, wrong recipient, malformed, too big)
+// is refused with a log line and changes nothing; the agbot can not be told, since nothing
+// proves the message is its own.
+func (c *connection) handle(ctx context.Context, pm polledMessage) {
+	a := c.a
+	msg, err := c.ep.Open(pm.Envelope)
+	if err != nil {
+		a.metrics.Messages.WithLabelValues(label(pm.Type), "refused").Inc()
+		a.metrics.Failures.WithLabelValues("message").Inc()
+		// The agbot offers an unacknowledged message again and again: say it once.
+		lvl := a.log.Debug
+		if c.firstRefusal(pm.ID) {
+			lvl = a.log.Warn
+		}
+		lvl("refused a message that does not open", "id", pm.ID, "type", label(pm.Type),
+			"agreement", pm.Agreement, "seq", pm.Seq, "err", err)
+		return
+	}
+	h := msg.Head()
+	var reply protocol.Message
+	result := "ok"
+	switch m := msg.(type) {
+	case *protocol.Proposal:
+		r := a.mgr.Propose(ctx, m)
+		reply, result = r, string(r.Status)
+		if r.Status != protocol.StatusAccepted {
+			a.metrics.Failures.WithLabelValues("proposal").Inc()
+		} else {
+			a.changed(h.Agreement)
+		}
+	case *protocol.Update:
+		start := time.Now()
+		r := a.mgr.Update(ctx, m)
+		reply, result = r, string(r.Status)
+		switch r.Status {
+		case protocol.StatusApplied:
+			a.metrics.UpdateLatency.Observe(time.Since(start).Seconds())
+			a.metrics.Swaps.Add(float64(len(m.Secrets)))
+			a.changed(h.Agreement)
+			a.guard.repaired(h.Agreement)
+		case protocol.StatusFailed, protocol.StatusRefused:
+			a.metrics.Failures.WithLabelValues("update").Inc()
+		}
+	case *protocol.Cancel:
+		r, err := a.mgr.Cancel(ctx, m)
+		if err != nil {
+			// Not removed completely: no reply, so the agbot sends the cancel again.
+			a.metrics.Failures.WithLabelValues("cancel").Inc()
+			a.metrics.Messages.WithLabelValues(string(h.Type), "failed").Inc()
+			a.log.Error("cancel not finished; the agbot will send it again", "agreement", h.Agreement, "err", err)
+			return
+		}
+		reply, result = r, string(r.Status)
+		a.changed(h.Agreement)
+	case *protocol.CancelReply:
+		a.metrics.Messages.WithLabelValues(string(h.Type), "ok").Inc()
+		a.log.Info("the agbot acknowledged the node's cancel", "agreement", h.Agreement)
+		return
+	default:
+		a.metrics.Messages.WithLabelValues(string(h.Type), "refused").Inc()
+		a.log.Warn("refused a message an agbot may not send", "type", h.Type, "agreement", h.Agreement)
+		return
+	}
+	a.metrics.Messages.WithLabelValues(string(h.Type), result).Inc()
+	if err := c.send(ctx, reply); err != nil {
+		// The agbot offers the message again and gets the same answer (duplicates are
+		// acknowledged again).
+		a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,
+			"type", reply.Head().Type, "seq", reply.Head().Seq, "err", err)
+	}
+}
+
+// label keeps metric label values to the known message types.
+func label(t string) string {
+	switch protocol.MessageType(t) {
+	case protocol.TypeProposal, protocol.TypeUpdate, protocol.TypeCancel, protocol.TypeCancelReply:
+		return t
+	}
+	return "other"
+}
+
+// changed records that an agreement's secrets or containers changed on the node.
+func (a *Agent) changed(agreementID string) {
+	a.mu.Lock()
+	a.last = time.Now()
+	a.mu.Unlock()
+	a.refreshDepth(agreementID)
+	a.refreshGauges()
+}
+
+func (a *Agent) linkState() linkStatus {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.link
+}
+
+func (a *Agent) setLink(f func(*linkStatus)) {
+	a.mu.Lock()
+	before := a.link.Connected
+	f(&a.link)
+	after := a.link.Connected
+	a.mu.Unlock()
+	if before != after {
+		_ = a.notify.Status(a.statusLine())
+	}
+}
+
+func (a *Agent) linkUp() {
+	a.setLink(func(l *linkStatus) { l.Connected, l.LastContact, l.LastError, l.Failures = true, time.Now(), "", 0 })
+}
+
+func (a *Agent) linkDown(err error, failures int, retry time.Duration) {
+	a.setLink(func(l *linkStatus) { l.Connected, l.LastError, l.Failures = false, err.Error(), failures })
+	lvl := a.log.Warn
+	if failures > 1 {
+		lvl = a.log.Debug
+		if failures%10 == 0 {
+			lvl = a.log.Warn
+		}
+	}
+	if code := httpStatus(err); code == 401 || code == 403 {
+		lvl = a.log.Error
+	}
+	lvl("agbot not reachable; the node keeps running its services", "agbot", a.cfg.AgbotURL,
+		"failures", failures, "retry_in", retry.Round(time.Millisecond).String(), "err", err)
+}
+
+// refreshGauges sets the agreement gauge and the systemd status line.
+func (a *Agent) refreshGauges() {
+	list, err := a.mgr.Agreements()
+	if err != nil {
+		return
+	}
+	a.metrics.Agreements.Set(float64(len(list)))
+	_ = a.notify.Status(a.statusLine())
+}
+
+// refreshDepth measures the mount stacks of one agreement's publish points.
+func (a *Agent) refreshDepth(agreementID string) {
+	in, err := a.mgr.Agreement(agreementID)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, c := range agreementStores(in, err) {
+		delete(a.depth, c)
+	}
+	if err == nil {
+		for _, c := range in.Containers {
+			if c.StoreID == "" {
+				continue
+			}
+			deepest := 0
+			for _, name := range c.Secrets {
+				if d, err := a.fs.Depth(c.StoreID, name); err == nil {
+					deepest = max(deepest, d)
+				}
+			}
+			a.depth[c.StoreID] = deepest
+		}
+	}
+	a.setDepthGauge()
+}
+
+// refreshDepths measures every store again (stores may have gone).
+func (a *Agent) refreshDepths() {
+	list, err := a.mgr.Agreements()
+	if err != nil {
+		return
+	}
+	depth := map[string]int{}
+	for _, in := range list {
+		for _, c := range in.Containers {
+			if c.StoreID == "" {
+				continue
+			}
+			for _, name := range c.Secrets {
+				if d, err := a.fs.Depth(c.StoreID, name); err == nil {
+					depth[c.StoreID] = max(depth[c.StoreID], d)
+				}
+			}
+		}
+	}
+	a.mu.Lock()
+	a.depth = depth
+	a.setDepthGauge()
+	a.mu.Unlock()
+}
+
+// setDepthGauge: caller holds a.mu.
+func (a *Agent) setDepthGauge() {
+	deepest := 0
+	for _, d := range a.depth {
+		deepest = max(deepest, d)
+	}
+	a.metrics.MountDepth.Set(float64(deepest))
+}
+
+func agreementStores(in agreement.Info, err error) []string {
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, c := range in.Containers {
+		if c.StoreID != "" {
+			out = append(out, c.StoreID)
+		}
+	}
+	return out
+}
+
+// dispatcher runs messages one at a time per agreement, in arrival order, and different
+// agreements in parallel (at most limit at once). A message already waiting or running (the
+// agbot offers an unacknowledged message again) is not queued twice.
+type dispatcher struct {
+	handle func(context.Context, polledMessage)
+	sem    chan struct{}
+	ctx    context.Context
+
+	mu      sync.Mutex
+	queues  map[string][]polledMessage
+	pending map[string]bool // agreement/type/seq queued or running
+	wg      sync.WaitGroup
+}
+
+func newDispatcher(limit int, handle func(context.Context, polledMessage)) *dispatcher {
+	return &dispatcher{handle: handle, sem: make(chan struct{}, limit), queues: map[string][]polledMessage{}, pending: map[string]bool{}}
+}
+
+func msgKey(m polledMessage) string { return fmt.Sprintf("%s\x00%s\x00%d", m.Agreement, m.Type, m.Seq) }
+
+func (d *dispatcher) submit(m polledMessage) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k := msgKey(m)
+	if d.pending[k] {
+		return
+	}
+	d.pending[k] = true
+	q, running := d.queues[m.Agreement]
+	d.queues[m.Agreement] = append(q, m)
+	if !running {
+		d.wg.Add(1)
+		go d.run(m.Agreement)
+	}
+}
+
+func (d *dispatcher) run(agreementID string) {
+	defer d.wg.Done()
+	for {
+		d.mu.Lock()
+		q := d.queues[agreementID]
+		if len(q) == 0 {
+			delete(d.queues, agreementID)
+			d.mu.Unlock()
+			return
+		}
+		m := q[0]
+		d.queues[agreementID] = q[1:]
+		d.mu.Unlock()
+
+		d.sem <- struct{}{}
+		d.handle(d.context(), m)
+		<-d.sem
+
+		d.mu.Lock()
+		delete(d.pending, msgKey(m))
+		d.mu.Unlock()
+	}
+}
+
+func (d *dispatcher) context() context.Context {
+	if d.ctx != nil {
+		return d.ctx
+	}
+	return context.Background()
+}
+
+// wait waits for every queued message to be handled (until ctx).
+func (d *dispatcher) wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { d.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return errors.New("messages still being handled at shutdown")
+	}
+}

@@ -1,0 +1,303 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/edge-secrets/anax-agent/agreement"
+	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// RegisterRequest is POST /node on the local API (`hzn register`).
+type RegisterRequest struct {
+	Org     string      `json:"org,omitempty"` // default: the agent's --org
+	Node    string      `json:"node"`
+	Token   string      `json:"token"`
+	Pattern string      `json:"pattern,omitempty"` // "[org/]name"
+	Policy  *NodePolicy `json:"policy,omitempty"`
+}
+
+// UnregisterResult is DELETE /node on the local API (`hzn unregister`).
+type UnregisterResult struct {
+	Node      string   `json:"node"`
+	Cancelled []string `json:"cancelled"`
+	// NotDelivered lists agreements ended on the node whose cancel the agbot did not get
+	// (it was away); the agbot ends them when it finds the node gone.
+	NotDelivered []string `json:"notDelivered,omitempty"`
+	// Removed counts leftover stores and containers that belonged to no agreement.
+	Removed int `json:"removed,omitempty"`
+}
+
+func (a *Agent) stateFile(name string) string { return filepath.Join(a.cfg.StateDir, name) }
+
+// Register registers the node with the agbot: 1. check the request; 2. read the agbot's keys
+// and compare their fingerprint with --agbot-fingerprint when given; 3. load or create the
+// node's keys; 4. PUT the registration with the node token, and check the agbot answers with
+// the same keys; 5. remember it all (registration.json, 0600); 6. start the message loop.
+func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, error) {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	if reg := a.registration(); reg != nil {
+		return NodeInfo{}, fmt.Errorf("%w as %s; run hzn unregister first", ErrRegistered, reg.ID())
+	}
+	// 1.
+	org := req.Org
+	switch {
+	case org == "":
+		org = a.cfg.Org
+	case a.cfg.Org != "" && org != a.cfg.Org:
+		return NodeInfo{}, fmt.Errorf("%w: org %q: this agent is configured for org %q", ErrInvalidRequest, org, a.cfg.Org)
+	}
+	if org == "" {
+		return NodeInfo{}, fmt.Errorf("%w: org: not set (start the agent with --org, or pass -o ORG)", ErrInvalidRequest)
+	}
+	if err := validSegment("org", org); err != nil {
+		return NodeInfo{}, err
+	}
+	if err := validSegment("node", req.Node); err != nil {
+		return NodeInfo{}, err
+	}
+	if err := validToken(req.Token); err != nil {
+		return NodeInfo{}, err
+	}
+	if req.Pattern != "" {
+		po, pn, ok := strings.Cut(req.Pattern, "/")
+		if !ok {
+			po, pn = org, req.Pattern
+		}
+		if validSegment("pattern org", po) != nil || validSegment("pattern name", pn) != nil {
+			return NodeInfo{}, fmt.Errorf("%w: pattern %q: must be ORG/NAME or NAME, each one segment of [A-Za-z0-9_.@+-]", ErrInvalidRequest, req.Pattern)
+		}
+	}
+	policy := NodePolicy{}
+	if req.Policy != nil {
+		policy = *req.Policy
+		if err := policy.Validate(); err != nil {
+			return NodeInfo{}, err
+		}
+	}
+	if a.cfg.AgbotURL == "" {
+		return NodeInfo{}, fmt.Errorf("%w: the agent has no agbot URL (start it with --agbot-url)", ErrInvalidRequest)
+	}
+	client, err := newAgbotClient(a.cfg.AgbotURL, a.cfg.AgbotCA)
+	if err != nil {
+		return NodeInfo{}, err
+	}
+	defer client.close()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+
+	// 2.
+	info, err := client.info(ctx)
+	if err != nil {
+		return NodeInfo{}, err
+	}
+	if want := a.cfg.AgbotFingerprint; want != "" && info.Fingerprint != want {
+		return NodeInfo{}, fmt.Errorf("%w: the agbot at %s has signing key %s, --agbot-fingerprint says %s", ErrAgbotKey, a.cfg.AgbotURL, info.Fingerprint, want)
+	}
+	// 3.
+	keys, err := protocol.LoadOrCreateKeys(a.stateFile(nodeKeysFile))
+	if err != nil {
+		return NodeInfo{}, fmt.Errorf("node keys: %w", err)
+	}
+	reg := &Registration{Org: org, Node: req.Node, Token: req.Token, Pattern: req.Pattern, Policy: policy,
+		Arch: arm.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
+	// 4.
+	props := policy.Properties
+	if props == nil {
+		props = []Property{}
+	}
+	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props, Pattern: req.Pattern})
+	if err != nil {
+		if code := httpStatus(err); code == 401 || code == 403 {
+			return NodeInfo{}, fmt.Errorf("%w: the agbot refused node %s/%s with this token: %w", ErrInvalidRequest, org, req.Node, err)
+		}
+		return NodeInfo{}, err
+	}
+	if got.ID != info.ID || !got.PublicKeys.Equal(info.PublicKeys) {
+		return NodeInfo{}, fmt.Errorf("%w: the agbot answered the registration with keys %s, not the %s it showed first", ErrAgbotKey, got.Fingerprint, info.Fingerprint)
+	}
+	reg.AgbotID, reg.AgbotKeys, reg.AgbotFingerprint = info.ID, info.PublicKeys, info.Fingerprint
+	reg.RegisteredAt = time.Now().UTC().Truncate(time.Second)
+	// 5.
+	if err := saveRegistration(a.cfg.StateDir, reg); err != nil {
+		return NodeInfo{}, fmt.Errorf("remember the registration: %w", err)
+	}
+	if err := a.setRegistration(reg); err != nil {
+		return NodeInfo{}, err
+	}
+	a.log.Info("registered", "node", reg.ID(), "agbot", reg.AgbotID, "agbot_fingerprint", reg.AgbotFingerprint,
+		"node_fingerprint", reg.NodeFingerprint, "pattern", reg.Pattern, "properties", len(policy.Properties),
+		"constraints", len(policy.Constraints))
+	// 6.
+	if a.ctx.Err() == nil {
+		a.startConnection(reg)
+	}
+	_ = a.notify.Status(a.statusLine())
+	return reg.Info(), nil
+}
+
+func validToken(tok string) error {
+	if tok == "" || len(tok) > 1024 {
+		return fmt.Errorf("%w: token: must be 1..1024 bytes", ErrInvalidRequest)
+	}
+	for _, r := range tok {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: token: must not hold control characters", ErrInvalidRequest)
+		}
+	}
+	return nil
+}
+
+// Unregister ends every agreement on the node's initiative (containers stopped, secrets
+// wiped), tells the agbot, removes anything left of the agent on the node, and forgets the
+// registration and the node keys. When an agreement can not be ended the registration stays
+// and the error says which; the message loop goes on.
+func (a *Agent) Unregister(ctx context.Context) (UnregisterResult, error) {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	reg := a.registration()
+	if reg == nil {
+		return UnregisterResult{}, ErrNotRegistered
+	}
+	res := UnregisterResult{Node: reg.ID(), Cancelled: []string{}}
+	// 1. No new messages from here: stop the loop and let the ones being handled finish.
+	var client *agbotClient
+	var ep *protocol.Endpoint
+	if c := a.takeConnection(); c != nil {
+		if err := c.stop(ctx); err != nil {
+			a.log.Warn("unregister: messages still in progress", "err", err)
+		}
+		ep = c.ep
+	}
+	if ep == nil {
+		if c, err := a.newConnection(reg); err == nil {
+			ep = c.ep
+		}
+	}
+	client, _ = newAgbotClient(reg.AgbotURL, a.cfg.AgbotCA)
+
+	// 2. End every agreement.
+	list, err := a.mgr.Agreements()
+	if err != nil {
+		a.restartConnection(reg)
+		return res, err
+	}
+	var errs []error
+	var cancels []*protocol.Cancel
+	for _, in := range list {
+		c, err := a.mgr.End(ctx, in.ID, "node unregistered")
+		if errors.Is(err, agreement.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("agreement %s: %w", in.ID, err))
+			continue
+		}
+		res.Cancelled = append(res.Cancelled, in.ID)
+		cancels = append(cancels, c)
+		a.changed(in.ID)
+	}
+	// 3. Tell the agbot (best effort: it may be away).
+	for _, c := range cancels {
+		if ep == nil || client == nil {
+			res.NotDelivered = append(res.NotDelivered, c.Agreement)
+			continue
+		}
+		env, err := ep.Seal(c)
+		if err == nil {
+			err = client.post(ctx, reg, env)
+		}
+		if err != nil {
+			a.log.Warn("unregister: the agbot did not get the cancel", "agreement", c.Agreement, "err", err)
+			res.NotDelivered = append(res.NotDelivered, c.Agreement)
+		}
+	}
+	if client != nil {
+		client.close()
+	}
+	if err := errors.Join(errs...); err != nil {
+		a.log.Error("unregister: some agreements could not be ended; the node stays registered", "err", err)
+		a.restartConnection(reg)
+		return res, err
+	}
+	// 4. Anything of this agent left on the node (a store or container no agreement owns).
+	n, err := a.sweep(ctx)
+	res.Removed = n
+	if err != nil {
+		a.restartConnection(reg)
+		return res, fmt.Errorf("unregister: %w", err)
+	}
+	// 5. Forget.
+	if err := forgetRegistration(a.cfg.StateDir); err != nil {
+		return res, fmt.Errorf("unregister: forget the registration: %w", err)
+	}
+	_ = a.setRegistration(nil)
+	a.setLink(func(l *linkStatus) { *l = linkStatus{} })
+	a.guard.forgetAll()
+	a.log.Info("unregistered", "node", reg.ID(), "cancelled", len(res.Cancelled), "not_delivered", len(res.NotDelivered), "removed", n)
+	a.refreshGauges()
+	return res, nil
+}
+
+func (a *Agent) restartConnection(reg *Registration) {
+	if a.ctx.Err() == nil && a.connection() == nil {
+		a.startConnection(reg)
+	}
+}
+
+// sweep removes stores and containers of this agent that no agreement owns.
+func (a *Agent) sweep(ctx context.Context) (int, error) {
+	list, err := a.mgr.Agreements()
+	if err != nil {
+		return 0, err
+	}
+	ownedStores, ownedInstances := map[string]bool{}, map[string]bool{}
+	for _, in := range list {
+		ownedInstances[in.Instance] = true
+		for _, c := range in.Containers {
+			ownedStores[c.StoreID] = true
+		}
+	}
+	removed := 0
+	var errs []error
+	cs, err := a.worker.List(ctx)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	stopped := map[string]bool{}
+	for _, c := range cs {
+		if ownedInstances[c.AgreementID] || stopped[c.AgreementID] {
+			continue
+		}
+		stopped[c.AgreementID] = true
+		a.log.Warn("removing containers that belong to no agreement", "instance", c.AgreementID)
+		if err := a.worker.Stop(ctx, c.AgreementID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	stores, err := a.stores.Stores()
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, s := range stores {
+		if ownedStores[s.ID] {
+			continue
+		}
+		a.log.Warn("wiping a secret store that belongs to no agreement", "store", s.ID)
+		if err := a.stores.Wipe(s.ID); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed++
+	}
+	return removed, errors.Join(errs...)
+}
