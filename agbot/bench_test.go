@@ -82,6 +82,9 @@ func BenchmarkFanout10k(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var acked sync.WaitGroup
+	// The proposals made at registration are acknowledged first (not timed); Add before the
+	// nodes start so no Done comes first.
+	acked.Add(nodes)
 	// Each node: poll, open, reply, forever.
 	for _, s := range sims {
 		go func() {
@@ -119,8 +122,6 @@ func BenchmarkFanout10k(b *testing.B) {
 			}
 		}()
 	}
-	// The proposals made at registration are acknowledged first (not timed).
-	acked.Add(nodes)
 	acked.Wait()
 	for eng.Pending() > 0 {
 		time.Sleep(10 * time.Millisecond)
