@@ -68,6 +68,7 @@ type realNode struct {
 	root    string
 	state   string
 	agent   string
+	suffix  string // makes agreement ids unique: container names are global in the engine
 	mode    secretfs.Mode
 	size    int64
 	logs    *syncBuffer
@@ -88,9 +89,10 @@ func newRealNode(t *testing.T, mode secretfs.Mode, storeSize int64) *realNode {
 		t: t, cli: cli, mode: mode, size: storeSize, logs: &syncBuffer{}, ctx: context.Background(),
 		image: dockertest.BuildImage(t, cli, dockertest.Image{Name: "anax-test-agreement", Program: realProgram,
 			User: "1000:1000", Cmd: []string{"serve"}}),
-		root:  filepath.Join(t.TempDir(), "secrets"),
-		state: filepath.Join(t.TempDir(), "state"),
-		agent: "test-agreement-" + hex.EncodeToString(b),
+		root:   filepath.Join(t.TempDir(), "secrets"),
+		state:  filepath.Join(t.TempDir(), "state"),
+		agent:  "test-agreement-" + hex.EncodeToString(b),
+		suffix: hex.EncodeToString(b),
 	}
 	t.Cleanup(n.cleanup)
 	n.open()
@@ -287,7 +289,7 @@ func TestRealLifecycle(t *testing.T) {
 	if n.fs.Mode() == secretfs.ModeRestart {
 		testenv.Skip(t, "secretfs chose restart mode here (no mount privilege): no live update to test")
 	}
-	const id = "agr-real"
+	id := "agr-real-" + n.suffix
 	if rep := n.propose(id, values("1")); rep.Status != protocol.StatusAccepted {
 		t.Fatalf("proposal: %s %q", rep.Status, rep.Reason)
 	}
@@ -329,23 +331,23 @@ func TestRealLifecycle(t *testing.T) {
 	})
 
 	t.Run("orphans are removed at start-up", func(t *testing.T) {
-		st, err := n.fs.Create(secretfs.Spec{ID: "orphan-web", UID: 1000, GID: 1000,
+		st, err := n.fs.Create(secretfs.Spec{ID: "orphan-" + n.suffix + "-web", UID: 1000, GID: 1000,
 			Secrets: []secretfs.Secret{{Name: "x", Value: []byte(canary("x", "orphan")), Format: secretfs.FormatValueOnly}}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.worker.Start(n.ctx, container.Instance{AgreementID: "orphan", Service: container.Service{Org: "acme", URL: "gone", Version: "1.0.0"}, Containers: []container.Spec{
+		if _, err := n.worker.Start(n.ctx, container.Instance{AgreementID: "orphan-" + n.suffix, Service: container.Service{Org: "acme", URL: "gone", Version: "1.0.0"}, Containers: []container.Spec{
 			{Name: "web", Image: n.image, Secrets: []container.Secret{{Name: "x"}}, Store: st}}}); err != nil {
 			t.Fatal(err)
 		}
 		n.close()
 		n.open()
-		if len(n.containers("orphan")) != 0 {
+		if len(n.containers("orphan-"+n.suffix)) != 0 {
 			t.Errorf("orphan container left")
 		}
 		stores, _ := n.fs.Stores()
 		for _, s := range stores {
-			if s.ID == "orphan-web" {
+			if s.ID == "orphan-"+n.suffix+"-web" {
 				t.Errorf("orphan store left")
 			}
 		}
@@ -405,7 +407,7 @@ func TestRealLifecycle(t *testing.T) {
 // swapped is put back, so every container reads the old value.
 func TestRealUpdateFailureKeepsOldValues(t *testing.T) {
 	n := newRealNode(t, "", 64<<10)
-	const id = "agr-full"
+	id := "agr-full-" + n.suffix
 	vals := values("1")
 	big := vals["tls_cert"]
 	big.Value += strings.Repeat("x", 40<<10) // the worker store is nearly full
@@ -444,7 +446,7 @@ func TestRealUpdateFailureKeepsOldValues(t *testing.T) {
 // secret, which then read the new value.
 func TestRealRestartMode(t *testing.T) {
 	n := newRealNode(t, secretfs.ModeRestart, 0)
-	const id = "agr-restart"
+	id := "agr-restart-" + n.suffix
 	if rep := n.propose(id, values("1")); rep.Status != protocol.StatusAccepted {
 		t.Fatalf("proposal: %s %q", rep.Status, rep.Reason)
 	}
