@@ -18,11 +18,6 @@ func checkJSON(data []byte) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%w: JSON is not valid UTF-8", ErrMalformed)
 	}
-	if !json.Valid(data) {
-		var v any
-		err := json.Unmarshal(data, &v)
-		return fmt.Errorf("%w: %s", ErrMalformed, jsonErr(err))
-	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	type object struct {
 		keys     map[string]bool
@@ -32,6 +27,9 @@ func checkJSON(data []byte) error {
 	for {
 		tok, err := dec.Token()
 		if err == io.EOF {
+			if len(stack) > 0 {
+				return fmt.Errorf("%w: JSON ends early", ErrMalformed)
+			}
 			return nil
 		}
 		if err != nil {
