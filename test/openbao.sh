@@ -16,7 +16,7 @@ version=$(awk '$1 == "require" && $2 == "github.com/openbao/openbao" { print $3 
 [ -n "$version" ] || { log "no github.com/openbao/openbao requirement in $mod/go.mod"; exit 1; }
 release=2.4.0 # the release tag of that commit, for `bao version`
 
-dir="${XDG_CACHE_HOME:-$HOME/.cache}/anax-agent/openbao-$version"
+dir="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/anax-agent/openbao-$version"
 bin="$dir/bao"
 mkdir -p "$dir"
 

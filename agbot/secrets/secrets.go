@@ -43,7 +43,9 @@ func (s Secret) GoString() string { return "secrets.Secret" + s.String() }
 
 // LogValue keeps slog from printing the value.
 func (s Secret) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("key", s.Key), slog.Int("value_bytes", len(s.Value)))
+	size := len(s.Value)
+	attrs := []slog.Attr{slog.String("key", s.Key), slog.Int("bytes", size)}
+	return slog.GroupValue(attrs...)
 }
 
 // ChangeKind says what happened to a secret.
