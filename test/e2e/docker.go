@@ -1,0 +1,307 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/edge-secrets/anax-agent/platform/linux"
+)
+
+// LabelAgent is the container label the agent's worker writes with its agent id (package
+// container, labels.go).
+const LabelAgent = "org.edge-secrets.anax-agent.agent"
+
+// LabelImage marks images this harness built, so a clean-up finds them.
+const LabelImage = "org.edge-secrets.anax-agent.e2e"
+
+// Docker connects to the local engine.
+func Docker(ctx context.Context) (*client.Client, error) {
+	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := cli.Ping(pctx); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("no Docker engine answers (run test/prepare.sh docker): %w", err)
+	}
+	return cli, nil
+}
+
+// Image is a FROM-scratch image around the reader program.
+type Image struct {
+	Name  string            // repository; the tag is a content hash
+	User  string            // USER line; "" runs as root
+	Files map[string][]byte // extra files by path, e.g. "etc/passwd"
+}
+
+// BuildImage builds img around the static reader binary (once per content) and returns its
+// reference.
+func BuildImage(ctx context.Context, cli *client.Client, reader string, img Image) (string, error) {
+	prog, err := os.ReadFile(reader)
+	if err != nil {
+		return "", err
+	}
+	names := make([]string, 0, len(img.Files))
+	for n := range img.Files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", img.Name, img.User)
+	h.Write(prog)
+	for _, n := range names {
+		fmt.Fprintf(h, "\x00%s\x00%d\x00", n, len(img.Files[n]))
+		h.Write(img.Files[n])
+	}
+	ref := img.Name + ":" + hex.EncodeToString(h.Sum(nil))[:16]
+	if _, err := cli.ImageInspect(ctx, ref); err == nil {
+		return ref, nil
+	}
+	var df strings.Builder
+	df.WriteString("FROM scratch\n")
+	if len(names) > 0 {
+		df.WriteString("COPY rootfs/ /\n")
+	}
+	df.WriteString("COPY prog /prog\n")
+	if img.User != "" {
+		fmt.Fprintf(&df, "USER %s\n", img.User)
+	}
+	df.WriteString("ENTRYPOINT [\"/prog\"]\n")
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	add := func(name string, mode int64, data []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	if err := add("Dockerfile", 0o644, []byte(df.String())); err != nil {
+		return "", err
+	}
+	if err := add("prog", 0o755, prog); err != nil {
+		return "", err
+	}
+	for _, n := range names {
+		if err := add("rootfs/"+strings.TrimPrefix(n, "/"), 0o644, img.Files[n]); err != nil {
+			return "", err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return "", err
+	}
+	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
+		Tags: []string{ref}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
+		Labels: map[string]string{LabelImage: "true"},
+	})
+	if err != nil {
+		return "", fmt.Errorf("image %s: %w", ref, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		var msg struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(sc.Bytes(), &msg) == nil && msg.Error != "" {
+			return "", fmt.Errorf("image %s: %s", ref, msg.Error)
+		}
+	}
+	return ref, sc.Err()
+}
+
+// RemoveImage removes an image this harness built.
+func RemoveImage(ctx context.Context, cli *client.Client, ref string) error {
+	_, err := cli.ImageRemove(ctx, ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	return err
+}
+
+// Exec runs cmd in a container (as the container's user) and returns its stdout; a non-zero
+// exit is an error holding stderr.
+func Exec(ctx context.Context, cli *client.Client, id string, cmd ...string) ([]byte, error) {
+	ex, err := cli.ContainerExecCreate(ctx, id, container.ExecOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return nil, err
+	}
+	att, err := cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer att.Close()
+	var out, errb bytes.Buffer
+	if _, err := stdcopy.StdCopy(&out, &errb, att.Reader); err != nil {
+		return nil, err
+	}
+	insp, err := cli.ContainerExecInspect(ctx, ex.ID)
+	if err != nil {
+		return nil, err
+	}
+	if insp.ExitCode != 0 {
+		return out.Bytes(), fmt.Errorf("exec %s: exit %d: %s", strings.Join(cmd, " "), insp.ExitCode, strings.TrimSpace(errb.String()))
+	}
+	return out.Bytes(), nil
+}
+
+// Cat reads files inside a container through the reader.
+func Cat(ctx context.Context, cli *client.Client, id string, files ...string) (map[string]string, error) {
+	out, err := Exec(ctx, cli, id, append([]string{"/prog", "cat"}, files...)...)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]string
+	return m, json.Unmarshal(out, &m)
+}
+
+// FileStat is what the reader says of a path inside a container.
+type FileStat struct {
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+	Mode string `json:"mode"`
+	Dir  bool   `json:"dir"`
+}
+
+// Stat stats paths inside a container.
+func Stat(ctx context.Context, cli *client.Client, id string, paths ...string) (map[string]FileStat, error) {
+	out, err := Exec(ctx, cli, id, append([]string{"/prog", "stat"}, paths...)...)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]FileStat
+	return m, json.Unmarshal(out, &m)
+}
+
+// Change is what a watch saw.
+type Change struct {
+	Content string `json:"content"`
+	SeenAt  int64  `json:"seenAt"` // unix ns, the machine's clock (the container shares it)
+	Reads   int    `json:"reads"`
+	Bad     int    `json:"bad"` // empty or failed reads while watching
+}
+
+// Watch starts the reader watching file inside a container and returns once it reads the
+// current content; wait returns the change it sees next.
+func Watch(ctx context.Context, cli *client.Client, id, file string, timeout time.Duration) (wait func() (Change, error), err error) {
+	ex, err := cli.ContainerExecCreate(ctx, id, container.ExecOptions{
+		Cmd: []string{"/prog", "watch", file, timeout.String()}, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return nil, err
+	}
+	att, err := cli.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	var errb bytes.Buffer
+	go func() {
+		_, err := stdcopy.StdCopy(pw, &errb, att.Reader)
+		pw.CloseWithError(err)
+	}()
+	rd := bufio.NewReader(pr)
+	line, err := rd.ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		att.Close()
+		return nil, fmt.Errorf("watch %s: %q %v %s", file, line, err, strings.TrimSpace(errb.String()))
+	}
+	return func() (Change, error) {
+		defer att.Close()
+		rest, err := io.ReadAll(rd)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return Change{}, err
+		}
+		var c Change
+		if err := json.Unmarshal(rest, &c); err != nil {
+			return Change{}, fmt.Errorf("watch %s: %s", file, strings.TrimSpace(errb.String()))
+		}
+		return c, nil
+	}, nil
+}
+
+// Hammer is what a continuous read saw.
+type Hammer struct {
+	Reads      int                 `json:"reads"`
+	Errors     int                 `json:"errors"`
+	Empty      int                 `json:"empty"`
+	FirstError string              `json:"firstError"`
+	Contents   map[string][]string `json:"contents"`
+}
+
+// StartHammer reads files continuously inside a container for d; wait returns the counts.
+func StartHammer(ctx context.Context, cli *client.Client, id string, d time.Duration, files ...string) func() (Hammer, error) {
+	type res struct {
+		h   Hammer
+		err error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		out, err := Exec(ctx, cli, id, append([]string{"/prog", "hammer", d.String()}, files...)...)
+		var h Hammer
+		if err == nil {
+			err = json.Unmarshal(out, &h)
+		}
+		ch <- res{h, err}
+	}()
+	return func() (Hammer, error) { r := <-ch; return r.h, r.err }
+}
+
+// ContainersOf lists the containers (any state) labelled with an agent id.
+func ContainersOf(ctx context.Context, cli *client.Client, agentID string) ([]container.Summary, error) {
+	return cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelAgent+"="+agentID))})
+}
+
+// RemoveContainersOf force-removes every container labelled with an agent id.
+func RemoveContainersOf(ctx context.Context, cli *client.Client, agentID string) error {
+	cs, err := ContainersOf(ctx, cli, agentID)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, c := range cs {
+		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// MountsUnder lists the mount points at or below dir in this mount namespace, deepest last.
+func MountsUnder(dir string) ([]string, error) {
+	ms, err := linux.SelfMountinfo()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, m := range ms {
+		if m.Mountpoint == dir || strings.HasPrefix(m.Mountpoint, dir+"/") {
+			out = append(out, m.Mountpoint)
+		}
+	}
+	return out, nil
+}
+
+// UnmountAll detaches every mount at or below dir (what a reboot does to a tmpfs).
+func UnmountAll(dir string) error {
+	_, err := linux.UnmountAll(dir)
+	return err
+}
