@@ -215,7 +215,7 @@ func TestCrashKill9(t *testing.T) {
 	root := filepath.Join(dir, "secrets")
 	t.Cleanup(func() {
 		ctx := context.Background()
-		if w, err := container.NewFromEnv(container.Options{AgentID: "test-crash-" + hex.EncodeToString(b), StopTimeout: time.Second}); err == nil {
+		if w, err := container.NewFromEnv(container.Options{AgentID: "test-crash-" + hex.EncodeToString(b), StopTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}); err == nil {
 			list, _ := w.List(ctx)
 			for _, c := range list {
 				w.Stop(ctx, c.AgreementID)
@@ -546,14 +546,27 @@ func settledMounts(t *testing.T, root string, max int) error {
 			stacked[p] = append(stacked[p], m.Root)
 		}
 	}
-	var deep []string
+	var all []string
 	for p, roots := range stacked {
-		if len(roots) > 1 {
-			deep = append(deep, fmt.Sprintf("%s %v", p, roots))
+		line := fmt.Sprintf("%s %v", p, roots)
+		// A layer below the top is hidden; say whether its file still holds a secret value.
+		if parts := strings.Split(p, "/"); len(roots) > 1 && len(parts) > 2 {
+			for _, r := range roots[:len(roots)-1] {
+				b, err := os.ReadFile(filepath.Join(root, "stores", parts[2], r))
+				switch {
+				case err != nil:
+					line += fmt.Sprintf(" (hidden %s: %v)", r, err)
+				case strings.Contains(string(b), canaryMark):
+					line += fmt.Sprintf(" (hidden %s still holds a secret value)", r)
+				default:
+					line += fmt.Sprintf(" (hidden %s holds no value)", r)
+				}
+			}
 		}
+		all = append(all, line)
 	}
-	sort.Strings(deep)
-	return fmt.Errorf("%d mounts under the secretfs root, at most %d expected; stacked: %v", got, max, deep)
+	sort.Strings(all)
+	return fmt.Errorf("%d mounts under the secretfs root, at most %d expected:\n%s", got, max, strings.Join(all, "\n"))
 }
 
 func countMounts(t *testing.T, root string) int {

@@ -141,7 +141,7 @@ func (n *realNode) cleanup() {
 	n.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if w, err := container.NewFromEnv(container.Options{AgentID: n.agent, StopTimeout: time.Second}); err == nil {
+	if w, err := container.NewFromEnv(container.Options{AgentID: n.agent, StopTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}); err == nil {
 		list, _ := w.List(ctx)
 		for _, c := range list {
 			w.Stop(ctx, c.AgreementID)
