@@ -1,9 +1,13 @@
 package secrets
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 // Manager names (design §3, §6). An org is passed separately; a name is one of
@@ -13,15 +17,16 @@ import (
 //	node/<node>/name              node specific, org level
 //	user/<user>/node/<node>/name  node specific, user level
 //
-// The Vault path of a name is "<org>/<name>" under the mount, so these rules are also what keeps
-// one org's request out of another org's path. The shape and byte set match
-// protocol.ParseManagerName (which validates bindings); this package adds the rules a stored
-// name needs on top (no leading "openhorizon/", no empty segments, a total length) and an org
-// check. It keeps its own copy until protocol's is committed: switch to calling it then.
+// The shape and the byte set of each segment are protocol.ParseManagerName's, the rule bindings
+// are checked with, so every name a binding may hold can be stored and nothing else. This file
+// adds the rules of a stored name on top, checked first so the error names them: no leading
+// "openhorizon/", no "." or ".." segments, no empty segments, a total length. The Vault path of
+// a name is "<org>/<name>" under the mount, so these rules and ValidateOrg are also what keeps
+// one org's request out of another org's path.
 
 const (
 	// MaxSegmentLen is the longest org, user, node or secret segment, in bytes.
-	MaxSegmentLen = 255
+	MaxSegmentLen = protocol.MaxManagerSegmentLen
 	// MaxNameLen is the longest full manager name, in bytes.
 	MaxNameLen = 1024
 	// mountPrefix is the default Vault mount; a name starting with it is almost surely a Vault
@@ -34,6 +39,7 @@ type NameError struct {
 	Field string // "org", "name" or "scope"
 	Input string // as given, possibly hostile: printed with %q and truncated
 	Rule  string
+	Err   error // protocol's refusal, when it was protocol's rule
 }
 
 func (e *NameError) Error() string {
@@ -44,7 +50,13 @@ func (e *NameError) Error() string {
 	return fmt.Sprintf("secret manager %s %q: %s", e.Field, in, e.Rule)
 }
 
-func (e *NameError) Unwrap() error { return ErrInvalidName }
+// Unwrap lets errors.Is find ErrInvalidName (and protocol.ErrInvalid for protocol's rules).
+func (e *NameError) Unwrap() []error {
+	if e.Err != nil {
+		return []error{ErrInvalidName, e.Err}
+	}
+	return []error{ErrInvalidName}
+}
 
 // Name is a parsed manager name. User and Node are empty at the levels that have none.
 type Name struct {
@@ -75,41 +87,29 @@ func (n Name) Scope() string {
 
 // ValidateOrg checks an org id: one path segment of [A-Za-z0-9_.@+-], not starting with '.'.
 func ValidateOrg(org string) error {
-	rule := segmentRule(org)
-	if rule == "" && org[0] == '.' {
-		rule = "must not start with '.'"
+	bad := func(rule string) error { return &NameError{Field: "org", Input: org, Rule: rule} }
+	switch {
+	case org == "":
+		return bad("must not be empty")
+	case len(org) > MaxSegmentLen:
+		return bad(fmt.Sprintf("must be at most %d bytes", MaxSegmentLen))
+	case org[0] == '.':
+		return bad("must not start with '.'")
 	}
-	if rule != "" {
-		return &NameError{Field: "org", Input: org, Rule: rule}
+	for i := 0; i < len(org); i++ {
+		c := org[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+			c == '_' || c == '.' || c == '-' || c == '@' || c == '+'
+		if !ok {
+			return bad(fmt.Sprintf("byte %d is not one of [A-Za-z0-9_.@+-]", i))
+		}
 	}
 	return nil
 }
 
 // ParseName checks a full manager name and splits it. Errors wrap ErrInvalidName and name the rule.
 func ParseName(name string) (Name, error) {
-	bad := func(rule string) (Name, error) {
-		return Name{}, &NameError{Field: "name", Input: name, Rule: rule}
-	}
-	if name == "" {
-		return bad("must not be empty")
-	}
-	if len(name) > MaxNameLen {
-		return bad(fmt.Sprintf("must be at most %d bytes", MaxNameLen))
-	}
-	segs, rule := splitSegments(name)
-	if rule != "" {
-		return bad(rule)
-	}
-	n, rule := parseScopeSegments(segs[:len(segs)-1])
-	if rule != "" {
-		return bad(rule)
-	}
-	leaf := segs[len(segs)-1]
-	if rule := segmentRule(leaf); rule != "" {
-		return bad("secret segment " + rule)
-	}
-	n.Secret = leaf
-	return n, nil
+	return parse("name", name, name)
 }
 
 // ParseScope checks a List scope ("", "user/<u>", "node/<n>", "user/<u>/node/<n>") and splits it.
@@ -117,90 +117,43 @@ func ParseScope(scope string) (Name, error) {
 	if scope == "" {
 		return Name{}, nil
 	}
-	bad := func(rule string) (Name, error) {
-		return Name{}, &NameError{Field: "scope", Input: scope, Rule: rule}
+	// A scope is valid when a name in it is: check one, with the scope's own text in errors.
+	n, err := parse("scope", scope, scope+"/x")
+	if err == nil && n.Scope() != scope {
+		err = &NameError{Field: "scope", Input: scope, Rule: "must be user/<user>, node/<node> or user/<user>/node/<node>"}
 	}
-	if len(scope) > MaxNameLen {
-		return bad(fmt.Sprintf("must be at most %d bytes", MaxNameLen))
-	}
-	segs, rule := splitSegments(scope)
-	if rule != "" {
-		return bad(rule)
-	}
-	n, rule := parseScopeSegments(segs)
-	if rule != "" {
-		return bad(rule)
-	}
-	return n, nil
+	n.Secret = ""
+	return n, err
 }
 
-// splitSegments applies the rules every name and scope shares, most telling first.
-func splitSegments(s string) ([]string, string) {
-	if strings.HasPrefix(s, mountPrefix) {
-		return nil, `must not start with "openhorizon/" (give the name within the org, not a Vault path)`
+func parse(field, input, name string) (Name, error) {
+	bad := func(rule string, cause error) (Name, error) {
+		return Name{}, &NameError{Field: field, Input: input, Rule: rule, Err: cause}
 	}
-	segs := strings.Split(s, "/")
-	for _, seg := range segs {
-		if seg == "." || seg == ".." {
-			return nil, `must not contain "." or ".." segments`
-		}
-	}
-	for _, seg := range segs {
-		if seg == "" {
-			return nil, "must not have empty segments (leading, trailing or doubled '/')"
-		}
-	}
-	return segs, ""
-}
-
-const shapeRule = "must be name, user/<user>/name, node/<node>/name or user/<user>/node/<node>/name"
-
-// parseScopeSegments reads the segments before the secret segment.
-func parseScopeSegments(segs []string) (Name, string) {
-	var n Name
 	switch {
-	case len(segs) == 0:
-	case len(segs) == 2 && segs[0] == "user":
-		n.User = segs[1]
-	case len(segs) == 2 && segs[0] == "node":
-		n.Node = segs[1]
-	case len(segs) == 4 && segs[0] == "user" && segs[2] == "node":
-		n.User, n.Node = segs[1], segs[3]
-	default:
-		return Name{}, shapeRule
+	case input == "":
+		return bad("must not be empty", nil)
+	case len(input) > MaxNameLen:
+		return bad(fmt.Sprintf("must be at most %d bytes", MaxNameLen), nil)
+	case strings.HasPrefix(input, mountPrefix):
+		return bad(`must not start with "openhorizon/" (give the name within the org, not a Vault path)`, nil)
 	}
-	if n.User != "" {
-		if rule := segmentRule(n.User); rule != "" {
-			return Name{}, "user segment " + rule
+	segs := strings.Split(input, "/")
+	if slices.Contains(segs, ".") || slices.Contains(segs, "..") {
+		return bad(`must not contain "." or ".." segments`, nil)
+	}
+	if slices.Contains(segs, "") {
+		return bad("must not have empty segments (leading, trailing or doubled '/')", nil)
+	}
+	m, err := protocol.ParseManagerName(name)
+	if err != nil {
+		rule := err.Error()
+		if ve := (*protocol.ValidationError)(nil); errors.As(err, &ve) {
+			rule = ve.Rule
 		}
+		return bad(rule, err)
 	}
-	if n.Node != "" {
-		if rule := segmentRule(n.Node); rule != "" {
-			return Name{}, "node segment " + rule
-		}
-	}
-	return n, ""
-}
-
-// segmentRule returns the rule one user, node or secret segment breaks, or "". The set is
-// protocol.ParseManagerName's (bindings name these secrets), '@' and '+' included because anax
-// ids can be e-mail addresses.
-func segmentRule(seg string) string {
-	switch {
-	case seg == "":
-		return "must not be empty"
-	case len(seg) > MaxSegmentLen:
-		return fmt.Sprintf("must be at most %d bytes", MaxSegmentLen)
-	}
-	for i := 0; i < len(seg); i++ {
-		c := seg[i]
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
-			c == '_' || c == '.' || c == '-' || c == '@' || c == '+'
-		if !ok {
-			return fmt.Sprintf("byte %d is not one of [A-Za-z0-9_.@+-]", i)
-		}
-	}
-	return ""
+	return Name{User: m.User, Node: m.Node, Secret: m.Name}, nil
 }
 
 // CheckSecret refuses what a backend can not store faithfully: Vault keeps JSON strings, so a

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 func TestParseName(t *testing.T) {
@@ -23,6 +25,7 @@ func TestParseName(t *testing.T) {
 		{"longest segment", long, Name{Secret: long}, ""},
 		{"empty", "", Name{}, "must not be empty"},
 		{"too long", strings.Repeat("a/", MaxNameLen), Name{}, "at most 1024 bytes"},
+		{"too long, org level", strings.Repeat("a", MaxNameLen+1), Name{}, "at most 1024 bytes"},
 		{"segment too long", long + "a", Name{}, "at most 255 bytes"},
 		{"dot dot", "user/../node/n/x", Name{}, `".." segments`},
 		{"dot dot leaf", "..", Name{}, `".." segments`},
@@ -38,7 +41,7 @@ func TestParseName(t *testing.T) {
 		{"colon", "a:b", Name{}, "byte 1 is not one of [A-Za-z0-9_.@+-]"},
 		{"nul", "a\x00b", Name{}, "byte 1"},
 		{"backslash", `a\b`, Name{}, "byte 1"},
-		{"unicode", "pässword", Name{}, "secret segment byte 1"},
+		{"unicode", "pässword", Name{}, "name segment byte 1"},
 		{"bad node", "node/n 1/x", Name{}, "node segment byte 1"},
 		{"unknown scope", "group/g/x", Name{}, "must be name, user/<user>/name"},
 		{"two segments", "a/b", Name{}, "must be name, user/<user>/name"},
@@ -144,5 +147,39 @@ func TestSecretRedacted(t *testing.T) {
 		if !strings.Contains(out, "k") {
 			t.Fatalf("output %q lost the key", out)
 		}
+	}
+}
+
+// ParseName accepts exactly what protocol.ParseManagerName (the binding rule) accepts, except
+// the names this package refuses on top: a leading "openhorizon/" and over MaxNameLen bytes.
+func FuzzParseNameAgreesWithProtocol(f *testing.F) {
+	for _, s := range []string{"db", "user/bob/db", "node/n/db", "user/u/node/n/db", "user/../x",
+		"a//b", "openhorizon/user/u/x", "a b", "user/u", ".", "x/", "u@x+y", "node/n/.x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseName(s)
+		want, perr := protocol.ParseManagerName(s)
+		extra := strings.HasPrefix(s, mountPrefix) || len(s) > MaxNameLen
+		switch {
+		case err == nil && perr != nil:
+			t.Fatalf("ParseName(%q) accepted what protocol refuses: %v", s, perr)
+		case err != nil && perr == nil && !extra:
+			t.Fatalf("ParseName(%q) = %v, but protocol accepts it", s, err)
+		case err != nil && !errors.Is(err, ErrInvalidName):
+			t.Fatalf("ParseName(%q) error %v does not wrap ErrInvalidName", s, err)
+		case err == nil && (got.User != want.User || got.Node != want.Node || got.Secret != want.Name || got.String() != s):
+			t.Fatalf("ParseName(%q) = %+v, protocol = %+v", s, got, want)
+		}
+	})
+}
+
+func TestProtocolRuleIsWrapped(t *testing.T) {
+	_, err := ParseName("user/bob/a:b")
+	if !errors.Is(err, ErrInvalidName) || !errors.Is(err, protocol.ErrInvalid) {
+		t.Fatalf("ParseName error = %v, want both ErrInvalidName and protocol.ErrInvalid", err)
+	}
+	if !strings.Contains(err.Error(), `secret manager name "user/bob/a:b": name segment byte 1`) {
+		t.Fatalf("error %q does not name the input and the rule", err)
 	}
 }
