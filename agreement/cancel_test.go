@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edge-secrets/anax-agent/container"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
@@ -141,5 +142,33 @@ func TestEnd(t *testing.T) {
 	}
 	if _, err := e.m.End(e.ctx, "ag1", "again"); !errors.Is(err, ErrNotFound) {
 		t.Errorf("End again = %v, want ErrNotFound", err)
+	}
+}
+
+func TestContainerDied(t *testing.T) {
+	tests := []struct {
+		name      string
+		instance  string
+		wantNote  string
+		wantCalls []string
+	}{
+		{"of an agreement: noted", instanceID("ag1"), "container web exited with code 3 at 2026-11-28T12:00:00Z", nil},
+		{"of no agreement: removed", "zz", "", []string{"stop zz"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.accept("ag1", "1")
+			d := container.Death{Container: container.Container{ID: "c9", AgreementID: tc.instance, Spec: "web"}, ExitCode: 3, Time: e.now}
+			if err := e.m.ContainerDied(e.ctx, d); err != nil {
+				t.Fatal(err)
+			}
+			if got := e.record("ag1").Note; got != tc.wantNote {
+				t.Errorf("note = %q, want %q", got, tc.wantNote)
+			}
+			if got := e.runner.takeCalls(); !reflect.DeepEqual(got, tc.wantCalls) {
+				t.Errorf("runner calls = %q, want %q", got, tc.wantCalls)
+			}
+		})
 	}
 }

@@ -31,6 +31,8 @@ type Runner interface {
 	Start(ctx context.Context, inst container.Instance) ([]container.Container, error)
 	// AfterUpdate runs the onUpdate actions (restart in restart mode) for changed secrets.
 	AfterUpdate(ctx context.Context, agreementID string, changed []string) error
+	// Restart restarts every container of an agreement, starting those that are not running.
+	Restart(ctx context.Context, agreementID string) error
 	// Stop stops and removes every container of an agreement; none is not an error.
 	Stop(ctx context.Context, agreementID string) error
 	// List returns every container the agent owns, from their labels.

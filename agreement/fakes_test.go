@@ -270,6 +270,19 @@ func (r *fakeRunner) AfterUpdate(ctx context.Context, id string, changed []strin
 	return r.failAfter
 }
 
+func (r *fakeRunner) Restart(ctx context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "restart "+id)
+	if len(r.containers[id]) == 0 {
+		return fmt.Errorf("agreement %q: %w", id, container.ErrNotFound)
+	}
+	for i := range r.containers[id] {
+		r.containers[id][i].State = "running"
+	}
+	return nil
+}
+
 func (r *fakeRunner) Stop(ctx context.Context, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -330,6 +330,21 @@ func TestRealLifecycle(t *testing.T) {
 		n.wantInside(id, map[string]string{"api_token": "2", "db_password": "3", "tls_cert": "2"})
 	})
 
+	t.Run("a container stopped by hand is restarted at start-up", func(t *testing.T) {
+		web := n.containers(id)["web"]
+		if err := n.cli.ContainerStop(n.ctx, web.ID, dcontainer.StopOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		n.close()
+		n.open()
+		c := n.containers(id)["web"]
+		if c.ID != web.ID || c.State != "running" {
+			t.Errorf("web = %s %s, want %s running", c.ID, c.State, web.ID)
+		}
+		n.wantInside(id, map[string]string{"api_token": "2", "db_password": "3"})
+		started = n.startedAt(id)
+	})
+
 	t.Run("orphans are removed at start-up", func(t *testing.T) {
 		st, err := n.fs.Create(secretfs.Spec{ID: "orphan-" + n.suffix + "-web", UID: 1000, GID: 1000,
 			Secrets: []secretfs.Secret{{Name: "x", Value: []byte(canary("x", "orphan")), Format: secretfs.FormatValueOnly}}})

@@ -160,14 +160,23 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 	for _, c := range found {
 		ids[c.Spec] = c
 	}
-	healthy := len(found) == len(r.Containers)
+	allThere, running := len(found) == len(r.Containers), true
 	for _, cr := range r.Containers {
 		c, ok := ids[cr.Name]
-		if !ok || c.State != "running" && c.State != "restarting" {
-			healthy = false
+		allThere = allThere && ok
+		running = running && ok && (c.State == "running" || c.State == "restarting")
+	}
+	// Every container is there but not all run (stopped by hand, or failed to start while
+	// the agent was away): restart them, keeping their ids.
+	if allThere && !running {
+		m.log.Warn("restarting an agreement's stopped containers", "agreement", r.ID)
+		err := m.runner.Restart(ctx, r.Instance)
+		running = err == nil
+		if err != nil {
+			m.log.Warn("restart failed; making the containers again", "agreement", r.ID, "err", err)
 		}
 	}
-	if healthy {
+	if allThere && running {
 		changed := false
 		for i, cr := range r.Containers {
 			if id := ids[cr.Name].ID; id != cr.ContainerID {

@@ -95,9 +95,9 @@ func TestRecover(t *testing.T) {
 			stores: []string{web, worker}, instances: []string{inst}, files: all1,
 		},
 		{
-			name:  "containers exited: started again",
+			name:  "containers exited: restarted",
 			prep:  func(e *env) { e.runner.setState(inst, "exited") },
-			phase: PhaseActive, storeCalls: []string{}, runnerCalls: []string{"stop " + inst, "start " + inst},
+			phase: PhaseActive, storeCalls: []string{}, runnerCalls: []string{"restart " + inst},
 			stores: []string{web, worker}, instances: []string{inst}, files: all1,
 		},
 		{
