@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agbot/access"
-	"github.com/edge-secrets/anax-agent/agbot/constraint"
+	"github.com/edge-secrets/anax-agent/protocol/constraint"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edge-secrets/anax-agent/agbot/constraint"
+	"github.com/edge-secrets/anax-agent/protocol/constraint"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"

@@ -3,8 +3,9 @@
 // `<`, `<=`, `>`, `>=`, joined by `&&`/`AND` and `||`/`OR`, with parentheses. A property the
 // node does not have satisfies no comparison.
 //
-// Pure; imported by the agbot's agreement engine and API (to refuse a bad constraint at
-// publish time).
+// Pure, like the rest of protocol: the agbot evaluates a deployment policy's constraints
+// against node properties when it matches, and the agent evaluates a node policy's
+// constraints against the proposed service, so both sides must share one parser.
 package constraint
 
 import (
