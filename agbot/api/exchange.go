@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agbot/access"
-	"github.com/edge-secrets/anax-agent/protocol/constraint"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/protocol/constraint"
 )
 
 const maxDoc = 1 << 20 // service, policy and pattern files

@@ -11,11 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edge-secrets/anax-agent/protocol/constraint"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/protocol/constraint"
 )
 
 func serviceURL(id string) string {
