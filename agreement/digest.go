@@ -1,11 +1,7 @@
 package agreement
 
 import (
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -20,9 +16,10 @@ const digestKeyFile = "digest.key"
 
 const digestKeyLen = 32
 
-// digester computes the digest kept in the state DB in place of a secret value: HMAC-SHA256
-// under a per-node key, so the DB shows whether a value changed without letting anyone test
-// guesses against it offline (a plain hash of a short password would).
+// digester holds the key of the digests kept in the state DB in place of secret values:
+// HMAC-SHA256 under a per-node key (protocol.SecretValue.Digest), so the DB shows whether a
+// value changed without letting anyone test guesses against it offline (a plain hash of a
+// short password would).
 type digester struct{ key []byte }
 
 // loadDigestKey reads the key file in dir, creating it on first use. A key file that others
@@ -88,19 +85,6 @@ func createDigestKey(path string) (*digester, error) {
 		return nil, err
 	}
 	return &digester{key: key}, nil
-}
-
-// digest returns the hex HMAC of one secret as the container sees it: its name, format, key
-// and content. Each field is length-prefixed so no two inputs share an encoding.
-func (d *digester) digest(name, format, key string, content []byte) string {
-	m := hmac.New(sha256.New, d.key)
-	var n [8]byte
-	for _, part := range [][]byte{[]byte("anax-agent secret v1"), []byte(name), []byte(format), []byte(key), content} {
-		binary.BigEndian.PutUint64(n[:], uint64(len(part)))
-		m.Write(n[:])
-		m.Write(part)
-	}
-	return hex.EncodeToString(m.Sum(nil))
 }
 
 func syncDir(dir string) error {

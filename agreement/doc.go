@@ -4,12 +4,33 @@
 //
 // It receives protocol messages that the daemon has already opened (verified and decrypted)
 // and returns the replies the daemon sends. It depends on the secret stores and the container
-// worker only through the small interfaces declared in deps.go, so its state machine is tested
-// with fakes and with the real secretfs and dockerd alike.
+// worker only through the small interfaces SecretStore and Runner (deps.go), which
+// *secretfs.FS and *container.Worker satisfy as they are, so its state machine is tested with
+// fakes and with the real secretfs and dockerd alike.
 //
-// State lives in a bbolt file under the state directory (mode 0700). It holds agreements,
-// their containers, the last applied sequence and, per secret, an HMAC-SHA256 digest of the
-// value under a per-node key: never a value.
+// State lives in a bbolt file under the state directory (mode 0700): agreements, their
+// containers and stores, the last applied sequence and, per secret, the sequence that set it
+// and an HMAC-SHA256 digest of what the container reads, under a per-node key (digest.key,
+// 0600). Never a value.
+//
+// Life cycle:
+//
+//   - Propose: validate, check the node runs the service (arch, node policy), resolve each
+//     container's user, persist "accepting", create one tmpfs store per container, start the
+//     containers, persist "active", reply accepted. Any failure undoes it all and declines
+//     with a reason a person can act on.
+//   - Update: a secret takes an update's value only if the update is newer than what set it;
+//     the names are marked uncertain in the DB, every store is swapped all-or-nothing (a
+//     later store failing puts the earlier ones back), onUpdate actions run, then the
+//     sequence and digests are persisted and the uncertainty cleared. A repeat is
+//     acknowledged as a duplicate, a replay refused as stale.
+//   - Cancel (or End, on the node's initiative): persist "cancelling", stop the containers,
+//     wipe the stores, delete the state leaving a tombstone against replayed proposals.
+//   - Recover, at start-up: intact agreements are left running; each secret file is checked
+//     against its digest and whatever differs (an update the agent died in) is resynced;
+//     stores lost to a reboot stop the containers until a full update (the agbot's answer to
+//     a resync) rebuilds them; interrupted proposals are undone, interrupted cancels finished,
+//     orphan stores and containers removed.
 //
 // Only cmd/anax-agent (the daemon) imports this package.
 package agreement

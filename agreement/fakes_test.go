@@ -47,7 +47,7 @@ func (f *fakeStores) history(id, name string) []int {
 	return out
 }
 
-func newFakeStores(t *testing.T) *fakeStores {
+func newFakeStores(t testing.TB) *fakeStores {
 	return &fakeStores{root: t.TempDir(), mode: secretfs.ModeMountSwap, stores: map[string]*Store{},
 		failCreate: map[string]error{}, failUpdate: map[string]error{}, failWipe: map[string]error{}}
 }
@@ -154,7 +154,7 @@ func (f *fakeStores) Stores() ([]*Store, error) {
 func (f *fakeStores) Mode() StoreMode { return f.mode }
 
 // read returns the file content of a secret in a store.
-func (f *fakeStores) read(t *testing.T, id, name string) string {
+func (f *fakeStores) read(t testing.TB, id, name string) string {
 	t.Helper()
 	f.mu.Lock()
 	st, ok := f.stores[id]

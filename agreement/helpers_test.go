@@ -54,7 +54,7 @@ func values(tag string, names ...string) map[string]protocol.SecretValue {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	stores *fakeStores
 	runner *fakeRunner
@@ -82,7 +82,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newEnv(t *testing.T, edit ...func(*Options)) *env {
+func newEnv(t testing.TB, edit ...func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, dir: filepath.Join(t.TempDir(), "state"), stores: newFakeStores(t), runner: newFakeRunner(),
 		now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), logs: &syncBuffer{}, ctx: context.Background()}
@@ -191,7 +191,7 @@ func (e *env) wantValues(id string, tags map[string]string) {
 
 // scanForCanaries fails the test if a secret value of the tests is in any file under dir or in
 // the logs.
-func scanForCanaries(t *testing.T, dir, logs string) {
+func scanForCanaries(t testing.TB, dir, logs string) {
 	t.Helper()
 	if strings.Contains(logs, canaryMark) {
 		t.Errorf("a secret value is in the logs")

@@ -62,24 +62,23 @@ func main() {
 // realNode is an agent's node side on the real kernel and engine: secretfs under a root of
 // its own, a container worker with an agent id of its own, and the manager.
 type realNode struct {
-	t       *testing.T
-	cli     *client.Client
-	image   string
-	root    string
-	state   string
-	agent   string
-	suffix  string // makes agreement ids unique: container names are global in the engine
-	mode    secretfs.Mode
-	size    int64
-	logs    *syncBuffer
-	fs      *secretfs.FS
-	worker  *container.Worker
-	m       *Manager
-	ctx     context.Context
-	nextSeq uint64
+	t      testing.TB
+	cli    *client.Client
+	image  string
+	root   string
+	state  string
+	agent  string
+	suffix string // makes agreement ids unique: container names are global in the engine
+	mode   secretfs.Mode
+	size   int64
+	logs   *syncBuffer
+	fs     *secretfs.FS
+	worker *container.Worker
+	m      *Manager
+	ctx    context.Context
 }
 
-func newRealNode(t *testing.T, mode secretfs.Mode, storeSize int64) *realNode {
+func newRealNode(t testing.TB, mode secretfs.Mode, storeSize int64) *realNode {
 	t.Helper()
 	testenv.RequireRoot(t)
 	cli := dockertest.Client(t)
@@ -507,4 +506,23 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// BenchmarkUpdateReal measures one applied update end to end on the node: manager, secretfs
+// swap in a running container's store, onUpdate bookkeeping with the engine, state fsync.
+func BenchmarkUpdateReal(b *testing.B) {
+	n := newRealNode(b, "", 0)
+	id := "agr-bench-" + n.suffix
+	if rep := n.propose(id, values("1")); rep.Status != protocol.StatusAccepted {
+		b.Fatalf("proposal: %s %q", rep.Status, rep.Reason)
+	}
+	b.Logf("secretfs mode %s", n.fs.Mode())
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if rep := n.update(id, uint64(i+2), false, values(fmt.Sprint(i), "db_password")); rep.Status != protocol.StatusApplied {
+			b.Fatalf("update: %s %q", rep.Status, rep.Reason)
+		}
+	}
+	b.StopTimer()
+	n.m.Cancel(n.ctx, &protocol.Cancel{Meta: n.meta(protocol.TypeCancel, id, uint64(b.N+2))})
 }

@@ -142,10 +142,10 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 	}
 	note := r.Note
 	if len(mismatch) > 0 {
-		m.log.Warn("secrets that may hold their old or new value until a resync", "agreement", r.ID, "seq", r.Sequence, "secrets", mismatch)
+		m.log.Warn("secrets that may hold the old or the new version until a resync", "agreement", r.ID, "seq", r.Sequence, "secrets", mismatch)
 		note = "the node's secrets differ from the state (agent stopped during an update?); waiting for resync"
 	} else if len(r.Uncertain) > 0 {
-		m.log.Info("every secret holds its recorded value; the interrupted update left nothing to settle", "agreement", r.ID, "seq", r.Sequence)
+		m.log.Info("every secret matches its recorded digest; the interrupted update left nothing to settle", "agreement", r.ID, "seq", r.Sequence)
 		note = ""
 	}
 	if !slices.Equal(mismatch, r.Uncertain) || note != r.Note {

@@ -72,7 +72,7 @@ func TestRecover(t *testing.T) {
 			phase: PhaseActive, resync: true, runnerCalls: []string{},
 			stores: []string{web, worker}, instances: []string{inst},
 			files: map[string]string{"db_password": "1", "tls_cert": "1"},
-			logs:  "secrets that may hold their old or new value until a resync",
+			logs:  "secrets that may hold the old or the new version until a resync",
 		},
 		{
 			name: "a file changed behind the agent's back: resync asked",

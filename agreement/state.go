@@ -10,6 +10,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -97,7 +98,7 @@ var ErrStateLocked = errors.New("state DB is locked by another process")
 func openDB(dir string) (*db, error) {
 	path := filepath.Join(dir, dbFile)
 	b, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("state DB %s: %w", path, ErrStateLocked)
 	}
 	if err != nil {

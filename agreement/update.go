@@ -96,14 +96,16 @@ func (m *Manager) Update(ctx context.Context, u *protocol.Update) *protocol.Upda
 
 // swap applies u to the running agreement r through its stores.
 //
-//  1. Mark the changed names uncertain in the DB: if the agent dies from here until step 5,
-//     start-up knows each of them holds its old or new value and asks for a resync.
-//  2. When more than one store changes, read the current values back from the stores, so a
+//  1. When more than one store changes, read the current values back from the stores, so a
 //     failure in a later store can put the earlier ones back.
-//  3. Swap each store, all-or-nothing per store; on failure restore the stores done.
-//  4. Run the onUpdate actions (restart in restart mode). A failure there is noted, not undone:
+//  2. Swap each store, all-or-nothing per store; on failure restore the stores done.
+//  3. Run the onUpdate actions (restart in restart mode). A failure there is noted, not undone:
 //     the values are in place.
-//  5. Persist the sequence and digests and clear the uncertainty.
+//  4. Persist the sequence and digests, in one fsynced transaction.
+//
+// If the agent dies between 2 and 4, each secret holds its old or its new value and the DB
+// the old digests: start-up checks every file against its digest, finds the ones that differ
+// and asks for a resync (Recover), so no intent record is written before the swap.
 func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, changed []string) error {
 	decls := declared(&r.Service)
 	type storeUpdate struct {
@@ -134,30 +136,17 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 	}
 
 	// 1.
-	before := append([]string(nil), r.Uncertain...)
-	r.Uncertain = union(before, changed)
-	if err := m.db.put(r); err != nil {
-		return err
-	}
-	restoreIntent := func() {
-		r.Uncertain = before
-		if err := m.db.put(r); err != nil {
-			m.log.Error("could not clear the update intent; a resync follows at start-up", "agreement", r.ID, "err", err)
-		}
-	}
-	// 2.
 	var old [][]StoreSecret
 	if len(plan) > 1 {
 		for _, su := range plan {
 			prev, err := m.readBack(su.id, su.secrets)
 			if err != nil {
-				restoreIntent()
 				return fmt.Errorf("update %d: %w (nothing was changed)", u.Seq, err)
 			}
 			old = append(old, prev)
 		}
 	}
-	// 3.
+	// 2.
 	for i, su := range plan {
 		err := m.stores.Update(su.id, su.secrets)
 		if err == nil {
@@ -171,34 +160,35 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 			}
 		}
 		if rbErr != nil {
-			// Some secrets may now hold the new value: keep them uncertain and ask for a resync.
-			r.Note = "an update failed and could not be undone; values are being resynced"
+			// Some secrets may now hold the new value: mark them uncertain, which asks for a
+			// resync (Resyncs), whose full update settles them.
+			r.Uncertain = union(r.Uncertain, changed)
+			r.Note = "an update failed and could not be undone; waiting for resync"
 			if perr := m.db.put(r); perr != nil {
-				m.log.Error("persist", "agreement", r.ID, "err", perr)
+				m.log.Error("could not record the uncertain secrets; start-up finds them", "agreement", r.ID, "err", perr)
 			}
 			return errors.Join(err, rbErr)
 		}
-		restoreIntent()
 		return fmt.Errorf("%w (every secret keeps its old value)", err)
 	}
-	// 4.
+	// 3.
 	note := ""
 	if err := m.runner.AfterUpdate(ctx, r.Instance, changed); err != nil {
 		note = fmt.Sprintf("update %d applied, onUpdate action failed: %s", u.Seq, reason(err))
-		m.log.Warn("onUpdate action failed; the new values are in place", "agreement", r.ID, "seq", u.Seq, "err", err)
+		m.log.Warn("onUpdate action failed; the update itself is in place", "agreement", r.ID, "seq", u.Seq, "err", err)
 	}
-	// 5.
+	// 4.
 	for name, d := range newDigests {
 		r.Digests[name] = d
 		r.SecretSeq[name] = u.Seq
 	}
-	r.Uncertain = minus(before, changed)
+	r.Uncertain = minus(r.Uncertain, changed)
 	r.Sequence = max(r.Sequence, u.Seq)
 	r.UpdatedAt = m.now().UTC()
 	r.Note = note
 	if err := m.db.put(r); err != nil {
 		// The values are in place but not recorded: the agbot retries, which applies the same
-		// values again; a restart meanwhile resyncs (the names are still uncertain in the DB).
+		// values again; a restart meanwhile finds the files differ from the digests and resyncs.
 		return fmt.Errorf("update %d applied but not recorded: %w", u.Seq, err)
 	}
 	m.log.Info("applied update", "agreement", r.ID, "seq", u.Seq, "full", u.Full, "stores", len(plan),
