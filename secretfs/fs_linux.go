@@ -26,6 +26,9 @@ const (
 
 	// reconcileDelay lets a burst of updates share one scan of the other mount namespaces.
 	reconcileDelay = 2 * time.Millisecond
+	// rescanInterval: how often the other mount namespaces are scanned without an update, so
+	// that an update finds the containers started since and reaches them synchronously.
+	rescanInterval = 10 * time.Second
 	// defaultGrace is how long a replaced version keeps its content, for readers that opened it
 	// just before the swap; after that it is zeroed.
 	defaultGrace = time.Second

@@ -16,8 +16,9 @@ import (
 // the version it started with (its base). A base that is not current gets the current version
 // mounted on it; a base whose container is gone is released; a replaced version that no scan
 // found after its replacement is zeroed and removed (nobody can bind it any more: it has left
-// the publish point). A container that restarts between the last scan and an update keeps the
-// old value until the scan that the update triggers, a few milliseconds later.
+// the publish point). So an update reaches at once every container the last scan saw; one that
+// started after it (at most rescanInterval earlier) gets the value from the scan the update
+// triggers, milliseconds later.
 
 // poke asks the background loop to reconcile soon.
 func (f *FS) poke() {
@@ -31,21 +32,29 @@ func (f *FS) loop() {
 	defer close(f.done)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	defer timer.Stop()
+	rescan := time.NewTicker(rescanInterval)
+	defer rescan.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-f.quit:
-			timer.Stop()
 			return
 		case <-f.kick:
-			select { // let a burst of updates share one scan
-			case <-f.quit:
-				timer.Stop()
-				return
-			case <-time.After(reconcileDelay):
+			// Passes are at least reconcileDelay apart, so a burst of updates shares one scan.
+			if wait := reconcileDelay - time.Since(last); wait > 0 {
+				select {
+				case <-f.quit:
+					return
+				case <-time.After(wait):
+				}
 			}
 		case <-timer.C:
+		case <-rescan.C:
 		}
-		if next := f.reconcile(); !next.IsZero() {
+		next := f.reconcile()
+		last = time.Now()
+		if !next.IsZero() {
 			timer.Reset(time.Until(next))
 		}
 	}
