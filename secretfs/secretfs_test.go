@@ -41,6 +41,9 @@ func TestValidateID(t *testing.T) {
 	}
 }
 
+// allOnes32 is (uint32)(-1), which chown reads as "do not change".
+var allOnes32 uint64 = 1<<32 - 1
+
 func TestValidateSpec(t *testing.T) {
 	good := Secret{Name: "token", Value: []byte("CANARY-spec")}
 	tests := []struct {
@@ -53,7 +56,7 @@ func TestValidateSpec(t *testing.T) {
 		{"no secrets", Spec{ID: "s"}, false, true},
 		{"bad id", Spec{ID: "../x", Secrets: []Secret{good}}, false, false},
 		{"negative uid", Spec{ID: "s", UID: -1}, false, false},
-		{"uid means do not change", Spec{ID: "s", GID: 1<<32 - 1}, false, false},
+		{"uid means do not change", Spec{ID: "s", GID: int(allOnes32)}, false, false}, // -1 on 32-bit: invalid too
 		{"empty name", Spec{ID: "s", Secrets: []Secret{{Name: ""}}}, true, false},
 		{"dotdot name", Spec{ID: "s", Secrets: []Secret{{Name: ".."}}}, true, false},
 		{"slash name", Spec{ID: "s", Secrets: []Secret{{Name: "a/b"}}}, true, false},
