@@ -9,12 +9,13 @@ TEST_TIMEOUT ?= 25m
 LDFLAGS     := -s -w
 CMDS        := anax-agent agbot hzn
 
-.PHONY: help build cross test test-unit test-arm prepare bench lint fuzz demo clean
+.PHONY: help build cross test test-unit test-arm prepare bench lint fuzz demo e2e clean
 
 help:
 	@echo "make build     build bin/anax-agent, bin/agbot, bin/hzn"
 	@echo "make demo      run the end-to-end demo (Linux, root, Docker engine)"
 	@echo "make test      prepare the machine (Docker engine, qemu) and run every test"
+	@echo "make e2e       only the end-to-end suite (real agbot, agent, dockerd, OpenBao)"
 	@echo "make test-arm  run the pure packages' tests for arm64 and armv7 under qemu-user-static"
 	@echo "make cross     static binaries for linux/amd64, linux/arm64, linux/arm (GOARM=7)"
 	@echo "make bench     run the benchmarks"
@@ -68,6 +69,10 @@ lint:
 demo: build
 	test/prepare.sh docker
 	$(GO) run ./test/demo -bin $(BIN)
+
+# Only the end-to-end suite (real agbot, agent and dockerd; embedded manager and OpenBao).
+e2e: prepare
+	$(GO) test -count=1 -v -run TestE2E ./test/e2e/
 
 clean:
 	rm -rf $(BIN)

@@ -240,8 +240,9 @@ type difference struct {
 	fix        func() error // nil: only a resync repairs it
 }
 
-// diff compares a store now with its baseline.
-func diff(base, now *snapshot) []difference {
+// diff compares a store now with its baseline. writable maps a path the guard looks through
+// (read-only publish points and views) to one where a fix can be written.
+func diff(base, now *snapshot, writable func(string) string) []difference {
 	var out []difference
 	for path, b := range base.entries {
 		n, ok := now.entries[path]
@@ -257,21 +258,47 @@ func diff(base, now *snapshot) []difference {
 		case b.mode.Perm() != n.mode.Perm():
 			p, mode := path, b.mode.Perm()
 			out = append(out, difference{path: path, what: fmt.Sprintf("mode %#o, want %#o", n.mode.Perm(), mode),
-				fix: func() error { return os.Chmod(strings.TrimSuffix(p, "@"), mode) }})
+				fix: func() error { return os.Chmod(writable(p), mode) }})
 		case b.uid != n.uid || b.gid != n.gid:
 			p, uid, gid := path, b.uid, b.gid
 			out = append(out, difference{path: path, what: fmt.Sprintf("owner %d:%d, want %d:%d", n.uid, n.gid, uid, gid),
-				fix: func() error { return os.Chown(strings.TrimSuffix(p, "@"), int(uid), int(gid)) }})
+				fix: func() error { return os.Chown(writable(p), int(uid), int(gid)) }})
 		}
 	}
 	for path := range now.entries {
 		if _, ok := base.entries[path]; !ok {
 			p := path
-			out = append(out, difference{path: path, what: "appeared", fix: func() error { return os.RemoveAll(p) }})
+			out = append(out, difference{path: path, what: "appeared", fix: func() error { return os.RemoveAll(writable(p)) }})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out
+}
+
+// writable returns how to reach a path of store st for a repair. Publish points and mounted
+// views are read-only binds; the store's own view directory (secretfs's layout:
+// <root>/stores/<id>/view, holding hard links to the current versions under ..data) is where
+// a mode, an owner or an intruding entry can be put right.
+func (g *storeGuard) writable(st *secretfs.Store) func(string) string {
+	return func(p string) string {
+		p = strings.TrimSuffix(p, "@")
+		if st == nil {
+			return p
+		}
+		view := filepath.Join(g.a.cfg.SecretsRoot, "stores", st.ID, "view")
+		if st.DirView == view {
+			return p
+		}
+		if rel, err := filepath.Rel(st.DirView, p); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
+			return filepath.Join(view, rel)
+		}
+		for name, f := range st.Files {
+			if f == p {
+				return filepath.Join(view, "..data", name)
+			}
+		}
+		return p
+	}
 }
 
 // check compares every store the agent is not changing with its baseline and repairs.
@@ -293,7 +320,7 @@ func (g *storeGuard) check() {
 		} else {
 			now = g.snap(st)
 		}
-		diffs := diff(b, now)
+		diffs := diff(b, now, g.writable(st))
 		if len(diffs) == 0 || g.a.stores.isBusy(b.id) {
 			continue
 		}

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edge-secrets/anax-agent/agbot/constraint"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/protocol/constraint"
 )
 
 // Files the agent keeps in its state directory, next to the agreement manager's

@@ -169,4 +169,3 @@ func write(args []string) any {
 	}
 	return out
 }
-
