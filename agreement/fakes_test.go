@@ -97,8 +97,12 @@ func (f *fakeStores) Update(id string, secrets []StoreSecret) error {
 		names[i] = s.Name
 	}
 	f.calls = append(f.calls, fmt.Sprintf("update %s %v", id, names))
-	if f.onUpdate != nil {
-		f.onUpdate(id)
+	if hook := f.onUpdate; hook != nil {
+		f.mu.Unlock() // a hook may block: other stores go on meanwhile
+		func() {
+			defer f.mu.Lock() // also when the hook panics (a simulated crash)
+			hook(id)
+		}()
 	}
 	if err := f.failUpdate[id]; err != nil {
 		return err
@@ -206,6 +210,7 @@ type fakeRunner struct {
 	calls      []string
 	users      map[string][2]int // by image; absent: 1000:1000
 	failUser   map[string]error  // by image
+	onResolve  func()            // called (without the lock) before ResolveUser answers
 	failStart  error
 	failAfter  error
 	failStop   error
@@ -218,6 +223,9 @@ func newFakeRunner() *fakeRunner {
 }
 
 func (r *fakeRunner) ResolveUser(ctx context.Context, image, user string) (int, int, error) {
+	if r.onResolve != nil {
+		r.onResolve()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err := r.failUser[image]; err != nil {

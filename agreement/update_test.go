@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -306,4 +307,65 @@ func TestUpdateOrderAndParallelism(t *testing.T) {
 			}
 		}
 	}
+}
+
+// While one agreement's proposal or update is stuck, another agreement's goes through.
+func TestDifferentAgreementsInParallel(t *testing.T) {
+	t.Run("proposals", func(t *testing.T) {
+		e := newEnv(t)
+		stuck, release := make(chan struct{}), make(chan struct{})
+		var first0 atomic.Bool
+		e.runner.onResolve = func() {
+			if first0.CompareAndSwap(false, true) { // sync.Once would block the other caller too
+				close(stuck)
+				<-release
+			}
+		}
+		first := make(chan *protocol.ProposalReply)
+		go func() { first <- e.m.Propose(e.ctx, e.proposal("ag1", values("1"))) }()
+		<-stuck
+		if rep := e.m.Propose(e.ctx, e.proposal("ag2", values("1"))); rep.Status != protocol.StatusAccepted {
+			t.Fatalf("ag2 while ag1 is stuck: %s %q", rep.Status, rep.Reason)
+		}
+		close(release)
+		if rep := <-first; rep.Status != protocol.StatusAccepted {
+			t.Fatalf("ag1: %s %q", rep.Status, rep.Reason)
+		}
+	})
+	t.Run("updates", func(t *testing.T) {
+		e := newEnv(t)
+		e.accept("ag1", "1")
+		e.accept("ag2", "1")
+		stuck, release := make(chan struct{}), make(chan struct{})
+		blocked := storeID(instanceID("ag1"), "web")
+		e.stores.onUpdate = func(id string) {
+			if id == blocked {
+				blocked = ""
+				close(stuck)
+				<-release
+			}
+		}
+		first := make(chan *protocol.UpdateReply)
+		go func() { first <- e.m.Update(e.ctx, e.update("ag1", 2, false, values("2", "db_password"))) }()
+		<-stuck
+		if rep := e.m.Update(e.ctx, e.update("ag2", 2, false, values("2", "db_password"))); rep.Status != protocol.StatusApplied {
+			t.Fatalf("ag2 while ag1 is stuck: %s %q", rep.Status, rep.Reason)
+		}
+		// The next update of ag1 waits for the first: it can not overtake it.
+		second := make(chan *protocol.UpdateReply)
+		go func() { second <- e.m.Update(e.ctx, e.update("ag1", 3, false, values("3", "db_password"))) }()
+		select {
+		case rep := <-second:
+			t.Fatalf("ag1 update 3 finished (%s) while update 2 was still being applied", rep.Status)
+		default:
+		}
+		close(release)
+		if rep := <-first; rep.Status != protocol.StatusApplied {
+			t.Fatalf("ag1 2: %s %q", rep.Status, rep.Reason)
+		}
+		if rep := <-second; rep.Status != protocol.StatusApplied {
+			t.Fatalf("ag1 3: %s %q", rep.Status, rep.Reason)
+		}
+		e.wantValues("ag1", map[string]string{"db_password": "3"})
+	})
 }
