@@ -231,3 +231,30 @@ func TestProposeConcurrent(t *testing.T) {
 		t.Fatalf("Agreements() = %d, %v; want %d", len(infos), err, n)
 	}
 }
+
+// When even the undo of a declined proposal fails, the agreement stays "accepting": updates
+// are refused, and the next start-up finishes the undo.
+func TestProposeUndoFails(t *testing.T) {
+	e := newEnv(t)
+	web := storeID(instanceID("ag1"), "web")
+	e.runner.failStart = errors.New("engine down")
+	e.stores.failWipe[web] = errors.New("EBUSY")
+	if rep := e.m.Propose(e.ctx, e.proposal("ag1", values("1"))); rep.Status != protocol.StatusDeclined {
+		t.Fatalf("proposal: %s", rep.Status)
+	}
+	if r := e.record("ag1"); r == nil || r.Phase != PhaseAccepting {
+		t.Fatalf("record = %+v, want accepting", r)
+	}
+	if rep := e.m.Update(e.ctx, e.update("ag1", 2, false, values("2", "api_token"))); rep.Status != protocol.StatusRefused || !strings.Contains(rep.Reason, "was declined") {
+		t.Errorf("update = %s %q, want refused", rep.Status, rep.Reason)
+	}
+	e.runner.failStart = nil
+	delete(e.stores.failWipe, web)
+	e.restart()
+	if r := e.record("ag1"); r != nil {
+		t.Errorf("record left after start-up: %+v", r)
+	}
+	if ids := e.stores.ids(); len(ids) != 0 {
+		t.Errorf("stores left: %v", ids)
+	}
+}

@@ -43,8 +43,12 @@ func (m *Manager) Update(ctx context.Context, u *protocol.Update) *protocol.Upda
 	if r.Agbot != u.From {
 		return refuse(protocol.StatusRefused, fmt.Errorf("update for agreement %q comes from %q, the agreement is with %q", u.Agreement, u.From, r.Agbot))
 	}
-	if r.Phase == PhaseCancelling {
+	switch r.Phase {
+	case PhaseCancelling:
 		return refuse(protocol.StatusRefused, fmt.Errorf("agreement %q is being cancelled", u.Agreement))
+	case PhaseAccepting:
+		// Only a proposal whose undo failed stays here; start-up finishes the undo.
+		return refuse(protocol.StatusRefused, fmt.Errorf("agreement %q was declined and is being removed", u.Agreement))
 	}
 	decls := declared(&r.Service)
 	if err := protocol.CheckUpdateNames(u, decls); err != nil {
