@@ -20,10 +20,10 @@
 //     containers, persist "active", reply accepted. Any failure undoes it all and declines
 //     with a reason a person can act on.
 //   - Update: a secret takes an update's value only if the update is newer than what set it;
-//     the names are marked uncertain in the DB, every store is swapped all-or-nothing (a
-//     later store failing puts the earlier ones back), onUpdate actions run, then the
-//     sequence and digests are persisted and the uncertainty cleared. A repeat is
-//     acknowledged as a duplicate, a replay refused as stale.
+//     every store is swapped all-or-nothing (a later store failing puts the earlier ones
+//     back), onUpdate actions run, then the sequence and digests are persisted in one fsynced
+//     transaction and the reply says applied. A repeat is acknowledged as a duplicate, a
+//     replay refused as stale; a failure replies failed with every old value in place.
 //   - Cancel (or End, on the node's initiative): persist "cancelling", stop the containers,
 //     wipe the stores, delete the state leaving a tombstone against replayed proposals.
 //   - Recover, at start-up: intact agreements are left running; each secret file is checked
