@@ -89,7 +89,7 @@ func stat(paths []string) (map[string]fileStat, error) {
 
 func watch(args []string) (any, error) {
 	if len(args) != 2 {
-		return nil, fmt.Errorf("watch FILE TIMEOUT")
+		return nil, fmt.Errorf("usage: watch FILE TIMEOUT")
 	}
 	timeout, err := time.ParseDuration(args[1])
 	if err != nil {
@@ -117,7 +117,7 @@ func watch(args []string) (any, error) {
 
 func hammer(args []string) (any, error) {
 	if len(args) < 2 {
-		return nil, fmt.Errorf("hammer DURATION FILE...")
+		return nil, fmt.Errorf("usage: hammer DURATION FILE [FILE]")
 	}
 	d, err := time.ParseDuration(args[0])
 	if err != nil {

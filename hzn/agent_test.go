@@ -1,0 +1,159 @@
+package hzn
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeAgent serves the agent's local API on a unix socket and records what hzn sent.
+type fakeAgent struct {
+	sock string
+	mu   sync.Mutex
+	reqs []string
+	body map[string]any
+}
+
+func newFakeAgent(t *testing.T) *fakeAgent {
+	f := &fakeAgent{sock: filepath.Join(t.TempDir(), "api.sock")}
+	ln, err := net.Listen("unix", f.sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := true
+	mux := http.NewServeMux()
+	record := func(r *http.Request) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.reqs = append(f.reqs, r.Method+" "+r.URL.Path)
+		if r.Body != nil {
+			b, _ := io.ReadAll(r.Body)
+			if len(b) > 0 {
+				json.Unmarshal(b, &f.body)
+			}
+		}
+	}
+	mux.HandleFunc("GET /node", func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		if !registered {
+			w.WriteHeader(404)
+			w.Write([]byte(`{"error":"node is not registered"}`))
+			return
+		}
+		w.Write([]byte(`{"id":"o/n1","agbotId":"ab","agbotFingerprint":"SHA256:x"}`))
+	})
+	mux.HandleFunc("POST /node", func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		w.WriteHeader(201)
+		w.Write([]byte(`{"id":"o/n1","agbotId":"ab","agbotFingerprint":"SHA256:x"}`))
+	})
+	mux.HandleFunc("DELETE /node", func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		registered = false
+		w.Write([]byte(`{"node":"o/n1","cancelled":["a1","a2"],"notDelivered":["a2"]}`))
+	})
+	mux.HandleFunc("GET /agreement", func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		w.Write([]byte(`[{"id":"a1","secrets":[{"name":"db","digest":"abc"}]}]`))
+	})
+	mux.HandleFunc("GET /agreement/{id}", func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		w.WriteHeader(404)
+		w.Write([]byte(`{"error":"agreement \"x\": agreement not found"}`))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, r *http.Request) {
+		record(r)
+		w.Write([]byte(`{"registered":true,"secretfs":{"mode":"mount-swap"}}`))
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return f
+}
+
+func runAgentCmd(t *testing.T, f *fakeAgent, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb strings.Builder
+	env := map[string]string{"HZN_AGENT_SOCKET": f.sock}
+	code := Main(args, strings.NewReader(stdin), &out, &errb, func(k string) string { return env[k] })
+	return code, out.String(), errb.String()
+}
+
+func TestAgentCommands(t *testing.T) {
+	f := newFakeAgent(t)
+	pol := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(pol, []byte(`{"properties":[{"name":"zone","value":"a"}],"constraints":[]}`), 0o600)
+
+	tests := []struct {
+		name     string
+		stdin    string
+		args     []string
+		code     int
+		out, err string
+		req      string
+	}{
+		{"register", "", []string{"register", "-n", "n1:tok", "--policy", pol, "--pattern", "o/p"}, 0, "node o/n1 registered with agbot ab (key SHA256:x pinned)", "", "POST /node"},
+		{"register without token", "", []string{"register", "-n", "n1"}, 2, "", "want -n NODE:TOKEN", ""},
+		{"register with a missing policy file", "", []string{"register", "-n", "n1:t", "--policy", "/nonexistent"}, 1, "", "--policy", ""},
+		{"node list", "", []string{"node", "list"}, 0, `"id": "o/n1"`, "", "GET /node"},
+		{"agreement list", "", []string{"agreement", "list"}, 0, `"digest": "abc"`, "", "GET /agreement"},
+		{"agreement list ID", "", []string{"agreement", "list", "x"}, 1, "", "agreement not found (HTTP 404)", "GET /agreement/x"},
+		{"agent status", "", []string{"agent", "status"}, 0, `"mode": "mount-swap"`, "", "GET /status"},
+		{"unregister answered no", "n\n", []string{"unregister"}, 0, "not unregistered", "", "GET /node"},
+		{"unregister answered yes", "y\n", []string{"unregister"}, 0, "node o/n1 unregistered: 2 agreements cancelled, secrets wiped (1 cancels not delivered", "", "DELETE /node"},
+		{"node list after", "", []string{"node", "list"}, 1, "", "node is not registered (HTTP 404)", "GET /node"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.mu.Lock()
+			f.reqs = nil
+			f.mu.Unlock()
+			code, out, errOut := runAgentCmd(t, f, tc.stdin, tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.out) || !strings.Contains(errOut, tc.err) {
+				t.Fatalf("hzn %q = %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, code, out, errOut, tc.code, tc.out, tc.err)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if tc.req != "" && (len(f.reqs) == 0 || f.reqs[len(f.reqs)-1] != tc.req) {
+				t.Errorf("requests %q, want the last to be %q", f.reqs, tc.req)
+			}
+		})
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.body == nil {
+		t.Fatal("no request body recorded")
+	}
+}
+
+func TestRegisterBody(t *testing.T) {
+	f := newFakeAgent(t)
+	pol := filepath.Join(t.TempDir(), "policy.json")
+	os.WriteFile(pol, []byte(`{"properties":[{"name":"zone","value":"a"}],"constraints":["x == 1"]}`), 0o600)
+	if code, _, errOut := runAgentCmd(t, f, "", "register", "-n", "n1:se:cret", "-o", "myorg", "--policy", pol, "--pattern", "myorg/p"); code != 0 {
+		t.Fatalf("register: %d %s", code, errOut)
+	}
+	b := f.body
+	if b["node"] != "n1" || b["token"] != "se:cret" || b["org"] != "myorg" || b["pattern"] != "myorg/p" {
+		t.Errorf("body %v", b)
+	}
+	p, _ := b["policy"].(map[string]any)
+	if cs, _ := p["constraints"].([]any); len(cs) != 1 {
+		t.Errorf("policy not passed through: %v", b["policy"])
+	}
+}
+
+func TestAgentSocketMissing(t *testing.T) {
+	var out, errb strings.Builder
+	env := map[string]string{"HZN_AGENT_SOCKET": filepath.Join(t.TempDir(), "none.sock")}
+	code := Main([]string{"agent", "status"}, strings.NewReader(""), &out, &errb, func(k string) string { return env[k] })
+	if code != 1 || !strings.Contains(errb.String(), "HZN_AGENT_SOCKET") {
+		t.Errorf("no agent: %d %q", code, errb.String())
+	}
+}
