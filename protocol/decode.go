@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"io"
 	"unicode/utf8"
 )
 
@@ -12,63 +11,75 @@ import (
 const maxJSONDepth = 32
 
 // checkJSON refuses what encoding/json would silently accept: duplicate object keys (the
-// last one wins, so two readers could see different values), invalid UTF-8 in strings
-// (replaced by U+FFFD) and absurd nesting.
+// last one wins, so two readers could see different values), invalid UTF-8 (replaced by
+// U+FFFD) and absurd nesting. It also refuses anything but one JSON value.
 func checkJSON(data []byte) error {
 	if !utf8.Valid(data) {
 		return fmt.Errorf("%w: JSON is not valid UTF-8", ErrMalformed)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	type object struct {
-		keys     map[string]bool
-		wantsKey bool
-	}
-	var stack []*object // nil entries are arrays
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			if len(stack) > 0 {
-				return fmt.Errorf("%w: JSON ends early", ErrMalformed)
+	if !json.Valid(data) {
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(data))
+		err := dec.Decode(&v)
+		if err == nil {
+			_, err = dec.Token() // a second value: json.Valid wants exactly one
+			if err == nil {
+				return fmt.Errorf("%w: more than one JSON value", ErrMalformed)
 			}
-			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("%w: %s", ErrMalformed, jsonErr(err))
-		}
-		var top *object
-		if n := len(stack); n > 0 {
-			top = stack[n-1]
-		}
-		if top != nil && top.wantsKey {
-			if d, ok := tok.(json.Delim); ok && d == '}' {
-				stack = stack[:len(stack)-1]
+		return fmt.Errorf("%w: %s", ErrMalformed, jsonErr(err))
+	}
+	return checkKeys(data)
+}
+
+// checkKeys walks JSON that json.Valid accepted, refusing duplicate keys and deep nesting.
+// A hand-written walk: json.Decoder.Token allocates an error per scalar and tripled the
+// cost of opening a message.
+func checkKeys(data []byte) error {
+	type object map[string]struct{}
+	var stack []object // nil entries are arrays
+	wantKey := false   // the next string is a key of the innermost object
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; c {
+		case '{':
+			stack = append(stack, object{})
+			wantKey = true
+		case '[':
+			stack = append(stack, nil)
+			wantKey = false
+		case '}', ']':
+			stack = stack[:len(stack)-1]
+			wantKey = false
+		case ',':
+			wantKey = len(stack) > 0 && stack[len(stack)-1] != nil
+		case '"':
+			start := i
+			escaped := false
+			for i++; data[i] != '"'; i++ {
+				if data[i] == '\\' {
+					escaped = true
+					i++
+				}
+			}
+			if !wantKey {
 				continue
 			}
-			key := tok.(string)
-			if top.keys[key] {
+			wantKey = false
+			key := string(data[start+1 : i])
+			if escaped {
+				// Valid JSON: the quoted key always unquotes.
+				json.Unmarshal(data[start:i+1], &key)
+			}
+			obj := stack[len(stack)-1]
+			if _, dup := obj[key]; dup {
 				return fmt.Errorf("%w: duplicate JSON object key %s", ErrMalformed, quote(key))
 			}
-			top.keys[key] = true
-			top.wantsKey = false
-			continue
-		}
-		if top != nil {
-			top.wantsKey = true // after this value, the object wants a key again
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &object{keys: map[string]bool{}, wantsKey: true})
-		case json.Delim('['):
-			stack = append(stack, nil)
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-			if n := len(stack); n > 0 && stack[n-1] != nil {
-				stack[n-1].wantsKey = true
-			}
-			continue
+			obj[key] = struct{}{}
 		}
 		if len(stack) > maxJSONDepth {
 			return fmt.Errorf("%w: JSON nested deeper than %d", ErrMalformed, maxJSONDepth)
 		}
 	}
+	return nil
 }
+

@@ -232,5 +232,12 @@ func writeFuzzCorpus(t *testing.T) {
 	var pretty bytes.Buffer
 	json.Indent(&pretty, mustEncode(t, testProposal()), "", " ")
 	write("FuzzDecode", "indented", pretty.Bytes())
+	for name, s := range map[string]string{
+		"escaped-duplicate": `{"a\u0022":1,"a\"":2}`,
+		"brace-in-string":   `{"x":"}","x":1}`,
+		"array-of-objects":  `[{"a":1},{"a":1,"b":[{"a":1,"a":2}]}]`,
+	} {
+		write("FuzzCheckJSON", name, []byte(s))
+	}
 	write("FuzzOpen", "not-utf8", []byte("{\"header\":\"\xff\xfe\"}"))
 }
