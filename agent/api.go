@@ -58,12 +58,23 @@ type LinkInfo struct {
 
 // SecretfsStatus is how secrets reach containers on this node.
 type SecretfsStatus struct {
-	Root     string            `json:"root"`
-	Mode     secretfs.Mode     `json:"mode"`
-	Features secretfs.Features `json:"features"`
-	Stores   int               `json:"stores"`
+	Root     string        `json:"root"`
+	Mode     secretfs.Mode `json:"mode"`
+	Features Features      `json:"features"`
+	Stores   int           `json:"stores"`
 	// MountDepth is the deepest mount stack at any publish point (2 in mount-swap mode).
 	MountDepth int `json:"mountDepth"`
+}
+
+// Features are the kernel features and privileges secretfs found at start-up.
+type Features struct {
+	Kernel            string `json:"kernel"`
+	NewMountAPI       bool   `json:"newMountApi"`
+	MoveMountBeneath  bool   `json:"moveMountBeneath"`
+	MoveMountSetGroup bool   `json:"moveMountSetGroup"`
+	TmpfsNoswap       bool   `json:"tmpfsNoswap"`
+	MountPrivilege    bool   `json:"mountPrivilege"`
+	SharedRoot        bool   `json:"sharedRoot"`
 }
 
 // AgreementCounts counts agreements by phase.
@@ -92,7 +103,10 @@ func (a *Agent) Status() Status {
 		t := last.UTC()
 		st.LastUpdate = &t
 	}
-	st.Secretfs = SecretfsStatus{Root: a.cfg.SecretsRoot, Mode: a.fs.Mode(), Features: a.fs.Features(), MountDepth: deepest}
+	f := a.fs.Features()
+	st.Secretfs = SecretfsStatus{Root: a.cfg.SecretsRoot, Mode: a.fs.Mode(), MountDepth: deepest, Features: Features{
+		Kernel: f.Kernel, NewMountAPI: f.NewMountAPI, MoveMountBeneath: f.MoveMountBeneath, MoveMountSetGroup: f.MoveMountSetGroup,
+		TmpfsNoswap: f.TmpfsNoswap, MountPrivilege: f.MountPrivilege, SharedRoot: f.SharedRoot}}
 	if stores, err := a.fs.Stores(); err == nil {
 		st.Secretfs.Stores = len(stores)
 	}

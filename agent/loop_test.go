@@ -65,7 +65,7 @@ func TestDispatcher(t *testing.T) {
 	d.submit(polledMessage{ID: 1, Agreement: "A", Type: "proposal", Seq: 1})
 	<-startedA
 	d.submit(polledMessage{ID: 2, Agreement: "A", Type: "update", Seq: 2})
-	d.submit(polledMessage{ID: 2, Agreement: "A", Type: "update", Seq: 2}) // offered again: dropped
+	d.submit(polledMessage{ID: 2, Agreement: "A", Type: "update", Seq: 2})   // offered again: dropped
 	d.submit(polledMessage{ID: 1, Agreement: "A", Type: "proposal", Seq: 1}) // running: dropped
 	d.submit(polledMessage{ID: 3, Agreement: "B", Type: "proposal", Seq: 1})
 	<-doneB // B ran while A1 was still blocked

@@ -251,7 +251,38 @@ func testHostile(t *testing.T, s *suite) {
 		t.Fatalf("after hostile requests: registered %v, %v", st.Registered, err)
 	}
 
-	// 2. Register with the fake agbot (its key pinned at registration).
+	// 2. An agent told to expect another agbot key refuses to register, and keeps nothing.
+	pinned, err := NewAgent(s.bin, e.dir, "pinned", e.agbot, f.srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned.Config.AgbotCA, pinned.Config.AgbotFingerprint = f.ca, e.agbot.Fingerprint // the real agbot's, not the fake's
+	if err := pinned.WriteConfig(); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.roots = append(s.roots, pinned.Config.SecretsRoot)
+	s.mu.Unlock()
+	t.Cleanup(func() {
+		if pinned.Proc() != nil {
+			pinned.Stop()
+		}
+		UnmountAll(pinned.Config.SecretsRoot)
+	})
+	if err := pinned.Start(e.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pinned.Hzn(e.ctx, "register", "-n", "node2:tok2"); err == nil || !strings.Contains(err.Error(), "--agbot-fingerprint") {
+		t.Errorf("register with an unexpected agbot key: %v, want a refusal naming --agbot-fingerprint", err)
+	}
+	if _, err := os.Stat(filepath.Join(pinned.Config.StateDir, "registration.json")); err == nil {
+		t.Error("a refused registration was remembered")
+	}
+	if err := pinned.Stop(); err != nil {
+		t.Error(err)
+	}
+
+	// 3. Register with the fake agbot (its key pinned at registration).
 	e.register(a, "node1", "tok1")
 	node := org + "/node1"
 	svc := protocol.Service{Org: org, URL: "reader", Version: "1.0.0", Arch: arm.Node(), Deployment: protocol.Deployment{
@@ -263,7 +294,7 @@ func testHostile(t *testing.T, s *suite) {
 	}
 	good := map[string]protocol.SecretValue{"db_password": {Key: "db", Value: v1}, "api_token": {Key: "tok", Value: tok}}
 
-	// 3. Messages that must not open: each refused with a log line, no reply, nothing made.
+	// 4. Messages that must not open: each refused with a log line, no reply, nothing made.
 	evilKeys, _ := protocol.GenerateKeys()
 	otherNode, _ := protocol.GenerateKeys()
 	f.mu.Lock()
@@ -338,7 +369,7 @@ func testHostile(t *testing.T, s *suite) {
 		t.Errorf("hostile messages made %d containers", len(cs))
 	}
 
-	// 4. The agent still works: a good proposal is accepted and its secrets delivered.
+	// 5. The agent still works: a good proposal is accepted and its secrets delivered.
 	// Forged by hand like the bad-name ones above: proof that those were refused for their
 	// names, not for a flaw in the forging.
 	goodBody, err := protocol.Encode(proposal("ag-good", 1, svc, good))
@@ -360,7 +391,7 @@ func testHostile(t *testing.T, s *suite) {
 	c := in.Containers[0].ContainerID
 	e.wantFiles(c, map[string]string{"db_password": file("db", v1, ""), "api_token": file("tok", tok, "value_only")})
 
-	// 5. Replays and bad updates change nothing.
+	// 6. Replays and bad updates change nothing.
 	v2 := s.canary("hostile-db-v2")
 	update := func(id string, seq uint64, name string, v string) *protocol.Update {
 		return &protocol.Update{Meta: protocol.NewMeta(protocol.TypeUpdate, id, f.id, node, seq),
@@ -405,7 +436,7 @@ func testHostile(t *testing.T, s *suite) {
 	s.scanProcesses(t)
 	s.scanContainers(t, e.ctx, a.ID())
 
-	// 6. A cancel ends it cleanly.
+	// 7. A cancel ends it cleanly.
 	f.push("ag-good", "cancel", 5, f.seal(&protocol.Cancel{Meta: protocol.NewMeta(protocol.TypeCancel, "ag-good", f.id, node, 5), Reason: "test"}))
 	if _, err := f.reply("ag-good", 5, time.Minute); err != nil {
 		t.Fatal(err)
