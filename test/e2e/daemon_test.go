@@ -260,6 +260,9 @@ func testDaemon(t *testing.T, s *suite) {
 		}
 	}
 	e.scanLive(a)
+	if st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		t.Logf("agent with one agreement: %s", strings.Join(strings.Fields(grepLine(string(st), "VmRSS")), " "))
+	}
 
 	// 8. A clean stop says so to systemd.
 	if err := a.Stop(); err != nil {
