@@ -82,4 +82,3 @@ func checkKeys(data []byte) error {
 	}
 	return nil
 }
-
