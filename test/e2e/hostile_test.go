@@ -430,6 +430,19 @@ func testHostile(t *testing.T, s *suite) {
 	if list, _ := a.Agreements(); len(list) != 1 {
 		t.Errorf("%d agreements after replays, want 1", len(list))
 	}
+	// The replayed proposal of a running agreement is acknowledged as accepted (it was), never
+	// declined: a decline would make an agbot drop an agreement the node runs.
+	f.mu.Lock()
+	var proposalReplies []string
+	for _, m := range f.replies {
+		if pr, ok := m.(*protocol.ProposalReply); ok && pr.Agreement == "ag-good" {
+			proposalReplies = append(proposalReplies, string(pr.Status))
+		}
+	}
+	f.mu.Unlock()
+	if strings.Join(proposalReplies, ",") != "accepted,accepted" {
+		t.Errorf("replies to the proposal and its replay: %v, want accepted twice", proposalReplies)
+	}
 	if st, err := a.Status(); err != nil || !st.Registered || st.Agreements.Total != 1 {
 		t.Fatalf("the agent after hostile messages: %+v %v", st, err)
 	}
