@@ -207,10 +207,11 @@ func (d *demo) run(ctx context.Context) error {
 	d.say(t, "deployment policy binds db_password -> %s, api_token -> %s", dbSecret, apiToken)
 
 	t = time.Now()
-	if _, err := d.agbot.Hzn(ctx, admin, "sm", "secret", "add", "--secretKey", "db", "--secretDetail", "pw-one", dbSecret); err != nil {
+	// Values go on stdin (-f -), never on a command line where ps would show them.
+	if _, err := d.agbot.HznStdin(ctx, admin, "pw-one", "sm", "secret", "add", "--secretKey", "db", "-f", "-", dbSecret); err != nil {
 		return err
 	}
-	if _, err := d.agbot.Hzn(ctx, admin, "sm", "secret", "add", "--secretKey", "token", "--secretDetail", "tok-one", apiToken); err != nil {
+	if _, err := d.agbot.HznStdin(ctx, admin, "tok-one", "sm", "secret", "add", "--secretKey", "token", "-f", "-", apiToken); err != nil {
 		return err
 	}
 	d.say(t, "org secrets %s and %s stored", dbSecret, apiToken)
@@ -250,13 +251,13 @@ func (d *demo) run(ctx context.Context) error {
 
 	// 9. Update, node-specific override, fallback: each watched from inside the container.
 	if err := d.change(ctx, "/db_password", "org secret "+dbSecret+" updated", func() error {
-		_, err := d.agbot.Hzn(ctx, admin, "sm", "secret", "add", "-O", "--secretKey", "db", "--secretDetail", "pw-two", dbSecret)
+		_, err := d.agbot.HznStdin(ctx, admin, "pw-two", "sm", "secret", "add", "-O", "--secretKey", "db", "-f", "-", dbSecret)
 		return err
 	}); err != nil {
 		return err
 	}
 	if err := d.change(ctx, "/db_password", "node-specific node/"+node+"/"+dbSecret+" added: it wins", func() error {
-		_, err := d.agbot.Hzn(ctx, admin, "sm", "secret", "add", "-n", node, "--secretKey", "db", "--secretDetail", "pw-for-edge1-only", dbSecret)
+		_, err := d.agbot.HznStdin(ctx, admin, "pw-for-edge1-only", "sm", "secret", "add", "-n", node, "--secretKey", "db", "-f", "-", dbSecret)
 		return err
 	}); err != nil {
 		return err

@@ -314,6 +314,12 @@ func (b *Agbot) Hzn(ctx context.Context, auth string, args ...string) (string, e
 	return runHzn(ctx, b.Bin.Hzn, b.Env(auth), nil, args...)
 }
 
+// HznStdin runs hzn against the agbot with stdin, e.g. a secret value for `-f -`, so that it
+// never appears on a command line.
+func (b *Agbot) HznStdin(ctx context.Context, auth, stdin string, args ...string) (string, error) {
+	return runHzn(ctx, b.Bin.Hzn, b.Env(auth), strings.NewReader(stdin), args...)
+}
+
 func runHzn(ctx context.Context, bin string, env []string, stdin io.Reader, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
