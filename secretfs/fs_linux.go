@@ -24,8 +24,13 @@ const (
 	rootSize   = 1 << 20 // the root holds directories and empty publish files only
 	rootInodes = 65536
 
-	// reconcileDelay lets a burst of updates share one scan of the other mount namespaces.
+	// reconcileDelay: the pass that follows an update waits this long, so that updates applied
+	// together share one scan of the other mount namespaces...
 	reconcileDelay = 2 * time.Millisecond
+	// burstInterval: ...and passes are at least this far apart, so that a burst of updates does
+	// not spend its time scanning. A container that started after the last scan (see
+	// reconcile_linux.go) waits at most this long plus one scan for a new value.
+	burstInterval = 20 * time.Millisecond
 	// rescanInterval: how often the other mount namespaces are scanned without an update, so
 	// that an update finds the containers started since and reaches them synchronously.
 	rescanInterval = 10 * time.Second
@@ -38,6 +43,11 @@ const (
 	// maxStaleViews bounds replaced view directories waiting for their grace (they hard-link
 	// old versions, so a burst of updates would otherwise fill the store).
 	maxStaleViews = 4
+	// maxStaleInodes bounds replaced view directories during a burst (one inode each).
+	maxStaleInodes = 256
+	// maxRetired bounds, per secret, replaced versions waiting for a scan (also to a quarter of
+	// the store size): beyond it Update scans itself instead of waiting for the background loop.
+	maxRetired = 256
 )
 
 var errClosed = errors.New("secretfs: closed")
@@ -52,6 +62,7 @@ type FS struct {
 	log    *slog.Logger
 	selfNS uint64
 	grace  time.Duration
+	umask  uint32 // the process umask, read once: when it cannot strip the bits we create with, chmod is skipped
 
 	mu     sync.Mutex
 	stores map[string]*store
@@ -61,9 +72,10 @@ type FS struct {
 	// publish point.
 	epoch uint64
 
-	kick chan struct{}
-	quit chan struct{}
-	done chan struct{}
+	kick     chan struct{}
+	quit     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
 
 	// trash holds replaced publish-point mounts: moving a mount there is cheap, while unmounting
 	// waits for an RCU grace period (~20 µs idle, milliseconds under load). The background loop
@@ -80,24 +92,27 @@ type FS struct {
 }
 
 type store struct {
-	id       string
-	mode     Mode
-	uid, gid int
-	group    int    // mount-swap: peer group of the feed bind
-	dev      [2]int // major:minor of the store tmpfs (0:0 when it is a plain directory)
-	secrets  map[string]*secret
-	viewGen  uint64
-	stale    []staleView // replaced view directories, removed after the grace
+	id        string
+	mode      Mode
+	uid, gid  int
+	group     int    // mount-swap: peer group of the feed bind
+	dev       [2]int // major:minor of the store tmpfs (0:0 when it is a plain directory)
+	secrets   map[string]*secret
+	viewGen   uint64
+	stale     []staleView // replaced view directories, removed after the grace
+	staleSize int64       // bytes the stale view directories hold through their hard links
 }
 
 type staleView struct {
-	gen uint64
-	at  time.Time
+	gen  uint64
+	at   time.Time
+	size int64
 }
 
 type secret struct {
 	cur  uint64 // current version
 	next uint64 // next version number
+	size int64  // bytes of the current version
 	// mount-swap: versions a running container started with (found by scanning the other mount
 	// namespaces), which get the current version mounted on them through the feed.
 	bases   map[uint64]*base
@@ -111,10 +126,10 @@ type base struct {
 }
 
 type retired struct {
-	gen    uint64
-	epoch  uint64
-	at     time.Time
-	zeroed bool // mount-stack: covered layer already zeroed
+	gen   uint64
+	size  int64 // bytes, to bound what replaced versions hold
+	epoch uint64
+	at    time.Time
 }
 
 // Open prepares the root, probes the kernel once, chooses the mode, recovers the stores a
@@ -155,6 +170,7 @@ func Open(opts Options) (*FS, error) {
 	if f.selfNS, err = linux.MountNS("self"); err != nil {
 		return nil, fmt.Errorf("secretfs: own mount namespace: %w", err)
 	}
+	f.umask = linux.Umask()
 	if err := f.prepareRoot(opts.Mode); err != nil {
 		return nil, err
 	}
@@ -276,11 +292,9 @@ func (f *FS) toTrash(p string) error {
 	}
 	f.trash.n++
 	target := filepath.Join(dir, strconv.FormatUint(f.trash.n, 10))
-	fd, err := unix.Open(target, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY|unix.O_CLOEXEC, 0o400)
-	if err != nil {
-		return &os.PathError{Op: "create", Path: target, Err: err}
+	if err := unix.Mknod(target, unix.S_IFREG|0o400, 0); err != nil {
+		return &os.PathError{Op: "mknod", Path: target, Err: err}
 	}
-	unix.Close(fd)
 	return linux.Move(p, target)
 }
 
@@ -305,6 +319,14 @@ func (f *FS) dropTrash(dir string) {
 	os.Remove(dir)
 }
 
+// stopLoop stops the background loop; benchmarks call it to drive reconcile themselves.
+func (f *FS) stopLoop() {
+	f.stopOnce.Do(func() {
+		close(f.quit)
+		<-f.done
+	})
+}
+
 // Mode returns the mode chosen (or forced) at Open. Stores recovered from an earlier run keep
 // the mode they were created in (Store.Mode).
 func (f *FS) Mode() Mode { return f.mode }
@@ -323,8 +345,7 @@ func (f *FS) Close() error {
 	f.closed = true
 	old := f.rotateTrash()
 	f.mu.Unlock()
-	close(f.quit)
-	<-f.done
+	f.stopLoop()
 	if old != "" {
 		f.dropTrash(old)
 	}
@@ -419,7 +440,7 @@ func (st *store) names() []string {
 
 // writeVersion creates path with data, owned by uid:gid, mode 0400, before anyone can see it:
 // the directory is root-only and nothing is mounted from the file yet.
-func writeVersion(path string, data []byte, uid, gid int) (err error) {
+func writeVersion(path string, data []byte, uid, gid int, umask uint32) (err error) {
 	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o400)
 	if err != nil {
 		return &os.PathError{Op: "create", Path: path, Err: err}
@@ -442,8 +463,10 @@ func writeVersion(path string, data []byte, uid, gid int) (err error) {
 	if err := unix.Fchown(fd, uid, gid); err != nil {
 		return &os.PathError{Op: "chown", Path: path, Err: err}
 	}
-	if err := unix.Fchmod(fd, 0o400); err != nil {
-		return &os.PathError{Op: "chmod", Path: path, Err: err}
+	if umask&0o400 != 0 { // the umask stripped what we created with
+		if err := unix.Fchmod(fd, 0o400); err != nil {
+			return &os.PathError{Op: "chmod", Path: path, Err: err}
+		}
 	}
 	return nil
 }

@@ -13,16 +13,16 @@ import (
 // Mount recipes, one function per step. Every mount that exposes a secret is read-only,
 // nosuid, nodev and noexec, and is configured completely while still detached.
 
-// slaveClone returns a detached read-only clone of src (a version file, or the view directory)
-// that is a slave of the store's feed: a container's copy of it is then a slave of the feed
-// too, so whatever the feed mounts on that version later reaches the container.
-func (f *FS) slaveClone(st *store, src string) (*linux.Detached, error) {
-	d, err := linux.Clone(src)
+// slaveClone returns a detached read-only clone of a version file (or the view directory, rel
+// "view") that is a slave of the store's feed: a container's copy of it is then a slave of the
+// feed too, so whatever the feed mounts on that version later reaches the container.
+//
+// It clones through the feed itself: a clone of a shared mount is a peer of it (and read-only
+// like the feed), so one mount_setattr makes it a slave. A version that is new has nothing
+// mounted on it in the feed yet, so the clone is the version itself.
+func (f *FS) slaveClone(st *store, rel string) (*linux.Detached, error) {
+	d, err := linux.Clone(filepath.Join(f.lay.feed(st.id), rel))
 	if err != nil {
-		return nil, err
-	}
-	if err := d.JoinGroup(f.lay.feed(st.id)); err != nil {
-		d.Close()
 		return nil, err
 	}
 	if err := d.SetAttr(linux.SecretAttrs, linux.Slave); err != nil {
@@ -79,13 +79,12 @@ func (f *FS) publishFirst(st *store, name string, gen uint64) error {
 	if err := os.WriteFile(p, nil, 0o400); err != nil {
 		return err
 	}
-	src := f.lay.version(st.id, name, gen)
 	var d *linux.Detached
 	var err error
 	if st.mode == ModeMountSwap {
-		d, err = f.slaveClone(st, src)
+		d, err = f.slaveClone(st, versionRel(name, gen))
 	} else {
-		d, err = clone(src, linux.Shared)
+		d, err = clone(f.lay.version(st.id, name, gen), linux.Shared)
 	}
 	if err != nil {
 		return err
@@ -102,7 +101,7 @@ func (f *FS) mountView(st *store) error {
 	var d *linux.Detached
 	var err error
 	if st.mode == ModeMountSwap {
-		d, err = f.slaveClone(st, f.lay.view(st.id))
+		d, err = f.slaveClone(st, "view")
 	} else {
 		d, err = clone(f.lay.view(st.id), linux.Shared)
 	}
@@ -122,7 +121,7 @@ func (f *FS) swapPublish(st *store, name string, gen uint64) error {
 	p := f.lay.publish(st.id, name)
 	switch st.mode {
 	case ModeMountSwap:
-		d, err := f.slaveClone(st, src)
+		d, err := f.slaveClone(st, versionRel(name, gen))
 		if err != nil {
 			return err
 		}

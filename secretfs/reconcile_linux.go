@@ -41,13 +41,14 @@ func (f *FS) loop() {
 		case <-f.quit:
 			return
 		case <-f.kick:
-			// Passes are at least reconcileDelay apart, so a burst of updates shares one scan.
-			if wait := reconcileDelay - time.Since(last); wait > 0 {
-				select {
-				case <-f.quit:
-					return
-				case <-time.After(wait):
-				}
+			wait := reconcileDelay
+			if w := burstInterval - time.Since(last); w > wait {
+				wait = w
+			}
+			select {
+			case <-f.quit:
+				return
+			case <-time.After(wait):
 			}
 		case <-timer.C:
 		case <-rescan.C:
@@ -64,33 +65,17 @@ func (f *FS) loop() {
 type found map[int]map[string]map[uint64]bool
 
 // reconcile runs one pass and returns when time-based work (zeroing after the grace) is next
-// due, or the zero time.
+// due, or the zero time. The scan and the trash umount run without the lock.
 func (f *FS) reconcile() time.Time {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return time.Time{}
 	}
-	epoch := f.epoch
-	groups := map[int]bool{}
-	for _, st := range f.stores {
-		if st.mode == ModeMountSwap && st.group != 0 {
-			groups[st.group] = true
-		}
-	}
+	epoch, groups := f.scanTargets()
 	f.mu.Unlock()
 
-	var seen found
-	scanned := false
-	if len(groups) > 0 {
-		mounts, err := linux.ForeignMounts(f.selfNS)
-		if err != nil {
-			f.log.Warn("secretfs: scan of other mount namespaces failed; replaced versions are kept", "err", err)
-		} else {
-			scanned = true
-			seen = f.index(mounts, groups)
-		}
-	}
+	seen, scanned := f.scan(groups)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -98,8 +83,7 @@ func (f *FS) reconcile() time.Time {
 		return time.Time{}
 	}
 	if old := f.rotateTrash(); old != "" {
-		// One umount for every publish-point mount replaced since the last pass; the RCU wait
-		// it implies does not need the lock.
+		// One umount for every publish-point mount replaced since the last pass.
 		f.mu.Unlock()
 		f.dropTrash(old)
 		f.mu.Lock()
@@ -107,6 +91,47 @@ func (f *FS) reconcile() time.Time {
 			return time.Time{}
 		}
 	}
+	return f.apply(epoch, seen, scanned)
+}
+
+// reconcileLocked is reconcile for a caller that holds the lock: Update uses it when a burst
+// of updates outruns the background loop, so that replaced versions cannot fill the store.
+func (f *FS) reconcileLocked() {
+	epoch, groups := f.scanTargets()
+	seen, scanned := f.scan(groups)
+	if old := f.rotateTrash(); old != "" {
+		f.dropTrash(old)
+	}
+	f.apply(epoch, seen, scanned)
+	f.poke() // let the loop re-arm its timer for what is still due
+}
+
+// scanTargets returns the retire epoch a scan starting now covers, and the feed groups to look
+// for. Call with the lock held.
+func (f *FS) scanTargets() (uint64, map[int]bool) {
+	groups := map[int]bool{}
+	for _, st := range f.stores {
+		if st.mode == ModeMountSwap && st.group != 0 {
+			groups[st.group] = true
+		}
+	}
+	return f.epoch, groups
+}
+
+func (f *FS) scan(groups map[int]bool) (found, bool) {
+	if len(groups) == 0 {
+		return nil, false
+	}
+	mounts, err := linux.ForeignMounts(f.selfNS)
+	if err != nil {
+		f.log.Warn("secretfs: scan of other mount namespaces failed; replaced versions are kept", "err", err)
+		return nil, false
+	}
+	return f.index(mounts, groups), true
+}
+
+// apply acts on a scan that began at epoch. Call with the lock held.
+func (f *FS) apply(epoch uint64, seen found, scanned bool) time.Time {
 	now := time.Now()
 	var next time.Time
 	due := func(t time.Time) {

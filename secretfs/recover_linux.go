@@ -89,6 +89,9 @@ func (f *FS) recoverStore(id string, mounts []linux.MountInfo) *store {
 				sec.cur = g
 			}
 		}
+		if fi, err := os.Stat(f.lay.version(id, name, sec.cur)); err == nil {
+			sec.size = fi.Size()
+		}
 		for _, g := range gens {
 			if g == sec.cur {
 				continue
@@ -101,7 +104,11 @@ func (f *FS) recoverStore(id string, mounts []linux.MountInfo) *store {
 				os.Remove(f.lay.version(id, name, g)) // a running container holds its inode if it needs it
 				continue
 			}
-			sec.retired = append(sec.retired, retired{gen: g}) // epoch 0: the first scan decides
+			r := retired{gen: g} // epoch 0: the first scan decides
+			if fi, err := os.Stat(f.lay.version(id, name, g)); err == nil {
+				r.size = fi.Size()
+			}
+			sec.retired = append(sec.retired, r)
 		}
 		st.secrets[name] = sec
 	}

@@ -85,14 +85,14 @@ func (f *FS) create(spec Spec) (*store, error) {
 		if err := os.Mkdir(filepath.Join(dir, "v", s.Name), 0o700); err != nil {
 			return nil, err
 		}
-		err = writeVersion(f.lay.version(st.id, s.Name, 1), data, st.uid, st.gid)
+		err = writeVersion(f.lay.version(st.id, s.Name, 1), data, st.uid, st.gid, f.umask)
 		if s.Format != FormatValueOnly {
 			clear(data)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("secret %q: %w", s.Name, err)
 		}
-		st.secrets[s.Name] = &secret{cur: 1, next: 2, bases: map[uint64]*base{}}
+		st.secrets[s.Name] = &secret{cur: 1, next: 2, size: int64(len(data)), bases: map[uint64]*base{}}
 		gens[s.Name] = 1
 	}
 	// 2. The directory view.
@@ -202,6 +202,7 @@ func (f *FS) Update(id string, secrets []Secret) error {
 		name     string
 		sec      *secret
 		old, gen uint64
+		size     int64
 	}
 	changes := make([]change, 0, len(secrets))
 	unstage := func() {
@@ -217,7 +218,7 @@ func (f *FS) Update(id string, secrets []Secret) error {
 			return fmt.Errorf("store %q: %w", id, err)
 		}
 		gen := sec.next
-		err = writeVersion(f.lay.version(id, s.Name, gen), data, st.uid, st.gid)
+		err = writeVersion(f.lay.version(id, s.Name, gen), data, st.uid, st.gid, f.umask)
 		if s.Format != FormatValueOnly {
 			clear(data)
 		}
@@ -225,7 +226,7 @@ func (f *FS) Update(id string, secrets []Secret) error {
 			unstage()
 			return fmt.Errorf("store %q: secret %q: stage: %w", id, s.Name, err)
 		}
-		changes = append(changes, change{s.Name, sec, sec.cur, gen})
+		changes = append(changes, change{s.Name, sec, sec.cur, gen, int64(len(data))})
 	}
 
 	// 2. Swap every publish point, and every version a running container started with.
@@ -261,8 +262,25 @@ func (f *FS) Update(id string, secrets []Secret) error {
 	for _, c := range changes {
 		c.sec.cur, c.sec.next = c.gen, c.gen+1
 		f.retire(st, c.name, c.sec, c.old, now)
+		c.sec.size = c.size
 	}
-	f.poke()
+	// A burst that outruns the background loop: scan now rather than fill the store.
+	behind := false
+	if st.mode == ModeMountSwap {
+		var held int64
+		for _, sec := range st.secrets {
+			behind = behind || len(sec.retired) > maxRetired
+			for _, r := range sec.retired {
+				held += r.size
+			}
+		}
+		behind = behind || held > f.size/4
+	}
+	if behind {
+		f.reconcileLocked()
+	} else {
+		f.poke()
+	}
 	return nil
 }
 
@@ -319,7 +337,7 @@ func (f *FS) retire(st *store, name string, sec *secret, old uint64, now time.Ti
 			return // a running container started with it: it stays, fed, until the container is gone
 		}
 		f.epoch++
-		sec.retired = append(sec.retired, retired{gen: old, epoch: f.epoch, at: now})
+		sec.retired = append(sec.retired, retired{gen: old, epoch: f.epoch, at: now, size: sec.size})
 	case ModeMountStack:
 		sec.retired = append(sec.retired, retired{gen: old, at: now}) // a covered layer: zeroed after the grace
 	default:

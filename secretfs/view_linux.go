@@ -4,6 +4,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The directory view, Kubernetes AtomicWriter style: view/..data is a symlink to a versioned
@@ -12,42 +14,78 @@ import (
 // reader of several secrets sees one consistent set.
 
 // swapView publishes a new view directory holding gens (name -> version) and retires the old.
+//
+// It calls unix directly: this is on the path of every update, and the os wrappers add system
+// calls (os.Rename stats the target first).
 func (f *FS) swapView(st *store, gens map[string]uint64) error {
 	view := f.lay.view(st.id)
 	gen := st.viewGen + 1
-	dir := filepath.Join(view, viewGenName(gen))
-	os.RemoveAll(dir) // left by an attempt that failed
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		return err
-	}
-	fail := func(err error) error {
-		os.RemoveAll(dir)
-		return err
-	}
-	for name, g := range gens {
-		if err := os.Link(f.lay.version(st.id, name, g), filepath.Join(dir, name)); err != nil {
-			return fail(err)
+	dir := view + "/" + viewGenName(gen)
+	if err := unix.Mkdir(dir, 0o500); err != nil {
+		os.RemoveAll(dir) // left by an attempt that failed
+		if err := unix.Mkdir(dir, 0o500); err != nil {
+			return &os.PathError{Op: "mkdir", Path: dir, Err: err}
 		}
 	}
-	if err := os.Lchown(dir, st.uid, st.gid); err != nil {
-		return fail(err)
+	fail := func(op, path string, err error) error {
+		os.RemoveAll(dir)
+		return &os.PathError{Op: op, Path: path, Err: err}
 	}
-	if err := os.Chmod(dir, 0o500); err != nil {
-		return fail(err)
+	for name, g := range gens {
+		if err := unix.Link(f.lay.version(st.id, name, g), dir+"/"+name); err != nil {
+			return fail("link", dir+"/"+name, err)
+		}
 	}
-	tmp := filepath.Join(view, "..data.tmp")
-	os.Remove(tmp)
-	if err := os.Symlink(viewGenName(gen), tmp); err != nil {
-		return fail(err)
+	if err := unix.Lchown(dir, st.uid, st.gid); err != nil {
+		return fail("chown", dir, err)
 	}
-	if err := os.Rename(tmp, filepath.Join(view, "..data")); err != nil {
-		os.Remove(tmp)
-		return fail(err)
+	if f.umask&0o500 != 0 {
+		if err := unix.Chmod(dir, 0o500); err != nil {
+			return fail("chmod", dir, err)
+		}
+	}
+	tmp := view + "/..data.tmp"
+	if err := unix.Symlink(viewGenName(gen), tmp); err != nil {
+		unix.Unlink(tmp)
+		if err := unix.Symlink(viewGenName(gen), tmp); err != nil {
+			return fail("symlink", tmp, err)
+		}
+	}
+	if err := unix.Rename(tmp, view+"/..data"); err != nil {
+		unix.Unlink(tmp)
+		return fail("rename", tmp, err)
 	}
 	if st.viewGen != 0 {
-		st.stale = append(st.stale, staleView{gen: st.viewGen, at: time.Now()})
+		// The old snapshot holds the versions current until now (sizes not committed yet).
+		var size int64
+		for _, sec := range st.secrets {
+			size += sec.size
+		}
+		st.stale = append(st.stale, staleView{gen: st.viewGen, at: time.Now(), size: size})
+		st.staleSize += size
+		// A burst: old snapshots must not pin more than an eighth of the store (or too many
+		// inodes) until the background loop removes them.
+		for len(st.stale) > maxStaleViews && (st.staleSize > f.size/8 || len(st.stale) > maxStaleInodes) {
+			f.removeView(st, st.stale[0].gen)
+			st.staleSize -= st.stale[0].size
+			st.stale = st.stale[1:]
+		}
 	}
 	st.viewGen = gen
+	return nil
+}
+
+// removeView deletes a replaced snapshot directory: its entries are the store's names.
+func (f *FS) removeView(st *store, gen uint64) error {
+	dir := f.lay.view(st.id) + "/" + viewGenName(gen)
+	for name := range st.secrets {
+		if err := unix.Unlink(dir + "/" + name); err != nil && err != unix.ENOENT {
+			return os.RemoveAll(dir)
+		}
+	}
+	if err := unix.Rmdir(dir); err != nil && err != unix.ENOENT {
+		return os.RemoveAll(dir)
+	}
 	return nil
 }
 
@@ -85,10 +123,12 @@ func (f *FS) removeStaleViews(st *store, now time.Time, due func(time.Time)) {
 			due(sv.at.Add(f.grace))
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(f.lay.view(st.id), viewGenName(sv.gen))); err != nil {
+		if err := f.removeView(st, sv.gen); err != nil {
 			f.log.Warn("secretfs: remove replaced view directory", "store", st.id, "generation", sv.gen, "err", err)
 			keep = append(keep, sv)
+			continue
 		}
+		st.staleSize -= sv.size
 	}
 	st.stale = keep
 }

@@ -44,3 +44,17 @@ func (v KernelVersion) AtLeast(major, minor int) bool {
 }
 
 func (v KernelVersion) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch) }
+
+// parseUmask reads the "Umask:" line of /proc/<pid>/status (Linux 4.7+); 0o777 when absent.
+func parseUmask(status string) uint32 {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "Umask:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 8, 32)
+			if err != nil || n > 0o777 {
+				return 0o777
+			}
+			return uint32(n)
+		}
+	}
+	return 0o777
+}

@@ -54,3 +54,23 @@ func TestKernelAtLeast(t *testing.T) {
 		})
 	}
 }
+
+func TestParseUmask(t *testing.T) {
+	tests := []struct {
+		name, status string
+		want         uint32
+	}{
+		{"usual", "Name:\tagent\nUmask:\t0022\nState:\tR\n", 0o022},
+		{"strict", "Umask:\t0077\n", 0o077},
+		{"zero", "Umask:\t0000\n", 0},
+		{"absent: assume the worst", "Name:\tagent\n", 0o777},
+		{"garbage", "Umask:\tzz\n", 0o777},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := parseUmask(tc.status); got != tc.want {
+				t.Errorf("parseUmask = %#o, want %#o", got, tc.want)
+			}
+		})
+	}
+}

@@ -221,3 +221,13 @@ func ForeignMounts(self uint64) ([]MountInfo, error) {
 	}
 	return out, nil
 }
+
+// Umask returns the process umask from /proc/self/status (reading it with umask(2) would have
+// to change it), or 0o777 when unknown so that callers always chmod.
+func Umask() uint32 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0o777
+	}
+	return parseUmask(string(b))
+}
