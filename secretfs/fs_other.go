@@ -2,8 +2,8 @@
 
 package secretfs
 
-// FS is the secret file system under one root. Only Linux has one; elsewhere every method
-// returns ErrNotSupported.
+// FS is the secret file system under one root. Only Linux has one; elsewhere Open and every
+// method return ErrNotSupported (see fs_linux.go for what they do on Linux).
 type FS struct{}
 
 // Open fails with ErrNotSupported outside Linux.

@@ -22,7 +22,8 @@ const (
 	ModeMountStack Mode = "mount-stack"
 	// ModeRestart writes plain files (new file + rename) in a root-only directory: a running
 	// container keeps the old value until the caller restarts it. The directory view
-	// (Store.DirView) still changes live.
+	// (Store.DirView) still changes live. Without mount privilege the files lie on the root's
+	// own filesystem, which must be tmpfs or ramfs, and rslave works only if it is a shared mount.
 	ModeRestart Mode = "restart"
 )
 

@@ -172,6 +172,12 @@ func (tx *swapTx) rollback() error {
 // Update gives existing secrets new values, all or nothing: every new version is staged
 // completely (content, owner, mode) first, then each publish point is swapped; if any step
 // fails, what was swapped is swapped back and the error names the secret and the cause.
+//
+// When it returns, the publish points and the directory view show the new values, and so does
+// every running container the last scan of mount namespaces saw (scans run every 10 s and
+// after every update). A container started after that scan gets the values from the scan this
+// update triggers, milliseconds later. In restart mode only the directory view changes live:
+// the caller restarts the container to give it the new files.
 func (f *FS) Update(id string, secrets []Secret) error {
 	if err := ValidateID(id); err != nil {
 		return err
