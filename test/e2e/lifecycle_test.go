@@ -14,7 +14,7 @@ import (
 
 // single sets up one agent with one "reader" service whose db_password (json) and api_token
 // (value_only) come from org secrets db and token, registered and running.
-func single(t *testing.T, e *env, agbotURL, label string) (a *Agent, agreementID, container, db1, token string) {
+func single(t testing.TB, e *env, agbotURL, label string) (a *Agent, agreementID, container, db1, token string) {
 	t.Helper()
 	admin := e.agbot.Admin
 	e.hzn(admin, "exchange", "node", "create", "-n", "node1:tok1")

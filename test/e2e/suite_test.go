@@ -60,7 +60,7 @@ func TestMain(m *testing.M) {
 }
 
 // getSuite prepares the suite once: root, Docker, binaries, image.
-func getSuite(t *testing.T) *suite {
+func getSuite(t testing.TB) *suite {
 	t.Helper()
 	testenv.RequireRoot(t)
 	dockertest.Client(t) // skips (fails in CI) without an engine
@@ -302,7 +302,7 @@ func procLeaks(canaries map[string]string) ([]leak, int) {
 }
 
 // scanProcesses fails the test for any canary in a process's argv or environment now.
-func (s *suite) scanProcesses(t *testing.T) {
+func (s *suite) scanProcesses(t testing.TB) {
 	t.Helper()
 	found, n := procLeaks(s.allCanaries())
 	for _, f := range found {
@@ -314,7 +314,7 @@ func (s *suite) scanProcesses(t *testing.T) {
 }
 
 // scanContainers reads docker inspect and the container log of every container of agentIDs.
-func (s *suite) scanContainers(t *testing.T, ctx context.Context, agentIDs ...string) {
+func (s *suite) scanContainers(t testing.TB, ctx context.Context, agentIDs ...string) {
 	t.Helper()
 	canaries := s.allCanaries()
 	for _, id := range agentIDs {
@@ -348,7 +348,7 @@ func (s *suite) scanContainers(t *testing.T, ctx context.Context, agentIDs ...st
 
 // env is one scenario: an agbot and its agents under their own directory.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	s     *suite
 	ctx   context.Context
 	dir   string
@@ -358,7 +358,7 @@ type env struct {
 const org = "e2eorg"
 
 // newEnv starts an agbot for a scenario (vault nil: embedded manager).
-func (s *suite) newEnv(t *testing.T, name string, vault *Vault) *env {
+func (s *suite) newEnv(t testing.TB, name string, vault *Vault) *env {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
 	t.Cleanup(cancel)
@@ -622,7 +622,7 @@ func (e *env) scanLive(agents ...*Agent) {
 }
 
 // logHas waits until an agent's log has a line holding every one of parts.
-func logHas(t *testing.T, path string, timeout time.Duration, parts ...string) string {
+func logHas(t testing.TB, path string, timeout time.Duration, parts ...string) string {
 	t.Helper()
 	var line string
 	err := Eventually(context.Background(), timeout, 50*time.Millisecond, func() error {
