@@ -111,14 +111,14 @@ func (f *FS) createView(st *store, gens map[string]uint64) error {
 }
 
 // removeStaleViews deletes replaced view directories once readers had the grace to finish
-// resolving paths through them. Their files are hard links: the versions live on in v/.
+// resolving paths through them, or earlier, oldest first, when they hold more than an eighth of
+// the store or too many inodes (a burst). Their files are hard links: the versions live on in v/.
 func (f *FS) removeStaleViews(st *store, now time.Time, due func(time.Time)) {
-	keep := st.stale[:0]
+	keep := st.stale[:0] // written at or before the index read: safe
 	for i, sv := range st.stale {
-		// Beyond maxStaleViews the oldest go at once: removing a directory never tears a read
-		// of an open file, it can only fail a path lookup that is many updates late.
-		young := len(st.stale)-i <= maxStaleViews
-		if now.Sub(sv.at) < f.grace && young {
+		left := len(st.stale) - i
+		over := left > maxStaleViews && (st.staleSize > f.size/8 || left > maxStaleInodes)
+		if now.Sub(sv.at) < f.grace && !over {
 			keep = append(keep, sv)
 			due(sv.at.Add(f.grace))
 			continue
