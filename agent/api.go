@@ -129,13 +129,18 @@ func (a *Agent) Status() Status {
 
 // statusLine is the one line systemd shows.
 func (a *Agent) statusLine() string {
+	n := -1
+	if list, err := a.mgr.Agreements(); err == nil {
+		n = len(list)
+	}
+	return a.statusLineN(n)
+}
+
+// statusLineN is statusLine for a node holding n agreements.
+func (a *Agent) statusLineN(n int) string {
 	reg := a.registration()
 	if reg == nil {
 		return "not registered; waiting for hzn register"
-	}
-	n := 0
-	if list, err := a.mgr.Agreements(); err == nil {
-		n = len(list)
 	}
 	link := "agbot connected"
 	if !a.linkState().Connected {

@@ -302,30 +302,59 @@ func (g *storeGuard) writable(st *secretfs.Store) func(string) string {
 }
 
 // check compares every store the agent is not changing with its baseline and repairs.
+// A store the agent changed while it looked (its change count moved) is left for the next
+// check: its baseline is being taken again.
 func (g *storeGuard) check() {
-	g.mu.Lock()
-	bases := make([]*snapshot, 0, len(g.baseline))
-	for _, b := range g.baseline {
-		bases = append(bases, b)
+	ids := g.baselineIDs()
+	all, err := g.a.fs.Stores()
+	if err != nil {
+		return
 	}
-	g.mu.Unlock()
-	for _, b := range bases {
-		if g.a.stores.isBusy(b.id) {
+	byID := make(map[string]*secretfs.Store, len(all))
+	for _, st := range all {
+		byID[st.ID] = st
+	}
+	for _, id := range ids {
+		gen0, busy := g.a.stores.state(id)
+		if busy {
 			continue
 		}
-		st := g.storeByID(b.id)
-		var now *snapshot
+		g.mu.Lock()
+		b := g.baseline[id]
+		g.mu.Unlock()
+		if b == nil {
+			continue
+		}
+		st := byID[id]
 		if st == nil {
-			now = &snapshot{id: b.id, entries: map[string]entry{}}
-		} else {
+			// Gone from secretfs's own list since the listing above, or wiped meanwhile:
+			// ask again, so that a store wiped by the agent is not taken for tampering.
+			st = g.storeByID(id)
+		}
+		now := &snapshot{id: id, entries: map[string]entry{}}
+		if st != nil {
 			now = g.snap(st)
 		}
 		diffs := diff(b, now, g.writable(st))
-		if len(diffs) == 0 || g.a.stores.isBusy(b.id) {
+		if len(diffs) == 0 {
+			continue
+		}
+		if gen1, busy := g.a.stores.state(id); busy || gen1 != gen0 {
 			continue
 		}
 		g.repair(b, diffs)
 	}
+}
+
+func (g *storeGuard) baselineIDs() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ids := make([]string, 0, len(g.baseline))
+	for id := range g.baseline {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }
 
 // repair fixes what it can in place and asks for a resync for the rest.

@@ -359,7 +359,7 @@ func (a *Agent) refreshGauges() {
 		return
 	}
 	a.metrics.Agreements.Set(float64(len(list)))
-	_ = a.notify.Status(a.statusLine())
+	_ = a.notify.Status(a.statusLineN(len(list)))
 }
 
 // refreshDepth measures the mount stacks of one agreement's publish points.

@@ -27,6 +27,7 @@ type storeAdapter struct {
 
 	mu   sync.Mutex
 	busy map[string]int
+	gen  map[string]uint64 // counts the agent's changes to each store, begun and done
 	// changed is called after the agent created, updated or wiped store id (ok reports
 	// success). It runs before the store stops being busy.
 	changed func(id string, ok bool)
@@ -35,19 +36,21 @@ type storeAdapter struct {
 var _ agreement.SecretStore = (*storeAdapter)(nil)
 
 func newStoreAdapter(fs secretStores) *storeAdapter {
-	return &storeAdapter{fs: fs, busy: map[string]int{}}
+	return &storeAdapter{fs: fs, busy: map[string]int{}, gen: map[string]uint64{}}
 }
 
 // begin marks store id busy until the returned function runs.
 func (s *storeAdapter) begin(id string) func(ok bool) {
 	s.mu.Lock()
 	s.busy[id]++
+	s.gen[id]++
 	s.mu.Unlock()
 	return func(ok bool) {
 		if s.changed != nil {
 			s.changed(id, ok)
 		}
 		s.mu.Lock()
+		s.gen[id]++
 		if s.busy[id]--; s.busy[id] <= 0 {
 			delete(s.busy, id)
 		}
@@ -55,11 +58,13 @@ func (s *storeAdapter) begin(id string) func(ok bool) {
 	}
 }
 
-// isBusy reports whether the agent is changing store id right now.
-func (s *storeAdapter) isBusy(id string) bool {
+// state reports how many changes the agent began or finished on store id, and whether one is
+// running now. A reader that sees the same count before and after looking at the store, with
+// none running, saw no change of the agent's.
+func (s *storeAdapter) state(id string) (gen uint64, busy bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.busy[id] > 0
+	return s.gen[id], s.busy[id] > 0
 }
 
 func (s *storeAdapter) Create(spec agreement.StoreSpec) (*agreement.Store, error) {
