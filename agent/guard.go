@@ -258,21 +258,35 @@ func diff(base, now *snapshot, writable func(string) string) []difference {
 		case b.mode.Perm() != n.mode.Perm():
 			p, mode := path, b.mode.Perm()
 			out = append(out, difference{path: path, what: fmt.Sprintf("mode %#o, want %#o", n.mode.Perm(), mode),
-				fix: func() error { return os.Chmod(writable(p), mode) }})
+				fix: func() error { return onWritable(p, writable, func(q string) error { return os.Chmod(q, mode) }) }})
 		case b.uid != n.uid || b.gid != n.gid:
 			p, uid, gid := path, b.uid, b.gid
 			out = append(out, difference{path: path, what: fmt.Sprintf("owner %d:%d, want %d:%d", n.uid, n.gid, uid, gid),
-				fix: func() error { return os.Chown(writable(p), int(uid), int(gid)) }})
+				fix: func() error {
+					return onWritable(p, writable, func(q string) error { return os.Chown(q, int(uid), int(gid)) })
+				}})
 		}
 	}
 	for path := range now.entries {
 		if _, ok := base.entries[path]; !ok {
 			p := path
-			out = append(out, difference{path: path, what: "appeared", fix: func() error { return os.RemoveAll(writable(p)) }})
+			out = append(out, difference{path: path, what: "appeared", fix: func() error { return onWritable(p, writable, os.RemoveAll) }})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].path < out[j].path })
 	return out
+}
+
+// onWritable runs op on the path itself, and where that is read-only (a publish point, a
+// mounted view) on the writable path the store has for it.
+func onWritable(p string, writable func(string) string, op func(string) error) error {
+	err := op(strings.TrimSuffix(p, "@"))
+	if errors.Is(err, syscall.EROFS) {
+		if q := writable(p); q != strings.TrimSuffix(p, "@") {
+			err = op(q)
+		}
+	}
+	return err
 }
 
 // writable returns how to reach a path of store st for a repair. Publish points and mounted
@@ -305,10 +319,24 @@ func (g *storeGuard) writable(st *secretfs.Store) func(string) string {
 // A store the agent changed while it looked (its change count moved) is left for the next
 // check: its baseline is being taken again.
 func (g *storeGuard) check() {
+	for _, c := range g.changes() {
+		g.repair(c.base, c.diffs)
+	}
+}
+
+// change is a store that differs from its baseline by someone else's doing.
+type change struct {
+	base  *snapshot
+	diffs []difference
+}
+
+// changes compares the stores with their baselines.
+func (g *storeGuard) changes() []change {
+	var out []change
 	ids := g.baselineIDs()
 	all, err := g.a.fs.Stores()
 	if err != nil {
-		return
+		return nil
 	}
 	byID := make(map[string]*secretfs.Store, len(all))
 	for _, st := range all {
@@ -342,8 +370,9 @@ func (g *storeGuard) check() {
 		if gen1, busy := g.a.stores.state(id); busy || gen1 != gen0 {
 			continue
 		}
-		g.repair(b, diffs)
+		out = append(out, change{b, diffs})
 	}
+	return out
 }
 
 func (g *storeGuard) baselineIDs() []string {
