@@ -44,6 +44,9 @@ type storeGuard struct {
 	baseline map[string]*snapshot // store id -> what the agent left
 	need     map[string]string    // agreement id -> why it needs a resync
 	kick     chan struct{}
+
+	// beforeSnap, set by tests, runs between reading a store's baseline and looking at it.
+	beforeSnap func(id string)
 }
 
 // entry is one file system entry of a store as the guard sees it.
@@ -358,6 +361,9 @@ func (g *storeGuard) changes() []change {
 			// Gone from secretfs's own list since the listing above, or wiped meanwhile:
 			// ask again, so that a store wiped by the agent is not taken for tampering.
 			st = g.storeByID(id)
+		}
+		if g.beforeSnap != nil {
+			g.beforeSnap(id)
 		}
 		now := &snapshot{id: id, entries: map[string]entry{}}
 		if st != nil {

@@ -110,6 +110,29 @@ func TestGuardIgnoresTheAgentsOwnChanges(t *testing.T) {
 	wg.Wait()
 }
 
+// TestGuardAgentChangeWhileLooking: the agent updates a store after the guard read its
+// baseline and before it looks at the store; the guard must not take that for tampering.
+func TestGuardAgentChangeWhileLooking(t *testing.T) {
+	g, _, stores := guardForTest(t)
+	if _, err := stores.Create(secretfs.Spec{ID: "s", Secrets: []secretfs.Secret{{Name: "db", Value: []byte("v0")}}}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	g.beforeSnap = func(id string) {
+		n++
+		if err := stores.Update(id, []secretfs.Secret{{Name: "db", Value: fmt.Appendf(nil, "v%d", n)}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := g.changes(); len(c) != 0 {
+		t.Fatalf("the agent's own update taken for tampering: %s %s", c[0].diffs[0].path, c[0].diffs[0].what)
+	}
+	g.beforeSnap = nil
+	if c := g.changes(); len(c) != 0 || n != 1 {
+		t.Fatalf("next look: %d changes, %d updates", len(c), n)
+	}
+}
+
 // TestGuardFindsOthersChanges: a change made behind the adapter's back is found.
 func TestGuardFindsOthersChanges(t *testing.T) {
 	g, fs, stores := guardForTest(t)
