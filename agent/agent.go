@@ -60,6 +60,7 @@ type Agent struct {
 	agentID string
 	started time.Time
 
+	locks  []*os.File // state dir and secrets root, held while the agent runs
 	fs     secretStores
 	stores *storeAdapter
 	worker *container.Worker
@@ -143,17 +144,28 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	if err := prepareStateDir(cfg.StateDir); err != nil {
 		return nil, err
 	}
-	reg, err := loadRegistration(cfg.StateDir)
+	locks, err := lockPaths(filepath.Join(cfg.StateDir, "agent.lock"), filepath.Clean(cfg.SecretsRoot)+".lock")
 	if err != nil {
 		return nil, err
 	}
-	if err := a.setRegistration(reg); err != nil {
+	a.locks = locks
+	fail := func(err error) (*Agent, error) {
+		for _, f := range a.locks {
+			f.Close()
+		}
 		return nil, err
+	}
+	reg, err := loadRegistration(cfg.StateDir)
+	if err != nil {
+		return fail(err)
+	}
+	if err := a.setRegistration(reg); err != nil {
+		return fail(err)
 	}
 
 	fs, err := secretfs.Open(secretfs.Options{Root: cfg.SecretsRoot, Logger: a.log.With("component", "secretfs")})
 	if err != nil {
-		return nil, fmt.Errorf("secret stores at %s: %w", cfg.SecretsRoot, err)
+		return fail(fmt.Errorf("secret stores at %s: %w", cfg.SecretsRoot, err))
 	}
 	a.fs = fs
 	a.stores = newStoreAdapter(fs)
@@ -167,7 +179,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container")})
 	if err != nil {
 		fs.Close()
-		return nil, err
+		return fail(err)
 	}
 	a.mgr, err = agreement.Open(agreement.Options{
 		StateDir: cfg.StateDir, Stores: a.stores, Runner: a.worker, NodeArch: arm.Node(),
@@ -176,7 +188,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	if err != nil {
 		a.worker.Close()
 		fs.Close()
-		return nil, err
+		return fail(err)
 	}
 	a.guard = newStoreGuard(a)
 	a.stores.changed = a.guard.rebase
@@ -363,6 +375,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		errs = append(errs, a.mgr.Shutdown(ctx))
 		a.stopWork()
 		errs = append(errs, a.worker.Close(), a.fs.Close())
+		for _, f := range a.locks {
+			f.Close()
+		}
 		a.shutErr = errors.Join(errs...)
 		a.log.Info("anax-agent stopped")
 	})

@@ -140,6 +140,24 @@ func testDaemon(t *testing.T, s *suite) {
 		t.Errorf("api socket mode %#o (%v), want 0600", sst.Mode&0o777, err)
 	}
 
+	// A second agent with the same state dir and secrets root stops at once, touching nothing.
+	twin := *a
+	twin.Name, twin.Env = "twin", nil
+	twin.Config.APISocket = filepath.Join(a.Dir, "twin.sock")
+	twin.Config.MetricsListen = ""
+	twin.ConfigPath, twin.LogPath = filepath.Join(a.Dir, "twin.json"), filepath.Join(a.Dir, "twin.log")
+	if err := twin.WriteConfig(); err != nil {
+		t.Fatal(err)
+	}
+	if err := twin.Start(e.ctx); err == nil || !strings.Contains(err.Error(), "exited") {
+		twin.Stop()
+		t.Fatalf("a second agent on the same state dir: %v, want it to exit", err)
+	}
+	logHas(t, twin.LogPath, 5*time.Second, "in use by another agent")
+	if _, err := a.Status(); err != nil {
+		t.Fatalf("the first agent after its twin tried: %v", err)
+	}
+
 	// 4. Register; the status line follows.
 	e.register(a, "node1", "tok1")
 	_, c := e.active(a, "reader")

@@ -196,13 +196,24 @@ func FreeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// Eventually calls f until it returns nil or timeout passes, and returns its last error.
+// Permanent wraps an error that Eventually must not retry (the process it waits for died).
+type Permanent struct{ Err error }
+
+func (p Permanent) Error() string { return p.Err.Error() }
+func (p Permanent) Unwrap() error { return p.Err }
+
+// Eventually calls f until it returns nil or timeout passes, and returns its last error. A
+// Permanent error ends the wait at once.
 func Eventually(ctx context.Context, timeout, every time.Duration, f func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := f()
 		if err == nil {
 			return nil
+		}
+		var perm Permanent
+		if errors.As(err, &perm) {
+			return perm.Err
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("after %s: %w", timeout, err)
@@ -284,7 +295,7 @@ func (b *Agbot) Start(ctx context.Context) error {
 	b.proc = p
 	return Eventually(ctx, 20*time.Second, 50*time.Millisecond, func() error {
 		if done, err := p.Exited(); done {
-			return fmt.Errorf("agbot exited: %v (log %s)", err, b.LogPath)
+			return Permanent{fmt.Errorf("agbot exited: %v (log %s)", err, b.LogPath)}
 		}
 		code, err := b.Do("", "GET", "/agbot", nil, nil)
 		if err == nil && code != 200 {
@@ -440,7 +451,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	a.proc = p
 	return Eventually(ctx, 60*time.Second, 50*time.Millisecond, func() error {
 		if done, err := p.Exited(); done {
-			return fmt.Errorf("agent %s exited: %v (log %s)", a.Name, err, a.LogPath)
+			return Permanent{fmt.Errorf("agent %s exited: %v (log %s)", a.Name, err, a.LogPath)}
 		}
 		_, err := a.Status()
 		return err
