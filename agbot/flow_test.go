@@ -197,24 +197,36 @@ func testRestart(t *testing.T, mk managerFactory) {
 	h.restart()
 	// Re-pin (same keys after restart) and poll from a fresh client (after=0).
 	n.after = 0
-	// The second change may still have been in the watch feed at shutdown: the start-up
-	// reconciliation finds it, a moment after the first poll may have answered.
-	msgs := n.poll(5)
-	for i := 0; i < 5 && len(msgs) < 2; i++ {
+	// What must hold is convergence: the last update carries the node-specific value. A
+	// change still in the watch feed at shutdown is found by the start-up reconciliation,
+	// which sends the current value only, so the superseded org value may or may not come
+	// first (with OpenBao it usually does not).
+	var msgs []protocol.Message
+	last := func() bool {
+		if len(msgs) == 0 {
+			return false
+		}
+		u, ok := msgs[len(msgs)-1].(*protocol.Update)
+		return ok && u.Secrets["db_password"].Value == "canary-r3"
+	}
+	msgs = n.poll(5)
+	for i := 0; i < 5 && !last(); i++ {
 		msgs = append(msgs, n.poll(2)...)
 	}
-	if len(msgs) != 2 {
-		t.Fatalf("after restart got %v, want the two queued updates", types(msgs))
+	if len(msgs) == 0 || len(msgs) > 2 {
+		t.Fatalf("after restart got %v, want one or two queued updates", types(msgs))
 	}
-	wantUpdate(t, msgs[0], "db_password", "canary-r2", protocol.ReasonValueUpdated)
-	wantUpdate(t, msgs[1], "db_password", "canary-r3", protocol.ReasonNodeAdded)
+	if len(msgs) == 2 {
+		wantUpdate(t, msgs[0], "db_password", "canary-r2", protocol.ReasonValueUpdated)
+	}
+	wantUpdate(t, msgs[len(msgs)-1], "db_password", "canary-r3", protocol.ReasonNodeAdded)
 	// Not acknowledged: offered again after the backoff, not lost.
 	again := n.poll(5)
-	for i := 0; i < 5 && len(again) < 2; i++ {
+	for i := 0; i < 5 && len(again) < len(msgs); i++ {
 		again = append(again, n.poll(2)...)
 	}
-	if len(again) != 2 {
-		t.Fatalf("unacknowledged updates resent: got %v, want both", types(again))
+	if len(again) != len(msgs) {
+		t.Fatalf("unacknowledged updates resent: got %v, want %v", types(again), types(msgs))
 	}
 	for _, m := range msgs {
 		n.ack(m)
