@@ -28,6 +28,7 @@ func record(tb testing.TB, fn func(*Results)) {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
+	runAtExit()
 	if code == 0 && *resultsPath != "" {
 		fmt.Fprintf(os.Stderr, "bench: figures merged into %s\n", *resultsPath)
 	}
