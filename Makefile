@@ -49,16 +49,39 @@ test-arm:
 	GOARCH=arm64 $(GO) test -count=1 -exec qemu-aarch64-static $(PURE_PKGS)
 	GOARCH=arm GOARM=7 $(GO) test -count=1 -exec qemu-arm-static $(PURE_PKGS)
 
-bench: prepare
-	$(GO) test -run '^$$' -bench . -benchmem -count 5 ./...
+# The figures of design §9 side by side with the field's methods (bench/): prints the table
+# for the README and writes bench/results.json and the CDF charts bench/*.svg. Each step merges
+# its figures into the results file (a re-run of one step replaces only its figures).
+BENCH_RESULTS ?= $(CURDIR)/bench/results.json
+BENCH_SWAP    ?= 2000
+BENCH_E2E     ?= 200
+BENCH_FANOUT  ?= 5
+BENCH_ARGS     = -args -results $(BENCH_RESULTS) -bin $(CURDIR)/$(BIN)
+bench: prepare build cross
+	rm -f $(BENCH_RESULTS)
+	$(GO) test -run '^$$' -bench 'SwapMethods' -benchtime $(BENCH_SWAP)x -timeout 30m ./bench/ $(BENCH_ARGS)
+	$(GO) test -run '^$$' -bench 'EndToEnd' -benchtime $(BENCH_E2E)x -timeout 60m ./bench/ $(BENCH_ARGS)
+	$(GO) test -run '^$$' -bench 'Proposal|Footprint' -benchtime 1x -timeout 60m ./bench/ $(BENCH_ARGS)
+	$(GO) test -run '^$$' -bench 'Fanout' -benchtime $(BENCH_FANOUT)x -timeout 60m ./bench/ $(BENCH_ARGS)
+	$(GO) run ./bench/cmd/benchreport -results $(BENCH_RESULTS) -binaries $(BIN)
 
+# Every fuzz target of every package, one after the other, FUZZTIME each (go test -fuzztime:
+# a duration or Nx). New crashers land in the package's testdata/fuzz and stay as regressions.
+FUZZTIME ?= 30s
 fuzz:
-	@for pkg in $$($(GO) list ./...); do \
+	@n=0; for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
-	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$pkg || exit 1; \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; n=$$((n+1)); \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
 	  done; \
-	done
+	done; echo "fuzz: $$n targets, $(FUZZTIME) each, no failure"
+
+# The long variants of the reliability suite (test/reliability): the link cut past anax's 240 s
+# message lifetime, a dockerd restart, 1,000 services on one node, 100 updates a second for
+# SOAK_TIME. Needs root and Docker; restarts the shared dockerd.
+SOAK_TIME ?= 5m
+soak: prepare build
+	$(GO) test -count=1 -v -timeout 120m ./test/reliability/ -args -soak -soak-time $(SOAK_TIME) -bin $(CURDIR)/$(BIN)
 
 lint:
 	$(GO) vet ./...
