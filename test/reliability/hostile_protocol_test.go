@@ -119,7 +119,9 @@ func rawEnvelope(header string, enc, ct []byte) []byte {
 func TestHostileEnvelopes(t *testing.T) {
 	s := newNodeSide(t)
 	ag := s.agreement
-	valid := func(m protocol.Message) []byte { return forge{from: s.agbot, to: s.node, body: toJSON(t, asMap(t, m))}.seal(t) }
+	valid := func(m protocol.Message) []byte {
+		return forge{from: s.agbot, to: s.node, body: toJSON(t, asMap(t, m))}.seal(t)
+	}
 
 	// The live agreement: proposal (seq 1), updates 2 and 3 applied.
 	for _, m := range []protocol.Message{s.proposal(ag), s.update(ag, 2), s.update(ag, 3)} {
