@@ -27,8 +27,16 @@ const (
 // party is one side with its private keys as bytes.
 type party struct {
 	id   string
-	keys *protocol.PrivateKeys
+	keys *protocol.PrivateKeys // nil for a party known only by its public keys
 	sign ed25519.PrivateKey
+	pub  *protocol.PublicKeys // set when keys is nil
+}
+
+func (p *party) public() *protocol.PublicKeys {
+	if p.keys == nil {
+		return p.pub
+	}
+	return p.keys.Public()
 }
 
 func newParty(t testing.TB, id string) *party {
@@ -73,7 +81,7 @@ func (f forge) seal(t testing.TB) []byte {
 		Type protocol.MessageType `json:"type"`
 	}
 	_ = json.Unmarshal(f.body, &typ)
-	pub := f.to.keys.Public()
+	pub := f.to.public()
 	kem, kemPub, kemName := hpke.MLKEM768X25519(), pub.MLKEM768X25519, protocol.KEMMLKEM768X25519
 	if f.classic {
 		kem, kemPub, kemName = hpke.DHKEM(ecdh.X25519()), pub.X25519, protocol.KEMX25519
@@ -129,7 +137,7 @@ func (f forge) seal(t testing.TB) []byte {
 // decrypts but whose content was never signed as the format says.
 func resealRaw(t testing.TB, to *party, hdr, pt []byte) ([]byte, []byte, []byte) {
 	t.Helper()
-	pk, err := hpke.MLKEM768X25519().NewPublicKey(to.keys.Public().MLKEM768X25519)
+	pk, err := hpke.MLKEM768X25519().NewPublicKey(to.public().MLKEM768X25519)
 	if err != nil {
 		t.Fatal(err)
 	}
