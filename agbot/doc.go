@@ -48,10 +48,15 @@
 //	POST /org/{org}/nodes/{node}/msgs                  (node auth)
 //	  body: one envelope JSON (Content-Type application/json), at most 1 MiB, sealed by
 //	  the node to the agbot: proposal_reply, update_reply, cancel, cancel_reply or resync.
-//	  204 accepted. A reply acknowledges the queued message with the same agreement and seq
-//	  (update_reply "failed" leaves the update queued to be resent). A cancel ends the
-//	  agreement and is answered with a cancel_reply in the queue; a resync is answered with
-//	  an update holding every current value (full=true).
+//	  204 accepted. A reply acknowledges the queued message of the type it answers with the
+//	  same agreement and seq (update_reply "failed" leaves the update queued to be resent).
+//	  Only the proposal_reply carrying the seq of the agreement's latest proposal, while the
+//	  agreement is proposed, decides it (accepted or declined); a duplicate or stale one (a
+//	  copy offered again or resealed and answered twice, an older seq, or the agreement
+//	  already decided) is acknowledged and changes nothing. A cancel_reply ends only an
+//	  agreement the agbot is cancelling. A cancel ends the agreement and is answered with a
+//	  cancel_reply in the queue; a resync is answered with an update holding every current
+//	  value (full=true).
 //	  400 names the problem (signature, recipient, replay, unknown agreement, shape);
 //	  413 when too large.
 //

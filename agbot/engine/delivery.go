@@ -79,13 +79,14 @@ func (q *queues) remove(node string, id uint64) bool {
 	return false
 }
 
-// find returns the queued message of agreement ag with sequence seq.
-func (q *queues) find(node, ag string, seq uint64) (uint64, bool) {
+// find returns the queued message of agreement ag with sequence seq and type typ: a reply
+// acknowledges only the kind of message it answers.
+func (q *queues) find(node, ag string, seq uint64, typ protocol.MessageType) (uint64, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if nq := q.m[node]; nq != nil {
 		for _, m := range nq.msgs {
-			if m.Agreement == ag && m.Seq == seq {
+			if m.Agreement == ag && m.Seq == seq && m.Type == string(typ) {
 				return m.ID, true
 			}
 		}
@@ -271,21 +272,37 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	c := *a
 	e.mu.Unlock()
 
-	ack := func() {
-		if mid, ok := e.q.find(id, h.Agreement, h.Seq); ok {
+	// ack removes the queued message of type t that the reply answers (same agreement and seq).
+	ack := func(t protocol.MessageType) bool {
+		mid, ok := e.q.find(id, h.Agreement, h.Seq, t)
+		if ok {
 			_ = e.st.Update(func(tx *bolt.Tx) error { e.st.RemoveTx(tx, org, node, mid); return nil })
 			e.q.remove(id, mid)
 		}
+		return ok
 	}
 	switch m := msg.(type) {
 	case *protocol.ProposalReply:
-		ack()
 		e.mu.Lock()
 		defer e.mu.Unlock()
+		// Re-read under the lock: another reply may have decided meanwhile.
+		if a := e.live[h.Agreement]; a != nil {
+			c = *a
+		}
+		queued := ack(protocol.TypeProposal)
+		// Only the answer to the agreement's outstanding proposal decides it: a duplicate
+		// (the proposal was offered again or resealed and the node answered each copy), a
+		// reply to a proposal since superseded, or one arriving after the agreement moved on
+		// is acknowledged and changes nothing. Records from before ProposalSeq existed fall
+		// back to "its proposal is still queued".
+		current := c.State == StateProposed && (h.Seq == c.ProposalSeq || c.ProposalSeq == 0 && queued)
+		if !current {
+			e.log.Info("stale proposal reply ignored", "agreement", c.ID, "node", id, "seq", h.Seq,
+				"proposal_seq", c.ProposalSeq, "state", c.State, "status", m.Status)
+			return nil
+		}
 		if m.Status == protocol.StatusAccepted {
-			if c.State == StateProposed {
-				c.State = StateAgreed
-			}
+			c.State = StateAgreed
 		} else {
 			c.State, c.Held = StateDeclined, m.Reason
 		}
@@ -298,13 +315,16 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 			e.log.Warn("update failed on node, will resend", "agreement", c.ID, "node", id, "seq", m.Seq, "reason", m.Reason)
 			return nil
 		}
-		ack()
+		ack(protocol.TypeUpdate)
 		e.log.Info("update acknowledged", "agreement", c.ID, "node", id, "seq", m.Seq, "status", m.Status)
 		return nil
 	case *protocol.CancelReply:
-		ack()
 		e.mu.Lock()
 		defer e.mu.Unlock()
+		ack(protocol.TypeCancel)
+		if a := e.live[h.Agreement]; a == nil || a.State != StateEnding {
+			return nil // the agbot did not cancel it (or it is gone already): nothing to end
+		}
 		return e.persist(nil, []*Agreement{&c}, nil)
 	case *protocol.Cancel:
 		e.mu.Lock()

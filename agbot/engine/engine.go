@@ -32,20 +32,21 @@ const (
 // holds a secret value: Sources and Versions say which manager secret each service secret
 // comes from, so a change can be detected and explained.
 type Agreement struct {
-	ID         string                          `json:"id"`
-	Org        string                          `json:"org"`     // the node's org
-	Node       string                          `json:"node"`    // node id within Org
-	Source     string                          `json:"source"`  // "policy/<org>/<name>" or "pattern/<org>/<name>"
-	Service    string                          `json:"service"` // exchange id of the service
-	ServiceOrg string                          `json:"serviceOrg"`
-	State      string                          `json:"state"`
-	Held       string                          `json:"held,omitempty"`     // why it is held
-	Seq        uint64                          `json:"seq"`                // last protocol sequence sent
-	Bound      map[string]exchange.BoundSecret `json:"bound"`              // service secret -> binding
-	Sources    map[string]string               `json:"sources,omitempty"`  // service secret -> manager name in use
-	Versions   map[string]int64                `json:"versions,omitempty"` // service secret -> version in use
-	Created    time.Time                       `json:"created"`
-	Updated    time.Time                       `json:"updated"`
+	ID          string                          `json:"id"`
+	Org         string                          `json:"org"`     // the node's org
+	Node        string                          `json:"node"`    // node id within Org
+	Source      string                          `json:"source"`  // "policy/<org>/<name>" or "pattern/<org>/<name>"
+	Service     string                          `json:"service"` // exchange id of the service
+	ServiceOrg  string                          `json:"serviceOrg"`
+	State       string                          `json:"state"`
+	Held        string                          `json:"held,omitempty"`        // why it is held
+	Seq         uint64                          `json:"seq"`                   // last protocol sequence sent
+	ProposalSeq uint64                          `json:"proposalSeq,omitempty"` // seq of the latest proposal: only its reply decides
+	Bound       map[string]exchange.BoundSecret `json:"bound"`                 // service secret -> binding
+	Sources     map[string]string               `json:"sources,omitempty"`     // service secret -> manager name in use
+	Versions    map[string]int64                `json:"versions,omitempty"`    // service secret -> version in use
+	Created     time.Time                       `json:"created"`
+	Updated     time.Time                       `json:"updated"`
 }
 
 // key identifies what an agreement is for: a node running a service through a source.

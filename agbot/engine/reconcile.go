@@ -376,6 +376,7 @@ func (p *pass) propose(r *resolver, a *Agreement, n exchange.Node, d desire) {
 	}
 	c.State, c.Held, c.Sources, c.Versions = StateProposed, "", res.sources, res.versions
 	msg := &protocol.Proposal{Meta: p.meta(&c, protocol.TypeProposal), Service: svc, Bindings: applied, Secrets: res.values}
+	c.ProposalSeq = c.Seq
 	p.jobs = append(p.jobs, &job{a: &c, msg: msg})
 	p.save = append(p.save, &c)
 }

@@ -1,0 +1,135 @@
+package agbot_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/agbot/engine"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// send seals m (its Meta From/To filled in) and posts it as the node, wanting 204.
+func (n *simNode) send(m protocol.Message, meta *protocol.Meta) {
+	n.h.t.Helper()
+	meta.Version, meta.From, meta.To, meta.Time = protocol.ProtocolVersion, n.ep.ID, n.h.agbotID, time.Now()
+	env, err := n.ep.Seal(m)
+	if err != nil {
+		n.h.t.Fatal(err)
+	}
+	n.h.mustDo(n.auth, "POST", "/org/myorg/nodes/"+n.id+"/msgs", env, 204, nil)
+}
+
+// proposalReply answers agreement ag at seq with status.
+func (n *simNode) proposalReply(ag string, seq uint64, status protocol.ReplyStatus) {
+	n.h.t.Helper()
+	r := &protocol.ProposalReply{Meta: protocol.Meta{Type: protocol.TypeProposalReply, Agreement: ag, Seq: seq}, Status: status}
+	if status != protocol.StatusAccepted {
+		r.Reason = "test decline"
+	}
+	n.send(r, &r.Meta)
+}
+
+// agreed sets up the flow's service, policy and secrets and brings node1 to one agreed
+// agreement; it returns the node and the accepted proposal.
+func agreed(t *testing.T) (*harness, *simNode, *protocol.Proposal) {
+	h := newHarness(t, nil)
+	h.people()
+	putSecret(h, admin, "db", "canary-lc-db")
+	putSecret(h, bob, "user/bob/api_token", "canary-lc-tok")
+	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
+	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
+	n := h.node("node1", "node1tok")
+	n.register("amd64", map[string]any{"purpose": "edge"}, "")
+	p, ok := n.next().(*protocol.Proposal)
+	if !ok {
+		t.Fatal("first message is not a proposal")
+	}
+	n.ack(p)
+	if ags := h.agreements("node1"); len(ags) != 1 || ags[0].State != engine.StateAgreed {
+		t.Fatalf("agreements = %+v, want one agreed", ags)
+	}
+	return h, n, p
+}
+
+func oneAgreement(t *testing.T, h *harness) engine.Agreement {
+	t.Helper()
+	ags := h.agreements("node1")
+	if len(ags) != 1 {
+		t.Fatalf("agreements = %+v, want one", ags)
+	}
+	return ags[0]
+}
+
+// Only the answer to the outstanding proposal decides an agreement: a duplicate or stale
+// proposal_reply is acknowledged and changes nothing.
+func TestStaleProposalReplyIgnored(t *testing.T) {
+	h, n, p := agreed(t)
+	// 1. A duplicate answer to the accepted proposal (a copy offered again or resealed).
+	n.proposalReply(p.Agreement, p.Seq, protocol.StatusDeclined)
+	if a := oneAgreement(t, h); a.State != engine.StateAgreed {
+		t.Fatalf("duplicate decline of an accepted proposal: state %s, want agreed", a.State)
+	}
+
+	// 2. The node declines a proposal; a changed binding proposes the same agreement again
+	// with a higher seq; the earlier seq's answer (declined again) is stale.
+	h2 := newHarness(t, nil)
+	h2.people()
+	putSecret(h2, admin, "db", "canary-st-db")
+	putSecret(h2, admin, "db2", "canary-st-db2")
+	putSecret(h2, bob, "user/bob/api_token", "canary-st-tok")
+	h2.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
+	h2.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
+	m := h2.node("node1", "node1tok")
+	m.register("amd64", map[string]any{"purpose": "edge"}, "")
+	p1 := m.next().(*protocol.Proposal)
+	m.proposalReply(p1.Agreement, p1.Seq, protocol.StatusDeclined)
+	if a := oneAgreement(t, h2); a.State != engine.StateDeclined {
+		t.Fatalf("after decline: state %s, want declined", a.State)
+	}
+	pol := policy("purpose == edge")
+	pol["secretBinding"].([]any)[0].(map[string]any)["secrets"] = []any{map[string]string{"db_password": "db2"}, map[string]string{"api_token": "user/bob/api_token"}}
+	h2.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", pol, 201, nil)
+	p2, ok := m.next().(*protocol.Proposal)
+	if !ok || p2.Agreement != p1.Agreement || p2.Seq <= p1.Seq {
+		t.Fatalf("re-proposal = %+v, want the same agreement with a higher seq than %d", p2, p1.Seq)
+	}
+	m.proposalReply(p1.Agreement, p1.Seq, protocol.StatusDeclined)
+	if a := oneAgreement(t, h2); a.State != engine.StateProposed {
+		t.Fatalf("stale decline (seq %d < %d): state %s, want proposed", p1.Seq, p2.Seq, a.State)
+	}
+
+	// 3. An update queued while the proposal is outstanding: a proposal_reply carrying the
+	// update's seq neither decides the agreement nor acknowledges the update.
+	putSecret(h2, admin, "db2", "canary-st-db2b")
+	var u *protocol.Update
+	for i := 0; i < 10 && u == nil; i++ {
+		for _, x := range m.poll(2) { // the unanswered proposal may be offered again too
+			if x, ok := x.(*protocol.Update); ok {
+				u = x
+			}
+		}
+	}
+	if u == nil {
+		t.Fatal("want an update")
+	}
+	m.proposalReply(u.Agreement, u.Seq, protocol.StatusDeclined)
+	if a := oneAgreement(t, h2); a.State != engine.StateProposed {
+		t.Fatalf("proposal_reply with the update's seq: state %s, want proposed", a.State)
+	}
+	var again []protocol.Message
+	found := false
+	for i := 0; i < 5 && !found; i++ { // offered again after the backoff unless acknowledged
+		for _, x := range m.poll(2) {
+			again = append(again, x)
+			found = found || (x.Head().Type == protocol.TypeUpdate && x.Head().Seq == u.Seq)
+		}
+	}
+	if !found {
+		t.Fatalf("update seq %d no longer offered (got %v): a proposal_reply acknowledged it", u.Seq, types(again))
+	}
+	// The real answer decides.
+	m.proposalReply(p2.Agreement, p2.Seq, protocol.StatusAccepted)
+	if a := oneAgreement(t, h2); a.State != engine.StateAgreed {
+		t.Fatalf("accept of the outstanding proposal: state %s, want agreed", a.State)
+	}
+}
