@@ -43,6 +43,9 @@
 //	  until the reply that acknowledges it arrives: nothing expires while the agreement
 //	  lives. A proposal that waited longer than half the protocol's proposal TTL is resealed
 //	  (same agreement and seq, current values, fresh time) when offered.
+//	  A cancel_reply is the exception: nothing acknowledges a reply, so it is offered only to
+//	  polls whose after is below its id (never again by backoff), and the first poll with
+//	  after >= its id removes it from the queue.
 //	  On agbot shutdown an open poll answers 200 with an empty list.
 //
 //	POST /org/{org}/nodes/{node}/msgs                  (node auth)

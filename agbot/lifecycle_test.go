@@ -29,6 +29,13 @@ func (n *simNode) proposalReply(ag string, seq uint64, status protocol.ReplyStat
 	n.send(r, &r.Meta)
 }
 
+// cancel ends agreement ag on the node's initiative, as `hzn unregister` does.
+func (n *simNode) cancel(ag string, seq uint64) {
+	n.h.t.Helper()
+	c := &protocol.Cancel{Meta: protocol.Meta{Type: protocol.TypeCancel, Agreement: ag, Seq: seq}, Reason: "node unregistered"}
+	n.send(c, &c.Meta)
+}
+
 // agreed sets up the flow's service, policy and secrets and brings node1 to one agreed
 // agreement; it returns the node and the accepted proposal.
 func agreed(t *testing.T) (*harness, *simNode, *protocol.Proposal) {
@@ -58,6 +65,39 @@ func oneAgreement(t *testing.T, h *harness) engine.Agreement {
 		t.Fatalf("agreements = %+v, want one", ags)
 	}
 	return ags[0]
+}
+
+// A cancel_reply is delivered until the node polls past it, then gone: never offered again
+// by backoff, and not kept across a restart.
+func TestCancelReplyDeliveredUntilPolledPast(t *testing.T) {
+	h, n, p := agreed(t)
+	n.cancel(p.Agreement, p.Seq)
+	before := n.after
+	m := n.next()
+	if _, ok := m.(*protocol.CancelReply); !ok {
+		t.Fatalf("got %T, want the cancel_reply", m)
+	}
+	// The answer got lost: a poll still below its id gets it again.
+	n.after = before
+	if msgs := n.poll(0); len(msgs) != 1 || msgs[0].Head().Type != protocol.TypeCancelReply {
+		t.Fatalf("poll below the cancel_reply's id got %v, want it again", types(msgs))
+	}
+	// Polled past: gone, also after the resend backoff (200 ms doubling to 1 s here) has passed.
+	for i := range 3 {
+		if msgs := n.poll(2); len(msgs) != 0 {
+			t.Fatalf("poll %d past the cancel_reply got %v, want nothing", i, types(msgs))
+		}
+	}
+	// Removed from the stored outbox too: a restarted agbot and a restarted client
+	// (after=0) find nothing.
+	h.restart()
+	n.after = 0
+	if msgs := n.poll(1); len(msgs) != 0 {
+		t.Fatalf("after restart got %v, want nothing", types(msgs))
+	}
+	if ags := h.agreements("node1"); len(ags) != 1 || ags[0].State != engine.StateDeclined {
+		t.Fatalf("agreements = %+v, want one declined", ags)
+	}
 }
 
 // Only the answer to the outstanding proposal decides an agreement: a duplicate or stale

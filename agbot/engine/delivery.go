@@ -95,14 +95,30 @@ func (q *queues) find(node, ag string, seq uint64, typ protocol.MessageType) (ui
 }
 
 // take returns the messages to offer now, or a channel that signals a change and the time
-// of the next due resend.
-func (q *queues) take(node string, after uint64, now time.Time) ([]store.Message, <-chan struct{}, time.Time) {
+// of the next due resend. It also returns the cancel_replies the client has polled past
+// (id <= after): nothing acknowledges a reply, so receiving it is its end; they are gone
+// from the memory queue and the caller removes them from the store.
+func (q *queues) take(node string, after uint64, now time.Time) ([]store.Message, <-chan struct{}, time.Time, []uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	nq := q.get(node)
 	var out []store.Message
 	var next time.Time
+	var done []uint64
+	keep := nq.msgs[:0]
 	for _, m := range nq.msgs {
+		if m.Type == string(protocol.TypeCancelReply) {
+			if m.ID <= after {
+				done = append(done, m.ID)
+				continue
+			}
+			// Offered to every poll below its id (an answer that got lost), never by backoff.
+			m.offered++
+			out = append(out, m.Message)
+			keep = append(keep, m)
+			continue
+		}
+		keep = append(keep, m)
 		// Never seen by this client (id past its cursor), or seen and not acknowledged in
 		// time: offer it (again).
 		if m.ID > after || !now.Before(m.nextSend) {
@@ -119,7 +135,9 @@ func (q *queues) take(node string, after uint64, now time.Time) ([]store.Message
 			next = m.nextSend
 		}
 	}
-	return out, nq.wake, next
+	clear(nq.msgs[len(keep):])
+	nq.msgs = keep
+	return out, nq.wake, next, done
 }
 
 // Pending counts unacknowledged messages (all nodes).
@@ -145,7 +163,19 @@ func (e *Engine) Poll(ctx context.Context, org, node string, after uint64, wait 
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		msgs, wake, next := e.q.take(id, after, time.Now())
+		msgs, wake, next, done := e.q.take(id, after, time.Now())
+		if len(done) > 0 {
+			err := e.st.Update(func(tx *bolt.Tx) error {
+				for _, mid := range done {
+					e.st.RemoveTx(tx, org, node, mid)
+				}
+				return nil
+			})
+			if err != nil {
+				// Still gone from memory; a restart offers it once more, which is harmless.
+				e.log.Warn("delivered cancel_reply not removed from the outbox", "node", id, "err", err)
+			}
+		}
 		if len(msgs) > 0 {
 			return e.refresh(ctx, org, node, msgs), nil
 		}
