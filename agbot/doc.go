@@ -29,7 +29,13 @@
 //	        "properties": [{"name": "...", "value": any}], "pattern": "[org/]name"}
 //	  200 {"agbotId", "publicKeys", "fingerprint"} (as GET /agbot).
 //	  400 names the field (bad keys, missing arch, unknown pattern). Registering again
-//	  replaces keys, arch, properties and pattern, and re-evaluates the node's agreements.
+//	  replaces keys, arch, properties and pattern, and re-evaluates the node's agreements:
+//	  the ones the node declined or cancelled are forgotten, so a node that unregistered
+//	  and registers again gets new proposals (new agreement ids). With new keys, everything
+//	  queued for the node is dropped (sealed to keys it no longer has) and each agreement
+//	  still proposed, agreed or ending is cancelled under the new keys before the new
+//	  proposals. Without a registration, a declined or node-cancelled agreement is not
+//	  proposed again until its binding changes.
 //
 //	GET /org/{org}/nodes/{node}/msgs?wait=S&after=ID   (node auth)
 //	  Long-poll: answers as soon as there is something, else after S seconds (0..60, default

@@ -100,6 +100,97 @@ func TestCancelReplyDeliveredUntilPolledPast(t *testing.T) {
 	}
 }
 
+// A node cancel alone does not bring the agreement back; registering again (new keys, as
+// `hzn register` after `hzn unregister`) does, under a new agreement id, and nothing
+// sealed to the old keys reaches the node.
+func TestRegisterAgainAfterUnregister(t *testing.T) {
+	h, n, p := agreed(t)
+	// An update the node never acknowledges, sealed to the old keys.
+	putSecret(h, admin, "db", "canary-lc-db2")
+	if _, ok := n.next().(*protocol.Update); !ok {
+		t.Fatal("want an update")
+	}
+	// hzn unregister: the node cancels and forgets its keys without polling again.
+	n.cancel(p.Agreement, p.Seq)
+	if a := oneAgreement(t, h); a.State != engine.StateDeclined {
+		t.Fatalf("after the node's cancel: state %s, want declined", a.State)
+	}
+	// No re-proposal by itself, even when something makes the agbot reconcile.
+	putSecret(h, admin, "db", "canary-lc-db3")
+	for range 2 {
+		for _, m := range n.poll(1) {
+			if m.Head().Type == protocol.TypeProposal {
+				t.Fatalf("node-cancelled agreement proposed again without a registration")
+			}
+		}
+	}
+
+	// hzn register: same node, new keys, a fresh client.
+	n2 := h.node("node1", "node1tok")
+	n2.register("amd64", map[string]any{"purpose": "edge"}, "")
+	var got *protocol.Proposal
+	for i := 0; i < 10 && got == nil; i++ {
+		for _, m := range n2.poll(2) { // poll fails the test on a message it can not open
+			if pp, ok := m.(*protocol.Proposal); ok {
+				got = pp
+			} else {
+				t.Fatalf("after registering again got %s of %s, want only a proposal", m.Head().Type, m.Head().Agreement)
+			}
+		}
+	}
+	if got == nil {
+		t.Fatal("no proposal after registering again")
+	}
+	if got.Agreement == p.Agreement {
+		t.Fatalf("proposal reuses agreement id %s, want a new one", got.Agreement)
+	}
+	if got.Secrets["db_password"].Value != "canary-lc-db3" {
+		t.Fatal("new proposal does not carry the current db value")
+	}
+	n2.ack(got)
+	a := oneAgreement(t, h)
+	if a.ID != got.Agreement || a.State != engine.StateAgreed {
+		t.Fatalf("agreements = %+v, want only the new one, agreed", a)
+	}
+	if msgs := n2.poll(1); len(msgs) != 0 {
+		t.Fatalf("after accepting got %v, want nothing", types(msgs))
+	}
+}
+
+// A node that registers with new keys while the agbot thinks it runs an agreement (it lost
+// its state) gets that agreement cancelled and a new one proposed, both sealed to the new keys.
+func TestRegisterWithNewKeysReplacesAgreed(t *testing.T) {
+	h, _, p := agreed(t)
+	n2 := h.node("node1", "node1tok")
+	n2.register("amd64", map[string]any{"purpose": "edge"}, "")
+	var cancel *protocol.Cancel
+	var prop *protocol.Proposal
+	for i := 0; i < 10 && (cancel == nil || prop == nil); i++ {
+		for _, m := range n2.poll(2) {
+			switch m := m.(type) {
+			case *protocol.Cancel:
+				cancel = m
+			case *protocol.Proposal:
+				prop = m
+			default:
+				t.Fatalf("got %T, want a cancel and a proposal", m)
+			}
+		}
+	}
+	if cancel == nil || cancel.Agreement != p.Agreement {
+		t.Fatalf("cancel = %+v, want one for the old agreement %s", cancel, p.Agreement)
+	}
+	if prop == nil || prop.Agreement == p.Agreement {
+		t.Fatalf("proposal = %v, want one under a new agreement id", prop)
+	}
+	n2.ack(cancel)
+	n2.ack(prop)
+	a := oneAgreement(t, h)
+	if a.ID != prop.Agreement || a.State != engine.StateAgreed {
+		t.Fatalf("agreements = %+v, want only the new one, agreed", a)
+	}
+}
+
 // Only the answer to the outstanding proposal decides an agreement: a duplicate or stale
 // proposal_reply is acknowledged and changes nothing.
 func TestStaleProposalReplyIgnored(t *testing.T) {

@@ -326,9 +326,8 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.eng.NodeKeysChanged(org, id, reg.PublicKeys)
 	a.log.Info("node registered", "org", org, "node", id, "arch", reg.Arch, "pattern", n.Pattern, "keys", reg.PublicKeys.Fingerprint())
-	if err := a.eng.ReconcileNode(r.Context(), org, id); err != nil {
+	if err := a.eng.NodeRegistered(r.Context(), org, id, reg.PublicKeys); err != nil {
 		a.log.Warn("reconcile after registration", "node", id, "err", err)
 	}
 	pub := a.eng.PublicKeys()

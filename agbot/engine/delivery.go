@@ -366,7 +366,9 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		c.Seq--
 		p.jobs = append(p.jobs, &job{a: &c, msg: reply})
 		p.save = append(p.save, &c)
-		e.dropQueued(org, node, c.ID)
+		if err := e.dropQueued(org, node, c.ID); err != nil {
+			return err
+		}
 		return p.commit()
 	case *protocol.Resync:
 		e.mu.Lock()
@@ -383,20 +385,21 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	return fmt.Errorf("%w: a node may not send %s", ErrBadMessage, h.Type)
 }
 
-// dropQueued forgets every queued message of an agreement. Caller holds e.mu.
-func (e *Engine) dropQueued(org, node, agreement string) {
+// dropQueued forgets every queued message of an agreement ("" for every agreement of the
+// node). Caller holds e.mu.
+func (e *Engine) dropQueued(org, node, agreement string) error {
 	id := NodeID(org, node)
 	var ids []uint64
 	e.q.mu.Lock()
 	if nq := e.q.m[id]; nq != nil {
 		for _, m := range nq.msgs {
-			if m.Agreement == agreement {
+			if agreement == "" || m.Agreement == agreement {
 				ids = append(ids, m.ID)
 			}
 		}
 	}
 	e.q.mu.Unlock()
-	_ = e.st.Update(func(tx *bolt.Tx) error {
+	err := e.st.Update(func(tx *bolt.Tx) error {
 		for _, i := range ids {
 			e.st.RemoveTx(tx, org, node, i)
 		}
@@ -405,11 +408,51 @@ func (e *Engine) dropQueued(org, node, agreement string) {
 	for _, i := range ids {
 		e.q.remove(id, i)
 	}
+	return err
 }
 
-// NodeKeysChanged records a node's registered keys (nil: node deleted).
-func (e *Engine) NodeKeysChanged(org, node string, keys *protocol.PublicKeys) {
+// NodeRegistered records a node's registration and starts its agreements afresh, then
+// reconciles the node. A registration is the node saying "this is me now":
+//
+//  1. Declined agreements (the node declined or cancelled them, e.g. `hzn unregister`) and
+//     held ones are forgotten, so matching proposes them again under new agreement ids.
+//     Without a registration a declined agreement stays declined: no proposal loop.
+//  2. With keys other than the registered ones, everything queued for the node is dropped
+//     (sealed to keys the node no longer has, it can never be opened), and every agreement
+//     the agbot still thinks proposed, agreed or ending is cancelled under the new keys: a
+//     node that kept it ends it, one that forgot it acknowledges an unknown agreement.
+//     Matching then proposes new agreements.
+func (e *Engine) NodeRegistered(ctx context.Context, org, node string, keys *protocol.PublicKeys) error {
+	e.mu.Lock()
+	old, _ := e.keys.PeerKeys(NodeID(org, node))
+	rekeyed := old == nil || old.Fingerprint() != keys.Fingerprint()
 	e.keys.set(NodeID(org, node), keys)
+	var err error
+	if rekeyed {
+		err = e.dropQueued(org, node, "")
+	}
+	p := &pass{e: e, now: time.Now()}
+	for _, a := range e.live {
+		if a.Org != org || a.Node != node {
+			continue
+		}
+		switch a.State {
+		case StateDeclined, StateHeld:
+			p.drop = append(p.drop, a)
+		default:
+			if rekeyed {
+				p.cancel(a, "node registered again with new keys")
+			}
+		}
+	}
+	if err == nil {
+		err = p.commit()
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("node %s registered: %w", NodeID(org, node), err)
+	}
+	return e.ReconcileNode(ctx, org, node)
 }
 
 // NodeDeleted forgets a node's agreements and queue.
