@@ -56,12 +56,14 @@ BENCH_RESULTS ?= $(CURDIR)/bench/results.json
 BENCH_SWAP    ?= 2000
 BENCH_E2E     ?= 200
 BENCH_FANOUT  ?= 5
+BENCH_PROPOSAL ?= 20
 BENCH_ARGS     = -args -results $(BENCH_RESULTS) -bin $(CURDIR)/$(BIN)
 bench: prepare build cross
 	rm -f $(BENCH_RESULTS)
 	$(GO) test -run '^$$' -bench 'SwapMethods' -benchtime $(BENCH_SWAP)x -timeout 30m ./bench/ $(BENCH_ARGS)
 	$(GO) test -run '^$$' -bench 'EndToEnd' -benchtime $(BENCH_E2E)x -timeout 60m ./bench/ $(BENCH_ARGS)
-	$(GO) test -run '^$$' -bench 'Proposal|Footprint' -benchtime 1x -timeout 60m ./bench/ $(BENCH_ARGS)
+	$(GO) test -run '^$$' -bench 'Proposal' -benchtime $(BENCH_PROPOSAL)x -timeout 30m ./bench/ $(BENCH_ARGS)
+	$(GO) test -run '^$$' -bench 'Footprint' -benchtime 1x -timeout 30m ./bench/ $(BENCH_ARGS)
 	$(GO) test -run '^$$' -bench 'Fanout' -benchtime $(BENCH_FANOUT)x -timeout 60m ./bench/ $(BENCH_ARGS)
 	$(GO) run ./bench/cmd/benchreport -results $(BENCH_RESULTS) -binaries $(BIN)
 

@@ -87,12 +87,13 @@ type LatencyResult struct {
 
 // ProposalResult splits proposal → container running.
 type ProposalResult struct {
-	Name   string `json:"name"`
-	Total  Dist   `json:"total"`  // policy published → container running, ms
-	Agbot  Dist   `json:"agbot"`  // publish → proposal on the wire, ms
-	Agent  Dist   `json:"agent"`  // proposal received → container create requested, less Docker, ms
-	Docker Dist   `json:"docker"` // Docker create + start, ms
-	Note   string `json:"note,omitempty"`
+	Name     string `json:"name"`
+	Total    Dist   `json:"total"`    // policy published → container running, ms
+	Agbot    Dist   `json:"agbot"`    // published → the agbot's agreement record created, ms
+	Delivery Dist   `json:"delivery"` // → the agent starts handling the proposal, ms
+	Agent    Dist   `json:"agent"`    // → Docker has created the container, ms
+	Docker   Dist   `json:"docker"`   // container created → started, ms
+	Note     string `json:"note,omitempty"`
 }
 
 // FanoutResult is one agbot pushing one org-level update to many nodes.

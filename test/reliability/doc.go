@@ -6,5 +6,9 @@
 // It runs in `make test` within a few minutes; `make soak` runs the long variants (a link cut
 // longer than anax's 240 s message lifetime, a dockerd restart, 1,000 services on one node,
 // 100 updates a second). Everything runs against real parts: the kernel, dockerd, the agbot,
-// anax-agent and hzn binaries. Only its tests live here.
+// anax-agent and hzn binaries.
+//
+// Its one non-test file, scenario.go, is the Scenario the suite and bench/'s end-to-end
+// benchmarks share (an agbot and agents on loopback, driven through hzn). Only tests import
+// this package.
 package reliability
