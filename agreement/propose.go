@@ -2,7 +2,6 @@ package agreement
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -22,8 +21,9 @@ const undoTimeout = 2 * time.Minute
 // containers run with their secrets and the agreement is persisted, declined with a reason a
 // person can act on otherwise, in which case nothing of it is left on the node.
 //
-// The steps: 1. validate the message; 2. refuse a known or replayed agreement (a retransmitted
-// copy of an accepted proposal is accepted again); 3. check the node runs the service (arch,
+// The steps: 1. validate the message; 2. accept again a proposal for an agreement the node
+// runs (same agbot and service, any seq: the agbot re-offers it when the accept was lost),
+// refuse any other for a known or ended agreement; 3. check the node runs the service (arch,
 // node policy) and resolve each container's user; 4. persist the agreement as accepting (so a
 // crash from here on is undone at start-up); 5. create one secret store per container and
 // start the containers; 6. persist it as active.
@@ -43,17 +43,25 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 	}
 	defer release()
 
-	// 2. Known agreement: the agbot resends a proposal whose reply it did not get.
+	// 2. Known agreement. The agbot offers a proposal again when the node's accept was lost,
+	// resealed with a fresh time (and current values) if it waited long, and meanwhile an
+	// update may have moved the agreement past the proposal's seq. The node did accept it:
+	// declining now would make the agbot drop an agreement the node keeps running. So a
+	// proposal from the same agbot for the same service is accepted again, whatever its seq,
+	// and changes nothing (newer values reach the node as updates, which the agbot queues
+	// behind the proposal). Anything else for a known id is a replay. An ended agreement has
+	// no record; its tombstone in the tracker refuses the proposal below.
 	old, err := m.db.get(p.Agreement)
 	if err != nil {
 		return decline(err)
 	}
 	if old != nil {
-		if old.Phase != PhaseCancelling && m.sameProposal(old, p) {
-			m.log.Info("proposal received again, accepted again", "agreement", p.Agreement, "seq", p.Seq)
-			return reply
+		if err := sameAgreement(old, p); err != nil {
+			return decline(fmt.Errorf("proposal for agreement %q: %w: %w", p.Agreement, err, protocol.ErrKnownAgreement))
 		}
-		return decline(fmt.Errorf("proposal for agreement %q: %w", p.Agreement, protocol.ErrKnownAgreement))
+		m.log.Debug("proposal for an agreement the node runs, accepted again", "agreement", p.Agreement,
+			"agbot", p.From, "seq", p.Seq, "applied_seq", old.Sequence, "phase", old.Phase)
+		return reply
 	}
 	if err := m.tracker.Check(p); err != nil {
 		return decline(err)
@@ -124,25 +132,26 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 	return reply
 }
 
-// sameProposal reports whether p is the proposal that made r: same agbot and sequence, same
-// service, same secret values (compared by digest).
-func (m *Manager) sameProposal(r *record, p *protocol.Proposal) bool {
-	// After an update the sequence moved on, and a copy of the proposal is a replay.
-	if r.Agbot != p.From || r.Sequence != p.Seq {
-		return false
+// sameAgreement returns nil when p proposes again the agreement the node holds as r: r is
+// active (or waiting for a resync of its values), with the same agbot, for the same service.
+// Sequence and values are not compared: see step 2 of Propose.
+func sameAgreement(r *record, p *protocol.Proposal) error {
+	switch r.Phase {
+	case PhaseActive, PhaseResync:
+	case PhaseCancelling:
+		return errors.New("the agreement is being cancelled")
+	default:
+		// Accepting: only a declined proposal whose undo failed stays so.
+		return errors.New("the agreement was declined and is being removed")
 	}
-	a, err1 := json.Marshal(r.Service)
-	b, err2 := json.Marshal(p.Service)
-	if err1 != nil || err2 != nil || string(a) != string(b) || len(r.Digests) != len(p.Secrets) {
-		return false
+	if r.Agbot != p.From {
+		return errors.New("the agreement is with another agbot")
 	}
-	decls := declared(&r.Service)
-	for name, v := range p.Secrets {
-		if r.Digests[name] != m.digest(decls[name], v) {
-			return false
-		}
+	a, b := r.Service, p.Service
+	if a.Org != b.Org || a.URL != b.URL || a.Version != b.Version || a.Arch != b.Arch {
+		return fmt.Errorf("the agreement runs service %s/%s %s %s", a.Org, a.URL, a.Version, a.Arch)
 	}
-	return true
+	return nil
 }
 
 // checkInstanceFree refuses an agreement whose node names clash with another agreement's

@@ -155,28 +155,135 @@ func TestPropose(t *testing.T) {
 	}
 }
 
+// A proposal for an agreement the node holds is accepted again when it comes from the same
+// agbot for the same service, whatever its seq or values (the agbot re-offers a proposal whose
+// accept was lost, resealed with a fresh time if it waited), and changes nothing on the node.
+// Anything else for a known or ended id is refused as a replay.
 func TestProposeKnownAgreement(t *testing.T) {
-	e := newEnv(t)
-	e.accept("ag1", "1")
+	const id = "ag1"
+	inst := instanceID(id)
+	applyUpdate := func(e *env) {
+		e.t.Helper()
+		if rep := e.m.Update(e.ctx, e.update(id, 2, false, values("2", "db_password"))); rep.Status != protocol.StatusApplied {
+			e.t.Fatalf("update: %s %q", rep.Status, rep.Reason)
+		}
+	}
 	tests := []struct {
-		name   string
-		p      *protocol.Proposal
+		name  string
+		setup func(e *env)                    // after the first proposal was accepted
+		p     func(e *env) *protocol.Proposal // the proposal received again
+		// want
 		status protocol.ReplyStatus
-		reason string
+		reason string // substring of the reason
+		seq    uint64 // record's applied sequence afterwards
+		phase  Phase
+		vals   map[string]string // tag per secret on the node afterwards; nil: not checked
 	}{
-		{"same proposal again is accepted again", e.proposal("ag1", values("1")), protocol.StatusAccepted, ""},
-		{"other values", e.proposal("ag1", values("2")), protocol.StatusDeclined, "proposal for a known agreement"},
-		{"other agbot", func() *protocol.Proposal {
-			p := e.proposal("ag1", values("1"))
-			p.From = "agbot2"
-			return p
-		}(), protocol.StatusDeclined, "proposal for a known agreement"},
+		{
+			name:   "accept lost, same proposal re-sent",
+			p:      func(e *env) *protocol.Proposal { return e.proposal(id, values("1")) },
+			status: protocol.StatusAccepted, seq: 1, phase: PhaseActive,
+			vals: map[string]string{"api_token": "1", "db_password": "1", "tls_cert": "1"},
+		},
+		{
+			name:  "accept lost, resealed with a fresh time and current values",
+			setup: func(e *env) { e.now = e.now.Add(3 * time.Minute) },
+			p: func(e *env) *protocol.Proposal {
+				p := e.proposal(id, values("2"))
+				p.Time = e.now
+				return p
+			},
+			// The new values come as an update the agbot queued behind the proposal.
+			status: protocol.StatusAccepted, seq: 1, phase: PhaseActive,
+			vals: map[string]string{"api_token": "1", "db_password": "1", "tls_cert": "1"},
+		},
+		{
+			name:   "re-sent after an update applied",
+			setup:  applyUpdate,
+			p:      func(e *env) *protocol.Proposal { return e.proposal(id, values("1")) },
+			status: protocol.StatusAccepted, seq: 2, phase: PhaseActive,
+			vals: map[string]string{"api_token": "1", "db_password": "2", "tls_cert": "1"},
+		},
+		{
+			name:  "re-sent with a higher seq than applied",
+			setup: applyUpdate,
+			p: func(e *env) *protocol.Proposal {
+				p := e.proposal(id, values("3"))
+				p.Seq = 5
+				return p
+			},
+			status: protocol.StatusAccepted, seq: 2, phase: PhaseActive,
+			vals: map[string]string{"api_token": "1", "db_password": "2", "tls_cert": "1"},
+		},
+		{
+			name:  "re-sent while the node waits for a resync",
+			setup: func(e *env) { e.stores.lose(); e.restart() },
+			p:     func(e *env) *protocol.Proposal { return e.proposal(id, values("1")) },
+			// The agreement is held: the resync brings the values back.
+			status: protocol.StatusAccepted, seq: 1, phase: PhaseResync,
+		},
+		{
+			name: "other service version, same id",
+			p: func(e *env) *protocol.Proposal {
+				p := e.proposal(id, values("1"))
+				p.Service.Version = "1.3.0"
+				return p
+			},
+			status: protocol.StatusDeclined, reason: "the agreement runs service acme/svc.example 1.2.0", seq: 1, phase: PhaseActive,
+			vals: map[string]string{"api_token": "1", "db_password": "1", "tls_cert": "1"},
+		},
+		{
+			name: "other service url, same id",
+			p: func(e *env) *protocol.Proposal {
+				p := e.proposal(id, values("1"))
+				p.Service.URL = "other.example"
+				return p
+			},
+			status: protocol.StatusDeclined, reason: "proposal for a known agreement", seq: 1, phase: PhaseActive,
+		},
+		{
+			name: "other agbot",
+			p: func(e *env) *protocol.Proposal {
+				p := e.proposal(id, values("1"))
+				p.From = "agbot2"
+				return p
+			},
+			status: protocol.StatusDeclined, reason: "another agbot: proposal for a known agreement", seq: 1, phase: PhaseActive,
+		},
+		{
+			name: "ended",
+			setup: func(e *env) {
+				e.t.Helper()
+				if _, err := e.m.Cancel(e.ctx, e.cancel(id, 1)); err != nil {
+					e.t.Fatal(err)
+				}
+				e.stores.takeCalls()
+				e.runner.takeCalls()
+			},
+			p:      func(e *env) *protocol.Proposal { return e.proposal(id, values("1")) },
+			status: protocol.StatusDeclined, reason: "proposal for a known agreement",
+		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			rep := e.m.Propose(e.ctx, tc.p)
+			e := newEnv(t)
+			e.accept(id, "1")
+			if tc.setup != nil {
+				tc.setup(e)
+			}
+			e.stores.takeCalls()
+			e.runner.takeCalls()
+			before := e.record(id)
+			p := tc.p(e)
+			rep := e.m.Propose(e.ctx, p)
 			if rep.Status != tc.status || !strings.Contains(rep.Reason, tc.reason) {
 				t.Fatalf("reply = %s %q, want %s containing %q", rep.Status, rep.Reason, tc.status, tc.reason)
+			}
+			if rep.Seq != p.Seq || rep.Agreement != id || rep.To != p.From {
+				t.Errorf("reply meta = %+v, want the proposal's agreement, seq %d and agbot %q", rep.Meta, p.Seq, p.From)
+			}
+			if tc.status == protocol.StatusDeclined && !strings.Contains(rep.Reason, protocol.ErrReplay.Error()) {
+				t.Errorf("reason %q does not say replay", rep.Reason)
 			}
 			if calls := e.runner.takeCalls(); len(calls) != 0 {
 				t.Errorf("runner calls = %q, want none", calls)
@@ -184,14 +291,29 @@ func TestProposeKnownAgreement(t *testing.T) {
 			if calls := e.stores.takeCalls(); len(calls) != 0 {
 				t.Errorf("store calls = %q, want none", calls)
 			}
+			after := e.record(id)
+			if tc.phase == "" {
+				if after != nil {
+					t.Fatalf("record = %+v, want none", after)
+				}
+				return
+			}
+			if after == nil || after.Phase != tc.phase || after.Sequence != tc.seq {
+				t.Fatalf("record = %+v, want %s at seq %d", after, tc.phase, tc.seq)
+			}
+			if !reflect.DeepEqual(after, before) {
+				t.Errorf("record changed:\n got %+v\nwant %+v", after, before)
+			}
+			if got := e.runner.instances(); !reflect.DeepEqual(got, []string{inst}) && tc.phase == PhaseActive {
+				t.Errorf("instances = %v, want [%s]", got, inst)
+			}
+			if tc.vals != nil {
+				e.wantValues(id, tc.vals)
+			}
+			if tc.status == protocol.StatusAccepted && !strings.Contains(e.logs.String(), "accepted again") {
+				t.Errorf("no log line for the proposal accepted again")
+			}
 		})
-	}
-	// After an update the original proposal is a replay.
-	if rep := e.m.Update(e.ctx, e.update("ag1", 2, false, values("2", "db_password"))); rep.Status != protocol.StatusApplied {
-		t.Fatalf("update: %s %q", rep.Status, rep.Reason)
-	}
-	if rep := e.m.Propose(e.ctx, e.proposal("ag1", values("1"))); rep.Status != protocol.StatusDeclined {
-		t.Errorf("proposal copy after an update: %s, want declined", rep.Status)
 	}
 }
 
@@ -244,6 +366,10 @@ func TestProposeUndoFails(t *testing.T) {
 	}
 	if r := e.record("ag1"); r == nil || r.Phase != PhaseAccepting {
 		t.Fatalf("record = %+v, want accepting", r)
+	}
+	// Its containers may not run: the same proposal again is not accepted.
+	if rep := e.m.Propose(e.ctx, e.proposal("ag1", values("1"))); rep.Status != protocol.StatusDeclined || !strings.Contains(rep.Reason, "was declined") {
+		t.Errorf("proposal again = %s %q, want declined", rep.Status, rep.Reason)
 	}
 	if rep := e.m.Update(e.ctx, e.update("ag1", 2, false, values("2", "api_token"))); rep.Status != protocol.StatusRefused || !strings.Contains(rep.Reason, "was declined") {
 		t.Errorf("update = %s %q, want refused", rep.Status, rep.Reason)
