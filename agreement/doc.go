@@ -18,7 +18,9 @@
 //   - Propose: validate, check the node runs the service (arch, node policy), resolve each
 //     container's user, persist "accepting", create one tmpfs store per container, start the
 //     containers, persist "active", reply accepted. Any failure undoes it all and declines
-//     with a reason a person can act on.
+//     with a reason a person can act on. A proposal for an agreement the node runs, from its
+//     agbot for its service, is accepted again whatever its seq (the accept was lost) and
+//     changes nothing; any other for a known or ended id is refused as a replay.
 //   - Update: a secret takes an update's value only if the update is newer than what set it;
 //     every store is swapped all-or-nothing (a later store failing puts the earlier ones
 //     back), onUpdate actions run, then the sequence and digests are persisted in one fsynced
