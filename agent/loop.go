@@ -228,10 +228,6 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 	result := "ok"
 	switch m := msg.(type) {
 	case *protocol.Proposal:
-		if r := c.alreadyRunning(m); r != nil {
-			reply, result = r, "duplicate"
-			break
-		}
 		r := a.mgr.Propose(ctx, m)
 		reply, result = r, string(r.Status)
 		if r.Status != protocol.StatusAccepted {
@@ -279,22 +275,6 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,
 			"type", reply.Head().Type, "seq", reply.Head().Seq, "err", err)
 	}
-}
-
-// alreadyRunning answers a proposal for an agreement this node runs, with that agbot, at a
-// sequence the node has passed: the agbot offers a proposal again when the node's accept got
-// lost, and meanwhile an update may have moved the agreement on. The node did accept it, so it
-// says so again (the manager would decline it as a replay, and the agbot would take the
-// agreement for declined while the node runs it). Nothing changes on the node.
-func (c *connection) alreadyRunning(p *protocol.Proposal) *protocol.ProposalReply {
-	in, err := c.a.mgr.Agreement(p.Agreement)
-	if err != nil || in.Agbot != p.From || in.Phase == agreement.PhaseCancelling || in.Phase == agreement.PhaseAccepting || p.Seq >= in.Sequence {
-		return nil
-	}
-	c.a.log.Info("proposal for an agreement the node runs, acknowledged again", "agreement", p.Agreement,
-		"seq", p.Seq, "applied_seq", in.Sequence)
-	return &protocol.ProposalReply{Meta: protocol.Meta{Version: protocol.ProtocolVersion, Type: protocol.TypeProposalReply,
-		Agreement: p.Agreement, From: p.To, To: p.From, Seq: p.Seq, Time: time.Now().UTC()}, Status: protocol.StatusAccepted}
 }
 
 // label keeps metric label values to the known message types.
