@@ -89,6 +89,8 @@ type FS struct {
 	// swapHook, when set by tests, runs before the n-th swap (1-based) of an Update or Create;
 	// an error fails that swap.
 	swapHook func(n int) error
+	// crashHook: see Options.crashHook.
+	crashHook func(point string)
 }
 
 type store struct {
@@ -166,6 +168,8 @@ func Open(opts Options) (*FS, error) {
 		kick:   make(chan struct{}, 1),
 		quit:   make(chan struct{}),
 		done:   make(chan struct{}),
+
+		crashHook: opts.crashHook,
 	}
 	if f.selfNS, err = linux.MountNS("self"); err != nil {
 		return nil, fmt.Errorf("secretfs: own mount namespace: %w", err)
@@ -259,7 +263,7 @@ func (f *FS) prepareRoot(forced Mode) error {
 			return fmt.Errorf("%w: restart mode without mount privilege needs the root %s on tmpfs or ramfs, so no secret reaches a disk", ErrNotSupported, root)
 		}
 	}
-	for _, dir := range []string{f.lay.storesDir(), filepath.Join(root, "feed"), filepath.Join(root, "publish"), filepath.Join(root, "view"), f.lay.trashDir()} {
+	for _, dir := range []string{f.lay.storesDir(), filepath.Join(root, "feed"), filepath.Join(root, "publish"), filepath.Join(root, "view"), f.lay.trashDir(), filepath.Join(root, "fix")} {
 		if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 			return fmt.Errorf("secretfs: %w", err)
 		}
@@ -278,6 +282,14 @@ func (f *FS) prepareRoot(forced Mode) error {
 	return nil
 }
 
+// crashPoint marks a step after which a kill leaves a state that recovery must handle; tests
+// stop operations there (Options.crashHook).
+func (f *FS) crashPoint(point string) {
+	if f.crashHook != nil {
+		f.crashHook(point)
+	}
+}
+
 // toTrash moves the top mount at p into the current trash generation.
 func (f *FS) toTrash(p string) error {
 	dir := f.lay.trash(f.trash.gen)
@@ -289,13 +301,19 @@ func (f *FS) toTrash(p string) error {
 			return err
 		}
 		f.trash.mounted = true
+		f.crashPoint("trash mounted")
 	}
 	f.trash.n++
 	target := filepath.Join(dir, strconv.FormatUint(f.trash.n, 10))
 	if err := unix.Mknod(target, unix.S_IFREG|0o400, 0); err != nil {
 		return &os.PathError{Op: "mknod", Path: target, Err: err}
 	}
-	return linux.Move(p, target)
+	f.crashPoint("trash file made")
+	if err := linux.Move(p, target); err != nil {
+		return err
+	}
+	f.crashPoint("old top moved to the trash")
+	return nil
 }
 
 // rotateTrash starts a new trash generation and returns the old one for dropTrash, or "".

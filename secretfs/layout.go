@@ -23,6 +23,9 @@ import (
 //	view/<id>/                 mount modes: read-only bind of stores/<id>/view
 //	trash/<gen>/<n>            mount-swap: replaced publish-point mounts, moved here (cheap) and
 //	                           detached in one umount per generation by the background loop
+//	fix/<id>/<name>, .view     mount-swap recovery: the top of a publish point (or the view
+//	                           mount) while the layers under it are detached; a run killed
+//	                           there finds it here and puts it back
 //	.probe/                    scratch directory for feature probes
 type layout struct{ root string }
 
@@ -33,6 +36,7 @@ func (l layout) publishDir(id string) string    { return filepath.Join(l.root, "
 func (l layout) publish(id, name string) string { return filepath.Join(l.root, "publish", id, name) }
 func (l layout) viewMount(id string) string     { return filepath.Join(l.root, "view", id) }
 func (l layout) probe() string                  { return filepath.Join(l.root, ".probe") }
+func (l layout) fixDir(id string) string        { return filepath.Join(l.root, "fix", id) }
 func (l layout) trashDir() string               { return filepath.Join(l.root, "trash") }
 func (l layout) trash(gen uint64) string {
 	return filepath.Join(l.root, "trash", strconv.FormatUint(gen, 10))

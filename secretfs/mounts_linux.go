@@ -59,9 +59,11 @@ func (f *FS) mountFeed(st *store) (int, error) {
 	if err := d.MoveTo(feed, false); err != nil {
 		return 0, err
 	}
+	f.crashPoint("create: feed mounted")
 	if err := linux.SetPropagation(feed, linux.Shared); err != nil {
 		return 0, err
 	}
+	f.crashPoint("create: feed shared")
 	mounts, err := linux.SelfMountinfo()
 	if err != nil {
 		return 0, err
@@ -79,6 +81,7 @@ func (f *FS) publishFirst(st *store, name string, gen uint64) error {
 	if err := os.WriteFile(p, nil, 0o400); err != nil {
 		return err
 	}
+	f.crashPoint("create: publish file made")
 	var d *linux.Detached
 	var err error
 	if st.mode == ModeMountSwap {
@@ -128,6 +131,7 @@ func (f *FS) swapPublish(st *store, name string, gen uint64) error {
 		if err := d.MoveTo(p, true); err != nil {
 			return err
 		}
+		f.crashPoint("publish: new version mounted beneath")
 		// The old top's parent is the new mount, a slave (not shared), so it may be moved.
 		return f.toTrash(p)
 	case ModeMountStack:
@@ -158,8 +162,12 @@ func (f *FS) feed(st *store, name string, base, gen uint64, fed bool) error {
 	if err := d.MoveTo(fp, fed); err != nil {
 		return err
 	}
+	f.crashPoint("feed: new version mounted")
 	if fed {
-		return linux.Unmount(fp)
+		if err := linux.Unmount(fp); err != nil {
+			return err
+		}
+		f.crashPoint("feed: old version unmounted")
 	}
 	return nil
 }

@@ -10,11 +10,13 @@ import (
 )
 
 // recover rebuilds the stores a previous run left, from the directories under the root and
-// /proc/self/mountinfo, without mounting or unmounting anything: running containers are not
-// disturbed and no mount is duplicated. It returns how many stores it found.
+// /proc/self/mountinfo. Running containers keep their mounts and nothing is mounted twice; only
+// what a run killed in the middle of a swap left is repaired (repair_linux.go): hidden layers
+// are detached and every point shows the same version of each secret. It returns how many
+// stores it found.
 func (f *FS) recover() (int, error) {
 	ids := map[string]bool{}
-	for _, dir := range []string{"stores", "feed", "publish", "view"} {
+	for _, dir := range []string{"stores", "feed", "publish", "view", "fix"} {
 		entries, err := os.ReadDir(filepath.Join(f.lay.root, dir))
 		if err != nil && !os.IsNotExist(err) {
 			return 0, err
@@ -30,12 +32,17 @@ func (f *FS) recover() (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
+	for id := range ids {
+		f.repairMounts(id)
+	}
 	mounts, err := linux.SelfMountinfo()
 	if err != nil {
 		return 0, err
 	}
 	for id := range ids {
-		f.stores[id] = f.recoverStore(id, mounts)
+		st := f.recoverStore(id, mounts)
+		f.repairView(st)
+		f.stores[id] = st
 	}
 	return len(ids), nil
 }

@@ -82,6 +82,10 @@ type Options struct {
 	StoreSize int64        // bytes per store tmpfs; default DefaultStoreSize
 	MaxInodes int          // inodes per store tmpfs; default DefaultMaxInodes
 	Logger    *slog.Logger // default slog.Default()
+
+	// crashHook, set by tests, is called at every crash point of Create, Update, Wipe and
+	// recovery (see FS.crashPoint); a hook that panics stops the operation there, as a kill would.
+	crashHook func(point string)
 }
 
 // Defaults for Options.

@@ -26,7 +26,7 @@ func (f *FS) Create(spec Spec) (*Store, error) {
 	if f.stores[id] != nil {
 		return nil, fmt.Errorf("%w: store %q", ErrExists, id)
 	}
-	for _, p := range []string{f.lay.store(id), f.lay.feed(id), f.lay.publishDir(id), f.lay.viewMount(id)} {
+	for _, p := range []string{f.lay.store(id), f.lay.feed(id), f.lay.publishDir(id), f.lay.viewMount(id), f.lay.fixDir(id)} {
 		if _, err := os.Lstat(p); err == nil {
 			return nil, fmt.Errorf("%w: store %q: %s is left from an earlier store; Wipe it first", ErrExists, id, p)
 		}
@@ -48,11 +48,13 @@ func (f *FS) create(spec Spec) (*store, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
+	f.crashPoint("create: store directory made")
 	if f.feat.MountPrivilege {
 		t := linux.Tmpfs{Size: f.size, Inodes: f.inodes, Mode: 0o700, NoSwap: f.feat.TmpfsNoswap}
 		if err := linux.MountTmpfs(dir, storeSource, t); err != nil {
 			return nil, err
 		}
+		f.crashPoint("create: store mounted")
 		// Private, so that binds of versions are not peers of the store (design §4.5). In restart
 		// mode containers bind files straight from here, and Docker wants rslave sources to be
 		// shared; nothing is ever mounted below it then.
@@ -92,6 +94,7 @@ func (f *FS) create(spec Spec) (*store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("secret %q: %w", s.Name, err)
 		}
+		f.crashPoint("create: first version written")
 		st.secrets[s.Name] = &secret{cur: 1, next: 2, size: int64(len(data)), bases: map[uint64]*base{}}
 		gens[s.Name] = 1
 	}
@@ -99,6 +102,7 @@ func (f *FS) create(spec Spec) (*store, error) {
 	if err := f.createView(st, gens); err != nil {
 		return nil, fmt.Errorf("directory view: %w", err)
 	}
+	f.crashPoint("create: view made")
 	// 3. Publish.
 	tx := &swapTx{f: f}
 	switch st.mode {
@@ -117,10 +121,12 @@ func (f *FS) create(spec Spec) (*store, error) {
 			if err := tx.do(func() error { return f.publishFirst(st, name, 1) }, nil); err != nil {
 				return nil, fmt.Errorf("secret %q: publish: %w", name, err)
 			}
+			f.crashPoint("create: published")
 		}
 		if err := f.mountView(st); err != nil {
 			return nil, fmt.Errorf("directory view: %w", err)
 		}
+		f.crashPoint("create: view mounted")
 	default:
 		if err := os.Mkdir(filepath.Join(dir, "files"), 0o700); err != nil {
 			return nil, err
@@ -232,6 +238,7 @@ func (f *FS) Update(id string, secrets []Secret) error {
 			unstage()
 			return fmt.Errorf("store %q: secret %q: stage: %w", id, s.Name, err)
 		}
+		f.crashPoint("update: version staged")
 		changes = append(changes, change{s.Name, sec, sec.cur, gen, int64(len(data))})
 	}
 
@@ -384,22 +391,31 @@ func (f *FS) wipe(id string) error {
 		}
 	}
 	pub := f.lay.publishDir(id)
-	if entries, err := os.ReadDir(pub); err == nil {
-		for _, e := range entries {
-			_, err := linux.UnmountAll(filepath.Join(pub, e.Name()))
-			add(err)
+	// Publish points, and tops a recovery had set aside (fix/<id>).
+	for _, dir := range []string{pub, f.lay.fixDir(id)} {
+		if entries, err := os.ReadDir(dir); err == nil {
+			for _, e := range entries {
+				_, err := linux.UnmountAll(filepath.Join(dir, e.Name()))
+				add(err)
+				f.crashPoint("wipe: unmounted a publish point")
+			}
 		}
 	}
 	_, err := linux.UnmountAll(f.lay.viewMount(id))
 	add(err)
+	f.crashPoint("wipe: view unmounted")
 	_, err = linux.UnmountAll(f.lay.feed(id)) // the feed takes its feed mounts with it
 	add(err)
+	f.crashPoint("wipe: feed unmounted")
 	add(zeroTree(f.lay.store(id)))
+	f.crashPoint("wipe: store zeroed")
 	_, err = linux.UnmountAll(f.lay.store(id))
 	add(err)
+	f.crashPoint("wipe: store unmounted")
 	if len(errs) == 0 {
-		for _, p := range []string{pub, f.lay.viewMount(id), f.lay.feed(id), f.lay.store(id)} {
+		for _, p := range []string{pub, f.lay.fixDir(id), f.lay.viewMount(id), f.lay.feed(id), f.lay.store(id)} {
 			add(os.RemoveAll(p))
+			f.crashPoint("wipe: directory removed")
 		}
 	}
 	if len(errs) > 0 {

@@ -27,6 +27,7 @@ func (f *FS) swapView(st *store, gens map[string]uint64) error {
 			return &os.PathError{Op: "mkdir", Path: dir, Err: err}
 		}
 	}
+	f.crashPoint("view: snapshot directory made")
 	fail := func(op, path string, err error) error {
 		os.RemoveAll(dir)
 		return &os.PathError{Op: op, Path: path, Err: err}
@@ -44,6 +45,7 @@ func (f *FS) swapView(st *store, gens map[string]uint64) error {
 			return fail("chmod", dir, err)
 		}
 	}
+	f.crashPoint("view: snapshot linked")
 	tmp := view + "/..data.tmp"
 	if err := unix.Symlink(viewGenName(gen), tmp); err != nil {
 		unix.Unlink(tmp)
@@ -51,10 +53,12 @@ func (f *FS) swapView(st *store, gens map[string]uint64) error {
 			return fail("symlink", tmp, err)
 		}
 	}
+	f.crashPoint("view: ..data.tmp made")
 	if err := unix.Rename(tmp, view+"/..data"); err != nil {
 		unix.Unlink(tmp)
 		return fail("rename", tmp, err)
 	}
+	f.crashPoint("view: ..data renamed")
 	if st.viewGen != 0 {
 		// The old snapshot holds the versions current until now (sizes not committed yet).
 		var size int64
