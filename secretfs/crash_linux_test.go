@@ -373,3 +373,28 @@ func TestRepairFeedOlderLayers(t *testing.T) {
 		t.Errorf("container reads %q, want the current value", v)
 	}
 }
+
+// TestKilledFirstSwap: a run killed in its very first swaps (trash generation 0, before any
+// background pass) leaves nothing behind either.
+func TestKilledFirstSwap(t *testing.T) {
+	for n := 1; ; n++ {
+		e := newEnv(t)
+		f, k := e.openKillable(ModeMountSwap, n)
+		if _, err := f.Create(e.spec("svc", "a", "b")); err != nil {
+			t.Fatal(err)
+		}
+		k.armed = true
+		point := run(t, func() error {
+			return f.Update("svc", []Secret{{Name: "a", Value: canary("first", 2)}, {Name: "b", Value: canary("first", 2)}})
+		})
+		if point == "" {
+			break
+		}
+		g := e.open("")
+		g.reconcile()
+		e.checkShape(t, 5) // store, feed, two publish points, view
+		if t.Failed() {
+			t.Fatalf("kill %d (after %q)", n, point)
+		}
+	}
+}

@@ -268,14 +268,14 @@ func (f *FS) prepareRoot(forced Mode) error {
 			return fmt.Errorf("secretfs: %w", err)
 		}
 	}
-	// Trash from an earlier run: nothing uses it.
+	// Trash from an earlier run, whatever its name: nothing uses it. (Generations start at 0,
+	// which parseGen refuses: a run killed before its first background pass left trash/0
+	// mounted for good.) Numbering goes on after the highest, should one not go away.
 	if entries, err := os.ReadDir(f.lay.trashDir()); err == nil {
 		for _, e := range entries {
-			if gen, ok := parseGen(e.Name()); ok {
-				f.dropTrash(f.lay.trash(gen))
-				if gen >= f.trash.gen {
-					f.trash.gen = gen + 1
-				}
+			f.dropTrash(filepath.Join(f.lay.trashDir(), e.Name()))
+			if gen, err := strconv.ParseUint(e.Name(), 10, 64); err == nil && gen >= f.trash.gen {
+				f.trash.gen = gen + 1
 			}
 		}
 	}
