@@ -259,4 +259,3 @@ func BuildBinaries(ctx context.Context, binDir, dir string) (*e2e.Binaries, erro
 	}
 	return e2e.Build(ctx, dir)
 }
-
