@@ -359,6 +359,7 @@ func TestFaultAgbotRestart(t *testing.T) {
 // updates written meanwhile. The node keeps serving its container the last value it had;
 // once the link is back it converges to the last value written, however long it was away.
 func TestFaultLink(t *testing.T) {
+	t.Parallel() // mostly waits for the link: runs beside TestLoad
 	away := 25 * time.Second
 	if *soak {
 		away = 250 * time.Second

@@ -30,11 +30,7 @@ func binaries(t testing.TB) *e2e.Binaries {
 		if suiteDir, suiteErr = os.MkdirTemp("", "anax-reliability-"); suiteErr != nil {
 			return
 		}
-		if *binDir != "" {
-			suiteBin, suiteErr = e2e.Prebuilt(ctx, *binDir, filepath.Join(suiteDir, "bin"))
-		} else {
-			suiteBin, suiteErr = e2e.Build(ctx, filepath.Join(suiteDir, "bin"))
-		}
+		suiteBin, suiteErr = BuildBinaries(ctx, *binDir, filepath.Join(suiteDir, "bin"))
 	})
 	if suiteErr != nil {
 		t.Fatalf("reliability suite set-up: %v", suiteErr)

@@ -1,0 +1,284 @@
+package reliability
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/agreement"
+	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/test/e2e"
+)
+
+// publishAndBind publishes a one-container service declaring db_password and a policy that
+// binds it to the manager secret mgr, through the API (hzn would be hundreds of processes).
+func (s *Scenario) publishAndBind(url, mgr string) error {
+	svc := map[string]any{"org": Org, "url": url, "version": "1.0.0", "arch": arm.Node(),
+		"deployment": map[string]any{"services": map[string]any{"main": map[string]any{"image": s.Image,
+			"secrets": map[string]any{"db_password": map[string]any{}}}}}}
+	auth := Org + "/" + s.Admin
+	if code, err := s.Agbot.Do(auth, "POST", "/org/"+Org+"/services", svc, nil); err != nil || code != 201 {
+		return fmt.Errorf("publish %s: %d %v", url, code, err)
+	}
+	pol := map[string]any{
+		"service":     map[string]any{"name": url, "org": Org, "arch": "*", "serviceVersions": []any{map[string]any{"version": "1.0.0"}}},
+		"constraints": []string{"zone == reliability"},
+		"secretBinding": []any{map[string]any{"serviceOrgid": Org, "serviceUrl": url, "serviceArch": "*",
+			"serviceVersionRange": "[0.0.0,INFINITY)", "secrets": []any{map[string]string{"db_password": mgr}}}},
+	}
+	if code, err := s.Agbot.Do(auth, "PUT", "/org/"+Org+"/business/policies/"+url, pol, nil); err != nil || code != 201 {
+		return fmt.Errorf("policy %s: %d %v", url, code, err)
+	}
+	return nil
+}
+
+// usage is what must not grow on a node under a steady load.
+type usage struct {
+	rssKiB     int64
+	goroutines float64
+	fds        int
+	mounts     string
+}
+
+func measure(t *testing.T, a *e2e.Agent) usage {
+	t.Helper()
+	var u usage
+	var err error
+	pid := a.Proc().Pid()
+	if u.rssKiB, err = RSS(pid); err != nil {
+		t.Fatal(err)
+	}
+	if u.goroutines, err = a.Metric("go_goroutines"); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.fds = len(fds)
+	ms, err := e2e.MountsUnder(a.Config.SecretsRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range ms {
+		ms[i] = strings.TrimPrefix(ms[i], a.Config.SecretsRoot)
+	}
+	u.mounts = strings.Join(ms, " ")
+	return u
+}
+
+func (u usage) String() string {
+	return fmt.Sprintf("RSS %.1f MiB, %v goroutines, %d open files, %d mounts", float64(u.rssKiB)/1024, u.goroutines, u.fds, len(strings.Fields(u.mounts)))
+}
+
+// TestLoad: many services on one node (100; 1,000 in make soak), then a stream of updates
+// to one of them (20 a second for 20 s; 100 a second for -soak-time in make soak) read
+// continuously inside its container. Every read is whole, the node converges to the last
+// value, every agreement stays active, and the agent's memory, goroutines, open files and
+// mounts do not grow.
+func TestLoad(t *testing.T) {
+	t.Parallel() // mostly waits on containers: runs beside TestFaultLink
+	services, rate, dur := 100, 20, 20*time.Second
+	if *soak {
+		services, rate, dur = 1000, 100, *soakTime
+	}
+	c := newCanaries("load")
+	s := newScenarioT(t, "load", dur+30*time.Minute)
+	if err := s.CreateNode("node1", "tok1"); err != nil {
+		t.Fatal(err)
+	}
+	hot0 := c.next("hot")
+	for _, kv := range [][2]string{{"db", c.next("db")}, {"hot", hot0}} {
+		if err := s.put(kv[0], "dbkey", kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := s.Agent("node1", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Register(a, "node1", "tok1"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range services {
+		mgr := "db"
+		if i == 0 {
+			mgr = "hot"
+		}
+		if err := s.publishAndBind(fmt.Sprintf("svc%04d", i), mgr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var hot string
+	err = e2e.Eventually(s.Ctx, 25*time.Minute, 2*time.Second, func() error {
+		list, err := a.Agreements()
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, in := range list {
+			if in.Phase == agreement.PhaseActive && len(in.Containers) == 1 && in.Containers[0].ContainerID != "" {
+				n++
+				if in.Service.URL == "svc0000" {
+					hot = in.Containers[0].ContainerID
+				}
+			}
+		}
+		if n < services {
+			return fmt.Errorf("%d of %d services running", n, services)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d services running on one node after %v", services, time.Since(start).Round(time.Second))
+	hotWarm := c.next("hot")
+	if err := s.put("hot", "dbkey", hotWarm); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitRead(hot, "/db_password", File("dbkey", hotWarm, ""), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	time.Sleep(5 * time.Second)
+	before := measure(t, a)
+	t.Logf("before the stream: %s", before)
+
+	// The stream, read meanwhile by the hot container.
+	written := map[string]bool{File("dbkey", hotWarm, ""): true}
+	hammer := e2e.StartHammer(s.Ctx, s.Docker, hot, dur+2*time.Second, "/db_password")
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	end := time.Now().Add(dur)
+	var last string
+	sent, failed := 0, 0
+	for time.Now().Before(end) {
+		<-tick.C
+		v := c.next("hot")
+		if err := s.put("hot", "dbkey", v); err != nil {
+			failed++
+			continue
+		}
+		sent++
+		last = v
+		written[File("dbkey", v, "")] = true
+	}
+	tick.Stop()
+	h, herr := hammer()
+	checkHammer(t, h, herr, written, "reads during the stream")
+	if failed > 0 {
+		t.Errorf("%d of %d writes to the agbot failed", failed, sent+failed)
+	}
+	if err := s.waitRead(hot, "/db_password", File("dbkey", last, ""), 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	time.Sleep(5 * time.Second)
+	after := measure(t, a)
+	t.Logf("after %d updates in %v (%.0f/s asked, %.0f/s done): %s", sent, dur, float64(rate), float64(sent)/dur.Seconds(), after)
+	if p := orphanMounts(before.mounts, after.mounts); p != "" {
+		t.Errorf("mounts grew: %s", p)
+	}
+	if after.fds > before.fds+10 {
+		t.Errorf("open files grew from %d to %d", before.fds, after.fds)
+	}
+	if after.goroutines > before.goroutines+20 {
+		t.Errorf("goroutines grew from %v to %v", before.goroutines, after.goroutines)
+	}
+	if after.rssKiB > before.rssKiB*5/4+8<<10 {
+		t.Errorf("RSS grew from %.1f to %.1f MiB", float64(before.rssKiB)/1024, float64(after.rssKiB)/1024)
+	}
+	list, err := a.Agreements()
+	active := 0
+	for _, in := range list {
+		if in.Phase == agreement.PhaseActive {
+			active++
+		}
+	}
+	if err != nil || active != services {
+		t.Errorf("after the stream %d of %d agreements are active (%v)", active, services, err)
+	}
+	scanLeaks(t, s, c)
+}
+
+// TestFaultDockerdRestart (make soak only: it restarts the Docker engine everyone shares):
+// dockerd stopped and started again with test/prepare.sh docker. The service's container
+// runs again, reads the current value, and later updates arrive; nothing is left over.
+func TestFaultDockerdRestart(t *testing.T) {
+	if !*soak {
+		t.Skip("runs in make soak only: it restarts the shared Docker engine")
+	}
+	c := newCanaries("dockerd")
+	s := newScenarioT(t, "dockerd", 15*time.Minute)
+	db0 := c.next("db")
+	a, ctr, err := s.Single(db0, c.next("token"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := s.warmUp(t, c, ctr)
+	out, err := exec.Command("pidof", "dockerd").Output()
+	if err != nil {
+		t.Fatalf("pidof dockerd: %v", err)
+	}
+	pid := strings.Fields(string(out))[0]
+	if err := exec.Command("kill", "-TERM", pid).Run(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e2e.Eventually(s.Ctx, 2*time.Minute, 200*time.Millisecond, func() error {
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			return fmt.Errorf("dockerd %s still runs", pid)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// An update while the engine is down reaches the node's store at once.
+	during := c.next("db")
+	if err := s.put("db", "dbkey", during); err != nil {
+		t.Fatal(err)
+	}
+	root, err := e2e.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(filepath.Join(root, "test", "prepare.sh"), "docker").CombinedOutput(); err != nil {
+		t.Fatalf("test/prepare.sh docker: %v\n%s", err, out)
+	}
+	var now string
+	err = e2e.Eventually(s.Ctx, 3*time.Minute, time.Second, func() error {
+		in, err := a.ActiveAgreement(s.Ctx, "reader", time.Second)
+		if err != nil {
+			return err
+		}
+		now = in.Containers[0].ContainerID
+		insp, err := s.Docker.ContainerInspect(s.Ctx, now)
+		if err != nil || !insp.State.Running {
+			return fmt.Errorf("container %s not running: %v", now, err)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("after the dockerd restart the service does not run again: %v", err)
+	}
+	if err := s.waitRead(now, "/db_password", File("dbkey", during, ""), time.Minute); err != nil {
+		t.Fatalf("after the dockerd restart (was %s): %v", describe(File("dbkey", cur, "")), err)
+	}
+	later := c.next("db")
+	if err := s.put("db", "dbkey", later); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitRead(now, "/db_password", File("dbkey", later, ""), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	list, err := e2e.ContainersOf(s.Ctx, s.Docker, a.ID())
+	if err != nil || len(list) != 1 {
+		t.Errorf("after the dockerd restart the agent has %d containers (%v), want 1", len(list), err)
+	}
+	scanLeaks(t, s, c)
+}
