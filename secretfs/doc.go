@@ -9,7 +9,10 @@
 // with. Update mounts the new version beneath the current one and removes the old one (mount
 // stack two deep), at the publish point and, through the feed, on the version each running
 // container started with. Which versions containers started with is found by scanning the
-// other mount namespaces (Linux only; see reconcile_linux.go).
+// other mount namespaces (Linux only; see reconcile_linux.go). Open recovers the stores a
+// previous run left; after a kill in the middle of a swap it detaches the hidden layers left at
+// publish and feed points and makes every point show the same (old or new) version of each
+// secret (repair_linux.go).
 //
 // Modes (probed by Open, logged once, see Mode): mount-swap (MOVE_MOUNT_BENEATH and
 // MOVE_MOUNT_SET_GROUP), mount-stack (new mount API only: each update is stacked on top, the
