@@ -255,20 +255,21 @@ func (p Proposal) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Any("meta", p.Meta),
 		slog.String("service", p.Service.Org+"/"+p.Service.URL+" "+p.Service.Version+" "+p.Service.Arch),
-		slog.Any("secrets", secretSizes(p.Secrets, func(v SecretValue) int { return len(v.Value) })))
+		slog.Any("secrets", secretSizes(p.Secrets)))
 }
 
 // LogValue logs the header and the changed secret names with their sizes.
 func (u Update) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Any("meta", u.Meta),
-		slog.Any("secrets", secretSizes(u.Secrets, func(c ChangedSecret) int { return len(c.Value) })))
+		slog.Any("secrets", secretSizes(u.Secrets)))
 }
 
-func secretSizes[V any](m map[string]V, size func(V) int) slog.Value {
+// secretSizes logs each secret's name with its size in bytes, never its content.
+func secretSizes[V interface{ Size() int }](m map[string]V) slog.Value {
 	attrs := make([]slog.Attr, 0, len(m))
 	for _, name := range sortedKeys(m) {
-		attrs = append(attrs, slog.Int(name, size(m[name])))
+		attrs = append(attrs, slog.Int(name, m[name].Size()))
 	}
 	return slog.GroupValue(attrs...)
 }

@@ -130,9 +130,12 @@ func (s SecretValue) Format(f fmt.State, verb rune) {
 	fmt.Fprint(f, s.String())
 }
 
+// Size is the value's length in bytes: what logs and status show instead of the value.
+func (s SecretValue) Size() int { return len(s.Value) }
+
 // LogValue redacts the value for log/slog.
 func (s SecretValue) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("key", s.Key), slog.Int("bytes", len(s.Value)))
+	return slog.GroupValue(slog.String("key", s.Key), slog.Int("bytes", s.Size()))
 }
 
 // Digest is an HMAC-SHA256 of key and value under a caller's secret digest key, hex: what
