@@ -13,6 +13,7 @@ import (
 
 	"github.com/edge-secrets/anax-agent/agbot/access"
 	"github.com/edge-secrets/anax-agent/agbot/engine"
+	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -104,17 +105,24 @@ func (a *API) routes() {
 	m.HandleFunc("PUT /org/{org}/services/{id}", a.auth(a.putService))
 	m.HandleFunc("DELETE /org/{org}/services/{id}", a.auth(a.deleteService))
 
-	m.HandleFunc("GET /org/{org}/business/policies", a.auth(a.listPolicies))
-	m.HandleFunc("GET /org/{org}/business/policies/{name}", a.auth(a.getPolicy))
+	m.HandleFunc("GET /org/{org}/business/policies", a.auth(listOrg(a, a.st.Policies, func(p exchange.Policy) string { return p.Name })))
+	m.HandleFunc("GET /org/{org}/business/policies/{name}", a.auth(getOrg(a, a.st.Policies)))
 	m.HandleFunc("POST /org/{org}/business/policies/{name}", a.auth(a.putPolicy))
 	m.HandleFunc("PUT /org/{org}/business/policies/{name}", a.auth(a.putPolicy))
-	m.HandleFunc("DELETE /org/{org}/business/policies/{name}", a.auth(a.deletePolicy))
+	m.HandleFunc("DELETE /org/{org}/business/policies/{name}", a.auth(deleteOwned(a, "policy", a.st.Policies, func(p exchange.Policy) string { return p.Owner },
+		func(ctx context.Context, org string) {
+			if err := a.eng.Reconcile(ctx, org); err != nil {
+				a.log.Warn("reconcile after policy delete", "err", err)
+			}
+		})))
 
-	m.HandleFunc("GET /org/{org}/patterns", a.auth(a.listPatterns))
-	m.HandleFunc("GET /org/{org}/patterns/{name}", a.auth(a.getPattern))
+	m.HandleFunc("GET /org/{org}/patterns", a.auth(listOrg(a, a.st.Patterns, func(p exchange.Pattern) string { return p.Name })))
+	m.HandleFunc("GET /org/{org}/patterns/{name}", a.auth(getOrg(a, a.st.Patterns)))
 	m.HandleFunc("POST /org/{org}/patterns/{name}", a.auth(a.putPattern))
 	m.HandleFunc("PUT /org/{org}/patterns/{name}", a.auth(a.putPattern))
-	m.HandleFunc("DELETE /org/{org}/patterns/{name}", a.auth(a.deletePattern))
+	m.HandleFunc("DELETE /org/{org}/patterns/{name}", a.auth(deleteOwned(a, "pattern", a.st.Patterns, func(p exchange.Pattern) string { return p.Owner },
+		// A pattern may serve nodes of other orgs: re-match them all.
+		func(ctx context.Context, _ string) { a.eng.ReconcileAll(ctx) })))
 
 	m.HandleFunc("GET /org/{org}/agreements", a.auth(a.listAgreements))
 }

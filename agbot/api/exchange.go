@@ -566,38 +566,6 @@ func (a *API) exists(ctx context.Context, org string) func(string) (bool, error)
 	}
 }
 
-func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
-	org := r.PathValue("org")
-	if err := sameOrgUser(callerOf(r), org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	list, err := a.st.Policies.List(org)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	out := map[string]exchange.Policy{}
-	for _, p := range list {
-		out[org+"/"+p.Name] = p
-	}
-	writeJSON(w, 200, out)
-}
-
-func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
-	org := r.PathValue("org")
-	if err := sameOrgUser(callerOf(r), org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	p, err := a.st.Policies.Get(org, r.PathValue("name"))
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, 200, p)
-}
-
 func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
 	if err := sameOrgUser(c, org); err != nil {
@@ -656,63 +624,6 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 201, Published{ID: org + "/" + name, Report: rep})
 }
 
-func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
-	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
-	if err := sameOrgUser(c, org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	p, err := a.st.Policies.Get(org, name)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	if !c.Admin && p.Owner != c.ID {
-		a.fail(w, fmt.Errorf("%w: policy %s belongs to %q", access.ErrForbidden, name, p.Owner))
-		return
-	}
-	if err := a.st.Policies.Delete(org, name); err != nil {
-		a.fail(w, err)
-		return
-	}
-	if err := a.eng.Reconcile(r.Context(), org); err != nil {
-		a.log.Warn("reconcile after policy delete", "err", err)
-	}
-	writeJSON(w, 200, map[string]any{"deleted": name})
-}
-
-func (a *API) listPatterns(w http.ResponseWriter, r *http.Request) {
-	org := r.PathValue("org")
-	if err := sameOrgUser(callerOf(r), org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	list, err := a.st.Patterns.List(org)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	out := map[string]exchange.Pattern{}
-	for _, p := range list {
-		out[org+"/"+p.Name] = p
-	}
-	writeJSON(w, 200, out)
-}
-
-func (a *API) getPattern(w http.ResponseWriter, r *http.Request) {
-	org := r.PathValue("org")
-	if err := sameOrgUser(callerOf(r), org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	p, err := a.st.Patterns.Get(org, r.PathValue("name"))
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	writeJSON(w, 200, p)
-}
-
 func (a *API) putPattern(w http.ResponseWriter, r *http.Request) {
 	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
 	if err := sameOrgUser(c, org); err != nil {
@@ -766,25 +677,69 @@ func (a *API) putPattern(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 201, Published{ID: org + "/" + name, Report: rep})
 }
 
-func (a *API) deletePattern(w http.ResponseWriter, r *http.Request) {
-	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
-	if err := sameOrgUser(c, org); err != nil {
-		a.fail(w, err)
-		return
+// listOrg serves GET on a collection: the org's records as {"org/name": record}, to users of
+// that org.
+func listOrg[T any](a *API, t *store.Table[T], name func(T) string) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		org := r.PathValue("org")
+		if err := sameOrgUser(callerOf(r), org); err != nil {
+			a.fail(w, err)
+			return
+		}
+		list, err := t.List(org)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		out := make(map[string]T, len(list))
+		for _, v := range list {
+			out[org+"/"+name(v)] = v
+		}
+		writeJSON(w, 200, out)
 	}
-	p, err := a.st.Patterns.Get(org, name)
-	if err != nil {
-		a.fail(w, err)
-		return
+}
+
+// getOrg serves GET of one record of the caller's org.
+func getOrg[T any](a *API, t *store.Table[T]) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		org := r.PathValue("org")
+		if err := sameOrgUser(callerOf(r), org); err != nil {
+			a.fail(w, err)
+			return
+		}
+		v, err := t.Get(org, r.PathValue("name"))
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		writeJSON(w, 200, v)
 	}
-	if !c.Admin && p.Owner != c.ID {
-		a.fail(w, fmt.Errorf("%w: pattern %s belongs to %q", access.ErrForbidden, name, p.Owner))
-		return
+}
+
+// deleteOwned serves DELETE of a record that only its owner or an org admin may remove, then
+// lets the engine re-match (which cancels the agreements the record made).
+func deleteOwned[T any](a *API, kind string, t *store.Table[T], owner func(T) string, rematch func(ctx context.Context, org string)) func(http.ResponseWriter, *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) {
+		org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
+		if err := sameOrgUser(c, org); err != nil {
+			a.fail(w, err)
+			return
+		}
+		v, err := t.Get(org, name)
+		if err != nil {
+			a.fail(w, err)
+			return
+		}
+		if !c.Admin && owner(v) != c.ID {
+			a.fail(w, fmt.Errorf("%w: %s %s belongs to %q", access.ErrForbidden, kind, name, owner(v)))
+			return
+		}
+		if err := t.Delete(org, name); err != nil {
+			a.fail(w, err)
+			return
+		}
+		a.log.Info("audit", "op", kind+" delete", "org", org, kind, name, "caller", c.String(), "result", 200)
+		rematch(r.Context(), org)
+		writeJSON(w, 200, map[string]any{"deleted": name})
 	}
-	if err := a.st.Patterns.Delete(org, name); err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.eng.ReconcileAll(r.Context())
-	writeJSON(w, 200, map[string]any{"deleted": name})
 }
