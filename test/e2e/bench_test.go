@@ -28,7 +28,7 @@ func BenchmarkSecretToContainer(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		i++
-		v := s.canary(fmt.Sprintf("bench-%d", i))
+		v := s.canaries.Next(fmt.Sprintf("bench-%d", i))
 		b.StopTimer()
 		wait, err := Watch(e.ctx, s.docker, c, "/db_password", time.Minute)
 		if err != nil {
@@ -42,7 +42,7 @@ func BenchmarkSecretToContainer(b *testing.B) {
 			b.Fatal(err)
 		}
 		if ch.Content != file("dbkey", v, "") || ch.Bad != 0 {
-			b.Fatalf("iteration %d: the container read %s with %d bad reads", i, s.describe(ch.Content), ch.Bad)
+			b.Fatalf("iteration %d: the container read %s with %d bad reads", i, s.canaries.Describe(ch.Content), ch.Bad)
 		}
 		lat = append(lat, time.Unix(0, ch.SeenAt).Sub(start))
 	}

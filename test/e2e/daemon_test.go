@@ -78,7 +78,7 @@ func testDaemon(t *testing.T, s *suite) {
 	e.hzn(admin, "exchange", "node", "create", "-n", "node1:tok1")
 	e.publishService("reader", map[string]string{"db_password": "", "api_token": "value_only"})
 	e.addPolicy("readers", "reader", map[string]string{"db_password": "db", "api_token": "token"}, true)
-	db1, tok := s.canary("daemon-db-v1"), s.canary("daemon-token")
+	db1, tok := s.canaries.Next("daemon-db-v1"), s.canaries.Next("daemon-token")
 	e.putSecret(admin, "db", "dbkey", db1, "")
 	e.putSecret(admin, "token", "tokkey", tok, "")
 
@@ -256,7 +256,7 @@ func testDaemon(t *testing.T, s *suite) {
 	}
 
 	// 7. An update after all this, and the metrics.
-	db2 := s.canary("daemon-db-v2")
+	db2 := s.canaries.Next("daemon-db-v2")
 	e.putSecret(admin, "db", "dbkey", db2, "")
 	e.waitFile(c, "/db_password", file("dbkey", db2, ""), 20*time.Second)
 	for name, min := range map[string]float64{

@@ -57,11 +57,11 @@ func testDelivery(t *testing.T, s *suite, withVault bool) {
 	e.addPolicy("readers", "reader", map[string]string{"db_password": "db", "api_token": "token"}, true)
 	e.addPolicy("personal", "personal", map[string]string{"mine": "user/bob/mine"}, false)
 
-	orgDB1, orgDB2 := s.canary(name+"-org-db-v1"), s.canary(name+"-org-db-v2")
-	orgToken := s.canary(name + "-org-token")
-	nodeADB := s.canary(name + "-nodeA-db")
-	nodeBDB := s.canary(name + "-nodeB-db")
-	bobMine := s.canary(name + "-bob-mine")
+	orgDB1, orgDB2 := s.canaries.Next(name+"-org-db-v1"), s.canaries.Next(name+"-org-db-v2")
+	orgToken := s.canaries.Next(name + "-org-token")
+	nodeADB := s.canaries.Next(name + "-nodeA-db")
+	nodeBDB := s.canaries.Next(name + "-nodeB-db")
+	bobMine := s.canaries.Next(name + "-bob-mine")
 	e.putSecret(admin, "db", "dbkey", orgDB1, "")
 	e.putSecret(admin, "token", "tokkey", orgToken, "")
 	e.putSecret(admin, "db", "dbkey", nodeADB, "nodeA")
@@ -139,7 +139,7 @@ func testDelivery(t *testing.T, s *suite, withVault bool) {
 		t.Fatal(err)
 	}
 	if ch.Content != file("dbkey", orgDB2, "") || ch.Bad != 0 {
-		t.Errorf("update seen as %s with %d bad reads", s.describe(ch.Content), ch.Bad)
+		t.Errorf("update seen as %s with %d bad reads", s.canaries.Describe(ch.Content), ch.Bad)
 	}
 	t.Logf("org secret update visible in the container %s after the write began", time.Unix(0, ch.SeenAt).Sub(start).Round(time.Millisecond))
 	h, err := hammer()
@@ -153,7 +153,7 @@ func testDelivery(t *testing.T, s *suite, withVault bool) {
 	for f, contents := range h.Contents {
 		for _, c := range contents {
 			if !slices.Contains(allowed, c) {
-				t.Errorf("%s read a torn or foreign content %s", f, s.describe(c))
+				t.Errorf("%s read a torn or foreign content %s", f, s.canaries.Describe(c))
 			}
 		}
 	}

@@ -288,7 +288,7 @@ func testHostile(t *testing.T, s *suite) {
 	svc := protocol.Service{Org: org, URL: "reader", Version: "1.0.0", Arch: arm.Node(), Deployment: protocol.Deployment{
 		Services: map[string]protocol.Container{"main": {Image: s.image, Secrets: map[string]protocol.SecretDecl{
 			"db_password": {}, "api_token": {Format: "value_only"}}}}}}
-	v1, tok := s.canary("hostile-db-v1"), s.canary("hostile-token")
+	v1, tok := s.canaries.Next("hostile-db-v1"), s.canaries.Next("hostile-token")
 	proposal := func(id string, seq uint64, svc protocol.Service, secrets map[string]protocol.SecretValue) *protocol.Proposal {
 		return &protocol.Proposal{Meta: protocol.NewMeta(protocol.TypeProposal, id, f.id, node, seq), Service: svc, Secrets: secrets}
 	}
@@ -392,7 +392,7 @@ func testHostile(t *testing.T, s *suite) {
 	e.wantFiles(c, map[string]string{"db_password": file("db", v1, ""), "api_token": file("tok", tok, "value_only")})
 
 	// 6. Replays and bad updates change nothing.
-	v2 := s.canary("hostile-db-v2")
+	v2 := s.canaries.Next("hostile-db-v2")
 	update := func(id string, seq uint64, name string, v string) *protocol.Update {
 		return &protocol.Update{Meta: protocol.NewMeta(protocol.TypeUpdate, id, f.id, node, seq),
 			Secrets: map[string]protocol.ChangedSecret{name: {SecretValue: protocol.SecretValue{Key: "db", Value: v}, Reason: protocol.ReasonValueUpdated}}}
@@ -406,7 +406,7 @@ func testHostile(t *testing.T, s *suite) {
 	}
 	e.wantFiles(c, map[string]string{"db_password": file("db", v2, "")})
 	before := e.startInfo(c)
-	stale := s.canary("hostile-stale")
+	stale := s.canaries.Next("hostile-stale")
 	f.push("ag-good", "proposal", 1, goodEnv)                                                // replayed proposal
 	f.push("ag-good", "update", 2, upd2)                                                     // replayed update
 	f.push("ag-good", "update", 2, f.seal(update("ag-good", 2, "db_password", stale)))       // same seq, other value

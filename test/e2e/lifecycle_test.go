@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agreement"
+	"github.com/edge-secrets/anax-agent/test/leakscan"
 	"github.com/edge-secrets/anax-agent/test/openbaotest"
 )
 
@@ -20,7 +21,7 @@ func single(t testing.TB, e *env, agbotURL, label string) (a *Agent, agreementID
 	e.hzn(admin, "exchange", "node", "create", "-n", "node1:tok1")
 	e.publishService("reader", map[string]string{"db_password": "", "api_token": "value_only"})
 	e.addPolicy("readers", "reader", map[string]string{"db_password": "db", "api_token": "token"}, true)
-	db1, token = e.s.canary(label+"-db-v1"), e.s.canary(label+"-token")
+	db1, token = e.s.canaries.Next(label+"-db-v1"), e.s.canaries.Next(label+"-token")
 	e.putSecret(admin, "db", "dbkey", db1, "")
 	e.putSecret(admin, "token", "tokkey", token, "")
 	a = e.agent("node1", agbotURL)
@@ -62,7 +63,7 @@ func testRestartAndReboot(t *testing.T, s *suite) {
 		t.Errorf("the container was disturbed by the agent restart: %s -> %s", before, after)
 	}
 	logHas(t, a.LogPath, 10*time.Second, "agreement intact", agID)
-	db2 := s.canary("restart-db-v2")
+	db2 := s.canaries.Next("restart-db-v2")
 	e.putSecret(e.agbot.Admin, "db", "dbkey", db2, "")
 	e.waitFile(c, "/db_password", file("dbkey", db2, ""), 30*time.Second)
 
@@ -74,7 +75,7 @@ func testRestartAndReboot(t *testing.T, s *suite) {
 	if after := e.startInfo(c); after != before {
 		t.Errorf("the container was disturbed by kill -9 of the agent: %s -> %s", before, after)
 	}
-	db3 := s.canary("restart-db-v3")
+	db3 := s.canaries.Next("restart-db-v3")
 	e.putSecret(e.agbot.Admin, "db", "dbkey", db3, "")
 	e.waitFile(c, "/db_password", file("dbkey", db3, ""), 30*time.Second)
 	e.scanLive(a)
@@ -91,7 +92,7 @@ func testRestartAndReboot(t *testing.T, s *suite) {
 	if m, _ := MountsUnder(a.Config.SecretsRoot); len(m) != 0 {
 		t.Fatalf("mounts left after the simulated reboot: %v", m)
 	}
-	db4 := s.canary("restart-db-v4")
+	db4 := s.canaries.Next("restart-db-v4")
 	e.putSecret(e.agbot.Admin, "db", "dbkey", db4, "")
 	if err := a.Start(e.ctx); err != nil {
 		t.Fatal(err)
@@ -111,7 +112,7 @@ func testRestartAndReboot(t *testing.T, s *suite) {
 		t.Errorf("status after the resync: %+v", st.Agreements)
 	}
 	// Updates reach the rebuilt stores live.
-	db5 := s.canary("restart-db-v5")
+	db5 := s.canaries.Next("restart-db-v5")
 	e.putSecret(e.agbot.Admin, "db", "dbkey", db5, "")
 	e.waitFile(c2, "/db_password", file("dbkey", db5, ""), 30*time.Second)
 	e.scanLive(a)
@@ -147,7 +148,7 @@ func testAgbotAway(t *testing.T, s *suite) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	db2 := s.canary("away-db-v2")
+	db2 := s.canaries.Next("away-db-v2")
 	e.putSecret(e.agbot.Admin, "db", "dbkey", db2, "")
 	// A while away: several reconnect attempts.
 	time.Sleep(3 * time.Second)
@@ -170,7 +171,7 @@ func testAgbotAway(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	if ch.Content != file("dbkey", db2, "") {
-		t.Fatalf("after the agbot came back: %s", s.describe(ch.Content))
+		t.Fatalf("after the agbot came back: %s", s.canaries.Describe(ch.Content))
 	}
 	t.Logf("pending update arrived %s after the network came back", time.Unix(0, ch.SeenAt).Sub(restored).Round(time.Millisecond))
 
@@ -182,7 +183,7 @@ func testAgbotAway(t *testing.T, s *suite) {
 	if err := e.agbot.Start(e.ctx); err != nil {
 		t.Fatal(err)
 	}
-	db3 := s.canary("away-db-v3")
+	db3 := s.canaries.Next("away-db-v3")
 	e.putSecret(e.agbot.Admin, "db", "dbkey", db3, "")
 	e.waitFile(c, "/db_password", file("dbkey", db3, ""), time.Minute)
 	if after := e.startInfo(c); after != before {
@@ -213,14 +214,14 @@ func testVaultDirect(t *testing.T, s *suite) {
 			t.Fatal(err)
 		}
 	}
-	db2 := s.canary("vault-db-v2")
+	db2 := s.canaries.Next("vault-db-v2")
 	write(db2)
 	e.waitFile(c, "/db_password", file("dbkey", db2, ""), 30*time.Second)
 
 	if err := e.agbot.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	db3 := s.canary("vault-db-v3")
+	db3 := s.canaries.Next("vault-db-v3")
 	write(db3)
 	if err := e.agbot.Start(e.ctx); err != nil {
 		t.Fatal(err)
@@ -231,7 +232,7 @@ func testVaultDirect(t *testing.T, s *suite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if found := leaks(b, s.allCanaries()); len(found) > 0 {
+	if found := leakscan.Find(b, s.canaries.All()); len(found) > 0 {
 		t.Errorf("agbot log holds %v", found)
 	}
 	if _, err := a.Hzn(e.ctx, "unregister", "-f"); err != nil {

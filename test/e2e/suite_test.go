@@ -1,18 +1,11 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +16,7 @@ import (
 	"github.com/edge-secrets/anax-agent/platform/arm"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
+	"github.com/edge-secrets/anax-agent/test/leakscan"
 	"github.com/edge-secrets/anax-agent/test/testenv"
 )
 
@@ -38,11 +32,11 @@ type suite struct {
 	bin    *Binaries
 	docker *client.Client
 	image  string // FROM scratch, reader, USER app (1000:1000)
-	runID  string
 
-	mu       sync.Mutex
-	canaries map[string]string // value -> label
-	roots    []string          // agents' secrets roots (tmpfs: not scanned as disk)
+	canaries *leakscan.Canaries
+
+	mu    sync.Mutex
+	roots []string // agents' secrets roots (tmpfs: not scanned as disk)
 }
 
 var (
@@ -67,10 +61,7 @@ func getSuite(t testing.TB) *suite {
 	suiteOnce.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
-		s := &suite{canaries: map[string]string{}}
-		b := make([]byte, 4)
-		rand.Read(b)
-		s.runID = hex.EncodeToString(b)
+		s := &suite{canaries: leakscan.New("e2e")}
 		if s.dir, suiteErr = os.MkdirTemp("", "anax-e2e-"); suiteErr != nil {
 			return
 		}
@@ -111,49 +102,6 @@ func (s *suite) remove() {
 	}
 }
 
-// canary makes a recognisable secret value for this run and remembers it for the leak scan.
-func (s *suite) canary(label string) string {
-	v := "canary-" + label + "-" + s.runID
-	s.mu.Lock()
-	s.canaries[v] = label
-	s.mu.Unlock()
-	return v
-}
-
-// describe names a value for a test message without printing it.
-func (s *suite) describe(v string) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for c, label := range s.canaries {
-		if strings.Contains(v, c) {
-			return fmt.Sprintf("<%d bytes holding canary %s>", len(v), label)
-		}
-	}
-	return fmt.Sprintf("<%d bytes, no known canary>", len(v))
-}
-
-func (s *suite) allCanaries() map[string]string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := make(map[string]string, len(s.canaries))
-	for k, v := range s.canaries {
-		out[k] = v
-	}
-	return out
-}
-
-// leaks returns the labels of the canaries found in b.
-func leaks(b []byte, canaries map[string]string) []string {
-	var out []string
-	for v, label := range canaries {
-		if bytes.Contains(b, []byte(v)) {
-			out = append(out, label)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // TestE2E runs the scenarios in parallel, then scans for leaks once they are all done.
 func TestE2E(t *testing.T) {
 	s := getSuite(t)
@@ -171,100 +119,18 @@ func TestE2E(t *testing.T) {
 
 // testLeakScan reads every file the run left (agbot and agent logs, state dirs, agbot data
 // dirs, configs; container logs and docker inspect were scanned while the scenarios ran) and
-// every process's argv and environment for the secret values the scenarios used. A planted
-// value in a file and in a process environment proves the scan finds what it looks for.
+// every process's argv and environment for the secret values the scenarios used. The
+// secrets roots are tmpfs and must hold no store by now.
 func testLeakScan(t *testing.T, s *suite) {
-	canaries := s.allCanaries()
-	if len(canaries) == 0 {
-		t.Fatal("no canary was used: the scenarios did not run")
-	}
-	planted := "canary-planted-" + s.runID
-	canaries[planted] = "planted"
-	probeDir := filepath.Join(s.dir, "leak-scan-probe")
-	if err := os.MkdirAll(probeDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(probeDir, "planted.log"), []byte("msg=x v="+planted+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	probe := exec.Command("sleep", "30")
-	probe.Env = []string{"PLANTED=" + planted}
-	if err := probe.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { probe.Process.Kill(); probe.Wait() }()
-
 	s.mu.Lock()
 	roots := append([]string(nil), s.roots...)
 	s.mu.Unlock()
-	found, files := s.fileLeaks(t, roots, canaries)
-	procs, n := procLeaks(canaries)
-	if n < 10 {
-		t.Errorf("process scan read only %d files", n)
+	for _, r := range roots {
+		if entries, _ := storeEntries(r); len(entries) > 0 {
+			t.Errorf("secrets root %s still holds stores %v", r, entries)
+		}
 	}
-	if files < 10 {
-		t.Errorf("leak scan read only %d files: the scenarios left no logs or state", files)
-	}
-	sawFile, sawProc := false, false
-	for _, f := range found {
-		if f.label == "planted" {
-			sawFile = true
-			continue
-		}
-		t.Errorf("secret value %s found in %s", f.label, f.where)
-	}
-	for _, f := range procs {
-		if f.label == "planted" {
-			sawProc = sawProc || strings.Contains(f.where, strconv.Itoa(probe.Process.Pid))
-			continue
-		}
-		t.Errorf("secret value %s found in %s", f.label, f.where)
-	}
-	if !sawFile || !sawProc {
-		t.Errorf("the scan missed the planted value (in a file: %v, in a process environment: %v): it can not fail", sawFile, sawProc)
-	}
-	t.Logf("leak scan: %d canaries, %d files, %d process argv/environ", len(canaries)-1, files, n)
-}
-
-type leak struct{ label, where string }
-
-// fileLeaks walks the run's directory (but the binaries and the secrets roots, which are
-// tmpfs and must be empty by now).
-func (s *suite) fileLeaks(t *testing.T, roots []string, canaries map[string]string) ([]leak, int) {
-	var out []leak
-	files := 0
-	err := filepath.WalkDir(s.dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		for _, r := range roots {
-			if p == r {
-				if entries, _ := storeEntries(r); len(entries) > 0 {
-					t.Errorf("secrets root %s still holds stores %v", r, entries)
-				}
-				return filepath.SkipDir
-			}
-		}
-		if p == s.bin.Dir {
-			return filepath.SkipDir
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return nil
-		}
-		files++
-		for _, label := range leaks(b, canaries) {
-			out = append(out, leak{label, p})
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out, files
+	leakscan.Check(t, s.canaries, leakscan.Scan{Root: s.dir, Skip: append(roots, s.bin.Dir), MinFiles: 10})
 }
 
 func storeEntries(root string) ([]string, error) {
@@ -276,72 +142,22 @@ func storeEntries(root string) ([]string, error) {
 	return out, err
 }
 
-// procLeaks reads every process's argv and environment.
-func procLeaks(canaries map[string]string) ([]leak, int) {
-	entries, _ := os.ReadDir("/proc")
-	var out []leak
-	n := 0
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		for _, f := range []string{"cmdline", "environ"} {
-			p := filepath.Join("/proc", e.Name(), f)
-			b, err := os.ReadFile(p)
-			if err != nil {
-				continue
-			}
-			n++
-			for _, label := range leaks(b, canaries) {
-				comm, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-				out = append(out, leak{label, p + " (" + strings.TrimSpace(string(comm)) + ")"})
-			}
-		}
-	}
-	return out, n
-}
-
 // scanProcesses fails the test for any canary in a process's argv or environment now.
 func (s *suite) scanProcesses(t testing.TB) {
 	t.Helper()
-	found, n := procLeaks(s.allCanaries())
-	for _, f := range found {
-		t.Errorf("secret value %s in %s", f.label, f.where)
-	}
-	if n < 10 {
-		t.Errorf("process scan read only %d files", n)
-	}
+	leakscan.CheckProcs(t, s.canaries)
 }
 
 // scanContainers reads docker inspect and the container log of every container of agentIDs.
 func (s *suite) scanContainers(t testing.TB, ctx context.Context, agentIDs ...string) {
 	t.Helper()
-	canaries := s.allCanaries()
 	for _, id := range agentIDs {
 		cs, err := ContainersOf(ctx, s.docker, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range cs {
-			insp, raw, err := s.docker.ContainerInspectWithRaw(ctx, c.ID, false)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if found := leaks(raw, canaries); len(found) > 0 {
-				t.Errorf("secret values %v in docker inspect of %s", found, c.Names)
-			}
-			if insp.LogPath != "" {
-				if b, err := os.ReadFile(insp.LogPath); err == nil {
-					if found := leaks(b, canaries); len(found) > 0 {
-						t.Errorf("secret values %v in the container log of %s", found, c.Names)
-					}
-				}
-			}
-			for _, env := range insp.Config.Env {
-				if strings.Contains(strings.ToLower(env), "secret") {
-					t.Errorf("container %s has an environment variable about secrets: %s", c.Names, strings.SplitN(env, "=", 2)[0])
-				}
-			}
+			leakscan.CheckContainers(t, ctx, s.docker, s.canaries, c.ID)
 		}
 	}
 }
@@ -521,7 +337,7 @@ func (e *env) wantFiles(container string, want map[string]string) {
 	for name, w := range want {
 		for _, p := range []string{"/" + name, "/open-horizon-secrets/" + name} {
 			if got[p] != w {
-				e.t.Errorf("container %.12s %s = %s, want %s", container, p, e.s.describe(got[p]), e.s.describe(w))
+				e.t.Errorf("container %.12s %s = %s, want %s", container, p, e.s.canaries.Describe(got[p]), e.s.canaries.Describe(w))
 			}
 		}
 	}
@@ -537,12 +353,12 @@ func (e *env) waitFile(container, path, want string, timeout time.Duration) {
 			return err
 		}
 		if last = got[path]; last != want {
-			return fmt.Errorf("%s is %s", path, e.s.describe(last))
+			return fmt.Errorf("%s is %s", path, e.s.canaries.Describe(last))
 		}
 		return nil
 	})
 	if err != nil {
-		e.t.Fatalf("container %.12s: want %s: %v", container, e.s.describe(want), err)
+		e.t.Fatalf("container %.12s: want %s: %v", container, e.s.canaries.Describe(want), err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/e2e"
+	"github.com/edge-secrets/anax-agent/test/leakscan"
 )
 
 // newScenarioT starts an agbot for a test; everything it started is stopped and removed at
@@ -110,9 +111,9 @@ func orphanMounts(before, now string) string {
 }
 
 // warmUp writes one update and waits for it in the container; it returns the value.
-func (s *Scenario) warmUp(t *testing.T, c *canaries, ctr string) string {
+func (s *Scenario) warmUp(t *testing.T, c *leakscan.Canaries, ctr string) string {
 	t.Helper()
-	v := c.next("db")
+	v := c.Next("db")
 	if err := s.put("db", "dbkey", v); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +211,7 @@ func checkHammer(t *testing.T, h e2e.Hammer, err error, written map[string]bool,
 // the file contents written, in order.
 type stream struct {
 	s       *Scenario
-	c       *canaries
+	c       *leakscan.Canaries
 	mu      sync.Mutex
 	written []string
 	errs    []error
@@ -218,7 +219,7 @@ type stream struct {
 	done    chan struct{}
 }
 
-func startStream(s *Scenario, c *canaries, first string, interval time.Duration) *stream {
+func startStream(s *Scenario, c *leakscan.Canaries, first string, interval time.Duration) *stream {
 	st := &stream{s: s, c: c, written: []string{File("dbkey", first, "")}, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(st.done)
@@ -230,7 +231,7 @@ func startStream(s *Scenario, c *canaries, first string, interval time.Duration)
 				return
 			case <-tick.C:
 			}
-			v := c.next("db")
+			v := c.Next("db")
 			err := s.put("db", "dbkey", v)
 			st.mu.Lock()
 			if err != nil {
@@ -266,10 +267,10 @@ func TestFaultKillAgent(t *testing.T) {
 	if *soak {
 		kills = 50
 	}
-	c := newCanaries("kill")
+	c := leakscan.New("rel-kill")
 	s := newScenarioT(t, "kill", 15*time.Minute)
-	db0 := c.next("db")
-	a, ctr, err := s.Single(db0, c.next("token"), nil)
+	db0 := c.Next("db")
+	a, ctr, err := s.Single(db0, c.Next("token"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,11 +311,11 @@ func TestFaultKillAgent(t *testing.T) {
 // restored. Every pending update is still delivered (the node reads the last value), and
 // a later update arrives as usual.
 func TestFaultAgbotRestart(t *testing.T) {
-	c := newCanaries("agbot")
+	c := leakscan.New("rel-agbot")
 	s := newScenarioT(t, "agbot", 10*time.Minute)
 	px := newFaultProxy(t, s.Agbot.Addr)
-	db0 := c.next("db")
-	a, ctr, err := s.Single(db0, c.next("token"), func(a *e2e.Agent) { a.Config.AgbotURL = "https://" + px.Addr })
+	db0 := c.Next("db")
+	a, ctr, err := s.Single(db0, c.Next("token"), func(a *e2e.Agent) { a.Config.AgbotURL = "https://" + px.Addr })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +325,7 @@ func TestFaultAgbotRestart(t *testing.T) {
 		px.Drop()
 		var last string
 		for range 3 {
-			last = c.next("db")
+			last = c.Next("db")
 			if err := s.put("db", "dbkey", last); err != nil {
 				t.Fatal(err)
 			}
@@ -341,7 +342,7 @@ func TestFaultAgbotRestart(t *testing.T) {
 		if err := s.waitRead(ctr, "/db_password", File("dbkey", last, ""), 90*time.Second); err != nil {
 			t.Fatalf("round %d (%s): the pending update did not arrive: %v", round+1, stop, err)
 		}
-		after := c.next("db")
+		after := c.Next("db")
 		if err := s.put("db", "dbkey", after); err != nil {
 			t.Fatal(err)
 		}
@@ -364,11 +365,11 @@ func TestFaultLink(t *testing.T) {
 	if *soak {
 		away = 250 * time.Second
 	}
-	c := newCanaries("link")
+	c := leakscan.New("rel-link")
 	s := newScenarioT(t, "link", 2*away+8*time.Minute)
 	px := newFaultProxy(t, s.Agbot.Addr)
-	db0 := c.next("db")
-	a, ctr, err := s.Single(db0, c.next("token"), func(a *e2e.Agent) { a.Config.AgbotURL = "https://" + px.Addr })
+	db0 := c.Next("db")
+	a, ctr, err := s.Single(db0, c.Next("token"), func(a *e2e.Agent) { a.Config.AgbotURL = "https://" + px.Addr })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +385,7 @@ func TestFaultLink(t *testing.T) {
 		var last string
 		deadline := time.Now().Add(away)
 		for time.Now().Before(deadline) {
-			last = c.next("db")
+			last = c.Next("db")
 			if err := s.put("db", "dbkey", last); err != nil {
 				t.Fatal(err)
 			}

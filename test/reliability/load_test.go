@@ -13,6 +13,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/platform/arm"
 	"github.com/edge-secrets/anax-agent/test/e2e"
+	"github.com/edge-secrets/anax-agent/test/leakscan"
 )
 
 // publishAndBind publishes a one-container service declaring db_password and a policy that
@@ -87,13 +88,13 @@ func TestLoad(t *testing.T) {
 	if *soak {
 		services, rate, dur = 1000, 100, *soakTime
 	}
-	c := newCanaries("load")
+	c := leakscan.New("rel-load")
 	s := newScenarioT(t, "load", dur+30*time.Minute)
 	if err := s.CreateNode("node1", "tok1"); err != nil {
 		t.Fatal(err)
 	}
-	hot0 := c.next("hot")
-	for _, kv := range [][2]string{{"db", c.next("db")}, {"hot", hot0}} {
+	hot0 := c.Next("hot")
+	for _, kv := range [][2]string{{"db", c.Next("db")}, {"hot", hot0}} {
 		if err := s.put(kv[0], "dbkey", kv[1]); err != nil {
 			t.Fatal(err)
 		}
@@ -139,7 +140,7 @@ func TestLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d services running on one node after %v", services, time.Since(start).Round(time.Second))
-	hotWarm := c.next("hot")
+	hotWarm := c.Next("hot")
 	if err := s.put("hot", "dbkey", hotWarm); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +161,7 @@ func TestLoad(t *testing.T) {
 	sent, failed := 0, 0
 	for time.Now().Before(end) {
 		<-tick.C
-		v := c.next("hot")
+		v := c.Next("hot")
 		if err := s.put("hot", "dbkey", v); err != nil {
 			failed++
 			continue
@@ -214,10 +215,10 @@ func TestFaultDockerdRestart(t *testing.T) {
 	if !*soak {
 		t.Skip("runs in make soak only: it restarts the shared Docker engine")
 	}
-	c := newCanaries("dockerd")
+	c := leakscan.New("rel-dockerd")
 	s := newScenarioT(t, "dockerd", 15*time.Minute)
-	db0 := c.next("db")
-	a, ctr, err := s.Single(db0, c.next("token"), nil)
+	db0 := c.Next("db")
+	a, ctr, err := s.Single(db0, c.Next("token"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +240,7 @@ func TestFaultDockerdRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An update while the engine is down reaches the node's store at once.
-	during := c.next("db")
+	during := c.Next("db")
 	if err := s.put("db", "dbkey", during); err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +270,7 @@ func TestFaultDockerdRestart(t *testing.T) {
 	if err := s.waitRead(now, "/db_password", File("dbkey", during, ""), time.Minute); err != nil {
 		t.Fatalf("after the dockerd restart (was %s): %v", describe(File("dbkey", cur, "")), err)
 	}
-	later := c.next("db")
+	later := c.Next("db")
 	if err := s.put("db", "dbkey", later); err != nil {
 		t.Fatal(err)
 	}
