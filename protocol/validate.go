@@ -139,6 +139,13 @@ func (p *Proposal) DeclaredSecrets() map[string]SecretDecl {
 	return out
 }
 
+// Validate checks a service as the agent will when it arrives in a proposal, so the agbot
+// refuses at publish time what every node would decline.
+func (s *Service) Validate() error {
+	_, err := s.validate("service")
+	return err
+}
+
 // validate checks a service and returns its declared secrets by name.
 func (s *Service) validate(field string) (map[string]SecretDecl, error) {
 	if err := validateOrg(field+".org", s.Org); err != nil {

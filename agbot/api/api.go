@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/edge-secrets/anax-agent/agbot/access"
 	"github.com/edge-secrets/anax-agent/agbot/engine"
@@ -191,10 +193,18 @@ func readJSON(r *http.Request, max int64, v any) error {
 	if int64(len(body)) > max {
 		return fmt.Errorf("%w: more than %d bytes", errTooLarge, max)
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	// encoding/json would replace invalid UTF-8 with U+FFFD: the value stored would not be
+	// the one sent.
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: body is not valid UTF-8", errBadRequest)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: body is not the expected JSON: %s", errBadRequest, jsonProblem(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: body holds more than one JSON value", errBadRequest)
 	}
 	return nil
 }

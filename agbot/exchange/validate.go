@@ -47,7 +47,13 @@ func ValidateService(s Service) error {
 			}
 		}
 	}
-	return nil
+	// The agent's own rules (image, command, environment, user, onUpdate, sizes): a service
+	// that every node would decline is refused here, where its publisher sees why.
+	ps, err := s.Protocol()
+	if err != nil {
+		return err
+	}
+	return ps.Validate()
 }
 
 // Report is the outcome of publishing a policy or pattern that was accepted: notes and
