@@ -84,7 +84,7 @@ fuzz:
 # SOAK_TIME. Needs root and Docker; restarts the shared dockerd.
 SOAK_TIME ?= 5m
 soak: prepare build
-	$(GO) test -count=1 -v -timeout 120m ./test/reliability/ -args -soak -soak-time $(SOAK_TIME) -bin $(CURDIR)/$(BIN)
+	$(GO) test -tags soak -count=1 -v -timeout 120m ./test/reliability/ -args -soak -soak-time $(SOAK_TIME) -bin $(CURDIR)/$(BIN)
 
 lint:
 	$(GO) vet ./...
