@@ -18,7 +18,9 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
     apt_updated=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+  # With recommends, as installed and tried on this kind of machine (docker.io recommends
+  # cgroupfs-mount, needed where nothing mounted the cgroup hierarchies).
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
 }
 
 docker_answers() { docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
