@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
 	"github.com/edge-secrets/anax-agent/platform/arm"
@@ -54,7 +55,8 @@ func NewScenario(ctx context.Context, bin *e2e.Binaries, cli *client.Client, ima
 // secrets roots. It returns the first unclean stop.
 func (s *Scenario) Close() error {
 	var errs []error
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// Removing 1,000 containers takes minutes: a generous bound, and several at a time.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	s.mu.Lock()
 	agents := s.agents
@@ -65,7 +67,7 @@ func (s *Scenario) Close() error {
 				errs = append(errs, fmt.Errorf("agent %s: %w", a.Name, err))
 			}
 		}
-		if err := e2e.RemoveContainersOf(ctx, s.Docker, a.ID()); err != nil {
+		if err := removeContainers(ctx, s.Docker, a.ID()); err != nil {
 			errs = append(errs, err)
 		}
 		if err := e2e.UnmountAll(a.Config.SecretsRoot); err != nil {
@@ -78,6 +80,35 @@ func (s *Scenario) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeContainers force-removes an agent's containers, eight at a time.
+func removeContainers(ctx context.Context, cli *client.Client, agentID string) error {
+	list, err := e2e.ContainersOf(ctx, cli, agentID)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for _, c := range list {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("%d of %d containers not removed, first: %w", len(errs), len(list), errs[0])
+	}
+	return nil
 }
 
 // Agents are the agents started so far.

@@ -1,0 +1,12 @@
+//go:build soak
+
+package reliability
+
+import "testing"
+
+// TestLoadStream (make soak): 100 updates a second for -soak-time to one of 10 services on a
+// node, read continuously inside its container: every read whole, convergence to the last
+// value, and no growth of the agent's memory, goroutines, open files or mounts.
+func TestLoadStream(t *testing.T) {
+	testLoad(t, 10, 100, *soakTime)
+}
