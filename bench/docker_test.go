@@ -3,7 +3,6 @@ package bench
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -127,5 +126,3 @@ func waitFile(tb testing.TB, path string, timeout time.Duration) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
-
-func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }

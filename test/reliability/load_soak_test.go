@@ -2,7 +2,13 @@
 
 package reliability
 
-import "testing"
+import (
+	"flag"
+	"testing"
+	"time"
+)
+
+var soakTime = flag.Duration("soak-time", 5*time.Minute, "how long TestLoadStream's update stream runs")
 
 // TestLoadStream (make soak): 100 updates a second for -soak-time to one of 10 services on a
 // node, read continuously inside its container: every read whole, convergence to the last

@@ -4,13 +4,11 @@ import (
 	"flag"
 	"os"
 	"testing"
-	"time"
 )
 
 var (
-	soak     = flag.Bool("soak", false, "run the long variants (make soak)")
-	soakTime = flag.Duration("soak-time", 5*time.Minute, "how long the soak's update stream runs")
-	binDir   = flag.String("bin", "", "directory with agbot, anax-agent and hzn (make build); empty: build them")
+	soak   = flag.Bool("soak", false, "run the long variants (make soak)")
+	binDir = flag.String("bin", "", "directory with agbot, anax-agent and hzn (make build); empty: build them")
 )
 
 func TestMain(m *testing.M) {
