@@ -18,7 +18,9 @@ help:
 	@echo "make e2e       only the end-to-end suite (real agbot, agent, dockerd, OpenBao)"
 	@echo "make test-arm  run the pure packages' tests for arm64 and armv7 under qemu-user-static"
 	@echo "make cross     static binaries for linux/amd64, linux/arm64, linux/arm (GOARM=7)"
-	@echo "make bench     run the benchmarks"
+	@echo "make bench     run the benchmarks (table, bench/results.json, bench/*.svg)"
+	@echo "make fuzz      every fuzz target for FUZZTIME each (default 30s)"
+	@echo "make soak      long reliability runs (restarts the shared dockerd)"
 	@echo "make lint      go vet and staticcheck"
 
 build:

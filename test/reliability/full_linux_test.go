@@ -1,6 +1,8 @@
 package reliability
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"testing"
@@ -17,7 +19,7 @@ func TestFullFilesystems(t *testing.T) {
 		const size = 60 << 10
 		n := newNode(t, "", 256<<10)
 		old := map[string]string{"a": canaryValue("full-a-v1", size), "b": canaryValue("full-b-v1", size), "c": canaryValue("full-c-v1", size)}
-		id := "00000000000000000000000000f111a1"
+		id := uniqueID("f111a1")
 		if r := n.propose(id, old); r.Status != protocol.StatusAccepted {
 			t.Fatalf("proposal: %s %s", r.Status, r.Reason)
 		}
@@ -49,7 +51,7 @@ func TestFullFilesystems(t *testing.T) {
 	t.Run("state dir full", func(t *testing.T) {
 		fsdir := mountTmpfs(t, "1m")
 		n := newNode(t, fsdir+"/state", 0)
-		id := "00000000000000000000000000f222b2"
+		id := uniqueID("f222b2")
 		cur := map[string]string{"a": canaryValue("state-a-1", 64), "b": canaryValue("state-b-1", 64)}
 		if r := n.propose(id, cur); r.Status != protocol.StatusAccepted {
 			t.Fatalf("proposal: %s %s", r.Status, r.Reason)
@@ -84,7 +86,7 @@ func TestFullFilesystems(t *testing.T) {
 		for i := range 40 {
 			big[fmt.Sprintf("s%02d_%s", i, strings.Repeat("n", 200))] = canaryValue(fmt.Sprintf("state-big-%d", i), 64)
 		}
-		id2 := "00000000000000000000000000f333c3"
+		id2 := uniqueID("f333c3")
 		r2 := n.propose(id2, big)
 		if r2.Status != protocol.StatusDeclined {
 			t.Fatalf("a proposal on a full state dir: %s %q, want declined", r2.Status, r2.Reason)
@@ -115,9 +117,20 @@ func TestFullFilesystems(t *testing.T) {
 		}
 		n.wantReads(id, nw, "after a restart")
 		// Room for the big one too, under a new agreement id.
-		if r := n.propose("00000000000000000000000000f444d4", big); r.Status != protocol.StatusAccepted {
+		if r := n.propose(uniqueID("f444d4"), big); r.Status != protocol.StatusAccepted {
 			t.Errorf("the big proposal with room: %s %q", r.Status, r.Reason)
 		}
 		t.Logf("on the full state dir %d of 11 updates failed, the others applied whole (bbolt reuses freed pages); the proposal was declined: %s", failed, r2.Reason)
 	})
+}
+
+// uniqueID makes a 32-hex agreement id ending in tag and unique to this run: container names
+// derive from agreement ids and are global on the engine, so a fixed id would collide with a
+// concurrent or crashed earlier run.
+func uniqueID(tag string) string {
+	b := make([]byte, 13)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b) + tag
 }
