@@ -121,7 +121,9 @@ func report(c *Context, p published) {
 	}
 }
 
-func servicePublish(c *Context, args []string) error {
+// publishDoc sends the -f document with method to the org path, prints the agbot's notes and
+// warnings, then one line "<what> <id> <done>".
+func publishDoc(c *Context, method, what, done string, path ...string) error {
 	doc, err := readDoc(c, flagStr(c, "f"))
 	if err != nil {
 		return err
@@ -131,33 +133,23 @@ func servicePublish(c *Context, args []string) error {
 		return err
 	}
 	var out published
-	if err := cl.Do("POST", cl.Path("services"), doc, &out); err != nil {
+	if err := cl.Do(method, cl.Path(path...), doc, &out); err != nil {
 		return err
 	}
 	report(c, out)
-	fmt.Fprintf(c.Stdout, "service %s published\n", out.ID)
+	fmt.Fprintf(c.Stdout, "%s %s %s\n", what, out.ID, done)
 	return nil
+}
+
+func servicePublish(c *Context, args []string) error {
+	return publishDoc(c, "POST", "service", "published", "services")
 }
 
 func addPolicy(c *Context, args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("%w: want NAME", ErrUsage)
 	}
-	doc, err := readDoc(c, flagStr(c, "f"))
-	if err != nil {
-		return err
-	}
-	cl, err := NewClient(c.Getenv)
-	if err != nil {
-		return err
-	}
-	var out published
-	if err := cl.Do("PUT", cl.Path("business/policies", args[0]), doc, &out); err != nil {
-		return err
-	}
-	report(c, out)
-	fmt.Fprintf(c.Stdout, "deployment policy %s added\n", out.ID)
-	return nil
+	return publishDoc(c, "PUT", "deployment policy", "added", "business/policies", args[0])
 }
 
 func removePolicy(c *Context, args []string) error {
@@ -199,19 +191,5 @@ func patternPublish(c *Context, args []string) error {
 	if name == "" || len(args) != 0 {
 		return fmt.Errorf("%w: want -f FILE -p NAME", ErrUsage)
 	}
-	doc, err := readDoc(c, flagStr(c, "f"))
-	if err != nil {
-		return err
-	}
-	cl, err := NewClient(c.Getenv)
-	if err != nil {
-		return err
-	}
-	var out published
-	if err := cl.Do("PUT", cl.Path("patterns", name), doc, &out); err != nil {
-		return err
-	}
-	report(c, out)
-	fmt.Fprintf(c.Stdout, "pattern %s published\n", out.ID)
-	return nil
+	return publishDoc(c, "PUT", "pattern", "published", "patterns", name)
 }
