@@ -62,18 +62,9 @@ func (a *API) getUser(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) putUser(w http.ResponseWriter, r *http.Request) {
-	org, name, c := r.PathValue("org"), r.PathValue("user"), callerOf(r)
-	if err := sameOrgUser(c, org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	if err := validSegment("user", name); err != nil {
-		a.fail(w, err)
-		return
-	}
 	var body UserBody
-	if err := readJSON(r, 64<<10, &body); err != nil {
-		a.fail(w, err)
+	org, name, c, ok := a.writeRequest(w, r, "user", "user", 64<<10, &body)
+	if !ok {
 		return
 	}
 	if len(body.Password) < 1 {
@@ -178,18 +169,9 @@ func (a *API) getNode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) putNode(w http.ResponseWriter, r *http.Request) {
-	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)
-	if err := sameOrgUser(c, org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	if err := validSegment("node", id); err != nil {
-		a.fail(w, err)
-		return
-	}
 	var body NodeBody
-	if err := readJSON(r, 64<<10, &body); err != nil {
-		a.fail(w, err)
+	org, id, c, ok := a.writeRequest(w, r, "node", "node", 64<<10, &body)
+	if !ok {
 		return
 	}
 	if body.Token == "" {
@@ -567,18 +549,9 @@ func (a *API) exists(ctx context.Context, org string) func(string) (bool, error)
 }
 
 func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
-	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
-	if err := sameOrgUser(c, org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	if err := validSegment("policy", name); err != nil {
-		a.fail(w, err)
-		return
-	}
 	var p exchange.Policy
-	if err := readJSON(r, maxDoc, &p); err != nil {
-		a.fail(w, err)
+	org, name, c, ok := a.writeRequest(w, r, "policy", "name", maxDoc, &p)
+	if !ok {
 		return
 	}
 	if err := exchange.ValidatePolicy(p); err != nil {
@@ -625,18 +598,9 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) putPattern(w http.ResponseWriter, r *http.Request) {
-	org, name, c := r.PathValue("org"), r.PathValue("name"), callerOf(r)
-	if err := sameOrgUser(c, org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	if err := validSegment("pattern", name); err != nil {
-		a.fail(w, err)
-		return
-	}
 	var p exchange.Pattern
-	if err := readJSON(r, maxDoc, &p); err != nil {
-		a.fail(w, err)
+	org, name, c, ok := a.writeRequest(w, r, "pattern", "name", maxDoc, &p)
+	if !ok {
 		return
 	}
 	if err := exchange.ValidatePattern(p); err != nil {
@@ -742,4 +706,24 @@ func deleteOwned[T any](a *API, kind string, t *store.Table[T], owner func(T) st
 		rematch(r.Context(), org)
 		writeJSON(w, 200, map[string]any{"deleted": name})
 	}
+}
+
+// writeRequest is the start of every create-or-replace: the caller must act in the path's org,
+// the record's name (path value key) must be one safe segment, and the body must decode into
+// v. On a refusal it answers the request itself and returns ok false.
+func (a *API) writeRequest(w http.ResponseWriter, r *http.Request, kind, key string, max int64, v any) (org, name string, c access.Caller, ok bool) {
+	org, name, c = r.PathValue("org"), r.PathValue(key), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return "", "", c, false
+	}
+	if err := validSegment(kind, name); err != nil {
+		a.fail(w, err)
+		return "", "", c, false
+	}
+	if err := readJSON(r, max, v); err != nil {
+		a.fail(w, err)
+		return "", "", c, false
+	}
+	return org, name, c, true
 }
