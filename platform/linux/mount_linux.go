@@ -185,41 +185,103 @@ func parseNSLink(link string) (uint64, error) {
 	return strconv.ParseUint(link[i+1:j], 10, 64)
 }
 
+// ErrScanIncomplete marks a scan of other mount namespaces that could not read all of them:
+// its caller must not conclude that a mount is unused because the scan did not list it.
+var ErrScanIncomplete = errors.New("mount namespace scan incomplete")
+
+// PIDMountinfo parses /proc/<pid>/mountinfo: the mounts of pid's mount namespace as pid sees
+// them. Unlike /proc/<pid>/ns/mnt it needs no privilege over the process (no CAP_SYS_PTRACE for
+// another user's process). An error for a process that is gone wraps os.ErrNotExist.
+func PIDMountinfo(pid int) ([]MountInfo, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
+	if err != nil {
+		return nil, goneAsNotExist(err)
+	}
+	defer f.Close()
+	mounts, err := ParseMountinfo(f)
+	if err != nil {
+		return nil, goneAsNotExist(err)
+	}
+	return mounts, nil
+}
+
+// goneAsNotExist makes ESRCH (the process exited between open and read) an os.ErrNotExist.
+func goneAsNotExist(err error) error {
+	if errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("%w (%w)", err, os.ErrNotExist)
+	}
+	return err
+}
+
 // ForeignMounts returns the mounts of every mount namespace other than self, one process per
-// namespace. Processes that exit during the scan are skipped.
+// namespace. Namespaces are told apart by /proc/<pid>/ns/mnt where the caller may read it, and
+// otherwise by the first mount a process lists (no two namespaces share a mount id), so the
+// scan works without CAP_SYS_PTRACE. Processes that exit during the scan are skipped. Any other
+// failure to read a process's mounts, or a /proc that hides processes (hidepid), returns the
+// mounts read so far with an error wrapping ErrScanIncomplete.
 func ForeignMounts(self uint64) ([]MountInfo, error) {
+	if opts, err := procMountOptions(); err == nil && hidesPIDs(opts) {
+		return nil, fmt.Errorf("%w: /proc is mounted with %s: other users' processes are invisible", ErrScanIncomplete, opts)
+	}
 	d, err := os.Open("/proc")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrScanIncomplete, err)
 	}
 	names, err := d.Readdirnames(-1)
 	d.Close()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", ErrScanIncomplete, err)
 	}
-	seen := map[uint64]bool{self: true}
+	own, err := SelfMountinfo()
+	if err != nil || len(own) == 0 {
+		return nil, fmt.Errorf("%w: own mountinfo: %v", ErrScanIncomplete, err)
+	}
+	seenNS := map[uint64]bool{self: true}
+	seenFirst := map[int]bool{own[0].ID: true}
 	var out []MountInfo
-	for _, pid := range names {
-		if pid == "" || pid[0] < '0' || pid[0] > '9' {
+	var errs []error
+	for _, name := range names {
+		pid, err := strconv.Atoi(name)
+		if err != nil || pid <= 0 {
 			continue
 		}
-		ns, err := MountNS(pid)
-		if err != nil || seen[ns] {
+		ns, nsErr := MountNS(name)
+		if nsErr == nil {
+			if seenNS[ns] {
+				continue
+			}
+			seenNS[ns] = true
+		}
+		mounts, err := PIDMountinfo(pid)
+		switch {
+		case errors.Is(err, os.ErrNotExist):
+			continue // exited during the scan: its namespace is gone or listed by another process
+		case err != nil:
+			errs = append(errs, fmt.Errorf("pid %d: %w", pid, err))
+			continue
+		case len(mounts) == 0 || seenFirst[mounts[0].ID]:
 			continue
 		}
-		seen[ns] = true
-		f, err := os.Open("/proc/" + pid + "/mountinfo")
-		if err != nil {
-			continue
-		}
-		mounts, err := ParseMountinfo(f)
-		f.Close()
-		if err != nil {
-			continue // the process exited while we read
-		}
+		seenFirst[mounts[0].ID] = true
 		out = append(out, mounts...)
 	}
+	if len(errs) > 0 {
+		return out, fmt.Errorf("%w: %w", ErrScanIncomplete, errors.Join(errs...))
+	}
 	return out, nil
+}
+
+// procMountOptions returns the superblock options of the /proc mount the caller sees.
+func procMountOptions() (string, error) {
+	mounts, err := SelfMountinfo()
+	if err != nil {
+		return "", err
+	}
+	st := Stack(mounts, "/proc")
+	if len(st) == 0 {
+		return "", fmt.Errorf("no /proc mount")
+	}
+	return st[len(st)-1].SuperOptions, nil
 }
 
 // Umask returns the process umask from /proc/self/status (reading it with umask(2) would have

@@ -175,3 +175,14 @@ func Stack(mounts []MountInfo, mountpoint string) []MountInfo {
 	}
 	return out
 }
+
+// hidesPIDs reports whether proc superblock options hide other users' processes (proc(5):
+// hidepid=1|2|noaccess|invisible; 0 and off show everything).
+func hidesPIDs(superOptions string) bool {
+	for _, o := range strings.Split(superOptions, ",") {
+		if v, ok := strings.CutPrefix(o, "hidepid="); ok && v != "0" && v != "off" {
+			return true
+		}
+	}
+	return false
+}

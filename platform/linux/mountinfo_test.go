@@ -143,3 +143,26 @@ func TestHasOption(t *testing.T) {
 		})
 	}
 }
+
+func TestHidesPIDs(t *testing.T) {
+	tests := []struct {
+		name, opts string
+		want       bool
+	}{
+		{"default", "rw", false},
+		{"hidepid=0", "rw,hidepid=0", false},
+		{"hidepid=off", "rw,hidepid=off", false},
+		{"hidepid=1", "rw,hidepid=1", true},
+		{"hidepid=2 with gid", "rw,gid=4,hidepid=2", true},
+		{"invisible", "rw,hidepid=invisible", true},
+		{"noaccess", "rw,hidepid=noaccess", true},
+		{"subset only", "rw,subset=pid", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := hidesPIDs(tc.opts); got != tc.want {
+				t.Errorf("hidesPIDs(%q) = %v, want %v", tc.opts, got, tc.want)
+			}
+		})
+	}
+}
