@@ -163,32 +163,40 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		return fail(err)
 	}
 
-	fs, err := secretfs.Open(secretfs.Options{Root: cfg.SecretsRoot, Logger: a.log.With("component", "secretfs")})
+	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container")})
 	if err != nil {
-		return fail(fmt.Errorf("secret stores at %s: %w", cfg.SecretsRoot, err))
+		return fail(err)
+	}
+	// secretfs reads the mount namespaces of each store's containers by the PIDs the worker
+	// follows from the engine (no ptrace access needed, see README "Security properties").
+	a.wg.Go(func() { a.worker.TrackHolders(a.ctx) })
+	failWorker := func(err error) (*Agent, error) {
+		a.cancel()
+		a.wg.Wait()
+		a.worker.Close()
+		return fail(err)
+	}
+	fs, err := secretfs.Open(secretfs.Options{Root: cfg.SecretsRoot, Holders: a.worker, Logger: a.log.With("component", "secretfs")})
+	if err != nil {
+		return failWorker(fmt.Errorf("secret stores at %s: %w", cfg.SecretsRoot, err))
 	}
 	a.fs = fs
 	a.stores = newStoreAdapter(fs)
 	a.metrics.SetMode(string(fs.Mode()))
+	a.metrics.watchScans(fs.IncompleteScans)
 	feat := fs.Features()
 	a.log.Info("secret stores", "root", cfg.SecretsRoot, "mode", fs.Mode(), "kernel", feat.Kernel,
 		"new_mount_api", feat.NewMountAPI, "move_mount_beneath", feat.MoveMountBeneath,
 		"move_mount_set_group", feat.MoveMountSetGroup, "tmpfs_noswap", feat.TmpfsNoswap,
 		"mount_privilege", feat.MountPrivilege, "shared_root", feat.SharedRoot)
 
-	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container")})
-	if err != nil {
-		fs.Close()
-		return fail(err)
-	}
 	a.mgr, err = agreement.Open(agreement.Options{
 		StateDir: cfg.StateDir, Stores: a.stores, Runner: a.worker, NodeArch: arm.Node(),
 		Admit: a.admitService, Logger: a.log,
 	})
 	if err != nil {
-		a.worker.Close()
 		fs.Close()
-		return fail(err)
+		return failWorker(err)
 	}
 	a.guard = newStoreGuard(a)
 	a.stores.changed = a.guard.rebase

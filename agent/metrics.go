@@ -65,3 +65,12 @@ func (m *Metrics) SetMode(mode string) {
 	m.Mode.Reset()
 	m.Mode.WithLabelValues(mode).Set(1)
 }
+
+// watchScans exports secretfs's count of incomplete scans: each kept every replaced version of
+// a store whose containers could not be read, and was retried (a warning names the store).
+func (m *Metrics) watchScans(count func() uint64) {
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "anax_agent_secretfs_scans_incomplete_total",
+		Help: "Scans of a store's containers that could not read their mounts; the store kept its replaced versions and the scan was retried.",
+	}, func() float64 { return float64(count()) }))
+}

@@ -323,6 +323,10 @@ func (r *recorder) ContainerList(ctx context.Context, opts container.ListOptions
 	r.count("ContainerList")
 	return r.api.ContainerList(ctx, opts)
 }
+func (r *recorder) ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error) {
+	r.count("ContainerInspect")
+	return r.api.ContainerInspect(ctx, id)
+}
 func (r *recorder) CopyFromContainer(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error) {
 	r.count("CopyFromContainer")
 	return r.api.CopyFromContainer(ctx, id, srcPath)

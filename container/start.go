@@ -108,7 +108,12 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 		}
 		c := p.container(created.ID)
 		started = append(started, c)
-		if err := w.api.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		if p.storeID != "" {
+			w.holdUnknown(created.ID, p.storeID) // its namespace binds the store from now on
+		}
+		err = w.api.ContainerStart(ctx, created.ID, container.StartOptions{})
+		w.refreshHolder(ctx, created.ID)
+		if err != nil {
 			return rollback(fmt.Errorf("agreement %q: start container %q: %w", inst.AgreementID, p.name, err))
 		}
 		started[len(started)-1].State = "running"

@@ -128,7 +128,7 @@ func (w *Worker) Restart(ctx context.Context, agreementID string) error {
 		if c.State == "running" {
 			w.markIntended(c.ID) // a stopped one does not die on the way
 		}
-		if err := w.api.ContainerRestart(ctx, c.ID, w.stopOptions()); err != nil {
+		if err := w.restart(ctx, c.ID); err != nil {
 			errs = append(errs, fmt.Errorf("agreement %q: restart container %q: %w", agreementID, c.Name, err))
 			continue
 		}

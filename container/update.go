@@ -118,7 +118,7 @@ func (w *Worker) afterUpdateOne(ctx context.Context, lc labelled, changed []stri
 		if lc.State == "running" {
 			w.markIntended(lc.ID)
 		}
-		if err := w.api.ContainerRestart(ctx, lc.ID, w.stopOptions()); err != nil {
+		if err := w.restart(ctx, lc.ID); err != nil {
 			return fmt.Errorf("restart: %w", err)
 		}
 		w.log.Info("restarted container after secret update", "container", lc.Name, "id", lc.ID, "secrets", hit)

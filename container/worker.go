@@ -30,6 +30,7 @@ type Docker interface {
 	ContainerKill(ctx context.Context, id, signal string) error
 	ContainerRemove(ctx context.Context, id string, opts container.RemoveOptions) error
 	ContainerList(ctx context.Context, opts container.ListOptions) ([]container.Summary, error)
+	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	CopyFromContainer(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error)
 	Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error)
 }
@@ -66,6 +67,9 @@ type Worker struct {
 
 	mu       sync.Mutex
 	intended map[string]time.Time // container id -> until when a "die" is ours (stop, restart)
+
+	hmu     sync.Mutex
+	holders holderTable // see holders.go
 }
 
 // hostFiles are the host files userns-remap needs; tests point them elsewhere.
@@ -87,6 +91,7 @@ func New(api Docker, opts Options) (*Worker, error) {
 		remap:    opts.RemapUser,
 		hostFS:   hostFiles{passwd: "/etc/passwd", subuid: "/etc/subuid", subgid: "/etc/subgid"},
 		intended: map[string]time.Time{},
+		holders:  holderTable{byID: map[string]*holder{}},
 	}
 	if w.stop <= 0 {
 		w.stop = 10 * time.Second

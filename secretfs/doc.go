@@ -8,8 +8,11 @@
 // feed), so every container's copy is a slave of that bind too, whatever version it started
 // with. Update mounts the new version beneath the current one and removes the old one (mount
 // stack two deep), at the publish point and, through the feed, on the version each running
-// container started with. Which versions containers started with is found by scanning the
-// other mount namespaces (Linux only; see reconcile_linux.go). Open recovers the stores a
+// container started with. Which versions containers started with is found by reading the
+// mounts of each store's running containers, by the PIDs Options.Holders gives (the agent asks
+// Docker), or of every process when there is no Holders (Linux only; see reconcile_linux.go).
+// A version is zeroed or released only after a complete scan proved nobody uses it: a scan that
+// could not read a container keeps everything, warns once and is retried. Open recovers the stores a
 // previous run left; after a kill in the middle of a swap it detaches the hidden layers left at
 // publish and feed points and makes every point show the same (old or new) version of each
 // secret (repair_linux.go).

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -45,6 +46,10 @@ const (
 	maxStaleViews = 4
 	// maxStaleInodes bounds replaced view directories during a burst (one inode each).
 	maxStaleInodes = 256
+	// minRetry and maxRetry bound the wait before a scan that could not read every container's
+	// mounts is tried again (doubling while it keeps failing).
+	minRetry = 100 * time.Millisecond
+	maxRetry = 5 * time.Second
 	// maxRetired bounds, per secret, replaced versions waiting for a scan (also to a quarter of
 	// the store size): beyond it Update scans itself instead of waiting for the background loop.
 	maxRetired = 256
@@ -62,11 +67,23 @@ type FS struct {
 	log    *slog.Logger
 	selfNS uint64
 	grace  time.Duration
-	umask  uint32 // the process umask, read once: when it cannot strip the bits we create with, chmod is skipped
+	// holders names each store's running containers (Options.Holders); nil: scan every process.
+	holders Holders
+	// readPID and readAll read mounts (linux.PIDMountinfo, linux.ForeignMounts); tests make
+	// them fail.
+	readPID func(pid int) ([]linux.MountInfo, error)
+	readAll func(self uint64) ([]linux.MountInfo, error)
+	// incomplete counts scans that could not read a store's containers; unreached holds the
+	// stores (or "*": the whole machine) whose last scan failed, so each failure warns once.
+	incomplete  atomic.Uint64
+	unreachedMu sync.Mutex
+	unreached   map[string]bool
+	umask       uint32 // the process umask, read once: when it cannot strip the bits we create with, chmod is skipped
 
 	mu     sync.Mutex
 	stores map[string]*store
 	closed bool
+	retry  time.Duration // current wait before retrying an incomplete scan (see nextRetry)
 	// epoch counts retired versions. A namespace scan that starts at epoch e sees every container
 	// based on a version retired at or before e: nobody can bind a version after it left its
 	// publish point.
@@ -165,9 +182,14 @@ func Open(opts Options) (*FS, error) {
 		log:    opts.Logger,
 		grace:  defaultGrace,
 		stores: map[string]*store{},
-		kick:   make(chan struct{}, 1),
-		quit:   make(chan struct{}),
-		done:   make(chan struct{}),
+
+		holders:   opts.Holders,
+		readPID:   linux.PIDMountinfo,
+		readAll:   linux.ForeignMounts,
+		unreached: map[string]bool{},
+		kick:      make(chan struct{}, 1),
+		quit:      make(chan struct{}),
+		done:      make(chan struct{}),
 
 		crashHook: opts.crashHook,
 	}

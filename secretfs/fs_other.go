@@ -32,3 +32,6 @@ func (f *FS) Depth(id, name string) (int, error) { return 0, ErrNotSupported }
 
 // Close does nothing outside Linux.
 func (f *FS) Close() error { return nil }
+
+// IncompleteScans is 0 outside Linux.
+func (f *FS) IncompleteScans() uint64 { return 0 }

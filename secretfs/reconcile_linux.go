@@ -1,6 +1,7 @@
 package secretfs
 
 import (
+	"fmt"
 	"os"
 	"time"
 
@@ -11,14 +12,17 @@ import (
 //
 // A container gets a copy of the mount that was on top of the publish point when it started,
 // and that copy receives only what is mounted on its own version, through the feed. So after
-// every update (and at start) secretfs scans the other mount namespaces for mounts that are
-// slaves of a store's feed, outside the root: each is a container's /<name>, and its root names
+// every update (and at start) secretfs scans the mount namespaces of the store's containers
+// (Options.Holders; without it, every other namespace) for mounts that are slaves of the
+// store's feed, outside the root: each is a container's /<name>, and its root names
 // the version it started with (its base). A base that is not current gets the current version
 // mounted on it; a base whose container is gone is released; a replaced version that no scan
 // found after its replacement is zeroed and removed (nobody can bind it any more: it has left
 // the publish point). So an update reaches at once every container the last scan saw; one that
 // started after it (at most rescanInterval earlier) gets the value from the scan the update
-// triggers, milliseconds later.
+// triggers, milliseconds later. A store whose containers could not all be read (unknown PIDs,
+// a container restarting, a mountinfo that could not be read) is left as it is by that pass:
+// nothing of it is zeroed or released, and the pass is retried (minRetry..maxRetry).
 
 // poke asks the background loop to reconcile soon.
 func (f *FS) poke() {
@@ -64,18 +68,26 @@ func (f *FS) loop() {
 // found maps feed group -> secret name -> versions containers started with.
 type found map[int]map[string]map[uint64]bool
 
-// reconcile runs one pass and returns when time-based work (zeroing after the grace) is next
-// due, or the zero time. The scan and the trash umount run without the lock.
+// scanResult is what one scan learnt: the versions containers use, and the feed groups whose
+// containers were all read. A group missing from complete keeps every version it has.
+type scanResult struct {
+	seen     found
+	complete map[int]bool
+}
+
+// reconcile runs one pass and returns when time-based work (zeroing after the grace, a retry
+// of an incomplete scan) is next due, or the zero time. The scan and the trash umount run
+// without the lock.
 func (f *FS) reconcile() time.Time {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return time.Time{}
 	}
-	epoch, groups := f.scanTargets()
+	epoch, targets := f.scanTargets()
 	f.mu.Unlock()
 
-	seen, scanned := f.scan(groups)
+	res := f.scan(targets)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -91,48 +103,121 @@ func (f *FS) reconcile() time.Time {
 			return time.Time{}
 		}
 	}
-	return f.apply(epoch, seen, scanned)
+	return f.apply(epoch, res)
 }
 
 // reconcileLocked is reconcile for a caller that holds the lock: Update uses it when a burst
 // of updates outruns the background loop, so that replaced versions cannot fill the store.
 func (f *FS) reconcileLocked() {
-	epoch, groups := f.scanTargets()
-	seen, scanned := f.scan(groups)
+	epoch, targets := f.scanTargets()
+	res := f.scan(targets)
 	if old := f.rotateTrash(); old != "" {
 		f.dropTrash(old)
 	}
-	f.apply(epoch, seen, scanned)
+	f.apply(epoch, res)
 	f.poke() // let the loop re-arm its timer for what is still due
 }
 
-// scanTargets returns the retire epoch a scan starting now covers, and the feed groups to look
-// for. Call with the lock held.
-func (f *FS) scanTargets() (uint64, map[int]bool) {
-	groups := map[int]bool{}
+// scanTargets returns the retire epoch a scan starting now covers, and the feed group of each
+// mount-swap store (store id -> group). Call with the lock held.
+func (f *FS) scanTargets() (uint64, map[string]int) {
+	targets := map[string]int{}
 	for _, st := range f.stores {
 		if st.mode == ModeMountSwap && st.group != 0 {
-			groups[st.group] = true
+			targets[st.id] = st.group
 		}
 	}
-	return f.epoch, groups
+	return f.epoch, targets
 }
 
-func (f *FS) scan(groups map[int]bool) (found, bool) {
-	if len(groups) == 0 {
-		return nil, false
+// scan finds the versions running containers started with. With Options.Holders it reads the
+// mounts of each store's containers only; without, those of every process on the machine.
+func (f *FS) scan(targets map[string]int) scanResult {
+	res := scanResult{seen: found{}, complete: map[int]bool{}}
+	if len(targets) == 0 {
+		return res
 	}
-	mounts, err := linux.ForeignMounts(f.selfNS)
-	if err != nil {
-		f.log.Warn("secretfs: scan of other mount namespaces failed; replaced versions are kept", "err", err)
-		return nil, false
+	if f.holders == nil {
+		mounts, err := f.readAll(f.selfNS)
+		if err != nil {
+			f.scanFailed("*", "", 0, err)
+			return res
+		}
+		groups := map[int]bool{}
+		for id, g := range targets {
+			groups[g] = true
+			f.scanReached(id)
+		}
+		f.index(res.seen, mounts, groups)
+		res.complete = groups
+		return res
 	}
-	return f.index(mounts, groups), true
+	for id, group := range targets {
+		if err := f.scanStore(id, group, res.seen); err != nil {
+			continue
+		}
+		res.complete[group] = true
+	}
+	return res
 }
+
+// scanStore reads the mounts of the running containers that use store id.
+func (f *FS) scanStore(id string, group int, seen found) error {
+	holders, known := f.holders.Holders(id)
+	if !known {
+		err := fmt.Errorf("%w: its containers are not known yet (starting, restarting, or the engine's events are behind)", linux.ErrScanIncomplete)
+		f.scanFailed(id, "", 0, err)
+		return err
+	}
+	groups := map[int]bool{group: true}
+	for _, h := range holders {
+		mounts, err := f.readPID(h.PID)
+		if err != nil {
+			err = fmt.Errorf("%w: %w", linux.ErrScanIncomplete, err)
+			f.scanFailed(id, h.Container, h.PID, err)
+			return err
+		}
+		f.index(seen, mounts, groups)
+	}
+	f.scanReached(id)
+	return nil
+}
+
+// scanFailed counts an incomplete scan and warns once per store until it is reached again.
+func (f *FS) scanFailed(id, container string, pid int, err error) {
+	f.incomplete.Add(1)
+	f.unreachedMu.Lock()
+	_, told := f.unreached[id]
+	f.unreached[id] = true
+	f.unreachedMu.Unlock()
+	if told {
+		return
+	}
+	f.log.Warn("secretfs: could not see which versions a container uses; its replaced versions are kept and the scan is retried",
+		"store", id, "container", container, "pid", pid, "err", err)
+}
+
+// scanReached notes a complete scan of store id and says so when an earlier one failed.
+func (f *FS) scanReached(id string) {
+	f.unreachedMu.Lock()
+	_, was := f.unreached[id]
+	delete(f.unreached, id)
+	_, all := f.unreached["*"]
+	delete(f.unreached, "*")
+	f.unreachedMu.Unlock()
+	if was || all {
+		f.log.Info("secretfs: the containers of a store are reached again", "store", id)
+	}
+}
+
+// IncompleteScans counts the scans (per store) that could not read every container's mounts
+// since Open: each kept every replaced version of its store and was retried.
+func (f *FS) IncompleteScans() uint64 { return f.incomplete.Load() }
 
 // apply acts on a scan that began at epoch. Call with the lock held.
-func (f *FS) apply(epoch uint64, seen found, scanned bool) time.Time {
+func (f *FS) apply(epoch uint64, res scanResult) time.Time {
 	now := time.Now()
+	incomplete := false
 	var next time.Time
 	due := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
@@ -142,20 +227,38 @@ func (f *FS) apply(epoch uint64, seen found, scanned bool) time.Time {
 	for _, st := range f.stores {
 		switch st.mode {
 		case ModeMountSwap:
-			f.reconcileSwap(st, scanned, seen[st.group], epoch, now, due)
+			scanned := res.complete[st.group]
+			incomplete = incomplete || !scanned
+			f.reconcileSwap(st, scanned, res.seen[st.group], epoch, now, due)
 		case ModeMountStack:
 			f.reconcileStack(st, now, due)
 		}
 		f.removeStaleViews(st, now, due)
 	}
+	if incomplete {
+		due(now.Add(f.nextRetry()))
+	} else {
+		f.retry = 0
+	}
 	return next
+}
+
+// nextRetry is how long to wait before scanning again after an incomplete scan: from
+// minRetry, doubling up to maxRetry while scans stay incomplete. Call with the lock held.
+func (f *FS) nextRetry() time.Duration {
+	switch {
+	case f.retry == 0:
+		f.retry = minRetry
+	case f.retry < maxRetry:
+		f.retry = min(2*f.retry, maxRetry)
+	}
+	return f.retry
 }
 
 // index keeps the mounts that are a container's copy of a publish point: slaves of a feed,
 // rooted at a version, mounted outside our root (copies of our own tree in namespaces that
 // were created while it existed sit under the root and are no container's /<name>).
-func (f *FS) index(mounts []linux.MountInfo, groups map[int]bool) found {
-	out := found{}
+func (f *FS) index(out found, mounts []linux.MountInfo, groups map[int]bool) {
 	for _, m := range mounts {
 		if !groups[m.Master] || under(m.Mountpoint, f.lay.root) {
 			continue
@@ -172,7 +275,6 @@ func (f *FS) index(mounts []linux.MountInfo, groups map[int]bool) found {
 		}
 		out[m.Master][name][gen] = true
 	}
-	return out
 }
 
 func (f *FS) reconcileSwap(st *store, scanned bool, seen map[string]map[uint64]bool, epoch uint64, now time.Time, due func(time.Time)) {

@@ -82,10 +82,27 @@ type Options struct {
 	StoreSize int64        // bytes per store tmpfs; default DefaultStoreSize
 	MaxInodes int          // inodes per store tmpfs; default DefaultMaxInodes
 	Logger    *slog.Logger // default slog.Default()
+	// Holders names the running containers of each store (the agent asks Docker). Without it,
+	// secretfs reads the mounts of every process on the machine to find them.
+	Holders Holders
 
 	// crashHook, set by tests, is called at every crash point of Create, Update, Wipe and
 	// recovery (see FS.crashPoint); a hook that panics stops the operation there, as a kill would.
 	crashHook func(point string)
+}
+
+// Holders tells secretfs which running containers use a store, so that a scan reads their
+// mount namespaces only. secretfs never zeroes or releases a version while the containers of
+// its store are not all known and read: Holders answers known=false while a container starts
+// or restarts, or while its source (the Docker engine's events) may be behind.
+type Holders interface {
+	Holders(storeID string) (holders []Holder, known bool)
+}
+
+// Holder is a running container that binds a store's publish points.
+type Holder struct {
+	Container string // for log lines
+	PID       int    // a process in the container's mount namespace (its init)
 }
 
 // Defaults for Options.

@@ -205,9 +205,10 @@ func PIDMountinfo(pid int) ([]MountInfo, error) {
 	return mounts, nil
 }
 
-// goneAsNotExist makes ESRCH (the process exited between open and read) an os.ErrNotExist.
+// goneAsNotExist makes ESRCH (the process exited between open and read) and EINVAL (a zombie
+// or exiting process, which has no mount namespace left) an os.ErrNotExist.
 func goneAsNotExist(err error) error {
-	if errors.Is(err, unix.ESRCH) {
+	if errors.Is(err, unix.ESRCH) || errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("%w (%w)", err, os.ErrNotExist)
 	}
 	return err

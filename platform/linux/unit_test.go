@@ -1,7 +1,6 @@
 package linux
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,20 +13,32 @@ import (
 // unitSettings returns the unit's Key=Value lines, by key.
 func unitSettings(t *testing.T) map[string][]string {
 	t.Helper()
-	settings := map[string][]string{}
-	sc := bufio.NewScanner(strings.NewReader(UnitFile))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || line[0] == '#' || line[0] == '[' {
-			continue
-		}
-		k, v, ok := strings.Cut(line, "=")
-		if !ok {
-			t.Fatalf("unit line %q is not Key=Value", line)
-		}
-		settings[k] = append(settings[k], v)
+	s, err := UnitSettings()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return settings
+	return s
+}
+
+func TestUnitPrivileges(t *testing.T) {
+	p, err := ReadUnitPrivileges()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.NoNewPrivs {
+		t.Error("the unit does not set NoNewPrivileges")
+	}
+	args := strings.Join(p.SetprivArgs(), " ")
+	for _, want := range []string{"--bounding-set=-all,+sys_admin,", "+chown", "--inh-caps=-all", "--no-new-privs", " --"} {
+		if !strings.Contains(args, want) {
+			t.Errorf("setpriv args %q lack %q", args, want)
+		}
+	}
+	for _, c := range p.Capabilities {
+		if c == "CAP_SYS_PTRACE" {
+			t.Error("the unit grants CAP_SYS_PTRACE: the agent reads containers' mounts by PID and must not need it")
+		}
+	}
 }
 
 func TestUnitKeepsHostMountNamespace(t *testing.T) {

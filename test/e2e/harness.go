@@ -27,6 +27,7 @@ import (
 
 	"github.com/edge-secrets/anax-agent/agent"
 	"github.com/edge-secrets/anax-agent/agreement"
+	linuxp "github.com/edge-secrets/anax-agent/platform/linux"
 )
 
 // Binaries are the programs a run uses, built once from this repository.
@@ -397,8 +398,23 @@ type Agent struct {
 	ConfigPath string
 	LogPath    string
 	// Env is added to the process environment (e.g. NOTIFY_SOCKET for the systemd test).
-	Env  []string
+	Env []string
+	// Wrap runs before the agent's own argv, e.g. UnitWrap's setpriv command line.
+	Wrap []string
 	proc *Proc
+}
+
+// UnitWrap is the setpriv(1) command line that gives the agent exactly the privileges of its
+// systemd unit (capability bounding set, NoNewPrivileges), read from the unit file itself.
+func UnitWrap() ([]string, error) {
+	p, err := linuxp.ReadUnitPrivileges()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		return nil, fmt.Errorf("setpriv (util-linux): %w", err)
+	}
+	return p.SetprivArgs(), nil
 }
 
 // NewAgent lays out an agent under dir/name and writes its config file. agbotURL may be a
@@ -444,7 +460,8 @@ func (a *Agent) ID() string { return agent.AgentID(a.Config.StateDir) }
 
 // Start runs the agent and waits until its local API answers.
 func (a *Agent) Start(ctx context.Context) error {
-	p, err := startProc("anax-agent "+a.Name, a.LogPath, append(baseEnv(), a.Env...), a.Bin.Agent, "--config", a.ConfigPath)
+	argv := append(append([]string(nil), a.Wrap...), a.Bin.Agent, "--config", a.ConfigPath)
+	p, err := startProc("anax-agent "+a.Name, a.LogPath, append(baseEnv(), a.Env...), argv[0], argv[1:]...)
 	if err != nil {
 		return err
 	}

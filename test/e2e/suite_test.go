@@ -113,6 +113,7 @@ func TestE2E(t *testing.T) {
 		t.Run("agbot-away", func(t *testing.T) { t.Parallel(); testAgbotAway(t, s) })
 		t.Run("hostile", func(t *testing.T) { t.Parallel(); testHostile(t, s) })
 		t.Run("daemon", func(t *testing.T) { t.Parallel(); testDaemon(t, s) })
+		t.Run("rotation-under-unit", func(t *testing.T) { t.Parallel(); testRotationUnderUnit(t, s) })
 	})
 	t.Run("leak-scan", func(t *testing.T) { testLeakScan(t, s) })
 }
@@ -200,10 +201,17 @@ func (s *suite) newEnv(t testing.TB, name string, vault *Vault) *env {
 // removes its containers, unmounts its secrets root.
 func (e *env) agent(name, agbotURL string) *Agent {
 	e.t.Helper()
+	return e.agentWrapped(name, agbotURL, nil)
+}
+
+// agentWrapped is agent with a command line before the agent's own (UnitWrap).
+func (e *env) agentWrapped(name, agbotURL string, wrap []string) *Agent {
+	e.t.Helper()
 	a, err := NewAgent(e.s.bin, e.dir, name, e.agbot, agbotURL)
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	a.Wrap = wrap
 	e.s.mu.Lock()
 	e.s.roots = append(e.s.roots, a.Config.SecretsRoot)
 	e.s.mu.Unlock()

@@ -1,0 +1,159 @@
+package secretfs
+
+import (
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/edge-secrets/anax-agent/platform/linux"
+)
+
+// fakeHolders answers Holders from a map; known=false for every store while unknown is set.
+type fakeHolders struct {
+	mu      sync.Mutex
+	pids    map[string][]int
+	unknown bool
+}
+
+func (h *fakeHolders) Holders(id string) ([]Holder, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.unknown {
+		return nil, false
+	}
+	var out []Holder
+	for _, pid := range h.pids[id] {
+		out = append(out, Holder{Container: "c-" + id, PID: pid})
+	}
+	return out, true
+}
+
+func (h *fakeHolders) set(id string, pids ...int) {
+	h.mu.Lock()
+	h.pids[id] = pids
+	h.mu.Unlock()
+}
+
+func (h *fakeHolders) setUnknown(v bool) {
+	h.mu.Lock()
+	h.unknown = v
+	h.mu.Unlock()
+}
+
+// TestIncompleteScanKeepsVersions is the failure mode of issue 11: the agent could not read a
+// container's mount namespace (EACCES under the unit's capabilities), concluded that nobody used
+// the version that container started with, and zeroed it: the container's /<name> turned empty
+// for good. A scan that can not prove a version unused must keep it, warn once naming the
+// store, count the failure and retry; once the scan works again the container gets the current
+// value.
+func TestIncompleteScanKeepsVersions(t *testing.T) {
+	eacces := func(int) ([]linux.MountInfo, error) {
+		return nil, &os.PathError{Op: "open", Path: "/proc/4242/mountinfo", Err: syscall.EACCES}
+	}
+	eaccesAll := func(uint64) ([]linux.MountInfo, error) {
+		return nil, &os.PathError{Op: "open", Path: "/proc/4242/mountinfo", Err: syscall.EACCES}
+	}
+	tests := []struct {
+		name    string
+		holders bool                                    // Options.Holders given
+		breakIt func(f *FS, h *fakeHolders)             // the scan fails from here on
+		fixIt   func(f *FS, h *fakeHolders, r1, r2 int) // and works again
+	}{
+		{"holder mountinfo EACCES", true,
+			func(f *FS, h *fakeHolders) { f.mu.Lock(); f.readPID = eacces; f.mu.Unlock() },
+			func(f *FS, h *fakeHolders, r1, r2 int) {
+				f.mu.Lock()
+				f.readPID = linux.PIDMountinfo
+				f.mu.Unlock()
+				h.set("svc1", r1, r2)
+			}},
+		{"holders not known", true,
+			func(f *FS, h *fakeHolders) { h.setUnknown(true) },
+			func(f *FS, h *fakeHolders, r1, r2 int) { h.set("svc1", r1, r2); h.setUnknown(false) }},
+		{"machine-wide scan EACCES", false,
+			func(f *FS, h *fakeHolders) { f.mu.Lock(); f.readAll = eaccesAll; f.mu.Unlock() },
+			func(f *FS, h *fakeHolders, r1, r2 int) { f.mu.Lock(); f.readAll = linux.ForeignMounts; f.mu.Unlock() }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			h := &fakeHolders{pids: map[string][]int{}}
+			opts := Options{Root: e.root, Mode: ModeMountSwap, Logger: testLogger(e)}
+			if tc.holders {
+				opts.Holders = h
+			}
+			f, err := Open(opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			f.stopLoop() // the test drives reconcile itself
+			st, err := f.Create(e.spec("svc1", "a"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			val := func(i int) Secret { return Secret{Name: "a", Value: canary("incomplete", i), Format: FormatValueOnly} }
+			update := func(i int) {
+				t.Helper()
+				e.remember(val(i).Value)
+				if err := f.Update("svc1", []Secret{val(i)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r1 := startNSReader(t, st.Files["a"]) // a container that started with version 1
+			h.set("svc1", r1.pid)
+			f.reconcile()
+			update(2)
+			if got := r1.read(); got != want(val(2)) {
+				t.Fatalf("reader 1 reads %q after update 2, want %q", got, want(val(2)))
+			}
+			r2 := startNSReader(t, st.Files["a"]) // started with version 2; never seen by a scan
+			tc.breakIt(f, h)
+			f.mu.Lock()
+			f.grace = 0
+			f.mu.Unlock()
+			before := f.IncompleteScans()
+			update(3)
+			for range 3 {
+				f.reconcile()
+			}
+			// Reader 2's version was replaced and no scan could tell whether anyone used it: it
+			// must keep its content (the container reads the last value it had), never zeros.
+			if got := r2.read(); got != want(val(2)) {
+				t.Errorf("while the scan fails, reader 2 reads %q, want its last value %q", got, want(val(2)))
+			}
+			if got := r1.read(); got != want(val(3)) {
+				t.Errorf("reader 1 (seen before the failure) reads %q, want %q", got, want(val(3)))
+			}
+			if n := f.IncompleteScans() - before; n < 3 {
+				t.Errorf("IncompleteScans grew by %d over 3 failed passes, want >= 3", n)
+			}
+			logs := e.log.String()
+			if n := strings.Count(logs, "could not see which versions a container uses"); n != 1 {
+				t.Errorf("%d warnings for the failing scans, want exactly 1 (once per store)", n)
+			}
+			if tc.holders && !strings.Contains(logs, "store=svc1") {
+				t.Errorf("the warning does not name the store:\n%s", logs)
+			}
+			f.mu.Lock()
+			next := f.apply(f.epoch, scanResult{seen: found{}, complete: map[int]bool{}})
+			f.mu.Unlock()
+			if next.IsZero() {
+				t.Error("an incomplete scan did not schedule a retry")
+			}
+
+			tc.fixIt(f, h, r1.pid, r2.pid)
+			f.reconcile()
+			for n, r := range []*nsReader{r1, r2} {
+				if got := r.read(); got != want(val(3)) {
+					t.Errorf("after the scan works again, reader %d reads %q, want %q", n+1, got, want(val(3)))
+				}
+			}
+			if !strings.Contains(e.log.String(), "reached again") {
+				t.Error("no log line says the store is reached again")
+			}
+		})
+	}
+}
