@@ -51,6 +51,11 @@ type Options struct {
 	// RemapUser is the host user whose /etc/subuid and /etc/subgid ranges dockerd uses when it
 	// runs with userns-remap. Default "dockremap" (what `"userns-remap": "default"` creates).
 	RemapUser string
+	// AllowHostUIDs are host uids a container may run as although a host account has them
+	// (see ResolveUser). Default none: such a container is refused with ErrPolicy.
+	AllowHostUIDs []int
+	// RequireImageDigest refuses images not pinned by digest (name@sha256:...) with ErrPolicy.
+	RequireImageDigest bool
 }
 
 // Worker runs the containers of service instances. Its methods are safe for concurrent use.
@@ -63,6 +68,9 @@ type Worker struct {
 	log    *slog.Logger
 	remap  string
 	hostFS hostFiles
+
+	allowUIDs     map[int]bool
+	requireDigest bool
 
 	mu       sync.Mutex
 	intended map[string]time.Time // container id -> until when a "die" is ours (stop, restart)
@@ -87,6 +95,15 @@ func New(api Docker, opts Options) (*Worker, error) {
 		remap:    opts.RemapUser,
 		hostFS:   hostFiles{passwd: "/etc/passwd", subuid: "/etc/subuid", subgid: "/etc/subgid"},
 		intended: map[string]time.Time{},
+
+		allowUIDs:     map[int]bool{},
+		requireDigest: opts.RequireImageDigest,
+	}
+	for _, uid := range opts.AllowHostUIDs {
+		if uid < 0 || uid > maxID {
+			return nil, fmt.Errorf("container: allowed host uid %d is outside 0..%d: %w", uid, maxID, ErrInvalid)
+		}
+		w.allowUIDs[uid] = true
 	}
 	if w.stop <= 0 {
 		w.stop = 10 * time.Second
