@@ -176,7 +176,9 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		"move_mount_set_group", feat.MoveMountSetGroup, "tmpfs_noswap", feat.TmpfsNoswap,
 		"mount_privilege", feat.MountPrivilege, "shared_root", feat.SharedRoot)
 
-	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container")})
+	uids, _ := cfg.HostUIDs() // validated with the configuration
+	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container"),
+		AllowHostUIDs: uids, RequireImageDigest: cfg.RequireImageDigest})
 	if err != nil {
 		fs.Close()
 		return fail(err)
