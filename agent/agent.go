@@ -177,8 +177,9 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		"mount_privilege", feat.MountPrivilege, "shared_root", feat.SharedRoot)
 
 	uids, _ := cfg.HostUIDs() // validated with the configuration
+	caps, _ := cfg.Capabilities()
 	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container"),
-		AllowHostUIDs: uids, RequireImageDigest: cfg.RequireImageDigest})
+		AllowHostUIDs: uids, ExtraCapabilities: caps, RequireImageDigest: cfg.RequireImageDigest})
 	if err != nil {
 		fs.Close()
 		return fail(err)

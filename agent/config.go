@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 // ErrConfig is wrapped by every configuration refusal.
@@ -31,9 +33,11 @@ type Config struct {
 	MetricsListen    string `json:"metrics_listen"`
 	LogLevel         string `json:"log_level"`
 	// Container rules (read at start): host uids a container may share with a host account
-	// ("1000,1001"; default none: such a proposal is declined), and whether every image must be
-	// pinned by digest (name@sha256:...).
+	// ("1000,1001"; default none: such a proposal is declined), capabilities beyond Docker's
+	// default set a service may add ("SYS_TIME,NET_ADMIN"; default none), and whether every
+	// image must be pinned by digest (name@sha256:...).
 	AllowHostUIDs      string `json:"allow_host_uids,omitempty"`
+	AllowCapabilities  string `json:"allow_capabilities,omitempty"`
 	RequireImageDigest bool   `json:"require_image_digest,omitempty"`
 	// Reloadable without a restart: how long one long-poll waits, and the reconnect backoff cap.
 	PollWait   Duration `json:"poll_wait"`
@@ -87,6 +91,7 @@ var flagSpecs = []flagSpec{
 	{"api-socket", "unix socket of the local API that hzn uses (mode 0600)", func(c *Config) *string { return &c.APISocket }},
 	{"metrics-listen", "address for Prometheus metrics (empty: off)", func(c *Config) *string { return &c.MetricsListen }},
 	{"log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
+	{"allow-capabilities", "comma-separated capabilities beyond Docker's default set a service may add with cap_add (default none)", func(c *Config) *string { return &c.AllowCapabilities }},
 	{"allow-host-uids", "comma-separated host uids a service container may run as although a host account has them (default none)", func(c *Config) *string { return &c.AllowHostUIDs }},
 }
 
@@ -193,7 +198,26 @@ func (c Config) Validate() error {
 	if _, err := c.HostUIDs(); err != nil {
 		return bad("allow_host_uids", err.Error())
 	}
+	if _, err := c.Capabilities(); err != nil {
+		return bad("allow_capabilities", err.Error())
+	}
 	return nil
+}
+
+// Capabilities parses AllowCapabilities: comma-separated Linux capability names, "ALL" refused.
+func (c Config) Capabilities() ([]string, error) {
+	if strings.TrimSpace(c.AllowCapabilities) == "" {
+		return nil, nil
+	}
+	var caps []string
+	for _, part := range strings.Split(c.AllowCapabilities, ",") {
+		name, err := protocol.CanonicalCapability(strings.TrimSpace(part))
+		if err != nil {
+			return nil, err
+		}
+		caps = append(caps, name)
+	}
+	return caps, nil
 }
 
 // HostUIDs parses AllowHostUIDs: comma-separated decimal uids, 1..2147483647 (root needs no

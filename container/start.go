@@ -261,7 +261,7 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if spec.Command != nil {
 		cfg.Cmd = append([]string(nil), spec.Command...)
 	}
-	host, err := hostConfig(spec, mounts)
+	host, err := w.hostConfig(spec, mounts)
 	if err != nil {
 		return plan{}, err
 	}

@@ -15,6 +15,8 @@ import (
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 // Docker is the subset of the Docker engine client the worker calls. *client.Client satisfies
@@ -54,6 +56,9 @@ type Options struct {
 	// AllowHostUIDs are host uids a container may run as although a host account has them
 	// (see ResolveUser). Default none: such a container is refused with ErrPolicy.
 	AllowHostUIDs []int
+	// ExtraCapabilities are capabilities beyond Docker's default set that a service may add
+	// (cap_add). Default none: a service may add back only what Docker would have given it.
+	ExtraCapabilities []string
 	// RequireImageDigest refuses images not pinned by digest (name@sha256:...) with ErrPolicy.
 	RequireImageDigest bool
 }
@@ -70,6 +75,7 @@ type Worker struct {
 	hostFS hostFiles
 
 	allowUIDs     map[int]bool
+	extraCaps     map[string]bool
 	requireDigest bool
 
 	mu       sync.Mutex
@@ -97,6 +103,7 @@ func New(api Docker, opts Options) (*Worker, error) {
 		intended: map[string]time.Time{},
 
 		allowUIDs:     map[int]bool{},
+		extraCaps:     map[string]bool{},
 		requireDigest: opts.RequireImageDigest,
 	}
 	for _, uid := range opts.AllowHostUIDs {
@@ -104,6 +111,13 @@ func New(api Docker, opts Options) (*Worker, error) {
 			return nil, fmt.Errorf("container: allowed host uid %d is outside 0..%d: %w", uid, maxID, ErrInvalid)
 		}
 		w.allowUIDs[uid] = true
+	}
+	for _, name := range opts.ExtraCapabilities {
+		c, err := protocol.CanonicalCapability(name)
+		if err != nil {
+			return nil, fmt.Errorf("container: extra capabilities: %w: %w", err, ErrInvalid)
+		}
+		w.extraCaps[c] = true
 	}
 	if w.stop <= 0 {
 		w.stop = 10 * time.Second
