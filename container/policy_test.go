@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -197,5 +198,28 @@ func TestCheckResolvedDigest(t *testing.T) {
 				t.Errorf("error %v does not wrap ErrImageNotFound", err)
 			}
 		})
+	}
+}
+
+// BenchmarkCheckHostUID: the per-container cost of the host-account check on a host with
+// 1,000 accounts (the uid is free, so every line is read).
+func BenchmarkCheckHostUID(b *testing.B) {
+	var passwd strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&passwd, "user%d:x:%d:%d::/home/user%d:/bin/sh\n", i, 2000+i, 2000+i, i)
+	}
+	p := filepath.Join(b.TempDir(), "passwd")
+	if err := os.WriteFile(p, []byte(passwd.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	w, err := New(fakeEngine{}, Options{AgentID: "a"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w.hostFS.passwd = p
+	for b.Loop() {
+		if err := w.checkHostUID(1000, 1000); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
