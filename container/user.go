@@ -25,7 +25,9 @@ const maxIDFileSize = 1 << 20
 // through the image's own /etc/passwd and /etc/group, read through the engine without running
 // the image; when dockerd runs with userns-remap the ids are shifted into the remap user's
 // subordinate ranges, so the process inside sees its own ids. The image is pulled if absent.
-// A name that does not resolve is ErrUserNotFound.
+// A name that does not resolve is ErrUserNotFound. A host uid that an account in the host's
+// /etc/passwd has (but root and Options.AllowHostUIDs) is ErrPolicy, as is, under
+// Options.RequireImageDigest, an image not pinned by digest.
 func (w *Worker) ResolveUser(ctx context.Context, ref, user string) (uid, gid int, err error) {
 	if err := w.checkImagePolicy(ref); err != nil {
 		return 0, 0, err

@@ -82,7 +82,8 @@ type Worker struct {
 	intended map[string]time.Time // container id -> until when a "die" is ours (stop, restart)
 }
 
-// hostFiles are the host files userns-remap needs; tests point them elsewhere.
+// hostFiles are the host files userns-remap and the host-account check read; tests point them
+// elsewhere.
 type hostFiles struct{ passwd, subuid, subgid string }
 
 // New returns a worker that talks to the engine through api.
