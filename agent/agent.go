@@ -163,7 +163,10 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		return fail(err)
 	}
 
-	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container")})
+	uids, _ := cfg.HostUIDs() // validated with the configuration
+	caps, _ := cfg.Capabilities()
+	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container"),
+		AllowHostUIDs: uids, ExtraCapabilities: caps, RequireImageDigest: cfg.RequireImageDigest})
 	if err != nil {
 		return fail(err)
 	}

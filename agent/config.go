@@ -10,8 +10,11 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 // ErrConfig is wrapped by every configuration refusal.
@@ -29,6 +32,13 @@ type Config struct {
 	APISocket        string `json:"api_socket"`
 	MetricsListen    string `json:"metrics_listen"`
 	LogLevel         string `json:"log_level"`
+	// Container rules (read at start): host uids a container may share with a host account
+	// ("1000,1001"; default none: such a proposal is declined), capabilities beyond Docker's
+	// default set a service may add ("SYS_TIME,NET_ADMIN"; default none), and whether every
+	// image must be pinned by digest (name@sha256:...).
+	AllowHostUIDs      string `json:"allow_host_uids,omitempty"`
+	AllowCapabilities  string `json:"allow_capabilities,omitempty"`
+	RequireImageDigest bool   `json:"require_image_digest,omitempty"`
 	// Reloadable without a restart: how long one long-poll waits, and the reconnect backoff cap.
 	PollWait   Duration `json:"poll_wait"`
 	BackoffMax Duration `json:"backoff_max"`
@@ -81,6 +91,16 @@ var flagSpecs = []flagSpec{
 	{"api-socket", "unix socket of the local API that hzn uses (mode 0600)", func(c *Config) *string { return &c.APISocket }},
 	{"metrics-listen", "address for Prometheus metrics (empty: off)", func(c *Config) *string { return &c.MetricsListen }},
 	{"log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
+	{"allow-capabilities", "comma-separated capabilities beyond Docker's default set a service may add with cap_add (default none)", func(c *Config) *string { return &c.AllowCapabilities }},
+	{"allow-host-uids", "comma-separated host uids a service container may run as although a host account has them (default none)", func(c *Config) *string { return &c.AllowHostUIDs }},
+}
+
+// boolFlagSpecs bind boolean flags to Config fields.
+var boolFlagSpecs = []struct {
+	name, usage string
+	field       func(*Config) *bool
+}{
+	{"require-image-digest", "decline proposals whose images are not pinned by digest (name@sha256:...)", func(c *Config) *bool { return &c.RequireImageDigest }},
 }
 
 // ParseFlags reads args (without the program name): --config FILE, then every field as a flag.
@@ -92,6 +112,9 @@ func ParseFlags(args []string, out io.Writer) (Config, string, error) {
 	var fromFlags Config
 	for _, s := range flagSpecs {
 		fs.StringVar(s.field(&fromFlags), s.name, "", s.usage)
+	}
+	for _, s := range boolFlagSpecs {
+		fs.BoolVar(s.field(&fromFlags), s.name, false, s.usage)
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(out, "usage: anax-agent [--config FILE] [flags]\n\n"+
@@ -118,6 +141,11 @@ func ParseFlags(args []string, out io.Writer) (Config, string, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	for _, s := range flagSpecs {
+		if set[s.name] {
+			*s.field(&cfg) = *s.field(&fromFlags)
+		}
+	}
+	for _, s := range boolFlagSpecs {
 		if set[s.name] {
 			*s.field(&cfg) = *s.field(&fromFlags)
 		}
@@ -167,7 +195,46 @@ func (c Config) Validate() error {
 	if c.BackoffMax < Duration(100*time.Millisecond) {
 		return bad("backoff_max", "must be at least 100ms")
 	}
+	if _, err := c.HostUIDs(); err != nil {
+		return bad("allow_host_uids", err.Error())
+	}
+	if _, err := c.Capabilities(); err != nil {
+		return bad("allow_capabilities", err.Error())
+	}
 	return nil
+}
+
+// Capabilities parses AllowCapabilities: comma-separated Linux capability names, "ALL" refused.
+func (c Config) Capabilities() ([]string, error) {
+	if strings.TrimSpace(c.AllowCapabilities) == "" {
+		return nil, nil
+	}
+	var caps []string
+	for _, part := range strings.Split(c.AllowCapabilities, ",") {
+		name, err := protocol.CanonicalCapability(strings.TrimSpace(part))
+		if err != nil {
+			return nil, err
+		}
+		caps = append(caps, name)
+	}
+	return caps, nil
+}
+
+// HostUIDs parses AllowHostUIDs: comma-separated decimal uids, 1..2147483647 (root needs no
+// allowing).
+func (c Config) HostUIDs() ([]int, error) {
+	if strings.TrimSpace(c.AllowHostUIDs) == "" {
+		return nil, nil
+	}
+	var uids []int
+	for i, part := range strings.Split(c.AllowHostUIDs, ",") {
+		n, err := strconv.ParseInt(strings.TrimSpace(part), 10, 64)
+		if err != nil || n < 1 || n > 1<<31-1 {
+			return nil, fmt.Errorf("entry %d %q must be a uid in 1..2147483647 (comma-separated)", i, part)
+		}
+		uids = append(uids, int(n))
+	}
+	return uids, nil
 }
 
 // ParseLevel turns a log level name into a slog.Level.

@@ -269,7 +269,7 @@ func (m *Manager) restart(ctx context.Context, r *record, stores map[string]*Sto
 	specs := make([]container.Spec, 0, len(r.Containers))
 	for _, cr := range r.Containers {
 		c := r.Service.Deployment.Services[cr.Name]
-		spec := container.Spec{Name: cr.Name, Image: c.Image, User: c.User, Command: c.Command, Env: envMap(c.Environment)}
+		spec := containerSpec(cr.Name, c)
 		if cr.StoreID != "" {
 			for _, name := range sortedNames(c.Secrets) {
 				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: c.Secrets[name].OnUpdate})

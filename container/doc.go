@@ -18,7 +18,12 @@
 //	(*Worker).List(ctx) ([]Container, error)
 //	(*Worker).Watch(ctx, func(Death)) error
 //	types Docker, Options, Instance, Service, Spec, Secret, Container, Death; Store = secretfs.Store
-//	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrNotFound; DirViewTarget
+//	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrPolicy, ErrNotFound; DirViewTarget, DefaultPidsLimit
+//
+// Every service container drops all capabilities but Spec.CapAdd, runs with
+// no-new-privileges, DefaultPidsLimit and Spec.MemoryMB. ResolveUser refuses (ErrPolicy) a uid
+// an account in the host's /etc/passwd has, unless Options.AllowHostUIDs lists it; with
+// Options.RequireImageDigest, images not pinned by digest are refused (ErrPolicy).
 //
 // One secretfs store per container, because containers of one service may run as different
 // users:

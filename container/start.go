@@ -46,6 +46,11 @@ type Spec struct {
 	Command []string          // replaces the image's CMD when not nil
 	Env     map[string]string // from user input only: never a secret
 	Secrets []Secret
+	// CapAdd are the Linux capabilities the service declares (cap_add); every other one is
+	// dropped. Names as protocol.CanonicalCapability takes them.
+	CapAdd []string
+	// MemoryMB is the deployment's max_memory_mb: the memory limit in MiB, 0 for none.
+	MemoryMB int64
 	// Store holds the files of Secrets, one store per container, owned by the uid:gid
 	// ResolveUser returned. Nil only when Secrets is empty.
 	Store *Store
@@ -182,6 +187,9 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if spec.Image == "" || strings.ContainsAny(spec.Image, " \x00\n") {
 		return plan{}, bad("image %q: must be a non-empty reference", spec.Image)
 	}
+	if err := w.checkImagePolicy(spec.Image); err != nil {
+		return plan{}, err
+	}
 	if strings.ContainsAny(spec.User, "\x00\n") {
 		return plan{}, bad("user %q: no NUL or newline", spec.User)
 	}
@@ -258,9 +266,9 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if spec.Command != nil {
 		cfg.Cmd = append([]string(nil), spec.Command...)
 	}
-	host := &container.HostConfig{
-		Mounts:        mounts,
-		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+	host, err := w.hostConfig(spec, mounts)
+	if err != nil {
+		return plan{}, err
 	}
 	return plan{name: inst.AgreementID + "-" + spec.Name, spec: spec.Name, inst: inst,
 		secrets: names, storeID: storeID, cfg: cfg, host: host}, nil

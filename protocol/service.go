@@ -38,6 +38,11 @@ type Container struct {
 	// Secrets declared by this container, by service secret name (design §3): each is
 	// mounted read-only at /<name>.
 	Secrets map[string]SecretDecl `json:"secrets,omitempty"`
+	// CapAdd lists the Linux capabilities the container needs ("NET_BIND_SERVICE" or
+	// "CAP_NET_BIND_SERVICE"); the agent drops every other one. "ALL" is refused.
+	CapAdd []string `json:"cap_add,omitempty"`
+	// MaxMemoryMB limits the container's memory (and memory plus swap) in MiB; 0 is no limit.
+	MaxMemoryMB int64 `json:"max_memory_mb,omitempty"`
 }
 
 // SecretDecl is a service's declaration of one secret it needs.
