@@ -271,7 +271,8 @@ func (s Service) Protocol() (protocol.Service, error) {
 		Deployment: protocol.Deployment{Services: map[string]protocol.Container{}}}
 	for name, c := range s.Deployment.Services {
 		pc := protocol.Container{Image: c.Image, Secrets: c.Secrets}
-		for field, dst := range map[string]any{"command": &pc.Command, "environment": &pc.Environment, "user": &pc.User} {
+		for field, dst := range map[string]any{"command": &pc.Command, "environment": &pc.Environment, "user": &pc.User,
+			"cap_add": &pc.CapAdd, "max_memory_mb": &pc.MaxMemoryMB} {
 			if v, ok := c.Raw[field]; ok {
 				if err := json.Unmarshal(v, dst); err != nil {
 					return out, fmt.Errorf("deployment.services[%q].%s: %w", name, field, err)
