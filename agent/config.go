@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -29,9 +30,12 @@ type Config struct {
 	Org              string `json:"org"`
 	StateDir         string `json:"state_dir"`
 	SecretsRoot      string `json:"secrets_root"`
-	APISocket        string `json:"api_socket"`
-	MetricsListen    string `json:"metrics_listen"`
-	LogLevel         string `json:"log_level"`
+	// ESSRoot holds the ESS secrets API's sockets and credentials (a tmpfs). Default: "ess"
+	// beside the secrets root (/run/anax-agent/ess).
+	ESSRoot       string `json:"ess_root,omitempty"`
+	APISocket     string `json:"api_socket"`
+	MetricsListen string `json:"metrics_listen"`
+	LogLevel      string `json:"log_level"`
 	// Container rules (read at start): host uids a container may share with a host account
 	// ("1000,1001"; default none: such a proposal is declined), capabilities beyond Docker's
 	// default set a service may add ("SYS_TIME,NET_ADMIN"; default none), and whether every
@@ -62,6 +66,14 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// ESSDir is where the ESS secrets API keeps its files: ESSRoot, or "ess" beside SecretsRoot.
+func (c Config) ESSDir() string {
+	if c.ESSRoot != "" {
+		return c.ESSRoot
+	}
+	return filepath.Join(filepath.Dir(filepath.Clean(c.SecretsRoot)), "ess")
+}
+
 // Defaults returns the configuration of a node that was given nothing.
 func Defaults() Config {
 	return Config{
@@ -88,6 +100,7 @@ var flagSpecs = []flagSpec{
 	{"org", "organization this node belongs to", func(c *Config) *string { return &c.Org }},
 	{"state-dir", "directory for the agent's state (mode 0700)", func(c *Config) *string { return &c.StateDir }},
 	{"secrets-root", "root of the per-service secret tmpfs stores", func(c *Config) *string { return &c.SecretsRoot }},
+	{"ess-root", "directory of the ESS secrets API's sockets and credentials, a tmpfs (default: ess beside --secrets-root)", func(c *Config) *string { return &c.ESSRoot }},
 	{"api-socket", "unix socket of the local API that hzn uses (mode 0600)", func(c *Config) *string { return &c.APISocket }},
 	{"metrics-listen", "address for Prometheus metrics (empty: off)", func(c *Config) *string { return &c.MetricsListen }},
 	{"log-level", "debug, info, warn or error", func(c *Config) *string { return &c.LogLevel }},
@@ -185,6 +198,9 @@ func (c Config) Validate() error {
 		if p == "" || !strings.HasPrefix(p, "/") {
 			return bad(field, "must be an absolute path")
 		}
+	}
+	if c.ESSRoot != "" && !strings.HasPrefix(c.ESSRoot, "/") {
+		return bad("ess_root", "must be an absolute path")
 	}
 	if _, err := ParseLevel(c.LogLevel); err != nil {
 		return bad("log_level", err.Error())

@@ -2,7 +2,6 @@ package agreement
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -254,14 +253,7 @@ func readSecret(path string, d protocol.SecretDecl) (protocol.SecretValue, error
 	if err != nil {
 		return protocol.SecretValue{}, err
 	}
-	if d.FileFormat() == protocol.FormatValueOnly {
-		return protocol.SecretValue{Value: string(content)}, nil
-	}
-	var v protocol.SecretValue
-	if err := json.Unmarshal(content, &v); err != nil {
-		return protocol.SecretValue{}, errors.New("not {\"key\",\"value\"} JSON")
-	}
-	return v, nil
+	return protocol.ParseFileContent(content, d)
 }
 
 // restart starts r's containers on their existing stores.

@@ -16,6 +16,7 @@ import (
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/edge-secrets/anax-agent/ess"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
@@ -62,6 +63,14 @@ type Options struct {
 	ExtraCapabilities []string
 	// RequireImageDigest refuses images not pinned by digest (name@sha256:...) with ErrPolicy.
 	RequireImageDigest bool
+	// ESS gives containers with secrets anax's ESS secrets API (*ess.Server). Optional.
+	ESS ESS
+}
+
+// ESS is what the worker needs of the ESS secrets API: the host paths a store's containers
+// mount (credentials, CA certificate, socket directory).
+type ESS interface {
+	Mounts(storeID string) (ess.Mounts, bool)
 }
 
 // Worker runs the containers of service instances. Its methods are safe for concurrent use.
@@ -78,6 +87,7 @@ type Worker struct {
 	allowUIDs     map[int]bool
 	extraCaps     map[string]bool
 	requireDigest bool
+	ess           ESS
 
 	mu       sync.Mutex
 	intended map[string]time.Time // container id -> until when a "die" is ours (stop, restart)
@@ -111,6 +121,7 @@ func New(api Docker, opts Options) (*Worker, error) {
 		allowUIDs:     map[int]bool{},
 		extraCaps:     map[string]bool{},
 		requireDigest: opts.RequireImageDigest,
+		ess:           opts.ESS,
 	}
 	for _, uid := range opts.AllowHostUIDs {
 		if uid < 0 || uid > maxID {

@@ -152,6 +152,10 @@ func TestAPI(t *testing.T) {
 		{"ack again", a, "POST", "/api/v1/secrets/db?received=true", &a.auth, 404, ""},
 		{"one left", a, "GET", "/api/v1/secrets", &a.auth, 200, "[\n  \"tok\"\n]"},
 		{"wrong method", a, "DELETE", "/api/v1/secrets/tok", &a.auth, 405, ""},
+		{"traversal", a, "GET", "/api/v1/secrets/..%2F..%2Fetc%2Fpasswd", &a.auth, 400, ""},
+		{"nested traversal", a, "GET", "/api/v1/secrets/x%2F..%2Fdb", &a.auth, 400, ""},
+		{"NUL in name", a, "GET", "/api/v1/secrets/db%00", &a.auth, 400, ""},
+		{"long name", a, "GET", "/api/v1/secrets/" + strings.Repeat("n", 4096), &a.auth, 400, ""},
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
@@ -166,6 +170,18 @@ func TestAPI(t *testing.T) {
 	}
 	if f.counts["list 401"] != 3 || f.counts["ack 201"] != 1 {
 		t.Errorf("counts %v: want list 401 three times, ack 201 once", f.counts)
+	}
+	// A huge body is never read: the answer comes, the server goes on.
+	req, _ := http.NewRequest("POST", "https://localhost/api/v1/secrets/tok?received=true", io.LimitReader(zeros{}, 64<<20))
+	req.SetBasicAuth(a.auth.ID, a.auth.Token)
+	if resp, err := a.http.Do(req); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode != 201 {
+			t.Errorf("ack with a 64 MiB body: %d, want 201", resp.StatusCode)
+		}
+	}
+	if code, _ := a.do(t, "GET", "/api/v1/secrets", &a.auth); code != 404 {
+		t.Errorf("after the huge request: %d, want 404 (all acknowledged)", code)
 	}
 	for k := range f.counts {
 		if strings.Contains(k, "db") || strings.Contains(k, "tok") {
@@ -266,4 +282,11 @@ func TestManyConnectionsDoNotBlockOthers(t *testing.T) {
 		t.Fatal("no connection could be made")
 	}
 	t.Log(fmt.Sprintf("%d idle connections held on the busy socket", len(conns)))
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }

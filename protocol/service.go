@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -168,4 +169,16 @@ func (s SecretValue) FileContent(d SecretDecl) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// ParseFileContent reads what FileContent wrote for a secret declared as d.
+func ParseFileContent(content []byte, d SecretDecl) (SecretValue, error) {
+	if d.FileFormat() == FormatValueOnly {
+		return SecretValue{Value: string(content)}, nil
+	}
+	var v SecretValue
+	if err := json.Unmarshal(content, &v); err != nil {
+		return SecretValue{}, errors.New(`secret file: not {"key","value"} JSON`)
+	}
+	return v, nil
 }

@@ -485,6 +485,11 @@ func (a *Agent) Stop() error {
 	return err
 }
 
+// UnmountRoots detaches the agent's tmpfs roots: the secret stores and the ESS API's files.
+func (a *Agent) UnmountRoots() error {
+	return errors.Join(UnmountAll(a.Config.SecretsRoot), UnmountAll(a.Config.ESSDir()))
+}
+
 // Kill kills the agent (SIGKILL).
 func (a *Agent) Kill() {
 	a.proc.Kill()
