@@ -116,7 +116,7 @@ func New(api Docker, opts Options) (*Worker, error) {
 		remap:    opts.RemapUser,
 		hostFS:   hostFiles{passwd: "/etc/passwd", subuid: "/etc/subuid", subgid: "/etc/subgid"},
 		intended: map[string]time.Time{},
-		holders:  holderTable{byID: map[string]*holder{}},
+		holders:  holderTable{byID: map[string]*holder{}, byStore: map[string]map[string]bool{}},
 
 		allowUIDs:     map[int]bool{},
 		extraCaps:     map[string]bool{},

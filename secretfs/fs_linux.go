@@ -76,6 +76,7 @@ type FS struct {
 	// incomplete counts scans that could not read a store's containers; unreached holds the
 	// stores (or "*": the whole machine) whose last scan failed, so each failure warns once.
 	incomplete  atomic.Uint64
+	cacheHits   atomic.Uint64 // store scans answered from the store's last read (tests)
 	unreachedMu sync.Mutex
 	unreached   map[string]bool
 	umask       uint32 // the process umask, read once: when it cannot strip the bits we create with, chmod is skipped
@@ -120,6 +121,19 @@ type store struct {
 	viewGen   uint64
 	stale     []staleView // replaced view directories, removed after the grace
 	staleSize int64       // bytes the stale view directories hold through their hard links
+	// mut counts changes to what this store's containers see (swaps, feed mounts); scan is
+	// what the last read of its containers' mounts found, reused while neither mut nor the
+	// containers' PIDs changed (a container's mounts change only through those).
+	mut  uint64
+	scan scanCache
+}
+
+// scanCache is one store's last complete read of its containers' mounts.
+type scanCache struct {
+	valid bool
+	mut   uint64
+	pids  []int
+	seen  map[string]map[uint64]bool // secret name -> versions containers use
 }
 
 type staleView struct {
