@@ -1,0 +1,91 @@
+package api
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/agbot/access"
+)
+
+// Default login throttling. One address may fail 20 times, one identity 10 times (from any
+// addresses), before each further attempt waits a doubling delay (1s, 2s, ... up to the
+// cap); failures are forgotten one per Decay. An identity is not throttled for an address
+// it has logged in from before: spraying guesses from elsewhere does not lock out a node or
+// user at its usual address.
+var (
+	DefaultAddressLimit  = access.LimitPolicy{Free: 20, Base: time.Second, Max: time.Minute, Decay: time.Minute}
+	DefaultIdentityLimit = access.LimitPolicy{Free: 10, Base: time.Second, Max: 5 * time.Minute, Decay: 5 * time.Minute}
+)
+
+const maxKnownPairs = 1 << 16
+
+// guard throttles failed logins per address and per identity.
+type guard struct {
+	byAddr, byID *access.Limiter
+	mu           sync.Mutex
+	known        map[string]struct{} // identity + "\x00" + address that logged in
+}
+
+func newGuard(addr, id access.LimitPolicy) *guard {
+	if addr.Free == 0 && addr.Base == 0 {
+		addr = DefaultAddressLimit
+	}
+	if id.Free == 0 && id.Base == 0 {
+		id = DefaultIdentityLimit
+	}
+	return &guard{byAddr: access.NewLimiter(addr, nil), byID: access.NewLimiter(id, nil), known: map[string]struct{}{}}
+}
+
+// clientAddr is the key of a request's source: its IP, an IPv6 one as its /64.
+func clientAddr(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.String()
+	}
+	return ip.String()
+}
+
+// wait is how long a login as id from addr must wait, and which limit said so.
+func (g *guard) wait(id, addr string) (time.Duration, string) {
+	if d := g.byAddr.Wait(addr); d > 0 {
+		return d, "from this address"
+	}
+	g.mu.Lock()
+	_, ok := g.known[id+"\x00"+addr]
+	g.mu.Unlock()
+	if ok {
+		return 0, ""
+	}
+	if d := g.byID.Wait(id); d > 0 {
+		return d, "for " + id
+	}
+	return 0, ""
+}
+
+// failed records a failed login; it reports whether either limit now applies.
+func (g *guard) failed(id, addr string) bool {
+	a := g.byAddr.Fail(addr)
+	return g.byID.Fail(id) || a
+}
+
+// succeeded remembers that id logged in from addr. It does not clear id's failures: a node
+// polling every few seconds would otherwise hand a distributed guesser a fresh allowance.
+func (g *guard) succeeded(id, addr string) {
+	g.mu.Lock()
+	if len(g.known) < maxKnownPairs {
+		g.known[id+"\x00"+addr] = struct{}{}
+	}
+	g.mu.Unlock()
+}
