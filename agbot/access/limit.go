@@ -7,7 +7,7 @@ import (
 
 // LimitPolicy says how failed logins for one key (an identity, an address) are throttled.
 type LimitPolicy struct {
-	Free  int           // failures allowed before any wait
+	Free  int           // failures that cost no wait; each one past them makes the key wait
 	Base  time.Duration // wait after the first failure past Free; doubles with each further one
 	Max   time.Duration // longest wait
 	Decay time.Duration // one failure is forgotten per Decay without a new one

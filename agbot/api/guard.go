@@ -11,8 +11,9 @@ import (
 )
 
 // Default login throttling. One address may fail 20 times, one identity 10 times (from any
-// addresses), before each further attempt waits a doubling delay (1s, 2s, ... up to the
-// cap); failures are forgotten one per Decay. An identity is not throttled for an address
+// addresses), without waiting; each failure after that makes the next attempt wait a
+// doubling delay (1s, 2s, ... up to the cap), during which attempts are refused unchecked;
+// failures are forgotten one per Decay. An identity is not throttled for an address
 // it has logged in from before: spraying guesses from elsewhere does not lock out a node or
 // user at its usual address.
 var (
