@@ -15,7 +15,10 @@ type LimitPolicy struct {
 }
 
 // Limiter counts failed logins per key; past the policy's free allowance, a key must wait a
-// doubling delay before its next attempt is even checked. Safe for concurrent use.
+// doubling delay before its next attempt is even checked. Once a key has failed, it may
+// have only as many attempts in flight as it has free ones left, and one past them, so
+// concurrent guesses can not all slip through before the first is counted. Safe for
+// concurrent use.
 type Limiter struct {
 	p   LimitPolicy
 	mu  sync.Mutex
@@ -24,9 +27,10 @@ type Limiter struct {
 }
 
 type limitEntry struct {
-	fails int
-	since time.Time // decay reference: the first failure not yet forgotten
-	until time.Time // no attempt before
+	fails    int
+	inflight int
+	since    time.Time // decay reference: the first failure not yet forgotten
+	until    time.Time // no attempt before
 }
 
 // NewLimiter returns a limiter for p; now is the clock (nil: time.Now).
@@ -37,29 +41,55 @@ func NewLimiter(p LimitPolicy, now func() time.Time) *Limiter {
 	if p.Keys <= 0 {
 		p.Keys = 1 << 17
 	}
+	if p.Base <= 0 {
+		p.Base = time.Second
+	}
 	return &Limiter{p: p, m: map[string]*limitEntry{}, now: now}
 }
 
-// Wait is how long key must wait before its next attempt; 0: go ahead.
-func (l *Limiter) Wait(key string) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	e := l.m[key]
-	if e == nil {
-		return 0
-	}
-	if d := e.until.Sub(l.now()); d > 0 {
-		return d
-	}
-	return 0
+// Attempt is one login attempt admitted by Begin; End it exactly once.
+type Attempt struct {
+	l    *Limiter
+	key  string
+	held bool // counted in flight
 }
 
-// Fail records a failed attempt for key and reports whether it now has to wait.
-func (l *Limiter) Fail(key string) bool {
+// Begin admits an attempt for key, or says how long to wait before trying again.
+func (l *Limiter) Begin(key string) (Attempt, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	now := l.now()
+	a := Attempt{l: l, key: key}
 	e := l.m[key]
+	if e == nil {
+		return a, 0
+	}
+	now := l.now()
+	l.decay(e, now)
+	if d := e.until.Sub(now); d > 0 {
+		return a, d
+	}
+	if e.fails > 0 && e.inflight >= max(1, l.p.Free+1-e.fails) {
+		return a, l.p.Base
+	}
+	e.inflight++
+	a.held = true
+	return a, 0
+}
+
+// End closes the attempt; failed records a failure and reports whether the key now has to
+// wait.
+func (a Attempt) End(failed bool) bool {
+	l := a.l
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	e := l.m[a.key]
+	if a.held && e != nil {
+		e.inflight--
+	}
+	if !failed {
+		return false
+	}
+	now := l.now()
 	if e == nil {
 		if len(l.m) >= l.p.Keys {
 			l.sweep(now)
@@ -68,7 +98,7 @@ func (l *Limiter) Fail(key string) bool {
 			return false
 		}
 		e = &limitEntry{since: now}
-		l.m[key] = e
+		l.m[a.key] = e
 	}
 	l.decay(e, now)
 	if e.fails == 0 {
@@ -100,7 +130,7 @@ func (l *Limiter) decay(e *limitEntry, now time.Time) {
 func (l *Limiter) sweep(now time.Time) {
 	for k, e := range l.m {
 		l.decay(e, now)
-		if e.fails == 0 && !now.Before(e.until) {
+		if e.fails == 0 && e.inflight == 0 && !now.Before(e.until) {
 			delete(l.m, k)
 		}
 	}

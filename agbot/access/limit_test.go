@@ -1,7 +1,6 @@
 package access
 
 import (
-	"fmt"
 	"testing"
 	"time"
 )
@@ -12,14 +11,15 @@ func (c *fakeClock) now() time.Time { return c.t }
 
 // TestLimiter: Free failures pass, then each further one doubles the wait up to Max;
 // failures are forgotten one per Decay; keys are independent; past Keys keys a new one is
-// not tracked.
+// not tracked; a key with failures has at most its remaining allowance in flight.
 func TestLimiter(t *testing.T) {
 	p := LimitPolicy{Free: 3, Base: time.Second, Max: 10 * time.Second, Decay: time.Minute, Keys: 4}
 	type step struct {
 		advance time.Duration
-		fail    string // key to fail; "" none
-		key     string // key whose wait is checked
-		want    time.Duration
+		fail    string        // key of an attempt that fails
+		hold    string        // key of an attempt left in flight
+		key     string        // key whose next attempt is tried (and ended as a success)
+		want    time.Duration // the wait that attempt is told
 	}
 	cases := []struct {
 		name  string
@@ -29,13 +29,18 @@ func TestLimiter(t *testing.T) {
 		{"doubling then capped", []step{
 			{fail: "a"}, {fail: "a"}, {fail: "a"},
 			{fail: "a", key: "a", want: time.Second},
-			{fail: "a", key: "a", want: 2 * time.Second},
-			{fail: "a", key: "a", want: 4 * time.Second},
-			{fail: "a", key: "a", want: 8 * time.Second},
-			{fail: "a", key: "a", want: 10 * time.Second},
-			{fail: "a", key: "a", want: 10 * time.Second},
+			{advance: time.Second, fail: "a", key: "a", want: 2 * time.Second},
+			{advance: 2 * time.Second, fail: "a", key: "a", want: 4 * time.Second},
+			{advance: 4 * time.Second, fail: "a", key: "a", want: 8 * time.Second},
+			{advance: 8 * time.Second, fail: "a", key: "a", want: 10 * time.Second},
+			{advance: 10 * time.Second, fail: "a", key: "a", want: 10 * time.Second},
 			{advance: 4 * time.Second, key: "a", want: 6 * time.Second},
 			{advance: 6 * time.Second, key: "a"},
+		}},
+		{"a refused attempt is not counted", []step{
+			{fail: "a"}, {fail: "a"}, {fail: "a"}, {fail: "a"},
+			{fail: "a"}, {fail: "a"}, {fail: "a"}, // refused: still 1s
+			{advance: time.Second, fail: "a", key: "a", want: 2 * time.Second},
 		}},
 		{"keys are independent", []step{{fail: "a"}, {fail: "a"}, {fail: "a"}, {fail: "a", key: "b"}}},
 		{"decay forgets one failure a minute", []step{
@@ -53,6 +58,16 @@ func TestLimiter(t *testing.T) {
 			{advance: 2 * time.Minute},
 			{fail: "k5"}, {fail: "k5"}, {fail: "k5"}, {fail: "k5", key: "k5", want: time.Second},
 		}},
+		{"in flight: no more than the allowance left", []step{
+			{fail: "a"}, {hold: "a"}, {hold: "a"}, {hold: "a", key: "a", want: time.Second},
+		}},
+		{"in flight: one at a time once it is used up", []step{
+			{fail: "a"}, {fail: "a"}, {fail: "a"}, {fail: "a"}, {advance: time.Second},
+			{hold: "a", key: "a", want: time.Second},
+		}},
+		{"in flight: a key without failures is not held back", []step{
+			{hold: "a"}, {hold: "a"}, {hold: "a"}, {hold: "a"}, {hold: "a", key: "a"},
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -61,13 +76,22 @@ func TestLimiter(t *testing.T) {
 			for i, s := range c.steps {
 				clk.t = clk.t.Add(s.advance)
 				if s.fail != "" {
-					l.Fail(s.fail)
+					if a, d := l.Begin(s.fail); d == 0 {
+						a.End(true)
+					}
+				}
+				if s.hold != "" {
+					l.Begin(s.hold)
 				}
 				if s.key == "" {
 					continue
 				}
-				if got := l.Wait(s.key); got != s.want {
-					t.Errorf("%s: step %d: Wait(%s) = %v, want %v", fmt.Sprint(c.name), i, s.key, got, s.want)
+				a, got := l.Begin(s.key)
+				if got != s.want {
+					t.Errorf("step %d: %s waits %v, want %v", i, s.key, got, s.want)
+				}
+				if got == 0 {
+					a.End(false)
 				}
 			}
 		})

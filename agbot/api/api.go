@@ -299,22 +299,24 @@ func (a *API) authenticate(r *http.Request) (access.Caller, time.Duration, error
 	if !ok || org == "" || id == "" {
 		return access.Caller{}, 0, fmt.Errorf("%w: the Basic auth user must be org/user or org/node", access.ErrUnauthenticated)
 	}
-	addr := clientAddr(r)
-	if d, which := a.grd.wait(u, addr); d > 0 {
+	at, d, which := a.grd.begin(u, clientAddr(r))
+	if d > 0 {
 		return access.Caller{}, d, fmt.Errorf("%w %s: retry after %v", errThrottled, which, d.Round(time.Second))
 	}
 	c, err := a.check(r.Context(), org, id, pw)
 	switch {
 	case err == nil:
-		a.grd.succeeded(u, addr)
+		at.succeeded()
 		return c, 0, nil
-	case errors.Is(err, access.ErrBusy):
-		return access.Caller{}, time.Second, err
 	case errors.Is(err, access.ErrUnauthenticated):
-		if a.grd.failed(u, addr) {
-			a.log.Warn("login throttled", "identity", u, "addr", addr)
+		if at.failed() {
+			a.log.Warn("login throttled", "identity", u, "addr", at.addr)
 		}
 		return access.Caller{}, 0, fmt.Errorf("%w for %q", err, u)
+	}
+	at.abandoned()
+	if errors.Is(err, access.ErrBusy) {
+		return access.Caller{}, time.Second, err
 	}
 	return access.Caller{}, 0, err
 }

@@ -58,35 +58,53 @@ func clientAddr(r *http.Request) string {
 	return ip.String()
 }
 
-// wait is how long a login as id from addr must wait, and which limit said so.
-func (g *guard) wait(id, addr string) (time.Duration, string) {
-	if d := g.byAddr.Wait(addr); d > 0 {
-		return d, "from this address"
-	}
+// attempt is a login admitted by both limits.
+type attempt struct {
+	g            *guard
+	id, addr     string
+	byAddr, byID access.Attempt
+	skipIdentity bool
+}
+
+// begin admits a login as id from addr, or says how long to wait and which limit said so.
+func (g *guard) begin(id, addr string) (*attempt, time.Duration, string) {
+	at := &attempt{g: g, id: id, addr: addr}
 	g.mu.Lock()
-	_, ok := g.known[id+"\x00"+addr]
+	_, at.skipIdentity = g.known[id+"\x00"+addr]
 	g.mu.Unlock()
-	if ok {
-		return 0, ""
+	var d time.Duration
+	if at.byAddr, d = g.byAddr.Begin(addr); d > 0 {
+		return nil, d, "from this address"
 	}
-	if d := g.byID.Wait(id); d > 0 {
-		return d, "for " + id
+	if at.byID, d = g.byID.Begin(id); d > 0 && !at.skipIdentity {
+		at.byAddr.End(false)
+		return nil, d, "for " + id
 	}
-	return 0, ""
+	return at, 0, ""
 }
 
 // failed records a failed login; it reports whether either limit now applies.
-func (g *guard) failed(id, addr string) bool {
-	a := g.byAddr.Fail(addr)
-	return g.byID.Fail(id) || a
+func (at *attempt) failed() bool {
+	a := at.byAddr.End(true)
+	return at.byID.End(true) || a
 }
 
-// succeeded remembers that id logged in from addr. It does not clear id's failures: a node
-// polling every few seconds would otherwise hand a distributed guesser a fresh allowance.
-func (g *guard) succeeded(id, addr string) {
+// succeeded remembers that the identity logged in from the address. It does not clear the
+// identity's failures: a node polling every few seconds would otherwise hand a distributed
+// guesser a fresh allowance.
+func (at *attempt) succeeded() {
+	at.byAddr.End(false)
+	at.byID.End(false)
+	g := at.g
 	g.mu.Lock()
 	if len(g.known) < maxKnownPairs {
-		g.known[id+"\x00"+addr] = struct{}{}
+		g.known[at.id+"\x00"+at.addr] = struct{}{}
 	}
 	g.mu.Unlock()
+}
+
+// abandoned ends an attempt that was not decided (the password check could not run).
+func (at *attempt) abandoned() {
+	at.byAddr.End(false)
+	at.byID.End(false)
 }
