@@ -12,12 +12,16 @@ type LimitPolicy struct {
 	Max   time.Duration // longest wait
 	Decay time.Duration // one failure is forgotten per Decay without a new one
 	Keys  int           // most keys tracked; past it (after dropping forgotten ones) a failure is not recorded
+	// BoundClean bounds the attempts in flight for a key without failures too (to Free+1):
+	// right for an identity, wrong for an address many clients may share.
+	BoundClean bool
 }
 
 // Limiter counts failed logins per key; past the policy's free allowance, a key must wait a
 // doubling delay before its next attempt is even checked. Once a key has failed, it may
 // have only as many attempts in flight as it has free ones left, and one past them, so
-// concurrent guesses can not all slip through before the first is counted. Safe for
+// concurrent guesses can not all slip through before the first is counted (with
+// BoundClean, a key without failures too). Safe for
 // concurrent use.
 type Limiter struct {
 	p   LimitPolicy
@@ -61,14 +65,18 @@ func (l *Limiter) Begin(key string) (Attempt, time.Duration) {
 	a := Attempt{l: l, key: key}
 	e := l.m[key]
 	if e == nil {
-		return a, 0
+		if !l.p.BoundClean || len(l.m) >= l.p.Keys {
+			return a, 0
+		}
+		e = &limitEntry{}
+		l.m[key] = e
 	}
 	now := l.now()
 	l.decay(e, now)
 	if d := e.until.Sub(now); d > 0 {
 		return a, d
 	}
-	if e.fails > 0 && e.inflight >= max(1, l.p.Free+1-e.fails) {
+	if (e.fails > 0 || l.p.BoundClean) && e.inflight >= max(1, l.p.Free+1-e.fails) {
 		return a, l.p.Base
 	}
 	e.inflight++
@@ -86,10 +94,13 @@ func (a Attempt) End(failed bool) bool {
 	if a.held && e != nil {
 		e.inflight--
 	}
+	now := l.now()
 	if !failed {
+		if e != nil && e.fails == 0 && e.inflight == 0 && !now.Before(e.until) {
+			delete(l.m, a.key)
+		}
 		return false
 	}
-	now := l.now()
 	if e == nil {
 		if len(l.m) >= l.p.Keys {
 			l.sweep(now)

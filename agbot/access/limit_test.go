@@ -69,7 +69,26 @@ func TestLimiter(t *testing.T) {
 			{hold: "a"}, {hold: "a"}, {hold: "a"}, {hold: "a"}, {hold: "a", key: "a"},
 		}},
 	}
-	for _, c := range cases {
+	bounded := p
+	bounded.BoundClean = true
+	boundedCases := []struct {
+		name  string
+		steps []step
+	}{
+		{"bound clean: Free+1 in flight without failures", []step{
+			{hold: "a"}, {hold: "a"}, {hold: "a"}, {hold: "a", key: "a", want: time.Second},
+		}},
+		{"bound clean: successes leave nothing behind", []step{
+			{key: "a"}, {key: "a"}, {key: "a"}, {key: "a"}, {key: "a"}, {key: "b"},
+		}},
+		{"bound clean: failures still count", []step{
+			{fail: "a"}, {fail: "a"}, {fail: "a"}, {fail: "a", key: "a", want: time.Second},
+		}},
+	}
+	run := func(p LimitPolicy, c struct {
+		name  string
+		steps []step
+	}) {
 		t.Run(c.name, func(t *testing.T) {
 			clk := &fakeClock{t: time.Unix(1e9, 0)}
 			l := NewLimiter(p, clk.now)
@@ -94,6 +113,15 @@ func TestLimiter(t *testing.T) {
 					a.End(false)
 				}
 			}
+			if c.name == "bound clean: successes leave nothing behind" && len(l.m) != 0 {
+				t.Errorf("%d keys tracked after successes only", len(l.m))
+			}
 		})
+	}
+	for _, c := range cases {
+		run(p, c)
+	}
+	for _, c := range boundedCases {
+		run(bounded, c)
 	}
 }
