@@ -193,8 +193,8 @@ type Options struct {
 	AddressLimit, IdentityLimit access.LimitPolicy
 }
 
-// DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; each idle TLS
-// connection costs the agbot some 40 KiB.
+// DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; each long-polling
+// TLS connection costs the agbot some 100 KiB (README, Measurements: fan-out).
 const DefaultMaxConns = 16384
 
 // Server-wide timeouts. There is no WriteTimeout and ReadTimeout is shorter than a long-poll
