@@ -13,9 +13,9 @@ import (
 // Default login throttling. One address may fail 20 times, one identity 10 times (from any
 // addresses), without waiting; each failure after that makes the next attempt wait a
 // doubling delay (1s, 2s, ... up to the cap), during which attempts are refused unchecked;
-// failures are forgotten one per Decay. One identity has at most 11 logins in flight. An identity is not throttled for an address
-// it has logged in from before: spraying guesses from elsewhere does not lock out a node or
-// user at its usual address.
+// failures are forgotten one per Decay. One identity has at most 11 logins in flight. An
+// identity is not throttled at an address it has logged in from before: guesses sprayed
+// from elsewhere do not lock out a node or user at its usual address.
 var (
 	DefaultAddressLimit  = access.LimitPolicy{Free: 20, Base: time.Second, Max: time.Minute, Decay: time.Minute}
 	DefaultIdentityLimit = access.LimitPolicy{Free: 10, Base: time.Second, Max: 5 * time.Minute, Decay: 5 * time.Minute, BoundClean: true}
