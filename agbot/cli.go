@@ -50,6 +50,7 @@ func Main(args []string, stdout, stderr io.Writer, vault VaultOpener) int {
 const usage = `usage:
   agbot init  --data-dir DIR --org ORG --admin USER:PASSWORD
   agbot serve --data-dir DIR [--listen 127.0.0.1:3090] [--secrets-manager embedded|vault]
+              [--max-conns 16384]
               [--vault-addr URL --vault-token-file FILE --vault-mount openhorizon --vault-poll 2s]
 `
 
@@ -82,6 +83,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	vtoken := fs.String("vault-token-file", "", "file holding the Vault token")
 	vmount := fs.String("vault-mount", "openhorizon", "KV v2 mount")
 	vpoll := fs.Duration("vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
+	maxConns := fs.Int("max-conns", DefaultMaxConns, "most open connections; more wait to be accepted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,7 +91,10 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 		return fmt.Errorf("serve needs --data-dir")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	opts := Options{DataDir: *dir, Log: log}
+	if *maxConns < 1 {
+		return fmt.Errorf("--max-conns: must be at least 1")
+	}
+	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns}
 	switch *kind {
 	case "embedded":
 	case "vault":

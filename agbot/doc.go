@@ -16,6 +16,9 @@
 // A node authenticates with HTTP Basic auth, user "<org>/<node>", password the node token
 // given at `hzn exchange node create -n NODE:TOKEN`. Every other credential gets 403 on
 // these routes (401 when the credentials are wrong). Errors are {"code": N, "error": "..."}.
+// Any route with auth may answer 429 (too many failed logins for the identity or from the
+// address; the attempt was not checked) or 503 (password checks saturated), both with
+// Retry-After in seconds: retry after it.
 // Protocol messages are the envelopes of package protocol: the agbot seals to the node's
 // registered keys and signs with its own; the node seals replies to the agbot's keys.
 // Protocol ids: the agbot is GET /agbot's agbotId; a node is "<org>/<node>".

@@ -363,6 +363,7 @@ func (a *API) poll(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = time.Duration(secs) * time.Second
 	}
+	setDeadlines(w, wait+pollSlack) // the server-wide deadlines would end a long-poll
 	var after uint64
 	if s := q.Get("after"); s != "" {
 		if after, err = strconv.ParseUint(s, 10, 64); err != nil {

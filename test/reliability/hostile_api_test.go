@@ -347,7 +347,9 @@ func TestHostileAPI(t *testing.T) {
 				t.Errorf("%s %s = %d %s, want one of %v", hc.method, hc.path, code, trim(raw), hc.want)
 			}
 			var body api.Error
-			if code >= 400 && code != 405 && code != 404 {
+			// 431 is net/http's own (headers past the agbot's 64 KiB MaxHeaderBytes),
+			// answered before the API sees the request: plain text, naming the rule.
+			if code >= 400 && code != 405 && code != 404 && code != 431 {
 				if err := json.Unmarshal(raw, &body); err != nil || body.Error == "" {
 					t.Errorf("the refusal has no error message: %s", trim(raw))
 				} else if hc.mention != "" && !strings.Contains(strings.ToLower(body.Error), strings.ToLower(hc.mention)) {
