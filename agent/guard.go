@@ -73,16 +73,11 @@ func newStoreGuard(a *Agent) *storeGuard {
 
 // storeByID returns the store the secret stores know as id, or nil.
 func (g *storeGuard) storeByID(id string) *secretfs.Store {
-	all, err := g.a.fs.Stores()
+	st, err := g.a.fs.Store(id)
 	if err != nil {
 		return nil
 	}
-	for _, st := range all {
-		if st.ID == id {
-			return st
-		}
-	}
-	return nil
+	return st
 }
 
 // rebase takes the baseline of store id after the agent changed it (or forgets it when the
@@ -91,12 +86,19 @@ func (g *storeGuard) rebase(id string, _ bool) {
 	st := g.storeByID(id)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	_, known := g.baseline[id]
 	if st == nil {
 		delete(g.baseline, id)
+		g.poke()
 		return
 	}
 	g.baseline[id] = g.snap(st)
-	g.poke()
+	if !known {
+		// A new store: watch its directories. An update changes no directory the watches need
+		// at once (new view snapshots are picked up by the next periodic sync), so it does not
+		// walk the secrets root again: that cost grew with every store on the node.
+		g.poke()
+	}
 }
 
 // rebaseAll takes every store's baseline (at start-up).

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -62,6 +63,14 @@ func (d *dirStores) Stores() ([]*secretfs.Store, error) {
 		out = append(out, d.store(id))
 	}
 	return out, nil
+}
+func (d *dirStores) Store(id string) (*secretfs.Store, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !slices.Contains(d.ids, id) {
+		return nil, secretfs.ErrNotFound
+	}
+	return d.store(id), nil
 }
 func (d *dirStores) Mode() secretfs.Mode                { return secretfs.ModeRestart }
 func (d *dirStores) Features() secretfs.Features        { return secretfs.Features{} }

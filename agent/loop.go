@@ -10,6 +10,7 @@ import (
 
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/secretfs"
 )
 
 // connection is the node's link to its agbot while it is registered: the client, the pinned
@@ -243,7 +244,7 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		case protocol.StatusApplied:
 			a.metrics.UpdateLatency.Observe(time.Since(start).Seconds())
 			a.metrics.Swaps.Add(float64(len(m.Secrets)))
-			a.changed(h.Agreement)
+			a.updated(h.Agreement)
 			a.guard.repaired(h.Agreement)
 		case protocol.StatusFailed, protocol.StatusRefused:
 			a.metrics.Failures.WithLabelValues("update").Inc()
@@ -293,6 +294,18 @@ func (a *Agent) changed(agreementID string) {
 	a.mu.Unlock()
 	a.refreshDepth(agreementID)
 	a.refreshGauges()
+}
+
+// updated records an applied update. The agreement count did not change, and in mount-swap
+// mode the mount stacks stay two deep by construction (the periodic tick measures them), so
+// nothing here costs in proportion to the node's stores or mounts.
+func (a *Agent) updated(agreementID string) {
+	a.mu.Lock()
+	a.last = time.Now()
+	a.mu.Unlock()
+	if a.fs.Mode() != secretfs.ModeMountSwap {
+		a.refreshDepth(agreementID)
+	}
 }
 
 func (a *Agent) linkState() linkStatus {

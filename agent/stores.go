@@ -18,6 +18,7 @@ type secretStores interface {
 	Update(id string, secrets []secretfs.Secret) error
 	Wipe(id string) error
 	Stores() ([]*secretfs.Store, error)
+	Store(id string) (*secretfs.Store, error)
 	Mode() secretfs.Mode
 	Features() secretfs.Features
 	Depth(id, name string) (int, error)
@@ -151,33 +152,28 @@ func (s *storeAdapter) remember(id string, secrets []secretfs.Secret) {
 // file a container reads. A store recovered from an earlier run has no recorded format: its
 // file is read as anax's JSON, and as the raw value when it is not that.
 func (s *storeAdapter) ReadSecret(id, name string) (protocol.SecretValue, error) {
-	stores, err := s.fs.Stores()
+	st, err := s.fs.Store(id)
+	if errors.Is(err, secretfs.ErrNotFound) {
+		return protocol.SecretValue{}, ess.ErrNotFound
+	} else if err != nil {
+		return protocol.SecretValue{}, err
+	}
+	path, ok := st.Files[name]
+	if !ok {
+		return protocol.SecretValue{}, ess.ErrNotFound
+	}
+	content, err := os.ReadFile(path)
 	if err != nil {
 		return protocol.SecretValue{}, err
 	}
-	for _, st := range stores {
-		if st.ID != id {
-			continue
-		}
-		path, ok := st.Files[name]
-		if !ok {
-			break
-		}
-		content, err := os.ReadFile(path)
-		if err != nil {
-			return protocol.SecretValue{}, err
-		}
-		s.mu.Lock()
-		format, known := s.formats[id][name]
-		s.mu.Unlock()
-		decl := protocol.SecretDecl{Format: string(format)}
-		v, err := protocol.ParseFileContent(content, decl)
-		if err != nil && !known {
-			return protocol.ParseFileContent(content, protocol.SecretDecl{Format: protocol.FormatValueOnly})
-		}
-		return v, err
+	s.mu.Lock()
+	format, known := s.formats[id][name]
+	s.mu.Unlock()
+	v, err := protocol.ParseFileContent(content, protocol.SecretDecl{Format: string(format)})
+	if err != nil && !known {
+		return protocol.ParseFileContent(content, protocol.SecretDecl{Format: protocol.FormatValueOnly})
 	}
-	return protocol.SecretValue{}, ess.ErrNotFound
+	return v, err
 }
 
 func (s *storeAdapter) Stores() ([]*agreement.Store, error) { return s.fs.Stores() }

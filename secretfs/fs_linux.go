@@ -421,6 +421,20 @@ func (f *FS) Stores() ([]*Store, error) {
 	return out, nil
 }
 
+// Store returns the paths of one store, without listing the others.
+func (f *FS) Store(id string) (*Store, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errClosed
+	}
+	st := f.stores[id]
+	if st == nil {
+		return nil, fmt.Errorf("%w: store %q", ErrNotFound, clip(id))
+	}
+	return f.public(st), nil
+}
+
 func (f *FS) public(st *store) *Store {
 	s := &Store{ID: st.id, Mode: st.mode, Files: make(map[string]string, len(st.secrets))}
 	for name := range st.secrets {

@@ -35,3 +35,6 @@ func (f *FS) Close() error { return nil }
 
 // IncompleteScans is 0 outside Linux.
 func (f *FS) IncompleteScans() uint64 { return 0 }
+
+// Store fails with ErrNotSupported outside Linux.
+func (f *FS) Store(id string) (*Store, error) { return nil, ErrNotSupported }
