@@ -55,6 +55,10 @@ func newAgbotClient(base, caFile string) (*agbotClient, error) {
 	if base == "" {
 		return nil, fmt.Errorf("%w: agbot_url: not set (--agbot-url)", ErrConfig)
 	}
+	if u, err := url.Parse(base); err != nil || u.Scheme != "https" {
+		// Also guards a registration.json written before http was refused.
+		return nil, fmt.Errorf("%w: agbot_url: must use https (the node token would travel in clear)", ErrConfig)
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
