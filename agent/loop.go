@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -259,6 +260,9 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		}
 		reply, result = r, string(r.Status)
 		a.changed(h.Agreement)
+		if strings.HasPrefix(m.Reason, protocol.CancelKeysReplaced) {
+			a.keysReplaced(c.reg, m)
+		}
 	case *protocol.CancelReply:
 		a.metrics.Messages.WithLabelValues(string(h.Type), "ok").Inc()
 		a.log.Info("the agbot acknowledged the node's cancel", "agreement", h.Agreement)
@@ -275,6 +279,15 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,
 			"type", reply.Head().Type, "seq", reply.Head().Seq, "err", err)
 	}
+}
+
+// keysReplaced says, loudly, that the agbot cancelled an agreement because the node's owner
+// or an org admin registered other keys for this node: another machine is this node now.
+func (a *Agent) keysReplaced(reg *Registration, m *protocol.Cancel) {
+	a.log.Error("NODE KEYS REPLACED: the agbot now holds other keys for this node, registered by its owner or an org admin; "+
+		"this agreement is ended here and its secrets wiped, and no new ones will come to these keys. "+
+		"If that was not intended, change the owner's password and the node token; run hzn unregister on this machine",
+		"node", reg.ID(), "node_fingerprint", reg.NodeFingerprint, "agreement", m.Agreement, "reason", m.Reason)
 }
 
 // label keeps metric label values to the known message types.
