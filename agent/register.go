@@ -16,14 +16,14 @@ import (
 
 // RegisterRequest is POST /node on the local API (`hzn register`).
 type RegisterRequest struct {
-	Org     string      `json:"org,omitempty"` // default: the agent's --org
-	Node    string      `json:"node"`
-	Token   string      `json:"token"`
-	Pattern string      `json:"pattern,omitempty"` // "[org/]name"
+	Org     string `json:"org,omitempty"` // default: the agent's --org
+	Node    string `json:"node"`
+	Token   string `json:"token"`
+	Pattern string `json:"pattern,omitempty"` // "[org/]name"
 	// User is "[org/]user:password" of the node's owner or an org admin: needed only when
 	// the agbot holds other keys for the node (hzn register -u). Never stored or logged.
-	User string `json:"user,omitempty"`
-	Policy  *NodePolicy `json:"policy,omitempty"`
+	User   string      `json:"user,omitempty"`
+	Policy *NodePolicy `json:"policy,omitempty"`
 }
 
 // UnregisterResult is DELETE /node on the local API (`hzn unregister`).
