@@ -200,7 +200,8 @@ func (c *agbotClient) register(ctx context.Context, r *Registration, body regist
 
 // release gives up the node's registered keys at the agbot (DELETE .../registration), signed
 // with them, so that the node token alone may register new ones.
-func (c *agbotClient) release(ctx context.Context, r *Registration, keys *protocol.PrivateKeys) error {
+// It reports whether the agbot held them.
+func (c *agbotClient) release(ctx context.Context, r *Registration, keys *protocol.PrivateKeys) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	now := time.Now().UTC()
@@ -209,9 +210,13 @@ func (c *agbotClient) release(ctx context.Context, r *Registration, keys *protoc
 		Signature []byte    `json:"signature"`
 	}{now, protocol.SignKeyRelease(keys, r.ID(), now)})
 	if err != nil {
-		return err
+		return false, err
 	}
-	return c.do(ctx, "DELETE", nodePath(r, "/registration"), r, b, "application/json", nil)
+	var out struct {
+		Released bool `json:"released"`
+	}
+	err = c.do(ctx, "DELETE", nodePath(r, "/registration"), r, b, "application/json", &out)
+	return out.Released, err
 }
 
 // poll long-polls for messages past after, waiting at most wait on the agbot.

@@ -232,8 +232,8 @@ func TestAgbotClient(t *testing.T) {
 		t.Fatalf("register with a user: %v (auth user %q, user header %q)", err, gotAuth, gotUser)
 	}
 	// Releasing the keys: a statement the agbot verifies with the registered keys.
-	if err := c.release(ctx, reg, keys); err != nil {
-		t.Fatalf("release: %v", err)
+	if held, err := c.release(ctx, reg, keys); err != nil || !held {
+		t.Fatalf("release: %v %v", held, err)
 	}
 	var rel struct {
 		Time      time.Time `json:"time"`

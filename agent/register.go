@@ -265,10 +265,15 @@ func (a *Agent) Unregister(ctx context.Context) (UnregisterResult, error) {
 	// 5. Release the keys at the agbot, signed with them, so that the token alone registers
 	// this node again (best effort: otherwise that needs the owner or an org admin).
 	if ep != nil && client != nil {
-		if err := client.release(ctx, reg, ep.Keys); err != nil {
+		held, err := client.release(ctx, reg, ep.Keys)
+		switch {
+		case err != nil && httpStatus(err) == 403:
+			// Other keys are registered now (the owner replaced them): nothing of ours to release.
+			a.log.Info("unregister: the agbot holds other keys for this node; nothing to release", "err", err)
+		case err != nil:
 			a.log.Warn("unregister: the agbot still holds this node's keys; registering the node again needs its owner or an org admin (hzn register -u USER:PASSWORD)", "err", err)
-		} else {
-			res.KeysReleased = true
+		default:
+			res.KeysReleased = held
 		}
 	}
 	// 6. Forget.

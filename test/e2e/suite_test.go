@@ -113,6 +113,7 @@ func TestE2E(t *testing.T) {
 		t.Run("agbot-away", func(t *testing.T) { t.Parallel(); testAgbotAway(t, s) })
 		t.Run("hostile", func(t *testing.T) { t.Parallel(); testHostile(t, s) })
 		t.Run("daemon", func(t *testing.T) { t.Parallel(); testDaemon(t, s) })
+		t.Run("rekey", func(t *testing.T) { t.Parallel(); testRekey(t, s) })
 	})
 	t.Run("leak-scan", func(t *testing.T) { testLeakScan(t, s) })
 }
