@@ -92,8 +92,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		return a.st.Nodes.PutTx(tx, org, id, n)
 	})
 	if err != nil {
-		if by == nil && old != nil {
-			a.log.Warn("audit", "op", "node re-key", "org", org, "node", id, "caller", c.String(), "result", status(err))
+		if old != nil {
+			a.log.Warn("audit", "op", "node re-key", "org", org, "node", id, "caller", c.String(),
+				"user_authority", by != nil, "result", status(err))
 		}
 		a.fail(w, err)
 		return
