@@ -153,6 +153,8 @@ func TestRekeyByOwnerOrAdminTellsOldNode(t *testing.T) {
 			if code, raw := h.do(old.auth, "POST", "/org/myorg/nodes/node1/msgs", env); code != 400 || !strings.Contains(string(raw), "replaced keys") {
 				t.Fatalf("resync signed with the old keys = %d %s, want 400 naming the replaced keys", code, raw)
 			}
+			// The farewell and the replaced keys survive an agbot restart.
+			h.restart()
 			old.ack(cancel) // 204: the answer is accepted
 			// The new node: a proposal under a new agreement id, and the farewell gone.
 			var prop *protocol.Proposal
