@@ -220,15 +220,15 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		if c.firstRefusal(pm.ID) {
 			lvl = a.log.Warn
 		}
-		msg := "refused a message that does not open"
+		args := []any{"id", pm.ID, "type", label(pm.Type), "agreement", pm.Agreement, "seq", pm.Seq, "err", err}
 		if errors.Is(err, protocol.ErrWrongRecipient) {
 			if hdr, herr := protocol.PeekHeader(pm.Envelope); herr == nil && hdr.To == c.reg.ID() {
-				// For this node id but other keys: a cancel the agbot sealed to the keys this
-				// node's owner replaced (for the machine that had them), or the other way round.
-				msg = "ignored a message sealed to other keys of this node id (keys replaced at the agbot)"
+				// For this node id but other keys: e.g. a cancel the agbot sealed to keys this
+				// node's owner replaced, meant for the machine that had them.
+				args = append(args, "hint", "sealed to other keys of this node id: were the node's keys replaced at the agbot?")
 			}
 		}
-		lvl(msg, "id", pm.ID, "type", label(pm.Type), "agreement", pm.Agreement, "seq", pm.Seq, "err", err)
+		lvl("refused a message that does not open", args...)
 		return
 	}
 	h := msg.Head()
