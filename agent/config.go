@@ -190,8 +190,12 @@ func (c Config) Validate() error {
 	bad := func(field, rule string) error { return fmt.Errorf("%w: %s: %s", ErrConfig, field, rule) }
 	if c.AgbotURL != "" {
 		u, err := url.Parse(c.AgbotURL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return bad("agbot_url", "must be an absolute http(s) URL such as https://agbot.example:3090")
+		switch {
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+			return bad("agbot_url", "must be an absolute https URL such as https://agbot.example:3090")
+		case u.Scheme != "https":
+			// The node token and every reply travel on this link: never in clear.
+			return bad("agbot_url", "must use https, not "+u.Scheme+" (the node token would travel in clear)")
 		}
 	}
 	for field, p := range map[string]string{"state_dir": c.StateDir, "secrets_root": c.SecretsRoot, "api_socket": c.APISocket} {

@@ -74,7 +74,10 @@ func TestParseFlagsRefusals(t *testing.T) {
 	}{
 		{"unknown file field", nil, `{"orgg":"x"}`, `unknown field "orgg"`},
 		{"relative state dir", []string{"--state-dir", "var/lib"}, "", "state_dir: must be an absolute path"},
-		{"bad url", []string{"--agbot-url", "ftp://x"}, "", "agbot_url: must be an absolute http(s) URL"},
+		{"bad url", []string{"--agbot-url", "ftp://x"}, "", "agbot_url: must be an absolute https URL"},
+		{"http url flag", []string{"--agbot-url", "http://agbot.example:3090"}, "", "agbot_url: must use https, not http"},
+		{"http url file", nil, `{"agbot_url":"http://agbot.example:3090"}`, "agbot_url: must use https, not http"},
+		{"http url upper case", []string{"--agbot-url", "HTTP://agbot.example:3090"}, "", "agbot_url: must use https, not http"},
 		{"bad level", []string{"--log-level", "loud"}, "", `log_level: "loud" is not one of`},
 		{"poll too long", nil, `{"poll_wait":"2m"}`, "poll_wait: must be between 1s and 60s"},
 		{"bad duration", nil, `{"poll_wait":5}`, "a duration is a string"},

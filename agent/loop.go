@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -220,8 +221,15 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		if c.firstRefusal(pm.ID) {
 			lvl = a.log.Warn
 		}
-		lvl("refused a message that does not open", "id", pm.ID, "type", label(pm.Type),
-			"agreement", pm.Agreement, "seq", pm.Seq, "err", err)
+		args := []any{"id", pm.ID, "type", label(pm.Type), "agreement", pm.Agreement, "seq", pm.Seq, "err", err}
+		if errors.Is(err, protocol.ErrWrongRecipient) {
+			if hdr, herr := protocol.PeekHeader(pm.Envelope); herr == nil && hdr.To == c.reg.ID() {
+				// For this node id but other keys: e.g. a cancel the agbot sealed to keys this
+				// node's owner replaced, meant for the machine that had them.
+				args = append(args, "hint", "sealed to other keys of this node id: were the node's keys replaced at the agbot?")
+			}
+		}
+		lvl("refused a message that does not open", args...)
 		return
 	}
 	h := msg.Head()
@@ -260,6 +268,9 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		}
 		reply, result = r, string(r.Status)
 		a.changed(h.Agreement)
+		if strings.HasPrefix(m.Reason, protocol.CancelKeysReplaced) {
+			a.keysReplaced(c.reg, m)
+		}
 	case *protocol.CancelReply:
 		a.metrics.Messages.WithLabelValues(string(h.Type), "ok").Inc()
 		a.log.Info("the agbot acknowledged the node's cancel", "agreement", h.Agreement)
@@ -276,6 +287,15 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,
 			"type", reply.Head().Type, "seq", reply.Head().Seq, "err", err)
 	}
+}
+
+// keysReplaced says, loudly, that the agbot cancelled an agreement because the node's owner
+// or an org admin registered other keys for this node: another machine is this node now.
+func (a *Agent) keysReplaced(reg *Registration, m *protocol.Cancel) {
+	a.log.Error("NODE KEYS REPLACED: the agbot now holds other keys for this node, registered by its owner or an org admin; "+
+		"this agreement is ended here and its secrets wiped, and no new ones will come to these keys. "+
+		"If that was not intended, change the owner's password and the node token; run hzn unregister on this machine",
+		"node", reg.ID(), "node_fingerprint", reg.NodeFingerprint, "agreement", m.Agreement, "reason", m.Reason)
 }
 
 // label keeps metric label values to the known message types.

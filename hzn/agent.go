@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,9 +28,15 @@ func init() {
 		Name: "register", Short: "register this node with the agbot through the local agent",
 		Long: "The agent generates its keys, registers them with the agbot using the node token, pins\n" +
 			"the agbot's signing key and remembers all of it across restarts.\n" +
+			"Once the agbot holds keys for the node, the token alone does not replace them: hzn unregister\n" +
+			"on the old node releases them, or -u USER:PASSWORD of its owner or an org admin replaces them\n" +
+			"(the old node's agreements are cancelled and it logs that its keys were replaced).\n" +
 			"The node policy file is anax's: {\"properties\":[{\"name\":..,\"value\":..}],\"constraints\":[..]}.",
 		Flags: func(fs *flag.FlagSet) {
-			fs.String("n", "", "NODE:TOKEN (the node created with hzn exchange node create)")
+			fs.String("n", "", "NODE:TOKEN (the node created with hzn exchange node create); NODE:- reads the token from stdin")
+			fs.String("token-file", "", "file holding the node token (with -n NODE)")
+			fs.String("u", "", "USER:PASSWORD of the node's owner or an org admin, needed when the agbot holds other keys for the node; USER:- reads the password from stdin")
+			fs.String("password-file", "", "file holding the password of -u USER")
 			fs.String("o", "", "organisation (default: the agent's --org)")
 			fs.String("policy", "", "node policy file (JSON)")
 			fs.String("pattern", "", "ORG/NAME of a pattern to run")
@@ -122,11 +129,24 @@ func printRaw(w io.Writer, raw []byte) error {
 }
 
 func agentRegister(c *Context, args []string) error {
-	node, token, ok := strings.Cut(flagStr(c, "n"), ":")
-	if !ok || node == "" || token == "" || len(args) != 0 {
-		return fmt.Errorf("%w: want -n NODE:TOKEN", ErrUsage)
+	node, token, err := nodeToken(c)
+	if err != nil || len(args) != 0 {
+		return errors.Join(err, fmt.Errorf("%w: want -n NODE:TOKEN, -n NODE:- or -n NODE --token-file FILE", ErrUsage))
 	}
 	req := map[string]any{"node": node, "token": token}
+	if u, pwFile := flagStr(c, "u"), flagStr(c, "password-file"); u != "" || pwFile != "" {
+		user, pw, _ := strings.Cut(u, ":")
+		if user == "" || (pw == "" && pwFile == "") {
+			return fmt.Errorf("%w: want -u USER:PASSWORD, -u USER:- or -u USER --password-file FILE", ErrUsage)
+		}
+		if pw == "-" && strings.HasSuffix(flagStr(c, "n"), ":-") {
+			return fmt.Errorf("%w: only one of -n and -u can read stdin; use --token-file or --password-file for the other", ErrUsage)
+		}
+		if pw, err = credential(c, "password", pw, pwFile); err != nil {
+			return err
+		}
+		req["user"] = user + ":" + pw
+	}
 	if org := flagStr(c, "o"); org != "" {
 		req["org"] = org
 	}

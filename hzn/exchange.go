@@ -2,6 +2,7 @@ package hzn
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,14 +14,22 @@ func init() {
 	root.find("exchange").Short = "users, nodes, services, deployment policies and patterns kept by the agbot"
 	Register([]string{"exchange", "user"}, &Command{
 		Name: "create", Args: "USER PASSWORD", Short: "create a user in HZN_ORG_ID (org admins only)",
-		Flags: func(fs *flag.FlagSet) { fs.Bool("admin", false, "make the user an org admin") },
-		Run:   userCreate,
+		Long: "PASSWORD - reads it from the first line of stdin; --password-file FILE reads it from FILE\n(then give USER only). Both keep it out of the process list and the shell history.",
+		Flags: func(fs *flag.FlagSet) {
+			fs.Bool("admin", false, "make the user an org admin")
+			fs.String("password-file", "", "file holding the password (instead of PASSWORD)")
+		},
+		Run: userCreate,
 	})
 	Register([]string{"exchange"}, &Command{Name: "node", Short: "manage nodes: create"})
 	Register([]string{"exchange", "node"}, &Command{
 		Name: "create", Short: "create a node you own, with the token it will register with",
-		Flags: func(fs *flag.FlagSet) { fs.String("n", "", "NODE:TOKEN") },
-		Run:   nodeCreate,
+		Long: "-n NODE:- reads the token from the first line of stdin; -n NODE --token-file FILE reads it\nfrom FILE. Both keep it out of the process list and the shell history.",
+		Flags: func(fs *flag.FlagSet) {
+			fs.String("n", "", "NODE:TOKEN, NODE:- (token from stdin) or NODE with --token-file")
+			fs.String("token-file", "", "file holding the node token")
+		},
+		Run: nodeCreate,
 	})
 	Register([]string{"exchange"}, &Command{Name: "service", Short: "manage services: publish"})
 	Register([]string{"exchange", "service"}, &Command{
@@ -51,15 +60,24 @@ func flagStr(c *Context, name string) string { return c.Flags.Lookup(name).Value
 func flagBool(c *Context, name string) bool  { return c.Flags.Lookup(name).Value.String() == "true" }
 
 func userCreate(c *Context, args []string) error {
-	if len(args) != 2 {
-		return fmt.Errorf("%w: want USER PASSWORD", ErrUsage)
+	file := flagStr(c, "password-file")
+	if len(args) != 2 && !(len(args) == 1 && file != "") {
+		return fmt.Errorf("%w: want USER PASSWORD, USER - (password from stdin) or USER --password-file FILE", ErrUsage)
+	}
+	var pw string
+	if len(args) == 2 {
+		pw = args[1]
+	}
+	pw, err := credential(c, "password", pw, file)
+	if err != nil {
+		return err
 	}
 	cl, err := NewClient(c.Getenv)
 	if err != nil {
 		return err
 	}
 	admin := flagBool(c, "admin")
-	if err := cl.Do("POST", cl.Path("users", args[0]), map[string]any{"password": args[1], "admin": admin}, nil); err != nil {
+	if err := cl.Do("POST", cl.Path("users", args[0]), map[string]any{"password": pw, "admin": admin}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "user %s/%s created (admin: %v)\n", cl.Org, args[0], admin)
@@ -67,9 +85,9 @@ func userCreate(c *Context, args []string) error {
 }
 
 func nodeCreate(c *Context, args []string) error {
-	node, token, ok := strings.Cut(flagStr(c, "n"), ":")
-	if !ok || node == "" || token == "" || len(args) != 0 {
-		return fmt.Errorf("%w: want -n NODE:TOKEN", ErrUsage)
+	node, token, err := nodeToken(c)
+	if err != nil || len(args) != 0 {
+		return errors.Join(err, fmt.Errorf("%w: want -n NODE:TOKEN, -n NODE:- or -n NODE --token-file FILE", ErrUsage))
 	}
 	cl, err := NewClient(c.Getenv)
 	if err != nil {
@@ -83,6 +101,20 @@ func nodeCreate(c *Context, args []string) error {
 	}
 	fmt.Fprintf(c.Stdout, "node %s/%s created (owner %s)\n", cl.Org, node, out.Owner)
 	return nil
+}
+
+// nodeToken reads -n NODE:TOKEN, NODE:- (stdin) or NODE with --token-file FILE.
+func nodeToken(c *Context) (node, token string, err error) {
+	node, token, _ = strings.Cut(flagStr(c, "n"), ":")
+	if node == "" {
+		return "", "", fmt.Errorf("%w: -n NODE is required", ErrUsage)
+	}
+	file := flagStr(c, "token-file")
+	if token == "" && file == "" {
+		return "", "", fmt.Errorf("%w: -n NODE needs :TOKEN, :- or --token-file FILE", ErrUsage)
+	}
+	token, err = credential(c, "node token", token, file)
+	return node, token, err
 }
 
 // readDoc reads a JSON file (or - for stdin) as raw JSON.

@@ -3,9 +3,12 @@ package hzn_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +62,8 @@ func TestHznBinary(t *testing.T) {
 	pat := write("pattern.json", `{"services":[{"serviceUrl":"hello","serviceOrgid":"myorg","serviceArch":"amd64","serviceVersions":[{"version":"1.0.0"}]}],
  "secretBinding":[{"serviceOrgid":"myorg","serviceUrl":"hello","secrets":[{"db_password":"db"}]}]}`)
 	valueFile := write("value", "canary-from-file")
+	pwFile := write("erin-pw", "erin-pw\n")
+	tokFile := write("node3-tok", "tok3\n")
 
 	env := []string{"HZN_AGBOT_URL=https://" + ln.Addr().String(), "HZN_AGBOT_CA=" + filepath.Join(dir, agbot.CertFile), "HZN_ORG_ID=myorg"}
 	run := func(auth, stdin string, args ...string) (string, string, int) {
@@ -89,6 +94,13 @@ func TestHznBinary(t *testing.T) {
 		{"admin create", "admin:adminpw", "", []string{"exchange", "user", "create", "--admin", "alice", "alicepw"}, "(admin: true)", "", 0},
 		{"user create by non-admin", "bob:bobpw", "", []string{"exchange", "user", "create", "eve", "pw"}, "", "forbidden", 1},
 		{"node create", "bob:bobpw", "", []string{"exchange", "node", "create", "-n", "node1:tok1"}, "node myorg/node1 created (owner bob)\n", "", 0},
+		// Tokens and passwords off argv: from stdin ("-") or a file.
+		{"user create password from stdin", "admin:adminpw", "dave-pw\n", []string{"exchange", "user", "create", "dave", "-"}, "user myorg/dave created", "", 0},
+		{"user create password from a file", "admin:adminpw", "", []string{"exchange", "user", "create", "erin", "--password-file", pwFile}, "user myorg/erin created", "", 0},
+		{"user create password twice", "admin:adminpw", "", []string{"exchange", "user", "create", "frank", "pw", "--password-file", pwFile}, "", "not both", 2},
+		{"node create token from stdin", "bob:bobpw", "tok2\n", []string{"exchange", "node", "create", "-n", "node2:-"}, "node myorg/node2 created (owner bob)", "", 0},
+		{"node create token from a file", "bob:bobpw", "", []string{"exchange", "node", "create", "-n", "node3", "--token-file", tokFile}, "node myorg/node3 created (owner bob)", "", 0},
+		{"node create without a token", "bob:bobpw", "", []string{"exchange", "node", "create", "-n", "node4"}, "", "-n NODE needs :TOKEN, :- or --token-file FILE", 2},
 		{"service publish", "admin:adminpw", "", []string{"exchange", "service", "publish", "-f", svc}, "service myorg/hello_1.0.0_amd64 published\n", "", 0},
 		{"addpolicy warns of the missing secret", "admin:adminpw", "", []string{"exchange", "deployment", "addpolicy", "-f", pol, "pol1"}, "deployment policy myorg/pol1 added\n", `warning: secret "db"`, 0},
 		{"listpolicy", "admin:adminpw", "", []string{"exchange", "deployment", "listpolicy"}, `"myorg/pol1"`, "", 0},
@@ -100,6 +112,8 @@ func TestHznBinary(t *testing.T) {
 		{"sm add user from stdin", "bob:bobpw", "canary-user\n", []string{"sm", "secret", "add", "--secretKey", "tok", "-f", "-", "user/bob/token"}, `secret "user/bob/token" added`, "", 0},
 		{"sm add user node", "bob:bobpw", "", []string{"sm", "secret", "add", "--secretKey", "tok", "--secretDetail", "canary-un", "-n", "node1", "user/bob/token"}, `secret "user/bob/node/node1/token" added`, "", 0},
 		{"sm list", "admin:adminpw", "", []string{"sm", "secret", "list"}, "[\n  \"db\"\n]\n", "", 0},
+		{"password from stdin logs in", "dave:dave-pw", "", []string{"sm", "secret", "list"}, `"db"`, "", 0},
+		{"password from a file logs in", "erin:erin-pw", "", []string{"sm", "secret", "list"}, `"db"`, "", 0},
 		{"sm list node scope", "admin:adminpw", "", []string{"sm", "secret", "list", "node/node1"}, `"node/node1/db"`, "", 0},
 		{"sm list one", "admin:adminpw", "", []string{"sm", "secret", "list", "db"}, `"db"`, "", 0},
 		{"sm list missing", "admin:adminpw", "", []string{"sm", "secret", "list", "nope"}, "", "not found", 1},
@@ -127,5 +141,25 @@ func TestHznBinary(t *testing.T) {
 				t.Errorf("failing command wrote to stdout: %q", out)
 			}
 		})
+	}
+	// The tokens read from stdin and from a file are the nodes' credentials.
+	pem, err := os.ReadFile(filepath.Join(dir, agbot.CertFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	for node, tok := range map[string]string{"node2": "tok2", "node3": "tok3"} {
+		req, _ := http.NewRequest("GET", "https://"+ln.Addr().String()+"/org/myorg/nodes/"+node, nil)
+		req.SetBasicAuth("myorg/"+node, tok)
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("node %s with token %q: HTTP %d, want 200", node, tok, resp.StatusCode)
+		}
 	}
 }

@@ -127,6 +127,7 @@ func (a *API) routes() {
 	m.HandleFunc("DELETE /org/{org}/nodes/{node}", a.auth(a.deleteNode))
 	m.HandleFunc("GET /org/{org}/nodes/{node}/agreements", a.auth(a.nodeAgreements))
 	m.HandleFunc("PUT /org/{org}/nodes/{node}/registration", a.auth(a.register))
+	m.HandleFunc("DELETE /org/{org}/nodes/{node}/registration", a.auth(a.releaseKeys))
 	m.HandleFunc("GET /org/{org}/nodes/{node}/msgs", a.auth(a.poll))
 	m.HandleFunc("POST /org/{org}/nodes/{node}/msgs", a.auth(a.reply))
 

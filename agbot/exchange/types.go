@@ -52,6 +52,9 @@ type Node struct {
 	Registered   bool                 `json:"registered"`
 	LastUpdated  string               `json:"lastUpdated,omitempty"`
 	LastHeartbit string               `json:"lastHeartbeat,omitempty"`
+	// ReplacedKeys are the keys the owner or an admin replaced: the agbot still accepts
+	// the old node's answers to the cancels sealed to them, and nothing else.
+	ReplacedKeys *protocol.PublicKeys `json:"replacedKeys,omitempty"`
 }
 
 // NodeView is a node as the API shows it.

@@ -227,6 +227,9 @@ type Message struct {
 	Seq       uint64    `json:"seq"` // the protocol sequence number inside
 	Envelope  []byte    `json:"envelope"`
 	Queued    time.Time `json:"queued"`
+	// Farewell marks a cancel sealed to keys the node's owner or an admin replaced: for
+	// the old node, kept until it answers or for a day.
+	Farewell bool `json:"farewell,omitempty"`
 }
 
 func outboxKey(id uint64) []byte {

@@ -348,8 +348,16 @@ func runHzn(ctx context.Context, bin string, env []string, stdin io.Reader, args
 func redactArgs(args []string) []string {
 	out := append([]string(nil), args...)
 	for i := range out {
-		if i > 0 && out[i-1] == "--secretDetail" {
+		if i == 0 {
+			continue
+		}
+		switch out[i-1] {
+		case "--secretDetail":
 			out[i] = "<redacted>"
+		case "-n", "-u": // NODE:TOKEN, USER:PASSWORD
+			if name, _, ok := strings.Cut(out[i], ":"); ok {
+				out[i] = name + ":<redacted>"
+			}
 		}
 	}
 	return out
