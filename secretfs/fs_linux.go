@@ -444,6 +444,7 @@ func (f *FS) public(st *store) *Store {
 			s.Files[name] = f.lay.publish(st.id, name)
 		}
 	}
+	s.ViewSource = f.lay.view(st.id)
 	if st.mode == ModeRestart {
 		s.DirView = f.lay.view(st.id)
 	} else {
