@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -316,6 +318,9 @@ func (a *Agent) Serve(ctx context.Context) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.metrics.Handler())
+		if a.cfg.DebugPprof {
+			servePprof(mux)
+		}
 		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 		a.wg.Go(func() {
@@ -432,4 +437,14 @@ func (a *Agent) pruneESS() {
 		keep[st.ID] = true
 	}
 	a.ess.Prune(func(id string) bool { return keep[id] })
+}
+
+// servePprof adds Go's profiles to mux (the metrics listener, loopback by default). Block and
+// mutex profiling sample 1 in 100 events while it is on.
+func servePprof(mux *http.ServeMux) {
+	runtime.SetBlockProfileRate(10000) // one sample per 10 µs blocked
+	runtime.SetMutexProfileFraction(100)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }

@@ -43,6 +43,9 @@ type Config struct {
 	AllowHostUIDs      string `json:"allow_host_uids,omitempty"`
 	AllowCapabilities  string `json:"allow_capabilities,omitempty"`
 	RequireImageDigest bool   `json:"require_image_digest,omitempty"`
+	// DebugPprof serves Go's profiles (/debug/pprof/) on the metrics listener, for measuring
+	// where an agent spends its time. Off by default; read at start.
+	DebugPprof bool `json:"debug_pprof,omitempty"`
 	// Reloadable without a restart: how long one long-poll waits, and the reconnect backoff cap.
 	PollWait   Duration `json:"poll_wait"`
 	BackoffMax Duration `json:"backoff_max"`
@@ -114,6 +117,7 @@ var boolFlagSpecs = []struct {
 	field       func(*Config) *bool
 }{
 	{"require-image-digest", "decline proposals whose images are not pinned by digest (name@sha256:...)", func(c *Config) *bool { return &c.RequireImageDigest }},
+	{"debug-pprof", "serve Go's CPU, heap and block profiles at /debug/pprof/ on --metrics-listen", func(c *Config) *bool { return &c.DebugPprof }},
 }
 
 // ParseFlags reads args (without the program name): --config FILE, then every field as a flag.

@@ -75,6 +75,7 @@ func (d *dirStores) Store(id string) (*secretfs.Store, error) {
 func (d *dirStores) Mode() secretfs.Mode                { return secretfs.ModeRestart }
 func (d *dirStores) Features() secretfs.Features        { return secretfs.Features{} }
 func (d *dirStores) Depth(id, name string) (int, error) { return 0, nil }
+func (d *dirStores) Depths() (map[string]int, error)    { return map[string]int{}, nil }
 func (d *dirStores) Close() error                       { return nil }
 
 func guardForTest(t *testing.T) (*storeGuard, *dirStores, *storeAdapter) {

@@ -400,24 +400,12 @@ func (a *Agent) refreshDepth(agreementID string) {
 	a.setDepthGauge()
 }
 
-// refreshDepths measures every store again (stores may have gone).
+// refreshDepths measures every store again (stores may have gone), in one read of the mount
+// table.
 func (a *Agent) refreshDepths() {
-	list, err := a.mgr.Agreements()
+	depth, err := a.fs.Depths()
 	if err != nil {
 		return
-	}
-	depth := map[string]int{}
-	for _, in := range list {
-		for _, c := range in.Containers {
-			if c.StoreID == "" {
-				continue
-			}
-			for _, name := range c.Secrets {
-				if d, err := a.fs.Depth(c.StoreID, name); err == nil {
-					depth[c.StoreID] = max(depth[c.StoreID], d)
-				}
-			}
-		}
 	}
 	a.mu.Lock()
 	a.depth = depth

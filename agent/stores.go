@@ -22,6 +22,7 @@ type secretStores interface {
 	Mode() secretfs.Mode
 	Features() secretfs.Features
 	Depth(id, name string) (int, error)
+	Depths() (map[string]int, error)
 	Close() error
 }
 

@@ -41,6 +41,7 @@ func (a *Agent) Reload() error {
 		{"api_socket", a.cfg.APISocket, cfg.APISocket}, {"metrics_listen", a.cfg.MetricsListen, cfg.MetricsListen},
 		{"allow_host_uids", a.cfg.AllowHostUIDs, cfg.AllowHostUIDs}, {"allow_capabilities", a.cfg.AllowCapabilities, cfg.AllowCapabilities},
 		{"require_image_digest", strconv.FormatBool(a.cfg.RequireImageDigest), strconv.FormatBool(cfg.RequireImageDigest)},
+		{"debug_pprof", strconv.FormatBool(a.cfg.DebugPprof), strconv.FormatBool(cfg.DebugPprof)},
 	} {
 		if f.old != f.next {
 			restart = append(restart, f.name)

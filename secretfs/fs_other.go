@@ -38,3 +38,6 @@ func (f *FS) IncompleteScans() uint64 { return 0 }
 
 // Store fails with ErrNotSupported outside Linux.
 func (f *FS) Store(id string) (*Store, error) { return nil, ErrNotSupported }
+
+// Depths fails with ErrNotSupported outside Linux.
+func (f *FS) Depths() (map[string]int, error) { return nil, ErrNotSupported }
