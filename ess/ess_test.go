@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -281,7 +280,7 @@ func TestManyConnectionsDoNotBlockOthers(t *testing.T) {
 	if len(conns) == 0 {
 		t.Fatal("no connection could be made")
 	}
-	t.Log(fmt.Sprintf("%d idle connections held on the busy socket", len(conns)))
+	t.Logf("%d idle connections held on the busy socket", len(conns))
 }
 
 type zeros struct{}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 )
@@ -269,7 +270,7 @@ func (s *Store) RemoveTx(tx *bolt.Tx, org, node string, id uint64) bool {
 // DropNodeTx removes a node's whole outbox (node deleted).
 func (s *Store) DropNodeTx(tx *bolt.Tx, org, node string) error {
 	err := tx.Bucket([]byte(bucketOutbox)).DeleteBucket(Key(org, node))
-	if errors.Is(err, bolt.ErrBucketNotFound) {
+	if errors.Is(err, berrors.ErrBucketNotFound) {
 		return nil
 	}
 	return err
