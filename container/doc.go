@@ -3,8 +3,9 @@
 // /open-horizon-secrets/<secretName>, resolves the user whose ids own the secret files, reacts to
 // secret updates, stops containers, and finds its containers again after an agent restart.
 //
-// The agreement manager (package agreement) imports it; it imports the Docker client, secretfs
-// types and protocol's secret-name rule. It never sees a secret value: it mounts files that
+// The agreement manager (package agreement) and the agent import it; it imports the Docker
+// client, secretfs types, ess (the mounts of the ESS secrets API) and protocol's secret-name
+// rule (test/deptest enforces it). It never sees a secret value: it mounts files that
 // secretfs wrote and labels containers with names only.
 //
 // Public surface:

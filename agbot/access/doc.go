@@ -5,5 +5,6 @@
 // for secret-manager names (design §6). Pure decisions; the HTTP layer maps the sentinels
 // to 401 and 403.
 //
-// Imported by agbot/api and agbot/store (to hash on create).
+// Imported by agbot/api, agbot/engine and the agbot wiring; it imports nothing of this module
+// (test/deptest enforces it).
 package access
