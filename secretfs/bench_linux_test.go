@@ -100,3 +100,53 @@ func sizeName(n int) string {
 	}
 	return fmt.Sprintf("%dB", n)
 }
+
+// BenchmarkUpdateAmongStores measures one update of one store and the background pass that
+// follows it (the scan of containers' mounts, feeding, garbage), with N other stores on the
+// node, each with a running reader in its own mount namespace (Options.Holders names their
+// PIDs, as the agent's container worker does). The cost should not grow with N (issue 16):
+// compare the sub-benchmarks.
+func BenchmarkUpdateAmongStores(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("stores=%d", n), func(b *testing.B) { benchAmongStores(b, n) })
+	}
+}
+
+func benchAmongStores(b *testing.B, n int) {
+	e := newEnv(b)
+	h := &fakeHolders{pids: map[string][]int{}}
+	f, err := Open(Options{Root: e.root, Mode: ModeMountSwap, Logger: testLogger(e), Holders: h, StoreSize: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	f.stopLoop()
+	f.grace = 0 // updates spaced as rotations are: each pass finishes the last one's garbage
+	var hot *nsReader
+	for i := range n {
+		id := fmt.Sprintf("s%04d", i)
+		st, err := f.Create(e.spec(id, "a"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := startLeanNSReader(b, st.Files["a"], e.root)
+		h.set(id, r.pid)
+		if i == 0 {
+			hot = r
+		}
+	}
+	f.reconcile()
+	vals := [2][]byte{[]byte(strings.Repeat("A", 64)), []byte(strings.Repeat("B", 64))}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := f.Update("s0000", []Secret{{Name: "a", Value: vals[i%2], Format: FormatValueOnly}}); err != nil {
+			b.Fatal(err)
+		}
+		f.reconcile()
+	}
+	b.StopTimer()
+	// The updates reached the running reader (a lean namespace still gets the feed's mounts).
+	if got := hot.read(); got != string(vals[(b.N-1)%2]) {
+		b.Fatalf("the reader of the updated store reads %q, want the last value", got)
+	}
+}
