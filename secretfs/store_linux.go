@@ -208,54 +208,82 @@ func (f *FS) Update(id string, secrets []Secret) error {
 	if len(secrets) == 0 {
 		return nil
 	}
+	changes, err := f.stage(st, secrets)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	if err := f.swapAll(st, changes, now); err != nil {
+		f.unstage(st, changes)
+		return err
+	}
+	for _, c := range changes {
+		c.sec.cur, c.sec.next = c.gen, c.gen+1
+		f.retire(st, c.name, c.sec, c.old, now)
+		c.sec.size = c.size
+	}
+	if f.behind(st) {
+		f.reconcileLocked() // a burst that outruns the background loop: scan now rather than fill the store
+	} else {
+		f.poke()
+	}
+	return nil
+}
 
-	// 1. Stage.
-	type change struct {
-		name     string
-		sec      *secret
-		old, gen uint64
-		size     int64
-	}
+// change is one secret of an Update: its staged version gen replaces old.
+type change struct {
+	name     string
+	sec      *secret
+	old, gen uint64
+	size     int64
+}
+
+// stage writes the new version of every secret, none visible yet. On error nothing is left.
+func (f *FS) stage(st *store, secrets []Secret) ([]change, error) {
 	changes := make([]change, 0, len(secrets))
-	unstage := func() {
-		for _, c := range changes {
-			os.Remove(f.lay.version(id, c.name, c.gen))
-		}
-	}
 	for _, s := range secrets {
 		sec := st.secrets[s.Name]
 		data, err := content(s)
 		if err != nil {
-			unstage()
-			return fmt.Errorf("store %q: %w", id, err)
+			f.unstage(st, changes)
+			return nil, fmt.Errorf("store %q: %w", st.id, err)
 		}
 		gen := sec.next
-		err = writeVersion(f.lay.version(id, s.Name, gen), data, st.uid, st.gid, f.umask)
+		err = writeVersion(f.lay.version(st.id, s.Name, gen), data, st.uid, st.gid, f.umask)
 		if s.Format != FormatValueOnly {
 			clear(data)
 		}
 		if err != nil {
-			unstage()
-			return fmt.Errorf("store %q: secret %q: stage: %w", id, s.Name, err)
+			f.unstage(st, changes)
+			return nil, fmt.Errorf("store %q: secret %q: stage: %w", st.id, s.Name, err)
 		}
 		f.crashPoint("update: version staged")
 		changes = append(changes, change{s.Name, sec, sec.cur, gen, int64(len(data))})
 	}
+	return changes, nil
+}
 
-	// 2. Swap every publish point, and every version a running container started with.
+func (f *FS) unstage(st *store, changes []change) {
+	for _, c := range changes {
+		os.Remove(f.lay.version(st.id, c.name, c.gen))
+	}
+}
+
+// swapAll swaps every publish point and every version a running container started with, then
+// the directory view as one snapshot; on error everything is swapped back.
+func (f *FS) swapAll(st *store, changes []change, now time.Time) error {
 	tx := &swapTx{f: f}
-	now := time.Now()
+	fail := func(err error) error {
+		if rerr := tx.rollback(); rerr != nil {
+			err = fmt.Errorf("%w (and swapping back failed: %v)", err, rerr)
+		}
+		return err
+	}
 	for _, c := range changes {
 		if err := f.swapSecret(tx, st, c.name, c.sec, c.old, c.gen, now); err != nil {
-			if rerr := tx.rollback(); rerr != nil {
-				err = fmt.Errorf("%w (and swapping back failed: %v)", err, rerr)
-			}
-			unstage()
-			return fmt.Errorf("store %q: secret %q: swap: %w", id, c.name, err)
+			return fail(fmt.Errorf("store %q: secret %q: swap: %w", st.id, c.name, err))
 		}
 	}
-
-	// 3. The directory view, as one snapshot.
 	gens := make(map[string]uint64, len(st.secrets))
 	for name, sec := range st.secrets {
 		gens[name] = sec.cur
@@ -264,37 +292,27 @@ func (f *FS) Update(id string, secrets []Secret) error {
 		gens[c.name] = c.gen
 	}
 	if err := f.swapView(st, gens); err != nil {
-		if rerr := tx.rollback(); rerr != nil {
-			err = fmt.Errorf("%w (and swapping back failed: %v)", err, rerr)
-		}
-		unstage()
-		return fmt.Errorf("store %q: directory view: %w", id, err)
-	}
-
-	// 4. Commit.
-	for _, c := range changes {
-		c.sec.cur, c.sec.next = c.gen, c.gen+1
-		f.retire(st, c.name, c.sec, c.old, now)
-		c.sec.size = c.size
-	}
-	// A burst that outruns the background loop: scan now rather than fill the store.
-	behind := false
-	if st.mode == ModeMountSwap {
-		var held int64
-		for _, sec := range st.secrets {
-			behind = behind || len(sec.retired) > maxRetired
-			for _, r := range sec.retired {
-				held += r.size
-			}
-		}
-		behind = behind || held > f.size/4
-	}
-	if behind {
-		f.reconcileLocked()
-	} else {
-		f.poke()
+		return fail(fmt.Errorf("store %q: directory view: %w", st.id, err))
 	}
 	return nil
+}
+
+// behind reports whether a mount-swap store's replaced versions outgrew what the background
+// loop may leave waiting (count or a quarter of the store).
+func (f *FS) behind(st *store) bool {
+	if st.mode != ModeMountSwap {
+		return false
+	}
+	var held int64
+	for _, sec := range st.secrets {
+		if len(sec.retired) > maxRetired {
+			return true
+		}
+		for _, r := range sec.retired {
+			held += r.size
+		}
+	}
+	return held > f.size/4
 }
 
 // swapSecret swaps one secret from old to gen at its publish point and, in mount-swap mode, on
