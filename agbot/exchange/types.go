@@ -52,6 +52,11 @@ type Node struct {
 	Registered   bool                 `json:"registered"`
 	LastUpdated  string               `json:"lastUpdated,omitempty"`
 	LastHeartbit string               `json:"lastHeartbeat,omitempty"`
+	// SecretsAtCreation holds the version of every org-level node-specific secret
+	// (node/<id>/...) that existed when this node record was created. Those versions were
+	// written for an earlier node of that name, or before anyone owned it: a node owned by a
+	// user never gets them (access.Deliver). Not shown by the API.
+	SecretsAtCreation map[string]int64 `json:"secretsAtCreation,omitempty"`
 }
 
 // NodeView is a node as the API shows it.
