@@ -337,8 +337,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		if o, p, ok := cut(reg.Pattern); ok {
 			po, pn = o, p
 		}
-		if _, err := a.st.Patterns.Get(po, pn); err != nil {
-			a.fail(w, fmt.Errorf("%w: field pattern: pattern %s/%s is not published", errBadRequest, po, pn))
+		// A private pattern of another org is as if not published.
+		if p, err := a.st.Patterns.Get(po, pn); err != nil || !exchange.Usable(org, po, p.Public) {
+			a.fail(w, fmt.Errorf("%w: field pattern: pattern %s/%s is not published (or not public, and of another org)", errBadRequest, po, pn))
 			return
 		}
 		n.Pattern = reg.Pattern
@@ -555,15 +556,16 @@ func (a *API) deleteService(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"deleted": id})
 }
 
-// servicesFor lists the published services a policy or pattern would deploy.
-func (a *API) servicesFor(org, url string, arch string, versions []exchange.ServiceVersion) ([]exchange.Service, error) {
+// servicesFor lists the published services a policy or pattern of org from would deploy: a
+// service of another org only if it is public (a private one is as if not published).
+func (a *API) servicesFor(from, org, url string, arch string, versions []exchange.ServiceVersion) ([]exchange.Service, error) {
 	all, err := a.st.Services.List(org)
 	if err != nil {
 		return nil, err
 	}
 	var out []exchange.Service
 	for _, s := range all {
-		if s.URL != url || !exchange.ArchMatches(arch, s.Arch) {
+		if s.URL != url || !exchange.ArchMatches(arch, s.Arch) || !exchange.Usable(from, s.Org, s.Public) {
 			continue
 		}
 		for _, v := range versions {
@@ -603,7 +605,7 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	svcs, err := a.servicesFor(p.Service.Org, p.Service.Name, p.Service.Arch, p.Service.ServiceVersions)
+	svcs, err := a.servicesFor(org, p.Service.Org, p.Service.Name, p.Service.Arch, p.Service.ServiceVersions)
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -649,7 +651,7 @@ func (a *API) putPattern(w http.ResponseWriter, r *http.Request) {
 	var svcs []exchange.Service
 	var rep exchange.Report
 	for _, ps := range p.Services {
-		found, err := a.servicesFor(ps.ServiceOrgid, ps.ServiceURL, ps.ServiceArch, ps.ServiceVersions)
+		found, err := a.servicesFor(org, ps.ServiceOrgid, ps.ServiceURL, ps.ServiceArch, ps.ServiceVersions)
 		if err != nil {
 			a.fail(w, err)
 			return

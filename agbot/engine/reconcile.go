@@ -87,13 +87,14 @@ func (e *Engine) snapshotNode(org, node string) (*world, error) {
 	return w, nil
 }
 
-// best picks the highest published version of org/url for arch among versions.
-func (w *world) best(org, url, arch string, versions []exchange.ServiceVersion) (exchange.Service, bool) {
+// best picks the highest published version of org/url for arch among versions, for a
+// policy or pattern of org from: a service of another org only if it is public.
+func (w *world) best(from, org, url, arch string, versions []exchange.ServiceVersion) (exchange.Service, bool) {
 	var out exchange.Service
 	var outV protocol.Version
 	found := false
 	for _, s := range w.services {
-		if s.Org != org || s.URL != url || s.Arch != arch {
+		if s.Org != org || s.URL != url || s.Arch != arch || !exchange.Usable(from, s.Org, s.Public) {
 			continue
 		}
 		v, err := protocol.ParseVersion(s.Version)
@@ -122,14 +123,14 @@ func (w *world) desired(n exchange.Node) []desire {
 	if n.Pattern != "" {
 		po, pn := n.PatternRef()
 		p, ok := w.patterns[po+"/"+pn]
-		if !ok {
+		if !ok || !exchange.Usable(n.Org, p.Org, p.Public) {
 			return nil
 		}
 		for _, ps := range p.Services {
 			if !exchange.ArchMatches(ps.ServiceArch, n.Arch) {
 				continue
 			}
-			if s, ok := w.best(ps.ServiceOrgid, ps.ServiceURL, n.Arch, ps.ServiceVersions); ok {
+			if s, ok := w.best(p.Org, ps.ServiceOrgid, ps.ServiceURL, n.Arch, ps.ServiceVersions); ok {
 				out = append(out, desire{source: "pattern/" + po + "/" + pn, svc: s, bindings: p.SecretBinding})
 			}
 		}
@@ -147,7 +148,7 @@ func (w *world) desired(n exchange.Node) []desire {
 		if err != nil || !expr.Eval(props) {
 			continue
 		}
-		if s, ok := w.best(p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
+		if s, ok := w.best(p.Org, p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
 			out = append(out, desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding})
 		}
 	}
