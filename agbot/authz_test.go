@@ -39,16 +39,22 @@ func TestBindingNeedsOwnerRights(t *testing.T) {
 		code, body := h.do(bob, "PUT", "/org/myorg/business/policies/mine", policy("owner == bob"))
 		if code != 403 || !strings.Contains(string(body), "secretBinding[0].secrets[0]") || !strings.Contains(string(body), `\"db\"`) ||
 			!strings.Contains(string(body), "org admins only") {
-			t.Fatalf("bob's policy binding db = %d %s, want 403 naming the binding, the secret and the rule", code, body)
+			t.Errorf("bob's policy binding db = %d %s, want 403 naming the binding, the secret and the rule", code, body)
 		}
 		pat := map[string]any{"services": []any{map[string]any{"serviceUrl": "hello", "serviceOrgid": "myorg", "serviceArch": "amd64",
 			"serviceVersions": []any{map[string]any{"version": "1.0.0"}}}}, "secretBinding": policy("")["secretBinding"]}
 		if code, body := h.do(bob, "PUT", "/org/myorg/patterns/mine", pat); code != 403 || !strings.Contains(string(body), "org admins only") {
-			t.Fatalf("bob's pattern binding db = %d %s, want 403", code, body)
+			t.Errorf("bob's pattern binding db = %d %s, want 403", code, body)
 		}
+		// The rest of the attack: his own node, matching his policy, registers and polls.
 		n := h.node("node1", "node1tok")
 		n.register("amd64", map[string]any{"owner": "bob"}, "")
-		n.pollNothing("no policy may deliver db to bob")
+		for _, m := range n.poll(1) {
+			if p, ok := m.(*protocol.Proposal); ok && p.Secrets["db_password"].Value == "canary-authz-db" {
+				t.Fatal("bob's node received the org secret db that bob may not read")
+			}
+			t.Fatalf("bob's node got a %s", m.Head().Type)
+		}
 		if ags := h.agreements("node1"); len(ags) != 0 {
 			t.Fatalf("agreements = %+v, want none", ags)
 		}
