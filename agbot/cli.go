@@ -98,12 +98,13 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	dir := fs.String("data-dir", "", "state directory made by agbot init")
 	listen := fs.String("listen", "127.0.0.1:3090", "HTTPS address")
 	kind := fs.String("secrets-manager", "embedded", "embedded or vault")
-	vaddr := fs.String("vault-addr", "", "Vault/OpenBao URL")
-	vtoken := fs.String("vault-token-file", "", "file holding the Vault token")
-	vmount := fs.String("vault-mount", "openhorizon", "KV v2 mount")
-	vca := fs.String("vault-ca", "", "PEM file with the CA that verifies Vault's TLS certificate (default: system roots)")
+	var v vaultFlags
+	fs.StringVar(&v.addr, "vault-addr", "", "Vault/OpenBao URL")
+	fs.StringVar(&v.tokenFile, "vault-token-file", "", "file holding the Vault token (mode 0600 or stricter)")
+	fs.StringVar(&v.mount, "vault-mount", "openhorizon", "KV v2 mount")
+	fs.StringVar(&v.ca, "vault-ca", "", "PEM file with the CA that verifies Vault's TLS certificate (default: system roots)")
+	fs.DurationVar(&v.poll, "vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
 	skey := fs.String("secrets-key", "", "embedded manager's key file, kept apart from the data dir (default DIR/secrets.key; or $"+EnvSecretsKey+")")
-	vpoll := fs.Duration("vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,19 +124,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	switch *kind {
 	case "embedded":
 	case "vault":
-		if vault == nil {
-			return fmt.Errorf("--secrets-manager vault: this build has no Vault support")
-		}
-		if *vaddr == "" || *vtoken == "" {
-			return fmt.Errorf("--secrets-manager vault needs --vault-addr and --vault-token-file")
-		}
-		tok, err := readPrivateFile(*vtoken)
-		if err != nil {
-			return fmt.Errorf("--vault-token-file: %w", err)
-		}
-		opts.Secrets, err = vault(VaultOptions{Addr: *vaddr, Token: strings.TrimSpace(string(tok)), Mount: *vmount, CACert: *vca, Poll: *vpoll}, log)
-		clear(tok)
-		if err != nil {
+		if opts.Secrets, err = v.open(vault, log); err != nil {
 			return err
 		}
 		defer opts.Secrets.Close()
@@ -169,6 +158,27 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	<-errc
 	log.Info("agbot stopped")
 	return err
+}
+
+type vaultFlags struct {
+	addr, tokenFile, mount, ca string
+	poll                       time.Duration
+}
+
+// open reads the token file (refused unless private to its owner) and opens the manager.
+func (v vaultFlags) open(vault VaultOpener, log *slog.Logger) (secrets.Manager, error) {
+	if vault == nil {
+		return nil, fmt.Errorf("--secrets-manager vault: this build has no Vault support")
+	}
+	if v.addr == "" || v.tokenFile == "" {
+		return nil, fmt.Errorf("--secrets-manager vault needs --vault-addr and --vault-token-file")
+	}
+	tok, err := readPrivateFile(v.tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--vault-token-file: %w", err)
+	}
+	defer clear(tok)
+	return vault(VaultOptions{Addr: v.addr, Token: strings.TrimSpace(string(tok)), Mount: v.mount, CACert: v.ca, Poll: v.poll}, log)
 }
 
 // keyFromEnv takes the sealing key from $AGBOT_SECRETS_KEY (base64) and removes the variable,
