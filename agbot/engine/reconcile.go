@@ -164,6 +164,7 @@ type resolver struct {
 	mu      sync.Mutex
 	cache   map[string]got
 	callers map[string]access.Caller // "org/user", see caller
+	owners  map[string]ownerOf       // agreement source -> its owner, see sourceOwner
 }
 
 type got struct {

@@ -13,7 +13,8 @@ import (
 
 // newResolver starts one pass of secret reads for org.
 func (e *Engine) newResolver(ctx context.Context, org string) *resolver {
-	return &resolver{ctx: ctx, sm: e.sm, st: e.st, org: org, cache: map[string]got{}, callers: map[string]access.Caller{}}
+	return &resolver{ctx: ctx, sm: e.sm, st: e.st, org: org, cache: map[string]got{},
+		callers: map[string]access.Caller{}, owners: map[string]ownerOf{}}
 }
 
 // caller is the user org/name as the access rules see it, read fresh once per pass: a user
@@ -36,8 +37,27 @@ func (r *resolver) caller(org, name string) access.Caller {
 	return c
 }
 
-// sourceOwner is the owner of an agreement's policy or pattern ("policy/<org>/<name>").
+type ownerOf struct {
+	c   access.Caller
+	err error
+}
+
+// sourceOwner is the owner of an agreement's policy or pattern ("policy/<org>/<name>"), read
+// once per pass.
 func (r *resolver) sourceOwner(source string) (access.Caller, error) {
+	r.mu.Lock()
+	o, ok := r.owners[source]
+	r.mu.Unlock()
+	if !ok {
+		o.c, o.err = r.readSourceOwner(source)
+		r.mu.Lock()
+		r.owners[source] = o
+		r.mu.Unlock()
+	}
+	return o.c, o.err
+}
+
+func (r *resolver) readSourceOwner(source string) (access.Caller, error) {
 	kind, rest, _ := strings.Cut(source, "/")
 	org, name, _ := strings.Cut(rest, "/")
 	var owner string
