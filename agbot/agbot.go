@@ -35,7 +35,8 @@ import (
 const (
 	StateFile = "state.db"
 	KeysFile  = "agbot-keys.json"
-	CertFile  = "tls/cert.pem"
+	CertFile  = "tls/cert.pem" // the leaf certificate, then the CA (the chain served)
+	CAFile    = "tls/ca.pem"   // the CA clients trust (HZN_AGBOT_CA, --agbot-ca)
 	TLSKey    = "tls/key.pem"
 	metaID    = "agbot-id"
 )
@@ -133,22 +134,34 @@ func validOrg(org string) error {
 	return nil
 }
 
-// writeCert makes a self-signed ECDSA P-256 certificate for loopback and the host names.
+// writeCert makes a certificate authority and, signed by it, the agbot's ECDSA P-256 leaf
+// certificate (CA:FALSE, server auth only) for loopback and the host names. The CA's private
+// key is never written: nothing on this host can mint another certificate that clients
+// trusting CAFile would accept. CertFile holds the leaf followed by the CA (the chain served);
+// CAFile the CA alone, which clients trust. A client given CertFile, as before, still
+// verifies: the bundle holds the CA.
 func writeCert(dir string, hosts []string) error {
+	host := "agbot"
+	if len(hosts) > 0 && hosts[0] != "" {
+		host = hosts[0]
+	}
+	ca, caKey, err := newCA(host)
+	if err != nil {
+		return err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
-	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	tpl := &x509.Certificate{
-		SerialNumber:          serial,
+		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "agbot"},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().AddDate(5, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		BasicConstraintsValid: true,
-		IsCA:                  true,
+		IsCA:                  false,
 		IPAddresses:           []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
 		DNSNames:              []string{"localhost"},
 	}
@@ -162,7 +175,7 @@ func writeCert(dir string, hosts []string) error {
 			tpl.DNSNames = append(tpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	der, err := x509.CreateCertificate(rand.Reader, tpl, ca, &key.PublicKey, caKey)
 	if err != nil {
 		return err
 	}
@@ -173,16 +186,53 @@ func writeCert(dir string, hosts []string) error {
 	if err := os.WriteFile(filepath.Join(dir, TLSKey), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, CertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Raw})
+	if err := os.WriteFile(filepath.Join(dir, CAFile), caPEM, 0o644); err != nil {
+		return err
+	}
+	chain := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), caPEM...)
+	return os.WriteFile(filepath.Join(dir, CertFile), chain, 0o644)
+}
+
+// newCA makes the self-signed CA that signs the agbot's leaf; the caller drops its key.
+func newCA(host string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "agbot CA (" + host + ")"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().AddDate(5, 0, 0),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	ca, err := x509.ParseCertificate(der)
+	return ca, key, err
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
 }
 
 // Options configure a Server.
 type Options struct {
 	DataDir string
-	// Secrets is the secrets manager; nil opens the embedded one in DataDir.
-	Secrets secrets.Manager
-	Log     *slog.Logger
-	Hash    access.HashParams // for passwords and tokens created through the API
+	// Secrets is the secrets manager; nil opens the embedded one: DataDir/secrets.db sealed
+	// under SecretsKey when given, else under the file SecretsKeyFile, else DataDir/secrets.key.
+	Secrets        secrets.Manager
+	SecretsKey     []byte // embedded.KeySize bytes (from the environment); Open does not keep it
+	SecretsKeyFile string
+	Log            *slog.Logger
+	Hash           access.HashParams // for passwords and tokens created through the API
 	// Retry and MaxRetry bound the resend backoff of unacknowledged messages.
 	Retry, MaxRetry time.Duration
 	// MaxConns bounds open connections (0: DefaultMaxConns); past it new ones wait in the
@@ -238,7 +288,16 @@ func Open(o Options) (*Server, error) {
 	}
 	s := &Server{opts: o, st: st, sm: o.Secrets}
 	if s.sm == nil {
-		if s.sm, err = embedded.Open(o.DataDir); err != nil {
+		db := filepath.Join(o.DataDir, embedded.DBFile)
+		switch {
+		case len(o.SecretsKey) > 0:
+			s.sm, err = embedded.OpenKey(db, o.SecretsKey, "the key from the environment ("+EnvSecretsKey+")")
+		case o.SecretsKeyFile != "":
+			s.sm, err = embedded.OpenFiles(db, o.SecretsKeyFile)
+		default:
+			s.sm, err = embedded.Open(o.DataDir)
+		}
+		if err != nil {
 			st.Close()
 			return nil, err
 		}

@@ -3,6 +3,7 @@ package agbot
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,11 +17,24 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
+	"github.com/edge-secrets/anax-agent/agbot/secrets/embedded"
+	"github.com/edge-secrets/anax-agent/platform/linux"
 )
 
 // VaultOpener opens the Vault/OpenBao secrets manager; cmd/agbot sets it so that this
 // package does not force the Vault client on every importer.
-type VaultOpener func(addr, token, mount string, poll time.Duration, log *slog.Logger) (secrets.Manager, error)
+type VaultOpener func(o VaultOptions, log *slog.Logger) (secrets.Manager, error)
+
+// VaultOptions are the serve flags for Vault/OpenBao.
+type VaultOptions struct {
+	Addr, Token, Mount string
+	CACert             string // PEM file that verifies Vault's TLS certificate; system roots when empty
+	Poll               time.Duration
+}
+
+// EnvSecretsKey is the environment variable that may hold the embedded manager's sealing
+// key (base64 of 32 bytes) instead of a key file; serve removes it from its environment.
+const EnvSecretsKey = "AGBOT_SECRETS_KEY"
 
 // Main runs `agbot init|serve` with args (without the program name) and returns the exit
 // code. vault may be nil when the build has no Vault support.
@@ -28,6 +42,11 @@ func Main(args []string, stdout, stderr io.Writer, vault VaultOpener) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Fprint(stderr, usage)
 		return 2
+	}
+	// Before any key or value is in memory: no core dumps, not dumpable, files private.
+	if err := linux.Harden(); err != nil {
+		fmt.Fprintln(stderr, "agbot:", err)
+		return 1
 	}
 	var err error
 	switch args[0] {
@@ -52,7 +71,8 @@ const usage = `usage:
   agbot init  --data-dir DIR --org ORG --admin USER:PASSWORD|USER:-|USER [--admin-password-file FILE]
   agbot serve --data-dir DIR [--listen 127.0.0.1:3090] [--secrets-manager embedded|vault]
               [--max-conns 16384]
-              [--vault-addr URL --vault-token-file FILE --vault-mount openhorizon --vault-poll 2s]
+              [--secrets-key FILE]  (or $AGBOT_SECRETS_KEY, base64; default DIR/secrets.key)
+              [--vault-addr URL --vault-token-file FILE --vault-ca FILE --vault-mount openhorizon --vault-poll 2s]
 `
 
 func runInit(args []string, stdin io.Reader, stdout io.Writer) error {
@@ -113,11 +133,14 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	dir := fs.String("data-dir", "", "state directory made by agbot init")
 	listen := fs.String("listen", "127.0.0.1:3090", "HTTPS address")
 	kind := fs.String("secrets-manager", "embedded", "embedded or vault")
-	vaddr := fs.String("vault-addr", "", "Vault/OpenBao URL")
-	vtoken := fs.String("vault-token-file", "", "file holding the Vault token")
-	vmount := fs.String("vault-mount", "openhorizon", "KV v2 mount")
-	vpoll := fs.Duration("vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
 	maxConns := fs.Int("max-conns", DefaultMaxConns, "most open connections; more wait to be accepted")
+	var v vaultFlags
+	fs.StringVar(&v.addr, "vault-addr", "", "Vault/OpenBao URL")
+	fs.StringVar(&v.tokenFile, "vault-token-file", "", "file holding the Vault token (mode 0600 or stricter)")
+	fs.StringVar(&v.mount, "vault-mount", "openhorizon", "KV v2 mount")
+	fs.StringVar(&v.ca, "vault-ca", "", "PEM file with the CA that verifies Vault's TLS certificate (default: system roots)")
+	fs.DurationVar(&v.poll, "vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
+	skey := fs.String("secrets-key", "", "embedded manager's key file, kept apart from the data dir (default DIR/secrets.key; or $"+EnvSecretsKey+")")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -128,21 +151,19 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	if *maxConns < 1 {
 		return fmt.Errorf("--max-conns: must be at least 1")
 	}
-	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns}
+	dumpable, _ := linux.Dumpable()
+	log.Info("process hardened", "dumpable", dumpable, "core_limit", 0, "umask", "0077")
+	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey}
+	key, err := keyFromEnv()
+	if err != nil {
+		return err
+	}
+	defer clear(key)
+	opts.SecretsKey = key
 	switch *kind {
 	case "embedded":
 	case "vault":
-		if vault == nil {
-			return fmt.Errorf("--secrets-manager vault: this build has no Vault support")
-		}
-		if *vaddr == "" || *vtoken == "" {
-			return fmt.Errorf("--secrets-manager vault needs --vault-addr and --vault-token-file")
-		}
-		tok, err := os.ReadFile(*vtoken)
-		if err != nil {
-			return fmt.Errorf("--vault-token-file: %w", err)
-		}
-		if opts.Secrets, err = vault(*vaddr, strings.TrimSpace(string(tok)), *vmount, *vpoll, log); err != nil {
+		if opts.Secrets, err = v.open(vault, log); err != nil {
 			return err
 		}
 		defer opts.Secrets.Close()
@@ -176,4 +197,61 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	<-errc
 	log.Info("agbot stopped")
 	return err
+}
+
+type vaultFlags struct {
+	addr, tokenFile, mount, ca string
+	poll                       time.Duration
+}
+
+// open reads the token file (refused unless private to its owner) and opens the manager.
+func (v vaultFlags) open(vault VaultOpener, log *slog.Logger) (secrets.Manager, error) {
+	if vault == nil {
+		return nil, fmt.Errorf("--secrets-manager vault: this build has no Vault support")
+	}
+	if v.addr == "" || v.tokenFile == "" {
+		return nil, fmt.Errorf("--secrets-manager vault needs --vault-addr and --vault-token-file")
+	}
+	tok, err := readPrivateFile(v.tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--vault-token-file: %w", err)
+	}
+	defer clear(tok)
+	return vault(VaultOptions{Addr: v.addr, Token: strings.TrimSpace(string(tok)), Mount: v.mount, CACert: v.ca, Poll: v.poll}, log)
+}
+
+// keyFromEnv takes the sealing key from $AGBOT_SECRETS_KEY (base64) and removes the variable,
+// so nothing the agbot starts inherits it. Empty when unset.
+func keyFromEnv() ([]byte, error) {
+	v, ok := os.LookupEnv(EnvSecretsKey)
+	if !ok {
+		return nil, nil
+	}
+	os.Unsetenv(EnvSecretsKey)
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(v))
+	if err != nil || len(key) != embedded.KeySize {
+		return nil, fmt.Errorf("$%s: must be the base64 of %d bytes (head -c %d /dev/urandom | base64)", EnvSecretsKey, embedded.KeySize, embedded.KeySize)
+	}
+	return key, nil
+}
+
+// readPrivateFile reads a credential file, refusing one that group or others may read or
+// write, or that is not a regular file (a token readable by others is as good as published).
+func readPrivateFile(path string) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("%s has mode %04o: it must not be accessible by group or others (chmod 600)", path, perm)
+	}
+	return io.ReadAll(io.LimitReader(f, 64<<10))
 }

@@ -9,7 +9,9 @@
 //	state.db          bbolt: exchange records, agreements, the per-node outbox (sealed envelopes only)
 //	agbot-keys.json   the agbot's protocol keys (Ed25519 + HPKE), mode 0600
 //	secrets.db/.key   the embedded secrets manager (values sealed with AES-256-GCM)
-//	tls/cert.pem      self-signed certificate for 127.0.0.1, ::1, localhost and the host name
+//	tls/ca.pem        the CA clients trust (its private key is discarded at init)
+//	tls/cert.pem      leaf certificate (CA:FALSE) for 127.0.0.1, ::1, localhost and the host name,
+//	                  followed by the CA; tls/key.pem its key
 //
 // # Node endpoints
 //

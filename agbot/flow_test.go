@@ -19,14 +19,18 @@ var service = map[string]any{
 	}},
 }
 
-func policy(constraint string) map[string]any {
+// policy is an admin's deployment policy for the service with org-level secrets.
+func policy(constraint string) map[string]any { return policyFor(constraint, "db", "api_token") }
+
+// policyFor binds db_password and api_token to the manager names db and tok.
+func policyFor(constraint, db, tok string) map[string]any {
 	return map[string]any{
 		"service":     map[string]any{"name": "hello", "org": "myorg", "arch": "*", "serviceVersions": []any{map[string]any{"version": "1.0.0"}}},
 		"constraints": []string{constraint},
 		"secretBinding": []any{map[string]any{
 			"serviceOrgid": "myorg", "serviceUrl": "hello", "serviceArch": "amd64", "serviceVersionRange": "[0.0.0,INFINITY)",
 			"enableNodeLevelSecrets": true,
-			"secrets":                []any{map[string]string{"db_password": "db"}, map[string]string{"api_token": "user/bob/api_token"}},
+			"secrets":                []any{map[string]string{"db_password": db}, map[string]string{"api_token": tok}},
 		}},
 	}
 }
@@ -83,13 +87,13 @@ func testFlow(t *testing.T, mk managerFactory) {
 		t.Fatalf("still missing api_token, but sent %v", types(msgs))
 	}
 	// 2. The last one appears: proposed with both values.
-	putSecret(h, bob, "user/bob/api_token", "canary-user-v1")
+	putSecret(h, admin, "api_token", "canary-tok-v1")
 	m := n.next()
 	p, ok := m.(*protocol.Proposal)
 	if !ok {
 		t.Fatalf("got %T, want a proposal", m)
 	}
-	if p.Secrets["db_password"].Value != "canary-org-v1" || p.Secrets["api_token"].Value != "canary-user-v1" {
+	if p.Secrets["db_password"].Value != "canary-org-v1" || p.Secrets["api_token"].Value != "canary-tok-v1" {
 		t.Fatalf("proposal secrets wrong: %v", p.Secrets)
 	}
 	n.ack(p)
@@ -123,10 +127,6 @@ func testFlow(t *testing.T, mk managerFactory) {
 	if code != 409 || !strings.Contains(string(body), "node1") || !strings.Contains(string(body), "bob") {
 		t.Fatalf("delete in use = %d %s, want 409 naming node1 and bob", code, body)
 	}
-	// Bob's own user secret likewise.
-	if code, _ := h.do(bob, "DELETE", "/org/myorg/secrets/user/bob/api_token", nil); code != 409 {
-		t.Fatalf("delete user secret in use = %d, want 409", code)
-	}
 	// 8. Forced: the agreement is cancelled, and a new one is held until the secret is back.
 	var del struct {
 		Cancelled int `json:"cancelledAgreements"`
@@ -151,13 +151,26 @@ func testFlow(t *testing.T, mk managerFactory) {
 	}
 	n.ack(m)
 
-	// 9. A user-level secret never reaches a node its user does not own.
+	// 9. A user-level secret never reaches a node its user does not own: bob's own policy
+	// binding his secrets matches carol's node2 too, which is held; admin's policy serves it.
+	putSecret(h, bob, "user/bob/db", "canary-bob-db")
+	putSecret(h, bob, "user/bob/api_token", "canary-bob-tok")
+	h.mustDo(bob, "PUT", "/org/myorg/business/policies/bobpol", policyFor("zone == b", "user/bob/db", "user/bob/api_token"), 201, nil)
 	h.mustDo(carol, "PUT", "/org/myorg/nodes/node2", map[string]any{"token": "node2tok"}, 201, nil)
 	n2 := h.node("node2", "node2tok")
 	n2.register("amd64", map[string]any{"purpose": "edge", "zone": "b"}, "")
 	ags = h.agreements("node2")
-	if len(ags) != 1 || ags[0].State != engine.StateHeld || !strings.Contains(ags[0].Held, "owned by") {
-		t.Fatalf("node2 agreements = %+v, want held: bob's secret, carol's node", ags)
+	var held *engine.Agreement
+	for i := range ags {
+		if ags[i].Source == "policy/myorg/bobpol" {
+			held = &ags[i]
+		}
+	}
+	if len(ags) != 2 || held == nil || held.State != engine.StateHeld || !strings.Contains(held.Held, "owned by") {
+		t.Fatalf("node2 agreements = %+v, want bob's policy held: bob's secret, carol's node", ags)
+	}
+	if m := n2.next(); m.Head().Type != protocol.TypeProposal || m.(*protocol.Proposal).Secrets["db_password"].Value != "canary-org-v4" {
+		t.Fatalf("node2 got %s, want admin's policy's proposal with the org value", m.Head().Type)
 	}
 	if msgs := n2.poll(0); len(msgs) != 0 {
 		t.Fatalf("node2 got %v", types(msgs))
@@ -183,7 +196,7 @@ func testRestart(t *testing.T, mk managerFactory) {
 	h := newHarness(t, mk)
 	h.people()
 	putSecret(h, admin, "db", "canary-r1")
-	putSecret(h, bob, "user/bob/api_token", "canary-rt")
+	putSecret(h, admin, "api_token", "canary-rt")
 	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
 	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
 	n := h.node("node1", "node1tok")

@@ -42,7 +42,7 @@ func agreed(t *testing.T) (*harness, *simNode, *protocol.Proposal) {
 	h := newHarness(t, nil)
 	h.people()
 	putSecret(h, admin, "db", "canary-lc-db")
-	putSecret(h, bob, "user/bob/api_token", "canary-lc-tok")
+	putSecret(h, admin, "api_token", "canary-lc-tok")
 	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
 	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
 	n := h.node("node1", "node1tok")
@@ -175,7 +175,7 @@ func TestStaleProposalReplyIgnored(t *testing.T) {
 	h2.people()
 	putSecret(h2, admin, "db", "canary-st-db")
 	putSecret(h2, admin, "db2", "canary-st-db2")
-	putSecret(h2, bob, "user/bob/api_token", "canary-st-tok")
+	putSecret(h2, admin, "api_token", "canary-st-tok")
 	h2.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
 	h2.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
 	m := h2.node("node1", "node1tok")
@@ -186,7 +186,7 @@ func TestStaleProposalReplyIgnored(t *testing.T) {
 		t.Fatalf("after decline: state %s, want declined", a.State)
 	}
 	pol := policy("purpose == edge")
-	pol["secretBinding"].([]any)[0].(map[string]any)["secrets"] = []any{map[string]string{"db_password": "db2"}, map[string]string{"api_token": "user/bob/api_token"}}
+	pol["secretBinding"].([]any)[0].(map[string]any)["secrets"] = []any{map[string]string{"db_password": "db2"}, map[string]string{"api_token": "api_token"}}
 	h2.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", pol, 201, nil)
 	p2, ok := m.next().(*protocol.Proposal)
 	if !ok || p2.Agreement != p1.Agreement || p2.Seq <= p1.Seq {

@@ -41,7 +41,7 @@ func TestDirectVaultWrite(t *testing.T) {
 	h := newHarness(t, mk)
 	h.people()
 	putSecret(h, admin, "db", "canary-v1")
-	putSecret(h, bob, "user/bob/api_token", "canary-vt")
+	putSecret(h, admin, "api_token", "canary-vt")
 	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
 	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
 	n := h.node("node1", "node1tok")

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agreement"
+	linuxp "github.com/edge-secrets/anax-agent/platform/linux"
 	"github.com/edge-secrets/anax-agent/secretfs"
 )
 
@@ -121,7 +122,7 @@ func (a *Agent) Status() Status {
 			}
 		}
 	}
-	if d, err := Dumpable(); err == nil {
+	if d, err := linuxp.Dumpable(); err == nil {
 		st.CoreDumps = d
 	}
 	return st

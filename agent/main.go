@@ -11,6 +11,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	linuxp "github.com/edge-secrets/anax-agent/platform/linux"
 )
 
 // ShutdownTimeout bounds a clean stop: messages being handled finish, the state DB closes.
@@ -32,7 +34,7 @@ func Main(args []string, stderr io.Writer, getenv func(string) string) int {
 	level.Set(l)
 	log := NewLogger(stderr, level, UnderSystemd(getenv))
 	// Before anything holds a secret: no core dumps, files private by default.
-	if err := Harden(); err != nil {
+	if err := linuxp.Harden(); err != nil {
 		log.Error("cannot harden the process", "err", err)
 		return 1
 	}

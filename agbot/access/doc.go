@@ -5,6 +5,9 @@
 // for secret-manager names (design §6). Pure decisions; the HTTP layer maps the sentinels
 // to 401 and 403.
 //
+// It also decides which bound secrets a policy or pattern may deliver (Bind at publish,
+// Deliver at every proposal and update): only what its owner may read.
+//
 // Imported by agbot/api, agbot/engine and the agbot wiring; it imports nothing of this module
 // (test/deptest enforces it).
 package access

@@ -95,6 +95,9 @@ func (a *API) putUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.log.Info("audit", "op", "user "+r.Method, "org", org, "user", name, "admin", body.Admin, "caller", c.String(), "result", 201)
+	if exists && old.Admin != body.Admin {
+		a.rightsChanged(r.Context(), org)
+	}
 	writeJSON(w, 201, u.View())
 }
 
@@ -109,7 +112,16 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.ver.Forget("user\x00" + org + "/" + name)
+	a.rightsChanged(r.Context(), org)
 	writeJSON(w, 200, map[string]any{"deleted": name})
+}
+
+// rightsChanged re-checks the org's agreements after a user lost or gained a right: the
+// policies and patterns that user owns, and the nodes, deliver by their owner's rights now.
+func (a *API) rightsChanged(ctx context.Context, org string) {
+	if err := a.eng.Reconcile(ctx, org); err != nil {
+		a.log.Warn("reconcile after a user change", "org", org, "err", err)
+	}
 }
 
 // NodeBody creates a node (hzn exchange node create): its token and optionally pattern.
@@ -186,6 +198,10 @@ func (a *API) putNode(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		n = exchange.Node{Org: org, ID: id, Owner: c.ID}
+		if n.SecretsAtCreation, err = a.nodeSecretsNow(r.Context(), org, id); err != nil {
+			a.fail(w, fmt.Errorf("node %s/%s not created: %w", org, id, err))
+			return
+		}
 	}
 	if n.TokenHash, err = access.Hash(body.Token, a.cfg.Hash); err != nil {
 		a.fail(w, err)
@@ -205,6 +221,30 @@ func (a *API) putNode(w http.ResponseWriter, r *http.Request) {
 	a.ver.Forget("node\x00" + org + "/" + id)
 	a.log.Info("audit", "op", "node put", "org", org, "node", id, "owner", n.Owner, "caller", c.String(), "result", 201)
 	writeJSON(w, 201, n.View())
+}
+
+// nodeSecretsNow reads the versions of the org-level node-specific secrets (node/<id>/...)
+// that exist before node id does: they were not written for it (access.Deliver).
+func (a *API) nodeSecretsNow(ctx context.Context, org, id string) (map[string]int64, error) {
+	names, err := a.sm.List(ctx, org, "node/"+id)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]int64
+	for _, name := range names {
+		_, ver, err := a.sm.Get(ctx, org, name)
+		switch {
+		case errors.Is(err, secrets.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, err
+		}
+		if out == nil {
+			out = map[string]int64{}
+		}
+		out[name] = ver
+	}
+	return out, nil
 }
 
 func (a *API) deleteNode(w http.ResponseWriter, r *http.Request) {
@@ -456,15 +496,16 @@ func (a *API) deleteService(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, map[string]any{"deleted": id})
 }
 
-// servicesFor lists the published services a policy or pattern would deploy.
-func (a *API) servicesFor(org, url string, arch string, versions []exchange.ServiceVersion) ([]exchange.Service, error) {
+// servicesFor lists the published services a policy or pattern of org from would deploy: a
+// service of another org only if it is public (a private one is as if not published).
+func (a *API) servicesFor(from, org, url string, arch string, versions []exchange.ServiceVersion) ([]exchange.Service, error) {
 	all, err := a.st.Services.List(org)
 	if err != nil {
 		return nil, err
 	}
 	var out []exchange.Service
 	for _, s := range all {
-		if s.URL != url || !exchange.ArchMatches(arch, s.Arch) {
+		if s.URL != url || !exchange.ArchMatches(arch, s.Arch) || !exchange.Usable(from, s.Org, s.Public) {
 			continue
 		}
 		for _, v := range versions {
@@ -474,19 +515,6 @@ func (a *API) servicesFor(org, url string, arch string, versions []exchange.Serv
 		}
 	}
 	return out, nil
-}
-
-func (a *API) exists(ctx context.Context, org string) func(string) (bool, error) {
-	return func(name string) (bool, error) {
-		_, _, err := a.sm.Get(ctx, org, name)
-		switch {
-		case err == nil:
-			return true, nil
-		case errors.Is(err, secrets.ErrNotFound):
-			return false, nil
-		}
-		return false, err
-	}
 }
 
 func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
@@ -513,12 +541,16 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	svcs, err := a.servicesFor(p.Service.Org, p.Service.Name, p.Service.Arch, p.Service.ServiceVersions)
+	if err := a.checkBindings(c, org, p.SecretBinding); err != nil {
+		a.fail(w, err)
+		return
+	}
+	svcs, err := a.servicesFor(org, p.Service.Org, p.Service.Name, p.Service.Arch, p.Service.ServiceVersions)
 	if err != nil {
 		a.fail(w, err)
 		return
 	}
-	rep, err := exchange.CheckPublish(p.SecretBinding, svcs, a.exists(r.Context(), org))
+	rep, err := exchange.CheckPublish(p.SecretBinding, svcs, a.exists(r.Context(), c, org))
 	if err != nil {
 		a.fail(w, err)
 		return
@@ -552,10 +584,14 @@ func (a *API) putPattern(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, fmt.Errorf("%w: pattern %s belongs to %q", access.ErrForbidden, name, old.Owner))
 		return
 	}
+	if err := a.checkBindings(c, org, p.SecretBinding); err != nil {
+		a.fail(w, err)
+		return
+	}
 	var svcs []exchange.Service
 	var rep exchange.Report
 	for _, ps := range p.Services {
-		found, err := a.servicesFor(ps.ServiceOrgid, ps.ServiceURL, ps.ServiceArch, ps.ServiceVersions)
+		found, err := a.servicesFor(org, ps.ServiceOrgid, ps.ServiceURL, ps.ServiceArch, ps.ServiceVersions)
 		if err != nil {
 			a.fail(w, err)
 			return
@@ -565,7 +601,7 @@ func (a *API) putPattern(w http.ResponseWriter, r *http.Request) {
 		}
 		svcs = append(svcs, found...)
 	}
-	more, err := exchange.CheckPublish(p.SecretBinding, svcs, a.exists(r.Context(), org))
+	more, err := exchange.CheckPublish(p.SecretBinding, svcs, a.exists(r.Context(), c, org))
 	if err != nil {
 		a.fail(w, err)
 		return

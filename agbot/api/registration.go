@@ -56,8 +56,9 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		if o, p, ok := cut(reg.Pattern); ok {
 			po, pn = o, p
 		}
-		if _, err := a.st.Patterns.Get(po, pn); err != nil {
-			a.fail(w, fmt.Errorf("%w: field pattern: pattern %s/%s is not published", errBadRequest, po, pn))
+		// A private pattern of another org is as if not published.
+		if p, err := a.st.Patterns.Get(po, pn); err != nil || !exchange.Usable(org, po, p.Public) {
+			a.fail(w, fmt.Errorf("%w: field pattern: pattern %s/%s is not published (or not public, and of another org)", errBadRequest, po, pn))
 			return
 		}
 	}

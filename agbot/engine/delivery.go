@@ -242,8 +242,8 @@ func (e *Engine) reseal(ctx context.Context, org, node string, m store.Message) 
 	if d == nil {
 		return m, ErrUnknown
 	}
-	r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
-	res := r.resolve(&Agreement{Bound: a.Bound, Node: a.Node}, n, "")
+	r := e.newResolver(ctx, org)
+	res := r.resolve(&Agreement{Bound: a.Bound, Node: a.Node, Org: a.Org, Source: a.Source}, n, "")
 	if res.err != nil || len(res.missing) > 0 {
 		return m, fmt.Errorf("secrets not available now")
 	}
@@ -390,7 +390,7 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		if err != nil {
 			return err
 		}
-		r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+		r := e.newResolver(ctx, org)
 		p := &pass{e: e, now: time.Now()}
 		p.update(r, &c, n, "", true)
 		return p.commit()
@@ -584,7 +584,7 @@ func (e *Engine) Users(ctx context.Context, org, name string) ([]Use, error) {
 		}
 	}
 	e.mu.Unlock()
-	r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+	r := e.newResolver(ctx, org)
 	var out []Use
 	for _, a := range hit {
 		lost := false

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edge-secrets/anax-agent/agbot/access"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
@@ -86,13 +87,14 @@ func (e *Engine) snapshotNode(org, node string) (*world, error) {
 	return w, nil
 }
 
-// best picks the highest published version of org/url for arch among versions.
-func (w *world) best(org, url, arch string, versions []exchange.ServiceVersion) (exchange.Service, bool) {
+// best picks the highest published version of org/url for arch among versions, for a
+// policy or pattern of org from: a service of another org only if it is public.
+func (w *world) best(from, org, url, arch string, versions []exchange.ServiceVersion) (exchange.Service, bool) {
 	var out exchange.Service
 	var outV protocol.Version
 	found := false
 	for _, s := range w.services {
-		if s.Org != org || s.URL != url || s.Arch != arch {
+		if s.Org != org || s.URL != url || s.Arch != arch || !exchange.Usable(from, s.Org, s.Public) {
 			continue
 		}
 		v, err := protocol.ParseVersion(s.Version)
@@ -121,14 +123,14 @@ func (w *world) desired(n exchange.Node) []desire {
 	if n.Pattern != "" {
 		po, pn := n.PatternRef()
 		p, ok := w.patterns[po+"/"+pn]
-		if !ok {
+		if !ok || !exchange.Usable(n.Org, p.Org, p.Public) {
 			return nil
 		}
 		for _, ps := range p.Services {
 			if !exchange.ArchMatches(ps.ServiceArch, n.Arch) {
 				continue
 			}
-			if s, ok := w.best(ps.ServiceOrgid, ps.ServiceURL, n.Arch, ps.ServiceVersions); ok {
+			if s, ok := w.best(p.Org, ps.ServiceOrgid, ps.ServiceURL, n.Arch, ps.ServiceVersions); ok {
 				out = append(out, desire{source: "pattern/" + po + "/" + pn, svc: s, bindings: p.SecretBinding})
 			}
 		}
@@ -146,7 +148,7 @@ func (w *world) desired(n exchange.Node) []desire {
 		if err != nil || !expr.Eval(props) {
 			continue
 		}
-		if s, ok := w.best(p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
+		if s, ok := w.best(p.Org, p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
 			out = append(out, desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding})
 		}
 	}
@@ -155,11 +157,14 @@ func (w *world) desired(n exchange.Node) []desire {
 
 // resolver reads manager secrets for one pass, each name at most once.
 type resolver struct {
-	ctx   context.Context
-	sm    secrets.Manager
-	org   string
-	mu    sync.Mutex
-	cache map[string]got
+	ctx     context.Context
+	sm      secrets.Manager
+	st      *store.Store
+	org     string
+	mu      sync.Mutex
+	cache   map[string]got
+	callers map[string]access.Caller // "org/user", see caller
+	owners  map[string]ownerOf       // agreement source -> its owner, see sourceOwner
 }
 
 type got struct {
@@ -214,7 +219,9 @@ type resolved struct {
 
 // resolve resolves a's bound secrets for node n. With hint (a manager name that changed),
 // only secrets whose candidates include hint are read again, and candidates ranked above
-// hint are known: either the current source (nothing changes) or absent.
+// hint are known: either the current source (nothing changes) or absent. Only the candidates
+// a's source may deliver to n (access.Deliver, decided now) are considered, and none is read
+// before it is allowed.
 func (r *resolver) resolve(a *Agreement, n exchange.Node, hint string) resolved {
 	out := resolved{values: map[string]protocol.SecretValue{}, sources: maps.Clone(a.Sources), versions: maps.Clone(a.Versions)}
 	if out.sources == nil {
@@ -226,10 +233,14 @@ func (r *resolver) resolve(a *Agreement, n exchange.Node, hint string) resolved 
 			out.missing = append(out.missing, fmt.Sprintf("service secret %q has no binding", svcName))
 			continue
 		}
-		cands := candidates(b, n.ID)
-		if mn, _ := protocol.ParseManagerName(b.ManagerName); mn.User != "" && mn.User != n.Owner {
-			out.missing = append(out.missing, fmt.Sprintf("%q is user %s's secret and node %s is owned by %q", b.ManagerName, mn.User, n.ID, n.Owner))
+		cands, grants, why := r.allowed(a, n, candidates(b, n.ID))
+		if len(cands) == 0 {
+			if why == nil {
+				why = fmt.Errorf("binding %q is not a manager name", b.ManagerName)
+			}
+			out.missing = append(out.missing, fmt.Sprintf("secret %q (for %q) %v", b.ManagerName, svcName, why))
 			delete(out.sources, svcName)
+			delete(out.versions, svcName)
 			continue
 		}
 		start := 0
@@ -250,7 +261,7 @@ func (r *resolver) resolve(a *Agreement, n exchange.Node, hint string) resolved 
 				out.err = g.err
 				return out
 			}
-			if g.found {
+			if g.found && grants[c].Fresh(g.ver, n.SecretsAtCreation[c]) {
 				out.values[svcName] = protocol.SecretValue{Key: g.s.Key, Value: g.s.Value}
 				out.sources[svcName], out.versions[svcName] = c, g.ver
 				found = true
@@ -393,7 +404,7 @@ func (p *pass) update(r *resolver, a *Agreement, n exchange.Node, hint string, f
 	if len(res.missing) > 0 {
 		// No fallback: the node must not keep running on a value that is gone. End it; the
 		// next pass holds a new agreement until the secret is back.
-		p.cancel(a, "secret removed with no fallback: "+strings.Join(res.missing, "; "))
+		p.cancel(a, "secret no longer available, with no fallback: "+strings.Join(res.missing, "; "))
 		return
 	}
 	changed := map[string]protocol.ChangedSecret{}
@@ -464,7 +475,7 @@ func (e *Engine) reconcileOne(ctx context.Context, org, node string, only func(s
 	if err != nil {
 		return err
 	}
-	r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+	r := e.newResolver(ctx, org)
 	p := &pass{e: e, now: time.Now()}
 
 	existing := map[string]*Agreement{}
@@ -536,7 +547,7 @@ func (e *Engine) reconcileOne(ctx context.Context, org, node string, only func(s
 func (e *Engine) SecretChanged(ctx context.Context, org, name string) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r := &resolver{ctx: ctx, sm: e.sm, org: org, cache: map[string]got{}}
+	r := e.newResolver(ctx, org)
 	p := &pass{e: e, now: time.Now()}
 	nodes := map[string]exchange.Node{}
 	node := func(id string) (exchange.Node, bool) {

@@ -55,6 +55,11 @@ type Node struct {
 	// ReplacedKeys are the keys the owner or an admin replaced: the agbot still accepts
 	// the old node's answers to the cancels sealed to them, and nothing else.
 	ReplacedKeys *protocol.PublicKeys `json:"replacedKeys,omitempty"`
+	// SecretsAtCreation holds the version of every org-level node-specific secret
+	// (node/<id>/...) that existed when this node record was created. Those versions were
+	// written for an earlier node of that name, or before anyone owned it: a node owned by a
+	// user never gets them (access.Deliver). Not shown by the API.
+	SecretsAtCreation map[string]int64 `json:"secretsAtCreation,omitempty"`
 }
 
 // NodeView is a node as the API shows it.

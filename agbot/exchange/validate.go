@@ -211,3 +211,8 @@ func ValidatePattern(p Pattern) error {
 
 // ArchMatches reports whether a wanted arch ("", "*" or a name) admits have.
 func ArchMatches(want, have string) bool { return want == "" || want == "*" || want == have }
+
+// Usable reports whether a policy, pattern or node of org from may use a service or pattern
+// of org owner marked public or not: within its org always, across orgs only if public
+// (anax's rule, enforced at publish, registration and matching).
+func Usable(from, owner string, public bool) bool { return from == owner || public }

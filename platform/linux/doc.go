@@ -4,5 +4,6 @@
 //
 // Pure parsing and option building (kernel.go, mountinfo.go, tmpfs.go) carry no build tag and
 // are tested anywhere; syscall code lives in *_linux.go files. secretfs, ess, the agent and the
-// agbot import it; it imports nothing of this module and knows nothing about secrets.
+// agbot (its process hardening, Harden) import it; it imports nothing of this module and knows
+// nothing about secrets.
 package linux

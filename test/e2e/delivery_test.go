@@ -55,7 +55,7 @@ func testDelivery(t *testing.T, s *suite, withVault bool) {
 	e.publishService("reader", map[string]string{"db_password": "", "api_token": "value_only"})
 	e.publishService("personal", map[string]string{"mine": ""})
 	e.addPolicy("readers", "reader", map[string]string{"db_password": "db", "api_token": "token"}, true)
-	e.addPolicy("personal", "personal", map[string]string{"mine": "user/bob/mine"}, false)
+	e.addPolicyAs(bob, "personal", "personal", map[string]string{"mine": "user/bob/mine"}, false)
 
 	orgDB1, orgDB2 := s.canaries.Next(name+"-org-db-v1"), s.canaries.Next(name+"-org-db-v2")
 	orgToken := s.canaries.Next(name + "-org-token")

@@ -268,7 +268,7 @@ func NewAgbot(ctx context.Context, bin *Binaries, dir, org, admin, password stri
 	if b.Fingerprint == "" {
 		return nil, fmt.Errorf("agbot init printed no fingerprint: %s", out)
 	}
-	b.CA = filepath.Join(b.Dir, "tls", "cert.pem")
+	b.CA = filepath.Join(b.Dir, "tls", "ca.pem") // the CA alone: the leaf is CA:FALSE
 	pem, err := os.ReadFile(b.CA)
 	if err != nil {
 		return nil, err

@@ -293,6 +293,13 @@ func (e *env) publishService(url string, secrets map[string]string) {
 // addPolicy binds a service's secrets (service name -> manager name) for nodes with zone == e2e.
 func (e *env) addPolicy(name, url string, bindings map[string]string, nodeLevel bool) {
 	e.t.Helper()
+	e.addPolicyAs(e.agbot.Admin, name, url, bindings, nodeLevel)
+}
+
+// addPolicyAs publishes the policy as auth (hzn's user:password), its owner: a policy binds
+// only secrets its owner may read.
+func (e *env) addPolicyAs(auth, name, url string, bindings map[string]string, nodeLevel bool) {
+	e.t.Helper()
 	var list []any
 	for svc, mgr := range bindings {
 		list = append(list, map[string]string{svc: mgr})
@@ -305,7 +312,7 @@ func (e *env) addPolicy(name, url string, bindings map[string]string, nodeLevel 
 			"enableNodeLevelSecrets": nodeLevel, "secrets": list,
 		}},
 	}
-	e.hzn(e.agbot.Admin, "exchange", "deployment", "addpolicy", "-f", e.writeJSON("policy-"+name+".json", pol), name)
+	e.hzn(auth, "exchange", "deployment", "addpolicy", "-f", e.writeJSON("policy-"+name+".json", pol), name)
 }
 
 // register registers an agent's node (zone e2e) with the node token.

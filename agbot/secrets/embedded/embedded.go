@@ -52,14 +52,25 @@ func Open(dir string) (*Manager, error) {
 	return OpenFiles(filepath.Join(dir, DBFile), filepath.Join(dir, KeyFile))
 }
 
-// OpenFiles is Open with explicit paths.
+// OpenFiles is Open with explicit paths: the key file may live apart from the data dir, so a
+// copy of the data dir alone exposes no value.
 func OpenFiles(dbPath, keyPath string) (*Manager, error) {
 	key, err := loadKey(keyPath)
 	if err != nil {
 		return nil, err
 	}
+	defer clear(key)
+	return OpenKey(dbPath, key, keyPath)
+}
+
+// OpenKey opens dbPath sealed under key (KeySize bytes), given by the caller (e.g. from the
+// environment); from names where it came from in errors. The caller clears key afterwards.
+func OpenKey(dbPath string, key []byte, from string) (*Manager, error) {
+	if len(key) != KeySize {
+		return nil, fmt.Errorf("%w: %s holds %d bytes, want %d", ErrKeyFile, from, len(key), KeySize)
+	}
+	keyPath := from
 	s, err := newSealer(key)
-	clear(key)
 	if err != nil {
 		return nil, err
 	}

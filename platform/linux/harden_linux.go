@@ -1,4 +1,4 @@
-package agent
+package linux
 
 import (
 	"fmt"
@@ -8,7 +8,8 @@ import (
 
 // Harden turns core dumps off for this process (a core would hold secret values that were in
 // memory: PR_SET_DUMPABLE 0 also keeps other users' ptrace and /proc/<pid>/mem away) and sets
-// umask 077, so everything the agent creates is its own unless it says otherwise.
+// umask 077, so everything the process creates is its own unless it says otherwise. The agent
+// and the agbot call it first thing.
 func Harden() error {
 	unix.Umask(0o077)
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {

@@ -1,12 +1,12 @@
 //go:build !linux
 
-package agent
+package linux
 
 import "errors"
 
-// Harden is Linux only: the agent runs on Linux edge devices.
+// Harden is Linux only: the agent and the agbot run on Linux.
 func Harden() error {
-	return errors.New("anax-agent: process hardening is not supported on this system")
+	return errors.New("process hardening (no core dumps, not dumpable) is not supported on this system")
 }
 
 // Dumpable is Linux only.
