@@ -69,7 +69,8 @@ type Endpoint struct {
 	// AEAD used when sealing: "" means AEADChaCha20Poly1305. Open accepts both.
 	AEAD string
 	// RequireHybrid refuses envelopes sealed with the classic KEM when this party has a
-	// hybrid key (no downgrade once every peer speaks it).
+	// hybrid key, whatever the peer registered (no classic peer at all). Without it, a classic
+	// envelope is still refused when both sides registered hybrid keys (a downgrade).
 	RequireHybrid bool
 }
 
@@ -205,6 +206,12 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 	}
 	if hdr.SenderKey != KeyID(peer.Signing) {
 		return nil, fmt.Errorf("open: sender %s signed with key %s, not its pinned key: %w", quote(hdr.From), quote(hdr.SenderKey), ErrUnknownSender)
+	}
+	// Seal uses the hybrid KEM whenever both sides registered a hybrid key: a classic envelope
+	// between two such parties is a downgrade.
+	if hdr.KEM == KEMX25519 && e.Keys.hybrid != nil && peer.MLKEM768X25519 != nil {
+		return nil, fmt.Errorf("open: KEM %s refused: %s and this party both registered %s keys: %w",
+			hdr.KEM, quote(hdr.From), KEMMLKEM768X25519, ErrUnsupported)
 	}
 	// 5. Decrypt; the header is the AAD.
 	r, err := hpke.NewRecipient(env.Enc, priv, hpke.HKDFSHA256(), aead, []byte(hpkeInfo))

@@ -227,6 +227,11 @@ func TestTampering(t *testing.T) {
 			e.RequireHybrid = true
 			return &e
 		}, ErrUnsupported, "is required"},
+		{"classic KEM between two hybrid parties (downgrade)", func(t *testing.T) []byte {
+			h := goodHeader(p, TypeProposal)
+			h.KEM, h.RecipientKey = KEMX25519, KeyID(p.nodeKeys.Public().X25519)
+			return forge(t, h, p.agbotKeys.sign, mustEncode(t, testProposal()), p.nodeKeys.Public())
+		}, nil, ErrUnsupported, "both registered"},
 		{"hybrid KEM to a node without it", func(t *testing.T) []byte {
 			return seal(t, testProposal())
 		}, func() *Endpoint {
