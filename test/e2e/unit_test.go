@@ -42,6 +42,7 @@ func testRotationUnderUnit(t *testing.T, s *suite) {
 	_, c := e.active(a, "rotor")
 	e.wantFiles(c, map[string]string{"service_token": file("tok", vals[0], "")})
 	before := e.startInfo(c)
+	e.wantMountOptions(c, "/service_token", "/open-horizon-secrets")
 
 	allowed := []string{file("tok", nodeVal, "")}
 	for _, v := range vals {
@@ -127,5 +128,34 @@ func checkUnitPrivileges(t *testing.T, pid int) {
 	}
 	if fields["CapEff"] != fields["CapBnd"] {
 		t.Logf("agent CapEff %s, CapBnd %s", fields["CapEff"], fields["CapBnd"])
+	}
+}
+
+// wantMountOptions checks, from inside a container, that its secret mounts are read-only (the
+// README's promise of the container's copies; Docker's bind options can not add nosuid, nodev or
+// noexec, which only the stores' own mounts carry).
+func (e *env) wantMountOptions(container string, targets ...string) {
+	e.t.Helper()
+	got, err := Cat(e.ctx, e.s.docker, container, "/proc/self/mountinfo")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	opts := map[string]string{}
+	for _, line := range strings.Split(got["/proc/self/mountinfo"], "\n") {
+		if f := strings.Fields(line); len(f) > 5 {
+			opts[f[4]] = f[5] // the top mount at a point comes last
+		}
+	}
+	for _, target := range targets {
+		o, ok := opts[target]
+		if !ok {
+			e.t.Errorf("%s is not a mount point in the container", target)
+			continue
+		}
+		for _, want := range []string{"ro"} {
+			if !slices.Contains(strings.Split(o, ","), want) {
+				e.t.Errorf("%s is mounted %s in the container: not %s", target, o, want)
+			}
+		}
 	}
 }
