@@ -5,8 +5,7 @@ import (
 	"encoding/hex"
 )
 
-// maxInstanceLen keeps "<instance>-<container>" store ids within the 128 bytes the container
-// worker allows (container names are at most 63 bytes).
+// maxInstanceLen keeps "<instance>-<container>" container names short enough for Docker.
 const maxInstanceLen = 64
 
 // instanceID is the agreement's name on the node: in container names and labels and in store
@@ -21,9 +20,13 @@ func instanceID(agreement string) string {
 	return "a" + hex.EncodeToString(sum[:16])
 }
 
-// storeID names the secret store of one container of an instance.
+// storeID names the secret store of one container of an instance. The name appears in host
+// paths (the secrets root, the ESS root) that every local user can see in the world-readable
+// /proc/*/mountinfo, so it is a digest: it reveals neither the agreement id nor the container
+// name (agreement ids are random, so the digest can not be reversed by trying them).
 func storeID(instance, containerName string) string {
-	return instance + "-" + containerName
+	sum := sha256.Sum256([]byte("anax-agent store\x00" + instance + "\x00" + containerName))
+	return "s" + hex.EncodeToString(sum[:16])
 }
 
 // safeName: [A-Za-z0-9][A-Za-z0-9_.-]*, what Docker accepts in a container name.

@@ -2,6 +2,7 @@ package agreement
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -154,7 +155,7 @@ func TestRecover(t *testing.T) {
 			if got := e.runner.takeCalls(); tc.runnerCalls != nil && !reflect.DeepEqual(got, tc.runnerCalls) && !(len(got) == 0 && len(tc.runnerCalls) == 0) {
 				t.Errorf("runner calls = %q, want %q", got, tc.runnerCalls)
 			}
-			if got := e.stores.ids(); !reflect.DeepEqual(got, tc.stores) {
+			if got, want := e.stores.ids(), slices.Sorted(slices.Values(tc.stores)); !reflect.DeepEqual(got, want) && len(got)+len(want) > 0 {
 				t.Errorf("stores = %v, want %v", got, tc.stores)
 			}
 			if got := e.runner.instances(); !reflect.DeepEqual(got, tc.instances) {

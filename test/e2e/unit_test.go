@@ -39,7 +39,10 @@ func testRotationUnderUnit(t *testing.T, s *suite) {
 	a := e.agentWrapped("nodeU", "", wrap)
 	checkUnitPrivileges(t, a.Proc().Pid())
 	e.register(a, "nodeU", "tokU")
-	_, c := e.active(a, "rotor")
+	agID, c := e.active(a, "rotor")
+	if mi, err := os.ReadFile("/proc/self/mountinfo"); err != nil || strings.Contains(string(mi), agID) {
+		t.Errorf("the host's mountinfo (world-readable) names agreement %s (%v)", agID, err)
+	}
 	e.wantFiles(c, map[string]string{"service_token": file("tok", vals[0], "")})
 	before := e.startInfo(c)
 	e.wantMountOptions(c, "/service_token", "/open-horizon-secrets")
