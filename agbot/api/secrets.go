@@ -183,7 +183,7 @@ func (a *API) secrets(w http.ResponseWriter, r *http.Request) {
 				a.log.Error("cancel after forced delete", "secret", path, "err", err)
 			}
 			// Hold new agreements for those nodes until the secret is back.
-			if err := a.eng.Recheck(ctx, org); err != nil {
+			if err := a.eng.Reconcile(ctx, org); err != nil {
 				a.log.Warn("reconcile after forced delete", "org", org, "err", err)
 			}
 		}

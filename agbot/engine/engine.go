@@ -19,13 +19,16 @@ import (
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
+// State is where an agreement stands on the agbot.
+type State string
+
 // Agreement states.
 const (
-	StateHeld     = "held"     // a bound secret is missing: proposed as soon as it appears
-	StateProposed = "proposed" // proposal queued or delivered, no reply yet
-	StateAgreed   = "agreed"   // the node accepted
-	StateDeclined = "declined" // the node declined or cancelled: not proposed again until something changes
-	StateEnding   = "ending"   // cancel queued, waiting for cancel_reply
+	StateHeld     State = "held"     // a bound secret is missing: proposed as soon as it appears
+	StateProposed State = "proposed" // proposal queued or delivered, no reply yet
+	StateAgreed   State = "agreed"   // the node accepted
+	StateDeclined State = "declined" // the node declined or cancelled: not proposed again until something changes
+	StateEnding   State = "ending"   // cancel queued, waiting for cancel_reply
 )
 
 // Agreement is one service running (or to run) on one node, as the agbot keeps it. It never
@@ -38,7 +41,7 @@ type Agreement struct {
 	Source      string                          `json:"source"`  // "policy/<org>/<name>" or "pattern/<org>/<name>"
 	Service     string                          `json:"service"` // exchange id of the service
 	ServiceOrg  string                          `json:"serviceOrg"`
-	State       string                          `json:"state"`
+	State       State                           `json:"state"`
 	Held        string                          `json:"held,omitempty"`        // why it is held
 	Seq         uint64                          `json:"seq"`                   // last protocol sequence sent
 	ProposalSeq uint64                          `json:"proposalSeq,omitempty"` // seq of the latest proposal: only its reply decides

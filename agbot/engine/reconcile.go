@@ -335,10 +335,17 @@ type pass struct {
 	extra   []outgoing // sealed already (farewells)
 }
 
+// meta is the header of the agbot's next message on a: it takes the agreement's next sequence.
 func (p *pass) meta(a *Agreement, t protocol.MessageType) protocol.Meta {
 	a.Seq++
+	return p.metaSeq(a, t, a.Seq)
+}
+
+// metaSeq is a header with a given sequence, for a reply that echoes the node's (a CancelReply):
+// the agreement's own sequence does not move.
+func (p *pass) metaSeq(a *Agreement, t protocol.MessageType, seq uint64) protocol.Meta {
 	return protocol.Meta{Version: protocol.ProtocolVersion, Type: t, Agreement: a.ID, From: p.e.cfg.ID,
-		To: NodeID(a.Org, a.Node), Seq: a.Seq, Time: p.now}
+		To: NodeID(a.Org, a.Node), Seq: seq, Time: p.now}
 }
 
 func (p *pass) cancel(a *Agreement, reason string) {
@@ -461,14 +468,19 @@ func (e *Engine) Reconcile(ctx context.Context, org string) error {
 
 // ReconcileNode reconciles one node (registration, property change).
 func (e *Engine) ReconcileNode(ctx context.Context, org, node string) error {
-	return e.reconcileOne(ctx, org, node, func(id string) bool { return id == node })
+	return e.reconcileFrom(ctx, org, node, func(id string) bool { return id == node })
 }
 
+// reconcile reconciles the nodes of org that only accepts (nil: every node), from a snapshot
+// of the whole org.
 func (e *Engine) reconcile(ctx context.Context, org string, only func(string) bool) error {
-	return e.reconcileOne(ctx, org, "", only)
+	return e.reconcileFrom(ctx, org, "", only)
 }
 
-func (e *Engine) reconcileOne(ctx context.Context, org, node string, only func(string) bool) error {
+// reconcileFrom brings the agreements of org's nodes that only accepts in line, from a
+// snapshot of the exchange: of node alone when node is set (cheap for one registration), else
+// of the whole org.
+func (e *Engine) reconcileFrom(ctx context.Context, org, node string, only func(string) bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	w, err := e.snapshotNode(org, node)
@@ -545,6 +557,19 @@ func (e *Engine) reconcileOne(ctx context.Context, org, node string, only func(s
 // SecretChanged reacts to a change of one manager secret: every affected agreement gets an
 // update (or a proposal if it was held for it, or a cancel if it lost its last value).
 func (e *Engine) SecretChanged(ctx context.Context, org, name string) {
+	recheck := e.applySecretChange(ctx, org, name)
+	if len(recheck) == 0 {
+		return
+	}
+	// Agreements held for this secret: matched again, outside the lock (reconcile takes it).
+	if err := e.reconcile(ctx, org, func(id string) bool { return recheck[id] }); err != nil {
+		e.markDirty(org)
+	}
+}
+
+// applySecretChange sends the updates of one manager secret's change and returns the nodes
+// whose held agreements must be matched again.
+func (e *Engine) applySecretChange(ctx context.Context, org, name string) map[string]bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	r := e.newResolver(ctx, org)
@@ -583,14 +608,7 @@ func (e *Engine) SecretChanged(ctx context.Context, org, name string) {
 		e.log.Error("secret change not applied", "org", org, "secret", name, "err", err)
 		e.markDirty(org)
 	}
-	if len(p.recheck) > 0 {
-		e.mu.Unlock()
-		set := p.recheck
-		if err := e.reconcile(ctx, org, func(id string) bool { return set[id] }); err != nil {
-			e.markDirty(org)
-		}
-		e.mu.Lock()
-	}
+	return p.recheck
 }
 
 // affects reports whether manager name could change what a resolves to.

@@ -258,13 +258,15 @@ func (s *Store) EnqueueTx(tx *bolt.Tx, org, node string, m *Message) error {
 }
 
 // RemoveTx drops message id from node's outbox; it reports whether it was there.
-func (s *Store) RemoveTx(tx *bolt.Tx, org, node string, id uint64) bool {
+func (s *Store) RemoveTx(tx *bolt.Tx, org, node string, id uint64) (bool, error) {
 	nb := tx.Bucket([]byte(bucketOutbox)).Bucket(Key(org, node))
 	if nb == nil || nb.Get(outboxKey(id)) == nil {
-		return false
+		return false, nil
 	}
-	_ = nb.Delete(outboxKey(id))
-	return true
+	if err := nb.Delete(outboxKey(id)); err != nil {
+		return false, fmt.Errorf("outbox of %s/%s: remove %d: %w", org, node, id, err)
+	}
+	return true, nil
 }
 
 // DropNodeTx removes a node's whole outbox (node deleted).
