@@ -123,22 +123,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Level == nil {
-		opts.Level = new(slog.LevelVar)
-		if l, err := ParseLevel(cfg.LogLevel); err == nil {
-			opts.Level.Set(l)
-		}
-	}
-	if opts.Logger == nil {
-		opts.Logger = NewLogger(os.Stderr, opts.Level, false)
-	}
-	if opts.Notifier == nil {
-		opts.Notifier = linuxp.Notifier{}
-	}
-	if opts.Reparse == nil && opts.ConfigFile != "" {
-		file := opts.ConfigFile
-		opts.Reparse = func() (Config, error) { return LoadFile(file) }
-	}
+	opts = opts.withDefaults(cfg)
 	a := &Agent{
 		cfg: cfg, opts: opts, log: opts.Logger, level: opts.Level, notify: opts.Notifier,
 		metrics: NewMetrics(), agentID: AgentID(cfg.StateDir), started: time.Now(), depth: map[string]int{},
@@ -156,25 +141,55 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a.locks = locks
-	fail := func(err error) (*Agent, error) {
+	if err := a.openParts(); err != nil {
 		for _, f := range a.locks {
 			f.Close()
 		}
 		return nil, err
 	}
+	a.recoverAtStart()
+	return a, nil
+}
+
+// withDefaults fills what the caller left out: level and logger from cfg, systemd notify,
+// and re-reading the config file on reload.
+func (opts Options) withDefaults(cfg Config) Options {
+	if opts.Level == nil {
+		opts.Level = new(slog.LevelVar)
+		if l, err := ParseLevel(cfg.LogLevel); err == nil {
+			opts.Level.Set(l)
+		}
+	}
+	if opts.Logger == nil {
+		opts.Logger = NewLogger(os.Stderr, opts.Level, false)
+	}
+	if opts.Notifier == nil {
+		opts.Notifier = linuxp.Notifier{}
+	}
+	if opts.Reparse == nil && opts.ConfigFile != "" {
+		file := opts.ConfigFile
+		opts.Reparse = func() (Config, error) { return LoadFile(file) }
+	}
+	return opts
+}
+
+// openParts loads the registration and opens, in order, the ESS secrets API, the container
+// worker (and its tracking of containers' PIDs), the secret stores and the agreement manager.
+// On error it closes what it opened.
+func (a *Agent) openParts() error {
+	cfg := a.cfg
 	reg, err := loadRegistration(cfg.StateDir)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	if err := a.setRegistration(reg); err != nil {
-		return fail(err)
+		return err
 	}
-
 	// The ESS secrets API that services written for anax poll (see package ess).
 	a.ess, err = ess.Open(ess.Options{Root: cfg.ESSDir(), Read: a.readSecret, Count: a.metrics.essCall,
 		Logger: a.log.With("component", "ess")})
 	if err != nil {
-		return fail(fmt.Errorf("ESS secrets API at %s: %w", cfg.ESSDir(), err))
+		return fmt.Errorf("ESS secrets API at %s: %w", cfg.ESSDir(), err)
 	}
 	uids, _ := cfg.HostUIDs() // validated with the configuration
 	caps, _ := cfg.Capabilities()
@@ -182,21 +197,27 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		AllowHostUIDs: uids, ExtraCapabilities: caps, RequireImageDigest: cfg.RequireImageDigest, ESS: a.ess})
 	if err != nil {
 		a.ess.Close()
-		return fail(err)
+		return err
 	}
 	// secretfs reads the mount namespaces of each store's containers by the PIDs the worker
 	// follows from the engine (no ptrace access needed, see README "Security properties").
 	a.wg.Go(func() { a.worker.TrackHolders(a.ctx) })
-	failWorker := func(err error) (*Agent, error) {
+	if err := a.openStores(); err != nil {
 		a.cancel()
 		a.wg.Wait()
 		a.worker.Close()
 		a.ess.Close()
-		return fail(err)
+		return err
 	}
+	return nil
+}
+
+// openStores opens the secret stores and the agreement manager over them.
+func (a *Agent) openStores() error {
+	cfg := a.cfg
 	fs, err := secretfs.Open(secretfs.Options{Root: cfg.SecretsRoot, Holders: a.worker, Logger: a.log.With("component", "secretfs")})
 	if err != nil {
-		return failWorker(fmt.Errorf("secret stores at %s: %w", cfg.SecretsRoot, err))
+		return fmt.Errorf("secret stores at %s: %w", cfg.SecretsRoot, err)
 	}
 	a.fs = fs
 	a.stores = newStoreAdapter(fs)
@@ -209,18 +230,22 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		"new_mount_api", feat.NewMountAPI, "move_mount_beneath", feat.MoveMountBeneath,
 		"move_mount_set_group", feat.MoveMountSetGroup, "tmpfs_noswap", feat.TmpfsNoswap,
 		"mount_privilege", feat.MountPrivilege, "shared_root", feat.SharedRoot)
-
 	a.mgr, err = agreement.Open(agreement.Options{
 		StateDir: cfg.StateDir, Stores: a.stores, Runner: a.worker, NodeArch: arm.Node(),
 		Admit: a.admitService, Logger: a.log,
 	})
 	if err != nil {
 		fs.Close()
-		return failWorker(err)
+		return err
 	}
 	a.guard = newStoreGuard(a)
 	a.stores.changed = a.guard.rebase
+	return nil
+}
 
+// recoverAtStart reconciles what an earlier run left (agreements, stores, containers, ESS
+// files) and sets the gauges.
+func (a *Agent) recoverAtStart() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	resyncs, err := a.mgr.Recover(ctx)
@@ -238,7 +263,6 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a.refreshDepths()
 	a.refreshGauges()
-	return a, nil
 }
 
 // prepareStateDir makes the state dir 0700 (it holds keys and the node token).
