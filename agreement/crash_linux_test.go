@@ -25,6 +25,7 @@ import (
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 	"github.com/edge-secrets/anax-agent/test/testenv"
 )
 
@@ -211,7 +212,7 @@ func TestCrashKill9(t *testing.T) {
 	dir := t.TempDir()
 	env := []string{crashChildEnv + "=1", "CRASH_ROOT=" + filepath.Join(dir, "secrets"),
 		"CRASH_STATE=" + filepath.Join(dir, "state"), "CRASH_AGENT=test-crash-" + hex.EncodeToString(b)}
-	childLogs := &syncBuffer{}
+	childLogs := &syncbuf.Buffer{}
 	root := filepath.Join(dir, "secrets")
 	t.Cleanup(func() {
 		ctx := context.Background()

@@ -8,12 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/edge-secrets/anax-agent/platform/arm"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 )
 
 const (
@@ -61,31 +61,14 @@ type env struct {
 	opts   Options
 	m      *Manager
 	now    time.Time
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	ctx    context.Context
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newEnv(t testing.TB, edit ...func(*Options)) *env {
 	t.Helper()
 	e := &env{t: t, dir: filepath.Join(t.TempDir(), "state"), stores: newFakeStores(t), runner: newFakeRunner(),
-		now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), logs: &syncBuffer{}, ctx: context.Background()}
+		now: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC), logs: &syncbuf.Buffer{}, ctx: context.Background()}
 	e.opts = Options{
 		StateDir: e.dir, Stores: e.stores, Runner: e.runner,
 		Logger: slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),

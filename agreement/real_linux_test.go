@@ -23,6 +23,7 @@ import (
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 	"github.com/edge-secrets/anax-agent/test/testenv"
 )
 
@@ -71,7 +72,7 @@ type realNode struct {
 	suffix string // makes agreement ids unique: container names are global in the engine
 	mode   secretfs.Mode
 	size   int64
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	fs     *secretfs.FS
 	worker *container.Worker
 	m      *Manager
@@ -85,7 +86,7 @@ func newRealNode(t testing.TB, mode secretfs.Mode, storeSize int64) *realNode {
 	b := make([]byte, 4)
 	rand.Read(b)
 	n := &realNode{
-		t: t, cli: cli, mode: mode, size: storeSize, logs: &syncBuffer{}, ctx: context.Background(),
+		t: t, cli: cli, mode: mode, size: storeSize, logs: &syncbuf.Buffer{}, ctx: context.Background(),
 		image: dockertest.BuildImage(t, cli, dockertest.Image{Name: "anax-test-agreement", Program: realProgram,
 			User: "1000:1000", Cmd: []string{"serve"}}),
 		root:   filepath.Join(t.TempDir(), "secrets"),

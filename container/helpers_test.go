@@ -27,6 +27,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/edge-secrets/anax-agent/test/dockertest"
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 )
 
 // testProgram is the static Go program every test image runs as /prog.
@@ -131,7 +132,7 @@ type harness struct {
 	*Worker
 	cli  *client.Client
 	rec  *recorder
-	logs *syncBuffer
+	logs *syncbuf.Buffer
 }
 
 // testWorker returns a worker with an agent id of its own and removes every container carrying
@@ -150,7 +151,7 @@ func testWorkerAs(t *testing.T, cli *client.Client, agent string) *harness {
 // when empty.
 func testWorkerOpts(t *testing.T, cli *client.Client, opts Options) *harness {
 	t.Helper()
-	h := &harness{cli: cli, rec: &recorder{api: cli}, logs: &syncBuffer{}}
+	h := &harness{cli: cli, rec: &recorder{api: cli}, logs: &syncbuf.Buffer{}}
 	if opts.AgentID == "" {
 		opts.AgentID = uniqueAgentID(t)
 	}
@@ -370,7 +371,7 @@ func (r *recorder) Events(ctx context.Context, opts events.ListOptions) (<-chan 
 
 // testLogger writes the worker's log lines to the test log and to buf, so tests can search
 // what was logged.
-func testLogger(t *testing.T, buf *syncBuffer) *slog.Logger {
+func testLogger(t *testing.T, buf *syncbuf.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.MultiWriter(testWriter{t}, buf), &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
@@ -379,23 +380,6 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func mustContain(t *testing.T, what, got, want string) {

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edge-secrets/anax-agent/secretfs"
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 	"github.com/edge-secrets/anax-agent/test/testenv"
 )
 
@@ -23,7 +24,7 @@ func testFS(t *testing.T, mode secretfs.Mode) *secretfs.FS {
 	t.Helper()
 	testenv.RequireRoot(t)
 	root := filepath.Join(t.TempDir(), "secrets")
-	fs, err := secretfs.Open(secretfs.Options{Root: root, Mode: mode, Logger: testLogger(t, &syncBuffer{})})
+	fs, err := secretfs.Open(secretfs.Options{Root: root, Mode: mode, Logger: testLogger(t, &syncbuf.Buffer{})})
 	if err != nil {
 		testenv.Skip(t, "secretfs: "+err.Error())
 	}

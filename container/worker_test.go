@@ -12,6 +12,7 @@ import (
 
 	"github.com/edge-secrets/anax-agent/secretfs"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 )
 
 var testService = Service{Org: "testorg", URL: "https://example.com/svc", Version: "1.2.3"}
@@ -369,7 +370,7 @@ func TestRecovery(t *testing.T) {
 	}
 
 	// A new worker on a client of its own, as after an agent restart.
-	again, err := NewFromEnv(Options{AgentID: h.agent, StopTimeout: 2 * time.Second, Logger: testLogger(t, &syncBuffer{})})
+	again, err := NewFromEnv(Options{AgentID: h.agent, StopTimeout: 2 * time.Second, Logger: testLogger(t, &syncbuf.Buffer{})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package reliability
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -25,6 +24,7 @@ import (
 	"github.com/edge-secrets/anax-agent/secretfs"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/e2e"
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 )
 
 // node is the agent's node side in process, on the real kernel and engine: secretfs, the
@@ -39,27 +39,10 @@ type node struct {
 	state  string
 	agent  string
 	size   int64
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 	fs     *secretfs.FS
 	worker *container.Worker
 	m      *agreement.Manager
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var (
@@ -94,7 +77,7 @@ func newNode(t testing.TB, state string, storeSize int64) *node {
 		state = filepath.Join(t.TempDir(), "state")
 	}
 	n := &node{t: t, ctx: context.Background(), cli: cli, image: readerImage(t, cli), root: filepath.Join(t.TempDir(), "secrets"),
-		state: state, agent: "reliability-" + hex.EncodeToString(b), size: storeSize, logs: &syncBuffer{}}
+		state: state, agent: "reliability-" + hex.EncodeToString(b), size: storeSize, logs: &syncbuf.Buffer{}}
 	t.Cleanup(n.cleanup)
 	n.open()
 	return n
