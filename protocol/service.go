@@ -18,6 +18,9 @@ type Service struct {
 	Version    string     `json:"version"`
 	Arch       string     `json:"arch"`
 	Deployment Deployment `json:"deployment"`
+	// UserInput are the service's variables with the values the agbot resolved; the node adds
+	// its own input (ResolveInputs) and sets them in every container's environment.
+	UserInput []InputVar `json:"userInput,omitempty"`
 }
 
 // Deployment is the anax deployment string, reduced to what the agent runs: containers keyed
@@ -44,6 +47,22 @@ type Container struct {
 	CapAdd []string `json:"cap_add,omitempty"`
 	// MaxMemoryMB limits the container's memory (and memory plus swap) in MiB; 0 is no limit.
 	MaxMemoryMB int64 `json:"max_memory_mb,omitempty"`
+
+	// The other fields of anax's deployment (containermessage.Service), checked for syntax
+	// here and parsed by ParseBind, ParseDevice, PortBinding.Parse and ParseTmpfs; the node
+	// decides what it allows (container package).
+	Privileged     bool              `json:"privileged,omitempty"`
+	Network        string            `json:"network,omitempty"` // "", "bridge" or "host"
+	Devices        []string          `json:"devices,omitempty"` // "/dev/x[:/dev/y[:rwm]]"
+	Binds          []string          `json:"binds,omitempty"`   // "src:dst[:ro|rw]"
+	Tmpfs          map[string]string `json:"tmpfs,omitempty"`   // target -> mount options
+	Ports          []PortBinding     `json:"ports,omitempty"`
+	SpecificPorts  []PortBinding     `json:"specific_ports,omitempty"` // anax's older name of ports
+	EphemeralPorts []EphemeralPort   `json:"ephemeral_ports,omitempty"`
+	Entrypoint     []string          `json:"entrypoint,omitempty"`
+	MaxCPUs        float64           `json:"max_cpus,omitempty"`
+	LogDriver      string            `json:"log_driver,omitempty"`
+	VariationLabel string            `json:"variation_label,omitempty"` // anax: informative only
 }
 
 // SecretDecl is a service's declaration of one secret it needs.
@@ -94,7 +113,8 @@ var allowedSignals = map[string]bool{
 }
 
 // ParseOnUpdate parses "", "none", "restart" or "signal:SIG<NAME>" (SIGHUP, SIGUSR1,
-// SIGUSR2, SIGINT, SIGTERM, SIGQUIT, SIGWINCH).
+// SIGUSR2, SIGINT, SIGTERM, SIGQUIT, SIGWINCH). It is the only parser of onUpdate: the
+// container package takes the OnUpdate it returns.
 func ParseOnUpdate(s string) (OnUpdate, error) {
 	switch s {
 	case "", "none":

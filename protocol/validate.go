@@ -163,6 +163,9 @@ func (s *Service) validate(field string) (map[string]SecretDecl, error) {
 	if err := validateArch(field+".arch", s.Arch, false); err != nil {
 		return nil, err
 	}
+	if err := s.validateInputs(field + ".userInput"); err != nil {
+		return nil, err
+	}
 	cs := s.Deployment.Services
 	df := field + ".deployment.services"
 	if len(cs) == 0 {
@@ -241,6 +244,9 @@ func (c *Container) validate(f string) error {
 		return err
 	}
 	if err := c.validateResources(f); err != nil {
+		return err
+	}
+	if err := c.validateDeployment(f); err != nil {
 		return err
 	}
 	for _, sn := range sortedKeys(c.Secrets) {

@@ -239,7 +239,7 @@ func (e *Engine) reseal(ctx context.Context, org, node string, m store.Message) 
 	if res.err != nil || len(res.missing) > 0 {
 		return m, fmt.Errorf("secrets not available now")
 	}
-	svc, err := d.svc.Protocol()
+	svc, err := d.svc.ProtocolFor(d.inputs)
 	if err != nil {
 		return m, err
 	}

@@ -36,6 +36,7 @@ type desire struct {
 	source   string
 	svc      exchange.Service
 	bindings []protocol.SecretBinding
+	inputs   []exchange.UserInputBlock // the policy's or pattern's userInput
 }
 
 func (d desire) key(org, node string) string {
@@ -129,7 +130,7 @@ func (w *world) desired(n exchange.Node) []desire {
 				continue
 			}
 			if s, ok := w.best(ps.ServiceOrgid, ps.ServiceURL, n.Arch, ps.ServiceVersions); ok {
-				out = append(out, desire{source: "pattern/" + po + "/" + pn, svc: s, bindings: p.SecretBinding})
+				out = append(out, desire{source: "pattern/" + po + "/" + pn, svc: s, bindings: p.SecretBinding, inputs: p.UserInput})
 			}
 		}
 		return out // anax: a pattern node gets only its pattern's services
@@ -147,7 +148,7 @@ func (w *world) desired(n exchange.Node) []desire {
 			continue
 		}
 		if s, ok := w.best(p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
-			out = append(out, desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding})
+			out = append(out, desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding, inputs: p.UserInput})
 		}
 	}
 	return out
@@ -363,9 +364,14 @@ func (p *pass) propose(r *resolver, a *Agreement, n exchange.Node, d desire) {
 		}
 		return
 	}
-	svc, err := d.svc.Protocol()
+	svc, err := d.svc.ProtocolFor(d.inputs)
 	if err != nil {
-		p.e.log.Warn("service can not be proposed", "service", d.svc.ID(), "err", err)
+		// e.g. a cluster-only service: held with the reason, which the agreement shows.
+		if why := err.Error(); c.State != StateHeld || c.Held != why {
+			c.State, c.Held = StateHeld, why
+			p.save = append(p.save, &c)
+			p.e.log.Warn("service can not be proposed", "service", d.svc.ID(), "err", err)
+		}
 		return
 	}
 	var applied []protocol.SecretBinding
