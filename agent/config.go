@@ -43,6 +43,8 @@ type Config struct {
 	AllowHostUIDs      string `json:"allow_host_uids,omitempty"`
 	AllowCapabilities  string `json:"allow_capabilities,omitempty"`
 	RequireImageDigest bool   `json:"require_image_digest,omitempty"`
+	// AllowDockerSocket lets a service bind the container engine's socket (root on the host).
+	AllowDockerSocket bool `json:"allow_docker_socket,omitempty"`
 	// Reloadable without a restart: how long one long-poll waits, and the reconnect backoff cap.
 	PollWait   Duration `json:"poll_wait"`
 	BackoffMax Duration `json:"backoff_max"`
@@ -114,6 +116,7 @@ var boolFlagSpecs = []struct {
 	field       func(*Config) *bool
 }{
 	{"require-image-digest", "decline proposals whose images are not pinned by digest (name@sha256:...)", func(c *Config) *bool { return &c.RequireImageDigest }},
+	{"allow-docker-socket", "let services bind the container engine's socket (it is root on the host)", func(c *Config) *bool { return &c.AllowDockerSocket }},
 }
 
 // ParseFlags reads args (without the program name): --config FILE, then every field as a flag.

@@ -21,6 +21,8 @@ type RegisterRequest struct {
 	Token   string      `json:"token"`
 	Pattern string      `json:"pattern,omitempty"` // "[org/]name"
 	Policy  *NodePolicy `json:"policy,omitempty"`
+	// UserInput is anax's node user input (hzn register -f).
+	UserInput []protocol.InputBlock `json:"userInput,omitempty"`
 }
 
 // UnregisterResult is DELETE /node on the local API (`hzn unregister`).
@@ -82,6 +84,9 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 			return NodeInfo{}, err
 		}
 	}
+	if err := validateUserInput(req.UserInput); err != nil {
+		return NodeInfo{}, err
+	}
 	if a.cfg.AgbotURL == "" {
 		return NodeInfo{}, fmt.Errorf("%w: the agent has no agbot URL (start it with --agbot-url)", ErrInvalidRequest)
 	}
@@ -107,12 +112,10 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 		return NodeInfo{}, fmt.Errorf("node keys: %w", err)
 	}
 	reg := &Registration{Org: org, Node: req.Node, Token: req.Token, Pattern: req.Pattern, Policy: policy,
-		Arch: arm.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
-	// 4.
-	props := policy.Properties
-	if props == nil {
-		props = []Property{}
-	}
+		UserInput: req.UserInput, Arch: arm.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
+	// 4. The agbot matches deployment policies against the effective properties and the
+	// built-in ones.
+	props := policy.reportedProperties(reg.Arch, a.facts)
 	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props, Pattern: req.Pattern})
 	if err != nil {
 		if code := httpStatus(err); code == 401 || code == 403 {

@@ -36,6 +36,10 @@ type Options struct {
 	// (ServiceProperties) and returns nil to run it, or an error saying which constraint
 	// refused it. Nil admits every service of the node's architecture.
 	Admit func(service map[string]any) error
+	// Node tells what containers of a new agreement see of the node (platform variables, the
+	// node's user input) and whether the node allows privileged services. Nil: nothing but
+	// the agreement id is set, and privileged services are refused.
+	Node func() NodeContext
 	// Limits bound proposals and updates (value size, number of secrets).
 	Limits protocol.Limits
 	// ProposalTTL and ClockSkew bound a proposal's age (see protocol.TrackerOptions).
@@ -55,6 +59,7 @@ type Manager struct {
 	runner  Runner
 	arch    string
 	admit   func(map[string]any) error
+	node    func() NodeContext
 	limits  protocol.Limits
 	log     *slog.Logger
 	now     func() time.Time
@@ -118,6 +123,7 @@ func Open(opts Options) (*Manager, error) {
 		runner:  opts.Runner,
 		arch:    arm.Normalize(opts.NodeArch),
 		admit:   opts.Admit,
+		node:    opts.Node,
 		limits:  opts.Limits,
 		log:     opts.Logger.With("component", "agreement"),
 		now:     opts.Now,

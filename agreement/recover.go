@@ -261,20 +261,23 @@ func (m *Manager) restart(ctx context.Context, r *record, stores map[string]*Sto
 	specs := make([]container.Spec, 0, len(r.Containers))
 	for _, cr := range r.Containers {
 		c := r.Service.Deployment.Services[cr.Name]
-		spec := containerSpec(cr.Name, c)
+		spec, err := containerSpec(cr.Name, c)
+		if err != nil {
+			return err
+		}
 		if cr.StoreID != "" {
 			for _, name := range sortedNames(c.Secrets) {
-				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: c.Secrets[name].OnUpdate})
+				ou, err := protocol.ParseOnUpdate(c.Secrets[name].OnUpdate)
+				if err != nil {
+					return fmt.Errorf("container %q secret %q: %w", cr.Name, name, err)
+				}
+				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: ou})
 			}
 			spec.Store = stores[cr.StoreID]
 		}
 		specs = append(specs, spec)
 	}
-	started, err := m.runner.Start(ctx, container.Instance{
-		AgreementID: r.Instance,
-		Service:     container.Service{Org: r.Service.Org, URL: r.Service.URL, Version: r.Service.Version},
-		Containers:  specs,
-	})
+	started, err := m.runner.Start(ctx, r.instance(specs))
 	if err != nil {
 		return err
 	}

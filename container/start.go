@@ -34,9 +34,9 @@ type Secret struct {
 	// Name is the service's secret name: the file /<Name> and /open-horizon-secrets/<Name>.
 	// It must pass protocol.ValidateSecretName.
 	Name string
-	// OnUpdate is what AfterUpdate does when this secret changed: "" or "none" (the file
-	// changes under the running process), "signal:<SIG>" (e.g. "signal:SIGHUP"), "restart".
-	OnUpdate string
+	// OnUpdate is what AfterUpdate does when this secret changed (protocol.ParseOnUpdate
+	// made it): none (the file changes under the running process), a signal, or a restart.
+	OnUpdate protocol.OnUpdate
 }
 
 // Spec is one container of a service instance.
@@ -52,6 +52,18 @@ type Spec struct {
 	CapAdd []string
 	// MemoryMB is the deployment's max_memory_mb: the memory limit in MiB, 0 for none.
 	MemoryMB int64
+	// The other deployment fields, parsed by protocol. Privileged, HostNetwork and Devices
+	// run only when the Instance allows privileged services; Binds never reach the
+	// protected host paths (see checkBindSource).
+	Entrypoint  []string // replaces the image's ENTRYPOINT when not nil
+	Privileged  bool
+	HostNetwork bool // network "host"
+	Devices     []protocol.Device
+	Binds       []protocol.Bind
+	Tmpfs       map[string]string // target -> options, checked by protocol.ParseTmpfs
+	Ports       []protocol.Port
+	CPUs        float64 // max_cpus, 0 for no limit
+	LogDriver   string  // "" is the engine's default
 	// Store holds the files of Secrets, one store per container, owned by the uid:gid
 	// ResolveUser returned. Nil only when Secrets is empty.
 	Store *Store
@@ -62,6 +74,12 @@ type Instance struct {
 	AgreementID string // [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 bytes
 	Service     Service
 	Containers  []Spec
+	// Env is set in every container over its Spec.Env: the service's user input and the
+	// platform's HZN_* variables. Never a secret: env is visible in docker inspect.
+	Env map[string]string
+	// AllowPrivileged is the node policy's openhorizon.allowPrivileged: only then may a
+	// container be privileged, use the host network or devices, or add any capability.
+	AllowPrivileged bool
 }
 
 // Container is a container this worker's agent owns, as its labels and the engine describe it.
@@ -194,7 +212,14 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if strings.ContainsAny(spec.User, "\x00\n") {
 		return plan{}, bad("user %q: no NUL or newline", spec.User)
 	}
-	env, err := envList(spec.Env)
+	merged := make(map[string]string, len(spec.Env)+len(inst.Env))
+	for k, v := range spec.Env {
+		merged[k] = v
+	}
+	for k, v := range inst.Env {
+		merged[k] = v
+	}
+	env, err := envList(merged)
 	if err != nil {
 		return plan{}, err
 	}
@@ -209,7 +234,7 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 		if _, dup := actions[s.Name]; dup {
 			return plan{}, bad("secret %q declared twice", s.Name)
 		}
-		a, err := parseOnUpdate(s.OnUpdate)
+		a, err := onUpdateLabel(s.OnUpdate)
 		if err != nil {
 			return plan{}, fmt.Errorf("secret %q: %w", s.Name, err)
 		}
@@ -271,8 +296,11 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if spec.Command != nil {
 		cfg.Cmd = append([]string(nil), spec.Command...)
 	}
-	host, err := w.hostConfig(spec, mounts)
+	host, err := w.hostConfig(spec, mounts, inst.AllowPrivileged)
 	if err != nil {
+		return plan{}, err
+	}
+	if err := w.applyDeployment(inst, spec, names, cfg, host); err != nil {
 		return plan{}, err
 	}
 	return plan{name: inst.AgreementID + "-" + spec.Name, spec: spec.Name, inst: inst,
