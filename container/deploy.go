@@ -124,12 +124,6 @@ func (w *Worker) checkBindSource(src string) error {
 	if !isCleanAbs(src) {
 		return fmt.Errorf("source must be a clean absolute path: %w", ErrInvalid)
 	}
-	paths := []string{src}
-	if real, err := resolveExisting(src); err != nil {
-		return fmt.Errorf("source: %w: %w", err, ErrInvalid)
-	} else if real != src {
-		paths = append(paths, real)
-	}
 	type rule struct {
 		path, why string
 	}
@@ -145,7 +139,7 @@ func (w *Worker) checkBindSource(src string) error {
 			rules = append(rules, rule{p, "the container engine's socket is root on the host (allow_docker_socket)"})
 		}
 	}
-	for _, p := range paths {
+	check := func(p string) error {
 		if p == "/" {
 			return fmt.Errorf("source /: the host's root holds the agent's secrets: %w", ErrPolicy)
 		}
@@ -154,8 +148,16 @@ func (w *Worker) checkBindSource(src string) error {
 				return fmt.Errorf("source %s reaches %s: %s: %w", p, r.path, r.why, ErrPolicy)
 			}
 		}
+		return nil
 	}
-	return nil
+	if err := check(src); err != nil {
+		return err
+	}
+	real, err := resolveExisting(src)
+	if err != nil {
+		return fmt.Errorf("source: %w: %w", err, ErrInvalid)
+	}
+	return check(real)
 }
 
 // resolveExisting resolves symbolic links in the longest existing prefix of p and appends the

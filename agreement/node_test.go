@@ -1,0 +1,60 @@
+package agreement
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// The platform variables and the user input reach every container of the agreement, and the
+// node's input wins over the agbot's; both survive a restart of the agent (kept in the record).
+func TestProposeSetsPlatformAndUserInput(t *testing.T) {
+	nc := NodeContext{Org: "org1", Node: "node1", Pattern: "org1/pat", ExchangeURL: "https://agbot:3090", Arch: "amd64",
+		CPUs: 4, RAMMB: 2048, HostIPs: []string{"10.0.0.2", "172.17.0.1"}, AllowPrivileged: true,
+		Inputs: []protocol.InputBlock{{ServiceOrgid: "acme", ServiceURL: "svc.example", Inputs: []protocol.InputValue{{Name: "var2", Value: 7.0}}}}}
+	e := newEnv(t, func(o *Options) { o.Node = func() NodeContext { return nc } })
+	p := e.proposal("ag1", values("1"))
+	p.Service.UserInput = []protocol.InputVar{{Name: "var1", Type: "string", Value: "bp_string", Set: true}, {Name: "var2", Type: "int", Value: "1", Set: true}}
+	if rep := e.m.Propose(e.ctx, p); rep.Status != protocol.StatusAccepted {
+		t.Fatalf("reply = %s %q, want accepted", rep.Status, rep.Reason)
+	}
+	e.runner.mu.Lock()
+	inst := e.runner.insts[instanceID("ag1")]
+	e.runner.mu.Unlock()
+	want := map[string]string{"HZN_AGREEMENTID": "ag1", "HZN_ORGANIZATION": "org1", "HZN_DEVICE_ID": "node1", "HZN_PATTERN": "org1/pat",
+		"HZN_ARCH": "amd64", "HZN_CPUS": "4", "HZN_RAM": "2048", "HZN_HOST_IPS": "10.0.0.2,172.17.0.1",
+		"HZN_EXCHANGE_URL": "https://agbot:3090", "var1": "bp_string", "var2": "7"}
+	for k, v := range want {
+		if inst.Env[k] != v {
+			t.Errorf("env %s = %q, want %q", k, inst.Env[k], v)
+		}
+	}
+	if !inst.AllowPrivileged {
+		t.Error("the node's openhorizon.allowPrivileged did not reach the worker")
+	}
+	for _, v := range inst.Env {
+		if strings.Contains(v, "secret-value") {
+			t.Fatalf("a secret value is in the environment: %v", inst.Env)
+		}
+	}
+	r, err := e.m.db.get("ag1")
+	if err != nil || r.Env["var2"] != "7" || !r.AllowPrivileged {
+		t.Fatalf("record env = %v, %v: want it kept for restarts", r, err)
+	}
+}
+
+// A variable the service declares with no value from the agbot or the node declines the
+// proposal, naming it; nothing is left on the node.
+func TestProposeDeclinesMissingUserInput(t *testing.T) {
+	e := newEnv(t)
+	p := e.proposal("ag1", values("1"))
+	p.Service.UserInput = []protocol.InputVar{{Name: "HZN_LAT", Type: "float"}}
+	rep := e.m.Propose(e.ctx, p)
+	if rep.Status != protocol.StatusDeclined || !strings.Contains(rep.Reason, "HZN_LAT") || !strings.Contains(rep.Reason, "no value") {
+		t.Fatalf("reply = %s %q, want declined naming HZN_LAT", rep.Status, rep.Reason)
+	}
+	if n := len(e.runner.calls); n != 0 {
+		t.Errorf("runner called %d times: %v", n, e.runner.calls)
+	}
+}

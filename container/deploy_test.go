@@ -1,0 +1,126 @@
+package container
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+func planWorker(t *testing.T, opts Options) *Worker {
+	t.Helper()
+	opts.AgentID = "agent-test"
+	w, err := New(fakeEngine{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func deployInstance(s Spec, allowPriv bool) Instance {
+	s.Name, s.Image = "web", "example/web:1"
+	return Instance{AgreementID: "agr", Service: Service{Org: "o", URL: "u", Version: "1.0.0"},
+		Containers: []Spec{s}, AllowPrivileged: allowPriv}
+}
+
+// TestDeploymentRefusals: what a node refuses of a deployment, with the field named and
+// ErrPolicy, before the engine is asked for anything (the fake engine would panic).
+func TestDeploymentRefusals(t *testing.T) {
+	secretsRoot := t.TempDir()
+	link := filepath.Join(t.TempDir(), "innocent")
+	if err := os.Symlink("/proc", link); err != nil {
+		t.Fatal(err)
+	}
+	w := planWorker(t, Options{ProtectedPaths: []string{secretsRoot}})
+	bind := func(src string) Spec {
+		return Spec{Binds: []protocol.Bind{{Source: src, Target: "/data"}}}
+	}
+	for _, tc := range []struct {
+		name  string
+		spec  Spec
+		priv  bool
+		want  string
+		isErr error
+	}{
+		{"privileged", Spec{Privileged: true}, false, "privileged: this node's policy does not set openhorizon.allowPrivileged", ErrPolicy},
+		{"host network", Spec{HostNetwork: true}, false, "network host", ErrPolicy},
+		{"devices", Spec{Devices: []protocol.Device{{Host: "/dev/mem", Container: "/dev/mem", Perms: "rwm"}}}, false, "devices (/dev/mem)", ErrPolicy},
+		{"device outside /dev", Spec{Devices: []protocol.Device{{Host: "/etc/shadow", Container: "/x", Perms: "r"}}}, true, "under /dev/", ErrInvalid},
+		{"capability", Spec{CapAdd: []string{"SYS_ADMIN"}}, false, "allowPrivileged", ErrPolicy},
+		{"bind secrets root", bind(secretsRoot), true, "reaches " + secretsRoot, ErrPolicy},
+		{"bind under secrets root", bind(secretsRoot + "/store1/files"), true, "reaches " + secretsRoot, ErrPolicy},
+		{"bind above secrets root", bind(filepath.Dir(secretsRoot)), true, "reaches " + secretsRoot, ErrPolicy},
+		{"bind root", bind("/"), true, "host's root", ErrPolicy},
+		{"bind proc", bind("/proc"), true, "reaches /proc", ErrPolicy},
+		{"bind proc child", bind("/proc/1/root"), true, "reaches /proc", ErrPolicy},
+		{"bind sys", bind("/sys/fs/cgroup"), true, "reaches /sys", ErrPolicy},
+		{"bind symlink to proc", bind(link), true, "reaches /proc", ErrPolicy},
+		{"bind docker socket", bind("/var/run/docker.sock"), true, "engine's socket", ErrPolicy},
+		{"bind run dir", bind("/run"), true, "reaches /run/docker.sock", ErrPolicy},
+		{"bind over secret view", Spec{Binds: []protocol.Bind{{Source: "/tmp", Target: "/open-horizon-secrets/x"}}}, true, "mounts the service's secrets", ErrPolicy},
+		{"tmpfs over secret view", Spec{Tmpfs: map[string]string{DirViewTarget: ""}}, true, "mounts the service's secrets", ErrPolicy},
+		{"cpus", Spec{CPUs: 5000}, true, "max_cpus", ErrInvalid},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := w.plan(deployInstance(tc.spec, tc.priv))
+			if !errors.Is(err, tc.isErr) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("plan error = %v, want %v naming %q", err, tc.isErr, tc.want)
+			}
+		})
+	}
+}
+
+// TestDeploymentApplied: each allowed field reaches the engine's configuration, and the
+// instance's env (user input, HZN_*) wins over the deployment's environment.
+func TestDeploymentApplied(t *testing.T) {
+	w := planWorker(t, Options{ProtectedPaths: []string{"/run/anax-agent/secrets"}, AllowDockerSocket: true})
+	spec := Spec{
+		Env:        map[string]string{"A": "deployment", "HZN_ORGANIZATION": "forged"},
+		Entrypoint: []string{"/bin/sh", "-c"},
+		Binds:      []protocol.Bind{{Source: "/tmp", Target: "/hosttmp", ReadOnly: true}, {Source: "vol1", Target: "/v", Volume: true}, {Source: "/var/run/docker.sock", Target: "/var/run/docker.sock"}},
+		Tmpfs:      map[string]string{"/app": "size=1m"},
+		Ports:      []protocol.Port{{HostPort: 5200, ContainerPort: 6414, Proto: "tcp"}, {ContainerPort: 53, Proto: "udp", HostIP: "127.0.0.1"}},
+		CPUs:       1.5,
+		LogDriver:  "json-file",
+		Privileged: true, HostNetwork: true,
+		Devices: []protocol.Device{{Host: "/dev/null", Container: "/dev/nothing", Perms: "r"}},
+	}
+	inst := deployInstance(spec, true)
+	inst.Env = map[string]string{"HZN_ORGANIZATION": "org1", "VAR1": "bp_string"}
+	plans, err := w.plan(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, host := plans[0].cfg, plans[0].host
+	env := strings.Join(cfg.Env, "\n")
+	for _, want := range []string{"A=deployment", "HZN_ORGANIZATION=org1", "VAR1=bp_string"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("env %q lacks %s", cfg.Env, want)
+		}
+	}
+	if strings.Contains(env, "forged") {
+		t.Errorf("the deployment replaced a platform variable: %q", cfg.Env)
+	}
+	if len(cfg.Entrypoint) != 2 || host.NanoCPUs != 1_500_000_000 || host.LogConfig.Type != "json-file" ||
+		!host.Privileged || host.CapDrop != nil || host.NetworkMode != "host" || host.Tmpfs["/app"] != "size=1m" {
+		t.Errorf("config = %+v, host = %+v", cfg, host)
+	}
+	if len(host.Mounts) != 3 || host.Mounts[0].Source != "/tmp" || !host.Mounts[0].ReadOnly || host.Mounts[1].Type != "volume" {
+		t.Errorf("mounts = %+v", host.Mounts)
+	}
+	if len(host.Resources.Devices) != 1 || host.Resources.Devices[0].CgroupPermissions != "r" {
+		t.Errorf("devices = %+v", host.Resources.Devices)
+	}
+	if b := host.PortBindings["6414/tcp"]; len(b) != 1 || b[0].HostPort != "5200" {
+		t.Errorf("ports = %+v", host.PortBindings)
+	}
+	if b := host.PortBindings["53/udp"]; len(b) != 1 || b[0].HostPort != "" || b[0].HostIP != "127.0.0.1" {
+		t.Errorf("ports = %+v", host.PortBindings)
+	}
+	if len(host.SecurityOpt) == 0 || host.PidsLimit == nil {
+		t.Errorf("privileged lost the hardening: %+v", host)
+	}
+}
