@@ -216,7 +216,7 @@ type fakeRunner struct {
 	failStop   error
 	panicAfter bool // AfterUpdate panics with crashPanic{}
 	afterNames [][]string
-	specs      map[string][]container.Spec // by instance: what the last Start asked for
+	specs      map[string][]container.Spec   // by instance: what the last Start asked for
 	insts      map[string]container.Instance // by instance: the last Start's instance
 }
 
