@@ -32,8 +32,8 @@ type Options struct {
 	Runner Runner
 	// NodeArch is the node's architecture in Open Horizon naming. Default arm.Node().
 	NodeArch string
-	// Admit is the node policy. It gets the anax built-in properties of a proposed service
-	// (ServiceProperties) and returns nil to run it, or an error saying which constraint
+	// Admit is the node policy. It gets the properties of a proposal (ProposalProperties: the
+	// deployment policy's and the service's built-in ones) and returns nil to run it, or an error saying which constraint
 	// refused it. Nil admits every service of the node's architecture.
 	Admit func(service map[string]any) error
 	// Node tells what containers of a new agreement see of the node (platform variables, the
@@ -298,6 +298,20 @@ func ServiceProperties(s protocol.Service) map[string]any {
 		"openhorizon.service.version": s.Version,
 		"openhorizon.service.arch":    s.Arch,
 	}
+}
+
+// ProposalProperties are what the node's constraints are checked against, as anax matches a
+// node policy: the deployment policy's properties and the service's built-in ones, which a
+// policy can not override.
+func ProposalProperties(p *protocol.Proposal) map[string]any {
+	out := map[string]any{}
+	for _, prop := range p.Properties {
+		out[prop.Name] = prop.Value
+	}
+	for k, v := range ServiceProperties(p.Service) {
+		out[k] = v
+	}
+	return out
 }
 
 // declared returns the secrets the agreement's containers declare, by name.

@@ -1,6 +1,7 @@
 package agreement
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -58,3 +59,39 @@ func TestProposeDeclinesMissingUserInput(t *testing.T) {
 		t.Errorf("runner called %d times: %v", n, e.runner.calls)
 	}
 }
+
+// Node constraints are checked against the deployment policy's properties as well as the
+// service's built-in ones (anax matches both ways); a policy can not forge a built-in one.
+func TestProposeNodeConstraintsSeePolicyProperties(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		props []protocol.Property
+		ok    bool
+	}{
+		{"policy property holds", []protocol.Property{{Name: "iame2edev", Value: true}}, true},
+		{"policy property missing", nil, false},
+		{"policy property false", []protocol.Property{{Name: "iame2edev", Value: false}}, false},
+		{"forged built-in", []protocol.Property{{Name: "iame2edev", Value: true}, {Name: "openhorizon.service.url", Value: "other"}}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var seen map[string]any
+			e := newEnv(t, func(o *Options) {
+				o.Admit = func(props map[string]any) error {
+					seen = props
+					if props["iame2edev"] != true || props["openhorizon.service.url"] != "svc.example" {
+						return errDenied
+					}
+					return nil
+				}
+			})
+			p := e.proposal("ag1", values("1"))
+			p.Properties = tc.props
+			rep := e.m.Propose(e.ctx, p)
+			if (rep.Status == protocol.StatusAccepted) != tc.ok {
+				t.Fatalf("reply = %s %q (saw %v), want accepted=%v", rep.Status, rep.Reason, seen, tc.ok)
+			}
+		})
+	}
+}
+
+var errDenied = errors.New("constraint iame2edev == true does not hold")

@@ -72,7 +72,7 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		return decline(fmt.Errorf("service %s/%s is built for arch %q and this node is %q", p.Service.Org, p.Service.URL, p.Service.Arch, m.arch))
 	}
 	if m.admit != nil {
-		if err := m.admit(ServiceProperties(p.Service)); err != nil {
+		if err := m.admit(ProposalProperties(p)); err != nil {
 			return decline(fmt.Errorf("node policy refuses service %s/%s %s: %w", p.Service.Org, p.Service.URL, p.Service.Version, err))
 		}
 	}

@@ -89,6 +89,9 @@ func (p *Proposal) Validate(l Limits) error {
 	if err := ValidateBindings("secretBinding", p.Bindings); err != nil {
 		return err
 	}
+	if err := validateProperties("properties", p.Properties); err != nil {
+		return err
+	}
 	s := &p.Service
 	for i := range p.Bindings {
 		b := &p.Bindings[i]

@@ -244,7 +244,7 @@ func (e *Engine) reseal(ctx context.Context, org, node string, m store.Message) 
 		return m, err
 	}
 	p := &protocol.Proposal{Meta: protocol.Meta{Version: protocol.ProtocolVersion, Type: protocol.TypeProposal, Agreement: a.ID,
-		From: e.cfg.ID, To: NodeID(org, node), Seq: m.Seq, Time: time.Now()}, Service: svc, Secrets: res.values}
+		From: e.cfg.ID, To: NodeID(org, node), Seq: m.Seq, Time: time.Now()}, Service: svc, Properties: d.props, Secrets: res.values}
 	for _, b := range d.bindings {
 		if b.Matches(d.svc.Org, d.svc.URL, d.svc.Arch, d.svc.Version) {
 			p.Bindings = append(p.Bindings, b)

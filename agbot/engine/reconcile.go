@@ -37,6 +37,7 @@ type desire struct {
 	svc      exchange.Service
 	bindings []protocol.SecretBinding
 	inputs   []exchange.UserInputBlock // the policy's or pattern's userInput
+	props    []exchange.Property       // the deployment policy's properties
 }
 
 func (d desire) key(org, node string) string {
@@ -148,7 +149,7 @@ func (w *world) desired(n exchange.Node) []desire {
 			continue
 		}
 		if s, ok := w.best(p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
-			out = append(out, desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding, inputs: p.UserInput})
+			out = append(out, desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding, inputs: p.UserInput, props: p.Properties})
 		}
 	}
 	return out
@@ -381,7 +382,7 @@ func (p *pass) propose(r *resolver, a *Agreement, n exchange.Node, d desire) {
 		}
 	}
 	c.State, c.Held, c.Sources, c.Versions = StateProposed, "", res.sources, res.versions
-	msg := &protocol.Proposal{Meta: p.meta(&c, protocol.TypeProposal), Service: svc, Bindings: applied, Secrets: res.values}
+	msg := &protocol.Proposal{Meta: p.meta(&c, protocol.TypeProposal), Service: svc, Bindings: applied, Properties: d.props, Secrets: res.values}
 	c.ProposalSeq = c.Seq
 	p.jobs = append(p.jobs, &job{a: &c, msg: msg})
 	p.save = append(p.save, &c)

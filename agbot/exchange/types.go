@@ -35,11 +35,7 @@ func (u User) View() UserView {
 }
 
 // Property is an anax node or policy property.
-type Property struct {
-	Name  string `json:"name"`
-	Value any    `json:"value"`
-	Type  string `json:"type,omitempty"`
-}
+type Property = protocol.Property
 
 // Node is an edge node. TokenHash never leaves the agbot: the API shows NodeView.
 type Node struct {
