@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/test/dockertest"
 )
 
 func planWorker(t *testing.T, opts Options) *Worker {
@@ -123,4 +124,69 @@ func TestDeploymentApplied(t *testing.T) {
 	if len(host.SecurityOpt) == 0 || host.PidsLimit == nil {
 		t.Errorf("privileged lost the hardening: %+v", host)
 	}
+}
+
+// TestDeploymentOnEngine: the deployment fields and the instance's HZN_* variables as a real
+// engine runs them: env of the service's process, a read-only bind, a tmpfs, an entrypoint,
+// a published port, a CPU limit and a log driver.
+func TestDeploymentOnEngine(t *testing.T) {
+	cli := dockertest.Client(t)
+	h := testWorker(t, cli)
+	ctx := bg(t)
+	ref := testImage(t, cli, "1000:1000", nil)
+	hostDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostDir, "f"), []byte("from the host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(hostDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	inst := Instance{AgreementID: "agr-deploy", Service: testService,
+		Env: map[string]string{"HZN_AGREEMENTID": "agr-deploy", "HZN_ORGANIZATION": "org1", "HZN_DEVICE_ID": "node1", "var1": "bp_string"},
+		Containers: []Spec{{
+			Name: "web", Image: ref, Entrypoint: []string{"/prog"}, Command: []string{"serve"},
+			Env:   map[string]string{"HZN_DEVICE_ID": "forged", "MODE": "x"},
+			Binds: []protocol.Bind{{Source: hostDir, Target: "/hostdata", ReadOnly: true}},
+			Tmpfs: map[string]string{"/scratch": "size=1m"},
+			Ports: []protocol.Port{{ContainerPort: 8080, Proto: "tcp", HostIP: "127.0.0.1"}},
+			CPUs:  0.5, LogDriver: "json-file",
+		}}}
+	got, err := h.Start(ctx, inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := got[0].ID
+	waitLog(t, cli, id, "ready")
+	environ, code := execIn(t, cli, id, "", "cat", "/proc/1/environ")
+	if code != 0 {
+		t.Fatalf("cat /proc/1/environ: %q", environ)
+	}
+	for _, want := range []string{"HZN_AGREEMENTID=agr-deploy", "HZN_ORGANIZATION=org1", "HZN_DEVICE_ID=node1", "var1=bp_string", "MODE=x"} {
+		if !strings.Contains(environ, want+"\x00") {
+			t.Errorf("the service's environment lacks %s", want)
+		}
+	}
+	if strings.Contains(environ, "forged") {
+		t.Error("the deployment's environment replaced HZN_DEVICE_ID")
+	}
+	if out, code := execIn(t, cli, id, "", "cat", "/hostdata/f"); code != 0 || out != "from the host" {
+		t.Errorf("bind: cat = %q (%d)", out, code)
+	}
+	if out, code := execIn(t, cli, id, "", "create", "/hostdata/new"); code == 0 {
+		t.Errorf("read-only bind is writable: %q", out)
+	}
+	if out, code := execIn(t, cli, id, "", "create", "/scratch/x"); code != 0 {
+		t.Errorf("tmpfs: %q (%d)", out, code)
+	}
+	ins := inspect(t, cli, id)
+	if ins.HostConfig.NanoCPUs != 500_000_000 || ins.HostConfig.LogConfig.Type != "json-file" {
+		t.Errorf("NanoCPUs %d, log driver %q", ins.HostConfig.NanoCPUs, ins.HostConfig.LogConfig.Type)
+	}
+	if b := ins.HostConfig.PortBindings["8080/tcp"]; len(b) != 1 || b[0].HostIP != "127.0.0.1" {
+		t.Errorf("port bindings = %+v", ins.HostConfig.PortBindings)
+	}
+	if len(ins.Config.Entrypoint) != 1 || ins.Config.Entrypoint[0] != "/prog" {
+		t.Errorf("entrypoint = %q", ins.Config.Entrypoint)
+	}
+	checkHardened(t, ins.HostConfig, nil, 0)
 }
