@@ -2,8 +2,12 @@ package agent
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"net"
 	"os"
 	"runtime"
@@ -11,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/edge-secrets/anax-agent/agreement"
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 // anax's built-in node properties (externalpolicy/builtin_properties.go) the agent reports
@@ -129,4 +134,50 @@ func (r *Registration) nodeContext(f nodeFacts) agreement.NodeContext {
 	return agreement.NodeContext{Org: r.Org, Node: r.Node, Pattern: pattern, ExchangeURL: r.AgbotURL,
 		Arch: r.Arch, CPUs: f.CPUs, RAMMB: f.MemoryMB, HostIPs: f.HostIPs,
 		AllowPrivileged: r.Policy.allowPrivileged(), Inputs: r.UserInput}
+}
+
+// NodeUserInput is the node's user input file (hzn register -f) in either of anax's forms:
+// the current one, a list of {serviceOrgid, serviceUrl, serviceArch, serviceVersionRange,
+// inputs}, or the older {"services": [{"org", "url", "versionRange", "variables": {...}}]}.
+// The older form's "global" section (location attributes) is refused: it is not supported.
+type NodeUserInput []protocol.InputBlock
+
+// UnmarshalJSON reads either form, strictly.
+func (u *NodeUserInput) UnmarshalJSON(b []byte) error {
+	var blocks []protocol.InputBlock
+	if trimmed := bytes.TrimSpace(b); len(trimmed) > 0 && trimmed[0] == '[' {
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&blocks); err != nil {
+			return fmt.Errorf("user input: %w", err)
+		}
+		*u = blocks
+		return nil
+	}
+	var old struct {
+		Global   []json.RawMessage `json:"global"`
+		Services []struct {
+			Org          string         `json:"org"`
+			URL          string         `json:"url"`
+			VersionRange string         `json:"versionRange"`
+			Variables    map[string]any `json:"variables"`
+		} `json:"services"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&old); err != nil {
+		return fmt.Errorf("user input: %w", err)
+	}
+	if len(old.Global) > 0 {
+		return errors.New("user input: global: not supported (set the variables per service)")
+	}
+	for _, s := range old.Services {
+		b := protocol.InputBlock{ServiceOrgid: s.Org, ServiceURL: s.URL, ServiceVersionRange: s.VersionRange}
+		for _, name := range sortedKeys(s.Variables) {
+			b.Inputs = append(b.Inputs, protocol.InputValue{Name: name, Value: s.Variables[name]})
+		}
+		blocks = append(blocks, b)
+	}
+	*u = blocks
+	return nil
 }

@@ -22,7 +22,7 @@ type RegisterRequest struct {
 	Pattern string      `json:"pattern,omitempty"` // "[org/]name"
 	Policy  *NodePolicy `json:"policy,omitempty"`
 	// UserInput is anax's node user input (hzn register -f).
-	UserInput []protocol.InputBlock `json:"userInput,omitempty"`
+	UserInput NodeUserInput `json:"userInput,omitempty"`
 }
 
 // UnregisterResult is DELETE /node on the local API (`hzn unregister`).

@@ -253,3 +253,41 @@ func TestAgentID(t *testing.T) {
 		t.Errorf("id %q is not a valid container label value", a)
 	}
 }
+
+// TestNodeUserInputForms: anax's node user input file in its current form (anax's own
+// test/gov node_ui.json) and its older services/variables form; global is refused.
+func TestNodeUserInputForms(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "anax", "input_files__compcheck__node_ui.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur NodeUserInput
+	if err := cur.UnmarshalJSON(b); err != nil {
+		t.Fatalf("current form: %v", err)
+	}
+	if len(cur) != 1 || cur[0].ServiceURL != "https://bluehorizon.network/services/locgps" || len(cur[0].Inputs) != 4 {
+		t.Fatalf("current form = %+v", cur)
+	}
+	if err := validateUserInput(cur); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	var old NodeUserInput
+	if err := old.UnmarshalJSON([]byte(`{"services":[{"org":"IBM","url":"svc","versionRange":"[1.0.0,INFINITY)","variables":{"b":1,"a":"x"}}]}`)); err != nil {
+		t.Fatalf("old form: %v", err)
+	}
+	if len(old) != 1 || old[0].ServiceOrgid != "IBM" || len(old[0].Inputs) != 2 || old[0].Inputs[0].Name != "a" {
+		t.Fatalf("old form = %+v", old)
+	}
+	for name, doc := range map[string]string{
+		"global":        `{"global":[{"type":"LocationAttributes","variables":{"lat":1}}]}`,
+		"unknown field": `[{"serviceOrgid":"o","serviceUrl":"u","input":[]}]`,
+	} {
+		var u NodeUserInput
+		if err := u.UnmarshalJSON([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if err := validateUserInput(NodeUserInput{{ServiceOrgid: "o", ServiceURL: "u", Inputs: []protocol.InputValue{{Name: "HZN_DEVICE_ID", Value: "x"}}}}); err == nil {
+		t.Error("node input replacing a platform variable was accepted")
+	}
+}
