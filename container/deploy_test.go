@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -189,4 +190,14 @@ func TestDeploymentOnEngine(t *testing.T) {
 		t.Errorf("entrypoint = %q", ins.Config.Entrypoint)
 	}
 	checkHardened(t, ins.HostConfig, nil, 0)
+	ep := ins.NetworkSettings.Networks[NetworkName("agr-deploy")]
+	if ep == nil || !slices.Contains(ep.Aliases, "web") || len(ins.NetworkSettings.Networks) != 1 {
+		t.Errorf("networks = %+v, want only the agreement's, with alias web", ins.NetworkSettings.Networks)
+	}
+	if err := h.Stop(ctx, "agr-deploy"); err != nil {
+		t.Fatal(err)
+	}
+	if nets, err := h.agreementNetworks(ctx, "agr-deploy"); err != nil || len(nets) != 0 {
+		t.Errorf("after Stop the agreement's network is left: %v %v", nets, err)
+	}
 }

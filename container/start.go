@@ -12,6 +12,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 
 	"github.com/edge-secrets/anax-agent/ess"
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -113,6 +114,7 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 	}
 
 	var started []Container
+	madeNet := false
 	rollback := func(cause error) ([]Container, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.stop+30*time.Second)
 		defer cancel()
@@ -123,10 +125,30 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 				errs = append(errs, fmt.Errorf("rollback: remove %s: %w", c.Name, err))
 			}
 		}
+		if madeNet {
+			if err := w.removeNetworks(rctx, inst.AgreementID); err != nil {
+				errs = append(errs, fmt.Errorf("rollback: %w", err))
+			}
+		}
 		return nil, errors.Join(errs...)
 	}
 	for _, p := range plans {
-		created, err := w.api.ContainerCreate(ctx, p.cfg, p.host, nil, nil, p.name)
+		if p.host.NetworkMode.IsHost() || madeNet {
+			continue
+		}
+		if madeNet, err = w.ensureNetwork(ctx, inst.AgreementID); err != nil {
+			return rollback(fmt.Errorf("agreement %q: %w", inst.AgreementID, err))
+		}
+		break
+	}
+	for _, p := range plans {
+		var netCfg *network.NetworkingConfig
+		if !p.host.NetworkMode.IsHost() {
+			p.host.NetworkMode = container.NetworkMode(NetworkName(inst.AgreementID))
+			netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+				NetworkName(inst.AgreementID): {Aliases: []string{p.spec}}}}
+		}
+		created, err := w.api.ContainerCreate(ctx, p.cfg, p.host, netCfg, nil, p.name)
 		if err != nil {
 			return rollback(fmt.Errorf("agreement %q: create container %q: %w", inst.AgreementID, p.name, err))
 		}

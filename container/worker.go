@@ -36,6 +36,9 @@ type Docker interface {
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	CopyFromContainer(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error)
 	Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error)
+	NetworkCreate(ctx context.Context, name string, opts network.CreateOptions) (network.CreateResponse, error)
+	NetworkList(ctx context.Context, opts network.ListOptions) ([]network.Summary, error)
+	NetworkRemove(ctx context.Context, id string) error
 }
 
 var _ Docker = (*client.Client)(nil)
