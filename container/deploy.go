@@ -1,6 +1,8 @@
 package container
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -18,6 +20,13 @@ import (
 // alwaysProtected are host paths no bind may reach, whatever the node allows: the kernel's
 // interfaces (a container could change the host through them).
 var alwaysProtected = []string{"/proc", "/sys"}
+
+// hostSystem are the host's system directories: a service that binds them (at, under or
+// above) could change the host (/etc/passwd, /root/.ssh, device nodes in /dev, binaries),
+// so only where the node allows privileged services. anax's documentation asks for
+// privileged there too.
+var hostSystem = []string{"/etc", "/boot", "/root", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64",
+	"/dev", "/var/lib", "/home"}
 
 // engineSockets are the container engine's sockets: root on the host for whoever can write
 // them. Bound only where Options.AllowDockerSocket says so.
@@ -58,12 +67,12 @@ func (w *Worker) applyDeployment(inst *Instance, spec Spec, secrets []string, cf
 		if err := checkTarget("bind "+b.Target, b.Target, reserved); err != nil {
 			return err
 		}
-		m := mount.Mount{Type: mount.TypeVolume, Source: b.Source, Target: b.Target, ReadOnly: b.ReadOnly}
+		m := mount.Mount{Type: mount.TypeVolume, Source: VolumeName(inst.Service, b.Source), Target: b.Target, ReadOnly: b.ReadOnly}
 		if !b.Volume {
-			if err := w.checkBindSource(b.Source); err != nil {
+			if err := w.checkBindSource(b.Source, inst.AllowPrivileged); err != nil {
 				return fmt.Errorf("bind %s:%s: %w", b.Source, b.Target, err)
 			}
-			m.Type = mount.TypeBind
+			m.Type, m.Source = mount.TypeBind, b.Source
 		}
 		host.Mounts = append(host.Mounts, m)
 	}
@@ -117,10 +126,11 @@ func within(p, dir string) bool {
 }
 
 // checkBindSource refuses a host source that is, is under, or contains a protected path:
-// the secrets root, ESS root and state directory (Options.ProtectedPaths), /proc, /sys, and
-// the engine's sockets unless allowed. Symbolic links in the existing part of the path are
+// the secrets root, ESS root and state directory (Options.ProtectedPaths), /proc, /sys, the
+// engine's sockets unless allowed, and the host's system directories unless the node allows
+// privileged services. Symbolic links in the existing part of the path are
 // resolved first, so a link to /proc is /proc.
-func (w *Worker) checkBindSource(src string) error {
+func (w *Worker) checkBindSource(src string, allowPrivileged bool) error {
 	if !isCleanAbs(src) {
 		return fmt.Errorf("source must be a clean absolute path: %w", ErrInvalid)
 	}
@@ -133,6 +143,11 @@ func (w *Worker) checkBindSource(src string) error {
 	}
 	for _, p := range w.protected {
 		rules = append(rules, rule{p, "the agent's secrets, ESS and state are never bound"})
+	}
+	if !allowPrivileged {
+		for _, p := range hostSystem {
+			rules = append(rules, rule{p, "a host system directory needs openhorizon.allowPrivileged in the node policy"})
+		}
 	}
 	if !w.dockerSocket {
 		for _, p := range engineSockets {
@@ -201,4 +216,12 @@ func addPorts(spec Spec, cfg *container.Config, host *container.HostConfig) erro
 		host.PortBindings[port] = append(host.PortBindings[port], nat.PortBinding{HostIP: p.HostIP, HostPort: hp})
 	}
 	return nil
+}
+
+// VolumeName is the engine volume a deployment's named volume maps to: the name prefixed
+// with a digest of the service's org and url, so one service keeps its data across versions
+// and agreements, and no other service (of this or another org) can name its volume.
+func VolumeName(s Service, name string) string {
+	sum := sha256.Sum256([]byte(s.Org + "\x00" + s.URL))
+	return "hzn-" + hex.EncodeToString(sum[:8]) + "-" + name
 }

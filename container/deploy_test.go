@@ -65,6 +65,10 @@ func TestDeploymentRefusals(t *testing.T) {
 		{"bind over secret view", Spec{Binds: []protocol.Bind{{Source: "/tmp", Target: "/open-horizon-secrets/x"}}}, true, "mounts the service's secrets", ErrPolicy},
 		{"tmpfs over secret view", Spec{Tmpfs: map[string]string{DirViewTarget: ""}}, true, "mounts the service's secrets", ErrPolicy},
 		{"cpus", Spec{CPUs: 5000}, true, "max_cpus", ErrInvalid},
+		{"bind /etc", bind("/etc"), false, "reaches /etc: a host system directory", ErrPolicy},
+		{"bind /root/.ssh", bind("/root/.ssh"), false, "reaches /root", ErrPolicy},
+		{"bind /dev", bind("/dev"), false, "reaches /dev", ErrPolicy},
+		{"bind /var", bind("/var"), false, "reaches /var/lib", ErrPolicy},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := w.plan(deployInstance(tc.spec, tc.priv))
@@ -112,6 +116,11 @@ func TestDeploymentApplied(t *testing.T) {
 	}
 	if len(host.Mounts) != 3 || host.Mounts[0].Source != "/tmp" || !host.Mounts[0].ReadOnly || host.Mounts[1].Type != "volume" {
 		t.Errorf("mounts = %+v", host.Mounts)
+	}
+	// A named volume is the service's own: another service naming it gets another volume.
+	other := VolumeName(Service{Org: "other", URL: "u"}, "vol1")
+	if v := host.Mounts[1].Source; v != VolumeName(inst.Service, "vol1") || v == other || !strings.HasSuffix(v, "-vol1") {
+		t.Errorf("volume %q: want the service's own (other service: %q)", v, other)
 	}
 	if len(host.Resources.Devices) != 1 || host.Resources.Devices[0].CgroupPermissions != "r" {
 		t.Errorf("devices = %+v", host.Resources.Devices)

@@ -26,6 +26,8 @@ func TestHostileDeployment(t *testing.T) {
 		{"bind /sys", "reaches /sys", func(c *protocol.Container) { c.Binds = []string{"/sys:/s"} }},
 		{"bind the docker socket", "engine's socket", func(c *protocol.Container) { c.Binds = []string{"/var/run/docker.sock:/var/run/docker.sock"} }},
 		{"bind /run", "reaches /run", func(c *protocol.Container) { c.Binds = []string{"/run:/r"} }},
+		{"bind /etc writable", "host system directory", func(c *protocol.Container) { c.Binds = []string{"/etc:/hostetc"} }},
+		{"bind /dev", "reaches /dev", func(c *protocol.Container) { c.Binds = []string{"/dev:/hostdev"} }},
 		{"bind over the secret view", "secrets", func(c *protocol.Container) { c.Binds = []string{"/tmp:/open-horizon-secrets"} }},
 		{"tmpfs over a secret", "secrets", func(c *protocol.Container) { c.Tmpfs = map[string]string{"/db": ""} }},
 		{"privileged", "privileged", func(c *protocol.Container) { c.Privileged = true }},
