@@ -33,8 +33,8 @@ var hostSystem = []string{"/etc", "/boot", "/root", "/usr", "/bin", "/sbin", "/l
 var engineSockets = []string{"/var/run/docker.sock", "/run/docker.sock", "/run/containerd", "/var/run/containerd"}
 
 // applyDeployment adds the deployment fields of spec to the engine's configuration, refusing
-// with ErrPolicy what the node does not allow: privileged, host network and devices without
-// inst.AllowPrivileged; binds onto protected host paths; mounts over the secret paths.
+// with ErrPolicy what the node does not allow: privileged, host network, devices and host
+// ports below 1024 (anax: "ports reserved for root") without inst.AllowPrivileged; binds onto protected host paths; mounts over the secret paths.
 func (w *Worker) applyDeployment(inst *Instance, spec Spec, secrets []string, cfg *container.Config, host *container.HostConfig) error {
 	needPriv := func(field string) error {
 		return fmt.Errorf("%s: this node's policy does not set openhorizon.allowPrivileged: %w", field, ErrPolicy)
@@ -83,6 +83,11 @@ func (w *Worker) applyDeployment(inst *Instance, spec Spec, secrets []string, cf
 				return err
 			}
 			host.Tmpfs[t] = o
+		}
+	}
+	for _, p := range spec.Ports {
+		if p.HostPort != 0 && p.HostPort < 1024 && !inst.AllowPrivileged {
+			return needPriv(fmt.Sprintf("ports: host port %d (below 1024)", p.HostPort))
 		}
 	}
 	if err := addPorts(spec, cfg, host); err != nil {

@@ -65,6 +65,7 @@ func TestDeploymentRefusals(t *testing.T) {
 		{"bind over secret view", Spec{Binds: []protocol.Bind{{Source: "/tmp", Target: "/open-horizon-secrets/x"}}}, true, "mounts the service's secrets", ErrPolicy},
 		{"tmpfs over secret view", Spec{Tmpfs: map[string]string{DirViewTarget: ""}}, true, "mounts the service's secrets", ErrPolicy},
 		{"cpus", Spec{CPUs: 5000}, true, "max_cpus", ErrInvalid},
+		{"host port 80", Spec{Ports: []protocol.Port{{HostPort: 80, ContainerPort: 8080, Proto: "tcp"}}}, false, "host port 80", ErrPolicy},
 		{"bind /etc", bind("/etc"), false, "reaches /etc: a host system directory", ErrPolicy},
 		{"bind /root/.ssh", bind("/root/.ssh"), false, "reaches /root", ErrPolicy},
 		{"bind /dev", bind("/dev"), false, "reaches /dev", ErrPolicy},
