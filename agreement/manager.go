@@ -317,7 +317,7 @@ func ProposalProperties(p *protocol.Proposal) map[string]any {
 // declared returns the secrets the agreement's containers declare, by name.
 func declared(s *protocol.Service) map[string]protocol.SecretDecl {
 	out := map[string]protocol.SecretDecl{}
-	for _, c := range s.Deployment.Services {
+	for _, c := range s.AllContainers() {
 		for name, d := range c.Secrets {
 			out[name] = d
 		}

@@ -40,10 +40,11 @@ func (n NodeContext) PlatformEnv(agreementID string) map[string]string {
 	return env
 }
 
-// containerEnv is the environment every container of the proposal gets beyond its
-// deployment's: user input (node over agbot over default), then the platform variables,
-// which nothing replaces. A variable without a value declines the proposal.
-func (m *Manager) containerEnv(p *protocol.Proposal) (map[string]string, bool, error) {
+// containerEnv is the environment the proposal's containers get beyond their deployment's:
+// the platform variables (every container; nothing replaces them) and, by container name, the
+// user input of the container's service (node over agbot over default). A variable without
+// a value declines the proposal.
+func (m *Manager) containerEnv(p *protocol.Proposal) (platform map[string]string, inputs map[string]map[string]string, allowPriv bool, err error) {
 	var nc NodeContext
 	if m.node != nil {
 		nc = m.node()
@@ -51,12 +52,17 @@ func (m *Manager) containerEnv(p *protocol.Proposal) (map[string]string, bool, e
 	if nc.Arch == "" {
 		nc.Arch = m.arch
 	}
-	env, err := protocol.ResolveInputs(&p.Service, nc.Inputs)
-	if err != nil {
-		return nil, false, err
+	inputs = map[string]map[string]string{}
+	for _, svc := range p.Service.All() {
+		in, err := protocol.ResolveInputs(svc, nc.Inputs)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		for name := range svc.Deployment.Services {
+			if len(in) > 0 {
+				inputs[name] = in
+			}
+		}
 	}
-	for k, v := range nc.PlatformEnv(p.Agreement) {
-		env[k] = v
-	}
-	return env, nc.AllowPrivileged, nil
+	return nc.PlatformEnv(p.Agreement), inputs, nc.AllowPrivileged, nil
 }

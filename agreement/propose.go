@@ -76,13 +76,13 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 			return decline(fmt.Errorf("node policy refuses service %s/%s %s: %w", p.Service.Org, p.Service.URL, p.Service.Version, err))
 		}
 	}
-	env, allowPriv, err := m.containerEnv(p)
+	env, inputs, allowPriv, err := m.containerEnv(p)
 	if err != nil {
 		return decline(fmt.Errorf("user input: %w", err))
 	}
 	now := m.now().UTC()
 	r := &record{
-		Env: env, AllowPrivileged: allowPriv,
+		Env: env, Inputs: inputs, AllowPrivileged: allowPriv,
 		ID: p.Agreement, Instance: instanceID(p.Agreement), Agbot: p.From, Node: p.To,
 		Phase: PhaseAccepting, Service: p.Service, Sequence: p.Seq,
 		Digests: map[string]string{}, SecretSeq: map[string]uint64{}, AcceptedAt: now, UpdatedAt: now,
@@ -92,13 +92,15 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		r.Digests[name] = m.digest(decls[name], v)
 		r.SecretSeq[name] = p.Seq
 	}
-	names := make([]string, 0, len(p.Service.Deployment.Services))
-	for name := range p.Service.Deployment.Services {
-		names = append(names, name)
+	// Required services first, so the worker starts their containers before those that need
+	// them.
+	var names []string
+	for _, svc := range p.Service.All() {
+		names = append(names, sortedNames(svc.Deployment.Services)...)
 	}
-	sort.Strings(names)
+	all := p.Service.AllContainers()
 	for _, name := range names {
-		c := p.Service.Deployment.Services[name]
+		c := all[name]
 		uid, gid, err := m.runner.ResolveUser(ctx, c.Image, c.User)
 		if err != nil {
 			return decline(fmt.Errorf("container %q: %w", name, err))
@@ -198,8 +200,8 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 	}
 	specs := make([]container.Spec, 0, len(r.Containers))
 	for _, cr := range r.Containers {
-		c := r.Service.Deployment.Services[cr.Name]
-		spec, err := containerSpec(cr.Name, c)
+		c := r.Service.AllContainers()[cr.Name]
+		spec, err := r.containerSpec(cr.Name, c)
 		if err != nil {
 			return fail(err)
 		}
@@ -254,9 +256,19 @@ func (r *record) instance(specs []container.Spec) container.Instance {
 
 // containerSpec is what the worker runs for container name of a deployment, secrets aside:
 // the deployment's fields parsed into typed values (the proposal was validated, so a parse
-// error here means a record damaged on disk).
-func containerSpec(name string, c protocol.Container) (container.Spec, error) {
-	spec := container.Spec{Name: name, Image: c.Image, User: c.User, Command: c.Command, Env: envMap(c.Environment),
+// error here means a record damaged on disk), its environment with its service's user input
+// over the deployment's.
+func (r *record) containerSpec(name string, c protocol.Container) (container.Spec, error) {
+	env := envMap(c.Environment)
+	if in := r.Inputs[name]; len(in) > 0 {
+		if env == nil {
+			env = map[string]string{}
+		}
+		for k, v := range in {
+			env[k] = v
+		}
+	}
+	spec := container.Spec{Name: name, Image: c.Image, User: c.User, Command: c.Command, Env: env,
 		CapAdd: c.CapAdd, MemoryMB: c.MaxMemoryMB, Entrypoint: c.Entrypoint, Privileged: c.Privileged,
 		HostNetwork: c.Network == "host", Tmpfs: c.Tmpfs, CPUs: c.MaxCPUs, LogDriver: c.LogDriver}
 	bad := func(err error) (container.Spec, error) {

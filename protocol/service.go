@@ -21,6 +21,44 @@ type Service struct {
 	// UserInput are the service's variables with the values the agbot resolved; the node adds
 	// its own input (ResolveInputs) and sets them in every container's environment.
 	UserInput []InputVar `json:"userInput,omitempty"`
+	// RequiredServices are the services this one depends on (anax's requiredServices), as
+	// the agbot resolved them: flattened, each before the services that need it, none with
+	// requirements of its own. The node runs their containers in the same agreement, first,
+	// on the agreement's network; container names are unique across all of them.
+	RequiredServices []Service `json:"requiredServices,omitempty"`
+}
+
+// maxRequired bounds the services one agreement runs besides its own.
+const maxRequired = 16
+
+// All lists the agreement's services: the required ones in order, then s.
+func (s *Service) All() []*Service {
+	out := make([]*Service, 0, len(s.RequiredServices)+1)
+	for i := range s.RequiredServices {
+		out = append(out, &s.RequiredServices[i])
+	}
+	return append(out, s)
+}
+
+// AllContainers are the containers of every service of the agreement, by name.
+func (s *Service) AllContainers() map[string]Container {
+	out := map[string]Container{}
+	for _, svc := range s.All() {
+		for name, c := range svc.Deployment.Services {
+			out[name] = c
+		}
+	}
+	return out
+}
+
+// ServiceOf returns the service of the agreement that runs container name (nil if none).
+func (s *Service) ServiceOf(container string) *Service {
+	for _, svc := range s.All() {
+		if _, ok := svc.Deployment.Services[container]; ok {
+			return svc
+		}
+	}
+	return nil
 }
 
 // Deployment is the anax deployment string, reduced to what the agent runs: containers keyed
