@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edge-secrets/anax-agent/platform/arm"
 )
@@ -38,22 +39,35 @@ func testAnaxFormats(t *testing.T, s *suite) {
 	arch := arm.Node()
 	const url = "https://bluehorizon.network/services/netspeed"
 
+	// The required service: anax's IBM service-cpu (a bind of /tmp, a secret, user input).
+	cpu := anaxFile(t, "agbot/exchange", "service_defs__IBM__service-cpu_1.2.2_secrets.json")
+	cpu["org"], cpu["arch"] = org, arch
+	cpuc := cpu["deployment"].(map[string]any)["services"].(map[string]any)["cpu"].(map[string]any)
+	cpuc["image"] = e.s.image
+	// anax's file binds /tmp, which here holds the agent's secrets root: the node would
+	// (rightly) decline it. Another host directory takes its place.
+	cpuc["binds"] = []string{t.TempDir() + ":/hosttmp"}
+	e.hzn(admin, "exchange", "service", "publish", "-f", e.writeJSON("anax-service-cpu.json", cpu))
+
 	svc := anaxFile(t, "agbot/exchange", "service_defs__e2edev__netspeed_2.3.0_secrets.json")
 	svc["org"], svc["arch"] = org, arch
 	dep := svc["deployment"].(map[string]any)["services"].(map[string]any)["netspeed"].(map[string]any)
 	dep["image"] = e.s.image
+	// One of its four required services, in this org: two service-cpu of different orgs
+	// would both name their container cpu, which one agreement's network can not hold.
+	svc["requiredServices"] = []any{map[string]any{"url": "https://bluehorizon.network/service-cpu", "org": org,
+		"versionRange": "1.0.0", "arch": arch}}
 	e.hzn(admin, "exchange", "service", "publish", "-f", e.writeJSON("anax-service.json", svc))
 
 	pol := anaxFile(t, "agbot/exchange", "deployment_policies__userdev__netspeed_secrets.json")
 	pol["service"].(map[string]any)["org"] = org
-	for _, ui := range pol["userInput"].([]any) {
-		if m := ui.(map[string]any); m["serviceUrl"] == url {
-			m["serviceOrgid"] = org
-		}
-	}
-	for _, b := range pol["secretBinding"].([]any) {
-		if m := b.(map[string]any); m["serviceUrl"] == url {
-			m["serviceOrgid"] = org
+	// The blocks for netspeed and IBM's service-cpu move to this org; e2edev's service-cpu
+	// stays in its org (it matches nothing here).
+	for _, key := range []string{"userInput", "secretBinding"} {
+		for _, x := range pol[key].([]any) {
+			if m := x.(map[string]any); m["serviceUrl"] == url || m["serviceOrgid"] == "IBM" {
+				m["serviceOrgid"] = org
+			}
 		}
 	}
 	e.hzn(admin, "exchange", "deployment", "addpolicy", "-f", e.writeJSON("anax-policy.json", pol), "netspeed")
@@ -70,16 +84,28 @@ func testAnaxFormats(t *testing.T, s *suite) {
 	if _, err := a.Hzn(e.ctx, "register", "-n", "nodeX:tokX", "--policy", nodePol, "-f", nodeUI); err != nil {
 		t.Fatal(err)
 	}
-	ag, c := e.active(a, url)
-	ins, err := e.s.docker.ContainerInspect(e.ctx, c)
+	in, err := a.ActiveAgreement(e.ctx, url, time.Minute)
 	if err != nil {
-		t.Fatal(err)
+		var held any
+		code, derr := e.agbot.Do(org+"/"+admin, "GET", "/org/"+org+"/agreements", nil, &held)
+		t.Fatalf("%v; the agbot's agreements (%d %v): %v", err, code, derr, held)
 	}
-	env := map[string]string{}
-	for _, kv := range ins.Config.Env {
-		k, v, _ := strings.Cut(kv, "=")
-		env[k] = v
+	ag := in.ID
+	ids := map[string]string{}
+	for _, c := range in.Containers {
+		ids[c.Name] = c.ContainerID
 	}
+	if len(ids) != 2 || in.Containers[0].Name != "cpu" {
+		t.Fatalf("containers %+v: want the required service's cpu first, then netspeed", in.Containers)
+	}
+	c := ids["netspeed"]
+	env := e.containerEnv(c)
+	cpuEnv := e.containerEnv(ids["cpu"])
+	if cpuEnv["cpu_var1"] != "bp_ibm_var1" || cpuEnv["HZN_AGREEMENTID"] != ag || env["cpu_var1"] != "" {
+		t.Errorf("the required service's env: cpu_var1 %q, HZN_AGREEMENTID %q; netspeed's cpu_var1 %q", cpuEnv["cpu_var1"], cpuEnv["HZN_AGREEMENTID"], env["cpu_var1"])
+	}
+	// The required service's own secret reached it, through the policy's binding for it.
+	e.wantFiles(ids["cpu"], map[string]string{"secret-dep1": file("k1", sec1, "")})
 	want := map[string]string{
 		"HZN_ORGANIZATION": org, "HZN_DEVICE_ID": "nodeX", "HZN_ARCH": arch, "HZN_EXCHANGE_URL": a.Config.AgbotURL, "HZN_AGREEMENTID": ag,
 		"var1": "bp_string", "var2": "10", "var3": "10.220000", "var4": "bp_abcd bp_1234",
@@ -96,4 +122,19 @@ func testAnaxFormats(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	e.wantClean(a, true)
+}
+
+// containerEnv is a container's environment as the engine holds it.
+func (e *env) containerEnv(id string) map[string]string {
+	e.t.Helper()
+	ins, err := e.s.docker.ContainerInspect(e.ctx, id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range ins.Config.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	return env
 }
