@@ -68,8 +68,10 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 	}
 
 	// 3. Will this node run it?
-	if !arm.Matches(p.Service.Arch, m.arch) {
-		return decline(fmt.Errorf("service %s/%s is built for arch %q and this node is %q", p.Service.Org, p.Service.URL, p.Service.Arch, m.arch))
+	for _, svc := range p.Service.All() {
+		if !arm.Matches(svc.Arch, m.arch) {
+			return decline(fmt.Errorf("service %s/%s is built for arch %q and this node is %q", svc.Org, svc.URL, svc.Arch, m.arch))
+		}
 	}
 	if m.admit != nil {
 		if err := m.admit(ProposalProperties(p)); err != nil {
@@ -92,24 +94,8 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		r.Digests[name] = m.digest(decls[name], v)
 		r.SecretSeq[name] = p.Seq
 	}
-	// Required services first, so the worker starts their containers before those that need
-	// them.
-	var names []string
-	for _, svc := range p.Service.All() {
-		names = append(names, sortedNames(svc.Deployment.Services)...)
-	}
-	all := p.Service.AllContainers()
-	for _, name := range names {
-		c := all[name]
-		uid, gid, err := m.runner.ResolveUser(ctx, c.Image, c.User)
-		if err != nil {
-			return decline(fmt.Errorf("container %q: %w", name, err))
-		}
-		cr := containerRecord{Name: name, UID: uid, GID: gid}
-		if len(c.Secrets) > 0 {
-			cr.StoreID = storeID(r.Instance, name)
-		}
-		r.Containers = append(r.Containers, cr)
+	if err := m.addContainers(ctx, r, &p.Service); err != nil {
+		return decline(err)
 	}
 	if err := m.checkInstanceFree(r); err != nil {
 		return decline(err)
@@ -137,6 +123,28 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		"service", p.Service.Org+"/"+p.Service.URL, "version", p.Service.Version,
 		"containers", len(r.Containers), "secrets", digestAttrs(r.Digests))
 	return reply
+}
+
+// addContainers records the containers of every service of the agreement with the user
+// each runs as: the required services' first, so the worker starts them before the
+// containers that need them.
+func (m *Manager) addContainers(ctx context.Context, r *record, s *protocol.Service) error {
+	all := s.AllContainers()
+	for _, svc := range s.All() {
+		for _, name := range sortedNames(svc.Deployment.Services) {
+			c := all[name]
+			uid, gid, err := m.runner.ResolveUser(ctx, c.Image, c.User)
+			if err != nil {
+				return fmt.Errorf("container %q: %w", name, err)
+			}
+			cr := containerRecord{Name: name, UID: uid, GID: gid}
+			if len(c.Secrets) > 0 {
+				cr.StoreID = storeID(r.Instance, name)
+			}
+			r.Containers = append(r.Containers, cr)
+		}
+	}
+	return nil
 }
 
 // sameAgreement returns nil when p proposes again the agreement the node holds as r: r is

@@ -234,14 +234,7 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if strings.ContainsAny(spec.User, "\x00\n") {
 		return plan{}, bad("user %q: no NUL or newline", spec.User)
 	}
-	merged := make(map[string]string, len(spec.Env)+len(inst.Env))
-	for k, v := range spec.Env {
-		merged[k] = v
-	}
-	for k, v := range inst.Env {
-		merged[k] = v
-	}
-	env, err := envList(merged)
+	env, err := envList(overlay(spec.Env, inst.Env))
 	if err != nil {
 		return plan{}, err
 	}
@@ -377,6 +370,18 @@ func checkName(field, s string) error {
 		}
 	}
 	return nil
+}
+
+// overlay is base with top's entries over it.
+func overlay(base, top map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(top))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range top {
+		out[k] = v
+	}
+	return out
 }
 
 // envList turns user-supplied variables into KEY=VALUE, sorted by key.
