@@ -214,3 +214,23 @@ func TestServiceFieldRules(t *testing.T) {
 		t.Fatalf("base service refused: %v", err)
 	}
 }
+
+// BenchmarkDecodeAnaxService is what publishing costs the agbot per service definition:
+// the path check and the strict decode of anax's netspeed definition.
+func BenchmarkDecodeAnaxService(b *testing.B) {
+	data, err := os.ReadFile(filepath.Join("testdata", "anax", "service_defs__e2edev__netspeed_2.3.0_secrets.json"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		var s Service
+		if err := CheckFields(data, &s); err != nil {
+			b.Fatal(err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
