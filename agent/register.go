@@ -116,7 +116,8 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 	// 4. The agbot matches deployment policies against the effective properties and the
 	// built-in ones.
 	props := policy.reportedProperties(reg.Arch, a.facts)
-	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props, Pattern: req.Pattern})
+	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props,
+		Constraints: policy.Effective().Constraints, Pattern: req.Pattern})
 	if err != nil {
 		if code := httpStatus(err); code == 401 || code == 403 {
 			return NodeInfo{}, fmt.Errorf("%w: the agbot refused node %s/%s with this token: %w", ErrInvalidRequest, org, req.Node, err)

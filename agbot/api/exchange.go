@@ -258,10 +258,11 @@ func (a *API) listAgreements(w http.ResponseWriter, r *http.Request) {
 
 // Registration is what a node sends to register (node auth).
 type Registration struct {
-	PublicKeys *protocol.PublicKeys `json:"publicKeys"`
-	Arch       string               `json:"arch"`
-	Properties []exchange.Property  `json:"properties,omitempty"`
-	Pattern    string               `json:"pattern,omitempty"`
+	PublicKeys  *protocol.PublicKeys `json:"publicKeys"`
+	Arch        string               `json:"arch"`
+	Properties  []exchange.Property  `json:"properties,omitempty"`
+	Constraints []string             `json:"constraints,omitempty"`
+	Pattern     string               `json:"pattern,omitempty"`
 }
 
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
@@ -303,7 +304,12 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		}
 		n.Pattern = reg.Pattern
 	}
+	if _, err := constraint.ParseAll(reg.Constraints); err != nil {
+		a.fail(w, &protocol.ValidationError{Field: "constraints", Rule: err.Error()})
+		return
+	}
 	n.PublicKeys, n.Arch, n.Properties, n.Registered, n.LastUpdated = reg.PublicKeys, reg.Arch, reg.Properties, true, now()
+	n.Constraints = reg.Constraints
 	if err := a.st.Nodes.Put(org, id, n); err != nil {
 		a.fail(w, err)
 		return

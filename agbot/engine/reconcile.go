@@ -152,7 +152,7 @@ func (w *world) desired(n exchange.Node) []desire {
 		if err != nil || !expr.Eval(props) {
 			continue
 		}
-		if s, ok := w.best(p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
+		if s, ok := w.best(p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok && nodeAdmits(n, p, s) {
 			d := desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding, inputs: p.UserInput, props: p.Properties}
 			d.deps, d.err = w.required(s, n.Arch)
 			out = append(out, d)

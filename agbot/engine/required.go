@@ -5,6 +5,7 @@ import (
 
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/protocol/constraint"
 )
 
 // maxRequiredDepth bounds how deep requiredServices nest.
@@ -129,4 +130,26 @@ func (d desire) proposal() (protocol.Service, []protocol.SecretBinding, error) {
 		}
 	}
 	return svc, applied, nil
+}
+
+// nodeAdmits checks the node's constraints against the deployment policy's properties and the
+// service's built-in ones, as anax's agbot matches both ways before it proposes. The node
+// checks them again when the proposal arrives.
+func nodeAdmits(n exchange.Node, p exchange.Policy, s exchange.Service) bool {
+	if len(n.Constraints) == 0 {
+		return true
+	}
+	expr, err := constraint.ParseAll(n.Constraints)
+	if err != nil {
+		return false
+	}
+	props := map[string]any{}
+	for _, prop := range p.Properties {
+		props[prop.Name] = prop.Value
+	}
+	for k, v := range map[string]any{"openhorizon.service.url": s.URL, "openhorizon.service.name": s.URL,
+		"openhorizon.service.org": s.Org, "openhorizon.service.version": s.Version, "openhorizon.service.arch": s.Arch} {
+		props[k] = v
+	}
+	return expr.Eval(props)
 }

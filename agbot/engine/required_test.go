@@ -68,3 +68,34 @@ func TestBoundAcrossRequired(t *testing.T) {
 		t.Fatalf("err = %v, want the clash on a named", err)
 	}
 }
+
+// TestNodeAdmits: the node's constraints (anax's compcheck node policy) against a deployment
+// policy's properties and the service's built-in ones.
+func TestNodeAdmits(t *testing.T) {
+	n := exchange.Node{Constraints: []string{"iame2edev == true",
+		"NONS==false || NOGPS == false || NOLOC == false || NOPWS == false || NOHELLO == false",
+		"openhorizon.service.version != 2.0.6"}}
+	s := svcWith("netspeed", "2.3.0", nil)
+	for _, tc := range []struct {
+		name  string
+		props []exchange.Property
+		ver   string
+		want  bool
+	}{
+		{"anax's netspeed policy", []exchange.Property{{Name: "iame2edev", Value: "true"}, {Name: "NONS", Value: false}}, "2.3.0", true},
+		{"property missing", []exchange.Property{{Name: "NONS", Value: false}}, "2.3.0", false},
+		{"service version excluded", []exchange.Property{{Name: "iame2edev", Value: true}, {Name: "NOGPS", Value: false}}, "2.0.6", false},
+		{"policy can not forge the version", []exchange.Property{{Name: "iame2edev", Value: true}, {Name: "NOGPS", Value: false},
+			{Name: "openhorizon.service.version", Value: "9.9.9"}}, "2.0.6", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.Version = tc.ver
+			if got := nodeAdmits(n, exchange.Policy{Properties: tc.props}, s); got != tc.want {
+				t.Errorf("nodeAdmits = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	if !nodeAdmits(exchange.Node{}, exchange.Policy{}, s) {
+		t.Error("a node without constraints must admit")
+	}
+}

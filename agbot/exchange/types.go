@@ -46,6 +46,7 @@ type Node struct {
 	Pattern      string               `json:"pattern,omitempty"` // "org/pattern" or "pattern" (same org)
 	Arch         string               `json:"arch,omitempty"`
 	Properties   []Property           `json:"properties,omitempty"`
+	Constraints  []string             `json:"constraints,omitempty"` // the node policy's, checked before proposing
 	PublicKeys   *protocol.PublicKeys `json:"publicKeys,omitempty"`
 	Registered   bool                 `json:"registered"`
 	LastUpdated  string               `json:"lastUpdated,omitempty"`
@@ -60,6 +61,7 @@ type NodeView struct {
 	Pattern      string               `json:"pattern,omitempty"`
 	Arch         string               `json:"arch,omitempty"`
 	Properties   []Property           `json:"properties,omitempty"`
+	Constraints  []string             `json:"constraints,omitempty"`
 	PublicKeys   *protocol.PublicKeys `json:"publicKeys,omitempty"`
 	Registered   bool                 `json:"registered"`
 	LastUpdated  string               `json:"lastUpdated,omitempty"`
@@ -69,7 +71,7 @@ type NodeView struct {
 // View strips the token hash.
 func (n Node) View() NodeView {
 	return NodeView{Org: n.Org, ID: n.ID, Owner: n.Owner, Pattern: n.Pattern, Arch: n.Arch,
-		Properties: n.Properties, PublicKeys: n.PublicKeys, Registered: n.Registered,
+		Properties: n.Properties, Constraints: n.Constraints, PublicKeys: n.PublicKeys, Registered: n.Registered,
 		LastUpdated: n.LastUpdated, LastHeartbit: n.LastHeartbit}
 }
 
