@@ -139,7 +139,8 @@ func TestDeploymentApplied(t *testing.T) {
 
 // TestDeploymentOnEngine: the deployment fields and the instance's HZN_* variables as a real
 // engine runs them: env of the service's process, a read-only bind, a tmpfs, an entrypoint,
-// a published port, a CPU limit and a log driver.
+// a published port, a CPU limit and a log driver; the agreement's two containers share a
+// network of their own under their names, removed with the agreement.
 func TestDeploymentOnEngine(t *testing.T) {
 	cli := dockertest.Client(t)
 	h := testWorker(t, cli)
@@ -161,7 +162,7 @@ func TestDeploymentOnEngine(t *testing.T) {
 			Tmpfs: map[string]string{"/scratch": "size=1m"},
 			Ports: []protocol.Port{{ContainerPort: 8080, Proto: "tcp", HostIP: "127.0.0.1"}},
 			CPUs:  0.5, LogDriver: "json-file",
-		}}}
+		}, {Name: "sidecar", Image: ref}}}
 	got, err := h.Start(ctx, inst)
 	if err != nil {
 		t.Fatal(err)
@@ -200,14 +201,35 @@ func TestDeploymentOnEngine(t *testing.T) {
 		t.Errorf("entrypoint = %q", ins.Config.Entrypoint)
 	}
 	checkHardened(t, ins.HostConfig, nil, 0)
-	ep := ins.NetworkSettings.Networks[NetworkName("agr-deploy")]
-	if ep == nil || !slices.Contains(ep.Aliases, "web") || len(ins.NetworkSettings.Networks) != 1 {
-		t.Errorf("networks = %+v, want only the agreement's, with alias web", ins.NetworkSettings.Networks)
+	for i, name := range []string{"web", "sidecar"} {
+		nets := inspect(t, cli, got[i].ID).NetworkSettings.Networks
+		ep := nets[NetworkName("agr-deploy")]
+		if ep == nil || !slices.Contains(ep.Aliases, name) || len(nets) != 1 {
+			t.Errorf("%s: networks = %+v, want only the agreement's, with alias %s", name, nets, name)
+		}
 	}
 	if err := h.Stop(ctx, "agr-deploy"); err != nil {
 		t.Fatal(err)
 	}
 	if nets, err := h.agreementNetworks(ctx, "agr-deploy"); err != nil || len(nets) != 0 {
 		t.Errorf("after Stop the agreement's network is left: %v %v", nets, err)
+	}
+}
+
+// A lone container stays on the engine's default network: an agreement network would take
+// one of the engine's few address pools for nothing.
+func TestLoneContainerNoNetwork(t *testing.T) {
+	cli := dockertest.Client(t)
+	h := testWorker(t, cli)
+	ctx := bg(t)
+	ref := testImage(t, cli, "1000:1000", nil)
+	if _, err := h.Start(ctx, Instance{AgreementID: "agr-lone", Service: testService, Containers: []Spec{{Name: "web", Image: ref}}}); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.rec.n("NetworkCreate"); n != 0 {
+		t.Errorf("%d networks created for one container, want 0", n)
+	}
+	if err := h.Stop(ctx, "agr-lone"); err != nil {
+		t.Fatal(err)
 	}
 }

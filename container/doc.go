@@ -27,8 +27,8 @@
 // engine's socket (unless Options.AllowDockerSocket) or, unless Instance.AllowPrivileged, the
 // host's system directories; privileged, host network, devices and host ports below 1024 need
 // Instance.AllowPrivileged (else ErrPolicy). Instance.Env (the platform's HZN_* variables) is
-// set over each Spec.Env. An agreement's containers share the network NetworkName(agreement),
-// each reachable by its Spec.Name; named volumes are the service's own (VolumeName). ResolveUser refuses (ErrPolicy) a uid
+// set over each Spec.Env. An agreement's containers, when there are several, share the network
+// NetworkName(agreement), each reachable by its Spec.Name; named volumes are the service's own (VolumeName). ResolveUser refuses (ErrPolicy) a uid
 // an account in the host's /etc/passwd has, unless Options.AllowHostUIDs lists it; with
 // Options.RequireImageDigest, images not pinned by digest are refused (ErrPolicy).
 //

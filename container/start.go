@@ -132,18 +132,24 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 		}
 		return nil, errors.Join(errs...)
 	}
+	// Containers that talk to each other (several in the agreement, e.g. a service and its
+	// required services) share a network of their own. A lone container stays on the
+	// engine's default network: each network takes an address pool, of which an engine has
+	// about 30 by default.
+	shared := 0
 	for _, p := range plans {
-		if p.host.NetworkMode.IsHost() || madeNet {
-			continue
+		if !p.host.NetworkMode.IsHost() {
+			shared++
 		}
+	}
+	if shared > 1 {
 		if madeNet, err = w.ensureNetwork(ctx, inst.AgreementID); err != nil {
 			return rollback(fmt.Errorf("agreement %q: %w", inst.AgreementID, err))
 		}
-		break
 	}
 	for _, p := range plans {
 		var netCfg *network.NetworkingConfig
-		if !p.host.NetworkMode.IsHost() {
+		if shared > 1 && !p.host.NetworkMode.IsHost() {
 			p.host.NetworkMode = container.NetworkMode(NetworkName(inst.AgreementID))
 			netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
 				NetworkName(inst.AgreementID): {Aliases: []string{p.spec}}}}
