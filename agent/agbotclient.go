@@ -47,7 +47,10 @@ type registrationBody struct {
 	PublicKeys *protocol.PublicKeys `json:"publicKeys"`
 	Arch       string               `json:"arch"`
 	Properties []Property           `json:"properties"`
-	Pattern    string               `json:"pattern,omitempty"`
+	// Constraints are the node policy's effective constraints, which the agbot checks against
+	// a deployment policy's properties before it proposes (the node checks them again).
+	Constraints []string `json:"constraints,omitempty"`
+	Pattern     string   `json:"pattern,omitempty"`
 }
 
 // newAgbotClient builds a client for base that trusts caFile (PEM) when given, else the

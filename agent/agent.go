@@ -63,6 +63,7 @@ type Agent struct {
 	notify  Notifier
 	agentID string
 	started time.Time
+	facts   nodeFacts // measured at start: CPUs, memory, hardware id, host IPs
 
 	locks  []*os.File // state dir and secrets root, held while the agent runs
 	fs     secretStores
@@ -127,6 +128,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	a := &Agent{
 		cfg: cfg, opts: opts, log: opts.Logger, level: opts.Level, notify: opts.Notifier,
 		metrics: NewMetrics(), agentID: AgentID(cfg.StateDir), started: time.Now(), depth: map[string]int{},
+		facts: readNodeFacts(),
 	}
 	a.pollWait.Store(int64(cfg.PollWait))
 	a.backoffMax.Store(int64(cfg.BackoffMax))
@@ -194,7 +196,9 @@ func (a *Agent) openParts() error {
 	uids, _ := cfg.HostUIDs() // validated with the configuration
 	caps, _ := cfg.Capabilities()
 	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container"),
-		AllowHostUIDs: uids, ExtraCapabilities: caps, RequireImageDigest: cfg.RequireImageDigest, ESS: a.ess})
+		AllowHostUIDs: uids, ExtraCapabilities: caps, RequireImageDigest: cfg.RequireImageDigest, ESS: a.ess,
+		ProtectedPaths:    []string{filepath.Clean(cfg.SecretsRoot), filepath.Clean(cfg.ESSDir()), filepath.Clean(cfg.StateDir)},
+		AllowDockerSocket: cfg.AllowDockerSocket})
 	if err != nil {
 		a.ess.Close()
 		return err
@@ -232,7 +236,7 @@ func (a *Agent) openStores() error {
 		"mount_privilege", feat.MountPrivilege, "shared_root", feat.SharedRoot)
 	a.mgr, err = agreement.Open(agreement.Options{
 		StateDir: cfg.StateDir, Stores: a.stores, Runner: a.worker, NodeArch: arm.Node(),
-		Admit: a.admitService, Logger: a.log,
+		Admit: a.admitService, Node: a.nodeContext, Logger: a.log,
 	})
 	if err != nil {
 		fs.Close()
@@ -305,6 +309,15 @@ func (a *Agent) admitService(service map[string]any) error {
 		return nil
 	}
 	return admit(service)
+}
+
+// nodeContext is what a new agreement's containers see of the node.
+func (a *Agent) nodeContext() agreement.NodeContext {
+	reg := a.registration()
+	if reg == nil {
+		return agreement.NodeContext{}
+	}
+	return reg.nodeContext(a.facts)
 }
 
 func (a *Agent) registration() *Registration {

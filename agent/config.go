@@ -46,6 +46,8 @@ type Config struct {
 	// DebugPprof serves Go's profiles (/debug/pprof/) on the metrics listener, for measuring
 	// where an agent spends its time. Off by default; read at start.
 	DebugPprof bool `json:"debug_pprof,omitempty"`
+	// AllowDockerSocket lets a service bind the container engine's socket (root on the host).
+	AllowDockerSocket bool `json:"allow_docker_socket,omitempty"`
 	// Reloadable without a restart: how long one long-poll waits, and the reconnect backoff cap.
 	PollWait   Duration `json:"poll_wait"`
 	BackoffMax Duration `json:"backoff_max"`
@@ -118,6 +120,7 @@ var boolFlagSpecs = []struct {
 }{
 	{"require-image-digest", "decline proposals whose images are not pinned by digest (name@sha256:...)", func(c *Config) *bool { return &c.RequireImageDigest }},
 	{"debug-pprof", "serve Go's CPU, heap and block profiles at /debug/pprof/ on --metrics-listen", func(c *Config) *bool { return &c.DebugPprof }},
+	{"allow-docker-socket", "let services bind the container engine's socket (it is root on the host)", func(c *Config) *bool { return &c.AllowDockerSocket }},
 }
 
 // ParseFlags reads args (without the program name): --config FILE, then every field as a flag.

@@ -24,6 +24,8 @@ type RegisterRequest struct {
 	// the agbot holds other keys for the node (hzn register -u). Never stored or logged.
 	User   string      `json:"user,omitempty"`
 	Policy *NodePolicy `json:"policy,omitempty"`
+	// UserInput is anax's node user input (hzn register -f).
+	UserInput NodeUserInput `json:"userInput,omitempty"`
 }
 
 // UnregisterResult is DELETE /node on the local API (`hzn unregister`).
@@ -92,6 +94,9 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 			return NodeInfo{}, err
 		}
 	}
+	if err := validateUserInput(req.UserInput); err != nil {
+		return NodeInfo{}, err
+	}
 	if a.cfg.AgbotURL == "" {
 		return NodeInfo{}, fmt.Errorf("%w: the agent has no agbot URL (start it with --agbot-url)", ErrInvalidRequest)
 	}
@@ -117,13 +122,12 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 		return NodeInfo{}, fmt.Errorf("node keys: %w", err)
 	}
 	reg := &Registration{Org: org, Node: req.Node, Token: req.Token, Pattern: req.Pattern, Policy: policy,
-		Arch: arm.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
-	// 4.
-	props := policy.Properties
-	if props == nil {
-		props = []Property{}
-	}
-	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props, Pattern: req.Pattern}, user)
+		UserInput: req.UserInput, Arch: arm.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
+	// 4. The agbot matches deployment policies against the effective properties and the
+	// built-in ones.
+	props := policy.reportedProperties(reg.Arch, a.facts)
+	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props,
+		Constraints: policy.Effective().Constraints, Pattern: req.Pattern}, user)
 	if err != nil {
 		if code := httpStatus(err); code == 401 || code == 403 {
 			return NodeInfo{}, fmt.Errorf("%w: the agbot refused the registration of node %s/%s: %w", ErrInvalidRequest, org, req.Node, err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"time"
@@ -43,18 +44,34 @@ type Property struct {
 	Type  string `json:"type,omitempty"`
 }
 
-// NodePolicy is anax's node policy file: {"properties":[{"name":..,"value":..}],"constraints":[..]}.
+// NodePolicy is anax's node policy file (exchangecommon.NodePolicy): top-level properties and
+// constraints, and the nested deployment and management sections. The deployment policy the
+// agent applies is the top level merged with deployment (Effective); management is accepted
+// and kept, the agent does no node management.
 type NodePolicy struct {
-	Properties  []Property `json:"properties"`
-	Constraints []string   `json:"constraints"`
+	Label       string          `json:"label,omitempty"`
+	Description string          `json:"description,omitempty"`
+	Properties  []Property      `json:"properties"`
+	Constraints []string        `json:"constraints"`
+	Deployment  *ExternalPolicy `json:"deployment,omitempty"`
+	Management  *ExternalPolicy `json:"management,omitempty"`
 }
 
-// ParseNodePolicy reads a node policy strictly: unknown fields, unnamed or duplicate
-// properties and constraints that do not parse are refused with the field named.
+// ExternalPolicy is a section of a node policy: properties and constraints.
+type ExternalPolicy struct {
+	Properties  []Property `json:"properties,omitempty"`
+	Constraints []string   `json:"constraints,omitempty"`
+}
+
+// ParseNodePolicy reads a node policy strictly: unknown fields (named by their path), unnamed
+// or duplicate properties and constraints that do not parse are refused with the field named.
 func ParseNodePolicy(b []byte) (NodePolicy, error) {
 	var p NodePolicy
 	if len(bytes.TrimSpace(b)) == 0 {
 		return p, nil
+	}
+	if err := unknownPolicyField(b); err != nil {
+		return NodePolicy{}, fmt.Errorf("%w: node policy: %v", ErrInvalidRequest, err)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
@@ -64,42 +81,150 @@ func ParseNodePolicy(b []byte) (NodePolicy, error) {
 	return p, p.Validate()
 }
 
-// Validate checks the policy's rules.
+// unknownPolicyField names the first field a node policy does not have, with its path.
+func unknownPolicyField(b []byte) error {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(b, &doc) != nil {
+		return nil // the strict decode says why
+	}
+	top := map[string]bool{"label": true, "description": true, "properties": true, "constraints": true, "deployment": true, "management": true}
+	for _, k := range sortedKeys(doc) {
+		if !top[k] {
+			return fmt.Errorf("field %s: is not a field of a node policy", k)
+		}
+		if k != "deployment" && k != "management" {
+			continue
+		}
+		var sec map[string]json.RawMessage
+		if json.Unmarshal(doc[k], &sec) != nil {
+			continue
+		}
+		for _, sk := range sortedKeys(sec) {
+			if sk != "properties" && sk != "constraints" {
+				return fmt.Errorf("field %s.%s: is not a field of a node policy section (properties, constraints)", k, sk)
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Validate checks the policy's rules, in each section.
 func (p NodePolicy) Validate() error {
+	sections := []struct {
+		prefix string
+		props  []Property
+		cons   []string
+	}{{"", p.Properties, p.Constraints}}
+	if p.Deployment != nil {
+		sections = append(sections, struct {
+			prefix string
+			props  []Property
+			cons   []string
+		}{"deployment.", p.Deployment.Properties, p.Deployment.Constraints})
+	}
+	if p.Management != nil {
+		sections = append(sections, struct {
+			prefix string
+			props  []Property
+			cons   []string
+		}{"management.", p.Management.Properties, p.Management.Constraints})
+	}
+	for _, sec := range sections {
+		if err := validateSection(sec.prefix, sec.props, sec.cons); err != nil {
+			return err
+		}
+	}
+	for _, prop := range p.Effective().Properties {
+		if prop.Name == PropAllowPrivileged {
+			if _, ok := prop.Value.(bool); !ok {
+				return fmt.Errorf("%w: node policy: property %s: value must be true or false", ErrInvalidRequest, PropAllowPrivileged)
+			}
+		}
+	}
+	return nil
+}
+
+func validateSection(prefix string, props []Property, cons []string) error {
 	seen := map[string]bool{}
-	for i, prop := range p.Properties {
+	for i, prop := range props {
 		if prop.Name == "" || len(prop.Name) > 256 {
-			return fmt.Errorf("%w: node policy: properties[%d].name: must be 1..256 bytes", ErrInvalidRequest, i)
+			return fmt.Errorf("%w: node policy: %sproperties[%d].name: must be 1..256 bytes", ErrInvalidRequest, prefix, i)
 		}
 		if seen[prop.Name] {
-			return fmt.Errorf("%w: node policy: properties[%d].name %q: listed twice", ErrInvalidRequest, i, prop.Name)
+			return fmt.Errorf("%w: node policy: %sproperties[%d].name %q: listed twice", ErrInvalidRequest, prefix, i, prop.Name)
 		}
 		seen[prop.Name] = true
 		switch prop.Value.(type) {
 		case string, float64, bool, nil:
 		case json.Number:
 		default:
-			return fmt.Errorf("%w: node policy: properties[%d] %q: value must be a string, number or boolean", ErrInvalidRequest, i, prop.Name)
+			return fmt.Errorf("%w: node policy: %sproperties[%d] %q: value must be a string, number or boolean", ErrInvalidRequest, prefix, i, prop.Name)
 		}
 	}
-	if _, err := constraint.ParseAll(p.Constraints); err != nil {
-		return fmt.Errorf("%w: node policy: constraints: %v", ErrInvalidRequest, err)
+	if _, err := constraint.ParseAll(nonEmpty(cons)); err != nil {
+		return fmt.Errorf("%w: node policy: %sconstraints: %v", ErrInvalidRequest, prefix, err)
 	}
 	return nil
 }
 
-// admit returns the agreement manager's node policy check: every constraint must hold over
-// the proposed service's built-in properties.
+// nonEmpty drops "" constraints (anax's files have [""] for none).
+func nonEmpty(cons []string) []string {
+	out := make([]string, 0, len(cons))
+	for _, c := range cons {
+		if strings.TrimSpace(c) != "" {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Effective is the deployment policy of the node, as anax merges it: the top-level
+// properties with the deployment section's (which win on a name), and the constraints of
+// both (all must hold).
+func (p NodePolicy) Effective() ExternalPolicy {
+	out := ExternalPolicy{Constraints: nonEmpty(p.Constraints)}
+	idx := map[string]int{}
+	add := func(props []Property) {
+		for _, prop := range props {
+			if i, ok := idx[prop.Name]; ok {
+				out.Properties[i] = prop
+				continue
+			}
+			idx[prop.Name] = len(out.Properties)
+			out.Properties = append(out.Properties, prop)
+		}
+	}
+	add(p.Properties)
+	if p.Deployment != nil {
+		add(p.Deployment.Properties)
+		out.Constraints = append(out.Constraints, nonEmpty(p.Deployment.Constraints)...)
+	}
+	return out
+}
+
+// admit returns the agreement manager's node policy check: every constraint of the effective
+// deployment policy must hold over the properties of the proposal (the service's built-in
+// ones and the deployment policy's).
 func (p NodePolicy) admit() (func(map[string]any) error, error) {
-	if len(p.Constraints) == 0 {
+	cons := p.Effective().Constraints
+	if len(cons) == 0 {
 		return nil, nil
 	}
-	expr, err := constraint.ParseAll(p.Constraints)
+	expr, err := constraint.ParseAll(cons)
 	if err != nil {
 		return nil, err
 	}
-	return func(service map[string]any) error {
-		if !expr.Eval(service) {
+	return func(props map[string]any) error {
+		if !expr.Eval(props) {
 			return fmt.Errorf("constraint %s does not hold", expr.String())
 		}
 		return nil
@@ -116,6 +241,8 @@ type Registration struct {
 	Pattern string     `json:"pattern,omitempty"`
 	Policy  NodePolicy `json:"policy"`
 	Arch    string     `json:"arch"`
+	// UserInput is the node's user input (hzn register -f): configuration, never a secret.
+	UserInput []protocol.InputBlock `json:"userInput,omitempty"`
 
 	AgbotURL         string               `json:"agbotUrl"`
 	AgbotID          string               `json:"agbotId"`
@@ -130,22 +257,23 @@ func (r *Registration) ID() string { return r.Org + "/" + r.Node }
 
 // NodeInfo is the registration as the local API shows it: no token.
 type NodeInfo struct {
-	ID               string     `json:"id"`
-	Org              string     `json:"org"`
-	Node             string     `json:"node"`
-	Pattern          string     `json:"pattern,omitempty"`
-	Arch             string     `json:"arch"`
-	Policy           NodePolicy `json:"policy"`
-	AgbotURL         string     `json:"agbotUrl"`
-	AgbotID          string     `json:"agbotId"`
-	AgbotFingerprint string     `json:"agbotFingerprint"`
-	NodeFingerprint  string     `json:"nodeFingerprint"`
-	RegisteredAt     time.Time  `json:"registeredAt"`
+	ID               string                `json:"id"`
+	Org              string                `json:"org"`
+	Node             string                `json:"node"`
+	Pattern          string                `json:"pattern,omitempty"`
+	Arch             string                `json:"arch"`
+	Policy           NodePolicy            `json:"policy"`
+	UserInput        []protocol.InputBlock `json:"userInput,omitempty"`
+	AgbotURL         string                `json:"agbotUrl"`
+	AgbotID          string                `json:"agbotId"`
+	AgbotFingerprint string                `json:"agbotFingerprint"`
+	NodeFingerprint  string                `json:"nodeFingerprint"`
+	RegisteredAt     time.Time             `json:"registeredAt"`
 }
 
 // Info returns the registration without the token.
 func (r *Registration) Info() NodeInfo {
-	return NodeInfo{ID: r.ID(), Org: r.Org, Node: r.Node, Pattern: r.Pattern, Arch: r.Arch, Policy: r.Policy,
+	return NodeInfo{ID: r.ID(), Org: r.Org, Node: r.Node, Pattern: r.Pattern, Arch: r.Arch, Policy: r.Policy, UserInput: r.UserInput,
 		AgbotURL: r.AgbotURL, AgbotID: r.AgbotID, AgbotFingerprint: r.AgbotFingerprint,
 		NodeFingerprint: r.NodeFingerprint, RegisteredAt: r.RegisteredAt}
 }
@@ -255,4 +383,30 @@ func forgetRegistration(dir string) error {
 		return err
 	}
 	return syncDir(dir)
+}
+
+// validateUserInput checks the node's user input: service names, version ranges, variable
+// names and values anax can turn into environment variables.
+func validateUserInput(blocks []protocol.InputBlock) error {
+	for i, b := range blocks {
+		f := fmt.Sprintf("userInput[%d]", i)
+		if b.ServiceOrgid == "" || b.ServiceURL == "" {
+			return fmt.Errorf("%w: %s: serviceOrgid and serviceUrl are required", ErrInvalidRequest, f)
+		}
+		if b.ServiceVersionRange != "" {
+			if _, err := protocol.ParseVersionRange(b.ServiceVersionRange); err != nil {
+				return fmt.Errorf("%w: %s.serviceVersionRange: %v", ErrInvalidRequest, f, err)
+			}
+		}
+		for j, in := range b.Inputs {
+			jf := fmt.Sprintf("%s.inputs[%d]", f, j)
+			if err := protocol.CheckInputName(jf+".name", in.Name); err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+			}
+			if _, err := protocol.InputString(in.Value); err != nil {
+				return fmt.Errorf("%w: %s.value: %v", ErrInvalidRequest, jf, err)
+			}
+		}
+	}
+	return nil
 }

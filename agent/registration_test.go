@@ -26,7 +26,11 @@ func TestParseNodePolicy(t *testing.T) {
 				}
 			}},
 		{"typed property", `{"properties":[{"name":"zone","value":"a","type":"string"}]}`, "", nil},
-		{"unknown field", `{"properties":[],"constrains":[]}`, `unknown field "constrains"`, nil},
+		{"unknown field", `{"properties":[],"constrains":[]}`, `field constrains: is not a field`, nil},
+		{"nested unknown field", `{"deployment":{"properties":[],"constrains":[]}}`, `field deployment.constrains`, nil},
+		{"nested bad constraint", `{"deployment":{"constraints":["zone =="]}}`, "deployment.constraints", nil},
+		{"allowPrivileged not a bool", `{"properties":[{"name":"openhorizon.allowPrivileged","value":"yes"}]}`, "must be true or false", nil},
+		{"management section", `{"management":{"properties":[{"name":"a","value":1}]}}`, "", nil},
 		{"unnamed property", `{"properties":[{"value":1}]}`, "properties[0].name: must be 1..256 bytes", nil},
 		{"duplicate property", `{"properties":[{"name":"a","value":1},{"name":"a","value":2}]}`, `properties[1].name "a": listed twice`, nil},
 		{"object value", `{"properties":[{"name":"a","value":{"x":1}}]}`, `properties[0] "a": value must be a string, number or boolean`, nil},
@@ -52,6 +56,81 @@ func TestParseNodePolicy(t *testing.T) {
 				t.Errorf("error %v does not wrap ErrInvalidRequest", err)
 			}
 		})
+	}
+}
+
+// TestAnaxNodePolicies: anax's node policy files (top level and nested deployment) parse, and
+// the effective deployment policy merges the sections as anax does.
+func TestAnaxNodePolicies(t *testing.T) {
+	for _, tc := range []struct {
+		file      string
+		props     map[string]any
+		nCons     int
+		privilege bool
+	}{
+		{"input_files__compcheck__node_policy.json", map[string]any{"purpose": "network-testing", "group": "bluenode"}, 2, false},
+		{"input_files__compcheck__node_policy2.json", map[string]any{"purpose": "network-testing", "group": "bluenode"}, 3, false},
+		{"input_files__k8s_deploy__node.policy.json", map[string]any{"purpose": "network-testing"}, 0, false},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			b, err := os.ReadFile(filepath.Join("testdata", "anax", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := ParseNodePolicy(b)
+			if err != nil {
+				t.Fatalf("ParseNodePolicy: %v", err)
+			}
+			eff := p.Effective()
+			got := map[string]any{}
+			for _, prop := range eff.Properties {
+				got[prop.Name] = prop.Value
+			}
+			if len(got) != len(tc.props) || len(eff.Constraints) != tc.nCons {
+				t.Fatalf("effective = %+v, want properties %v and %d constraints", eff, tc.props, tc.nCons)
+			}
+			for k, v := range tc.props {
+				if got[k] != v {
+					t.Errorf("property %s = %v, want %v", k, got[k], v)
+				}
+			}
+			if _, err := p.admit(); err != nil {
+				t.Fatalf("admit: %v", err)
+			}
+		})
+	}
+}
+
+// TestNodePolicyDeploymentWins: the deployment section's property wins over the top level's,
+// and both sections' constraints must hold.
+func TestNodePolicyDeploymentWins(t *testing.T) {
+	p, err := ParseNodePolicy([]byte(`{"properties":[{"name":"zone","value":"a"},{"name":"openhorizon.allowPrivileged","value":false}],"constraints":["x == 1"],
+		"deployment":{"properties":[{"name":"zone","value":"b"},{"name":"openhorizon.allowPrivileged","value":true}],"constraints":["y == 2"]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.allowPrivileged() {
+		t.Error("deployment's openhorizon.allowPrivileged true did not win")
+	}
+	props := p.reportedProperties("amd64", nodeFacts{CPUs: 4, MemoryMB: 2048, HardwareID: "hw"})
+	want := map[string]any{"zone": "b", PropAllowPrivileged: true, PropCPU: 4, PropMemory: int64(2048), PropArch: "amd64", PropHardwareID: "hw"}
+	if len(props) != len(want) {
+		t.Fatalf("reported %v, want %v", props, want)
+	}
+	for _, prop := range props {
+		if want[prop.Name] != prop.Value {
+			t.Errorf("reported %s = %v, want %v", prop.Name, prop.Value, want[prop.Name])
+		}
+	}
+	admit, err := p.admit()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admit(map[string]any{"x": 1, "y": 2}); err != nil {
+		t.Errorf("both constraints hold, refused: %v", err)
+	}
+	if err := admit(map[string]any{"x": 1, "y": 3}); err == nil {
+		t.Error("the deployment section's constraint was not applied")
 	}
 }
 
@@ -205,5 +284,43 @@ func TestUserCredential(t *testing.T) {
 				t.Fatalf("userCredential(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestNodeUserInputForms: anax's node user input file in its current form (anax's own
+// test/gov node_ui.json) and its older services/variables form; global is refused.
+func TestNodeUserInputForms(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("testdata", "anax", "input_files__compcheck__node_ui.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cur NodeUserInput
+	if err := cur.UnmarshalJSON(b); err != nil {
+		t.Fatalf("current form: %v", err)
+	}
+	if len(cur) != 1 || cur[0].ServiceURL != "https://bluehorizon.network/services/locgps" || len(cur[0].Inputs) != 4 {
+		t.Fatalf("current form = %+v", cur)
+	}
+	if err := validateUserInput(cur); err != nil {
+		t.Fatalf("validate: %v", err)
+	}
+	var old NodeUserInput
+	if err := old.UnmarshalJSON([]byte(`{"services":[{"org":"IBM","url":"svc","versionRange":"[1.0.0,INFINITY)","variables":{"b":1,"a":"x"}}]}`)); err != nil {
+		t.Fatalf("old form: %v", err)
+	}
+	if len(old) != 1 || old[0].ServiceOrgid != "IBM" || len(old[0].Inputs) != 2 || old[0].Inputs[0].Name != "a" {
+		t.Fatalf("old form = %+v", old)
+	}
+	for name, doc := range map[string]string{
+		"global":        `{"global":[{"type":"LocationAttributes","variables":{"lat":1}}]}`,
+		"unknown field": `[{"serviceOrgid":"o","serviceUrl":"u","input":[]}]`,
+	} {
+		var u NodeUserInput
+		if err := u.UnmarshalJSON([]byte(doc)); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if err := validateUserInput(NodeUserInput{{ServiceOrgid: "o", ServiceURL: "u", Inputs: []protocol.InputValue{{Name: "HZN_DEVICE_ID", Value: "x"}}}}); err == nil {
+		t.Error("node input replacing a platform variable was accepted")
 	}
 }

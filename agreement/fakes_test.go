@@ -216,7 +216,8 @@ type fakeRunner struct {
 	failStop   error
 	panicAfter bool // AfterUpdate panics with crashPanic{}
 	afterNames [][]string
-	specs      map[string][]container.Spec // by instance: what the last Start asked for
+	specs      map[string][]container.Spec   // by instance: what the last Start asked for
+	insts      map[string]container.Instance // by instance: the last Start's instance
 }
 
 func newFakeRunner() *fakeRunner {
@@ -252,6 +253,10 @@ func (r *fakeRunner) Start(ctx context.Context, inst container.Instance) ([]cont
 		r.specs = map[string][]container.Spec{}
 	}
 	r.specs[inst.AgreementID] = inst.Containers
+	if r.insts == nil {
+		r.insts = map[string]container.Instance{}
+	}
+	r.insts[inst.AgreementID] = inst
 	var out []container.Container
 	for _, s := range inst.Containers {
 		if len(s.Secrets) > 0 && s.Store == nil {

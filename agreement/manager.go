@@ -32,10 +32,14 @@ type Options struct {
 	Runner Runner
 	// NodeArch is the node's architecture in Open Horizon naming. Default arm.Node().
 	NodeArch string
-	// Admit is the node policy. It gets the anax built-in properties of a proposed service
-	// (ServiceProperties) and returns nil to run it, or an error saying which constraint
+	// Admit is the node policy. It gets the properties of a proposal (ProposalProperties: the
+	// deployment policy's and the service's built-in ones) and returns nil to run it, or an error saying which constraint
 	// refused it. Nil admits every service of the node's architecture.
 	Admit func(service map[string]any) error
+	// Node tells what containers of a new agreement see of the node (platform variables, the
+	// node's user input) and whether the node allows privileged services. Nil: nothing but
+	// the agreement id is set, and privileged services are refused.
+	Node func() NodeContext
 	// Limits bound proposals and updates (value size, number of secrets).
 	Limits protocol.Limits
 	// ProposalTTL and ClockSkew bound a proposal's age (see protocol.TrackerOptions).
@@ -55,6 +59,7 @@ type Manager struct {
 	runner  Runner
 	arch    string
 	admit   func(map[string]any) error
+	node    func() NodeContext
 	limits  protocol.Limits
 	log     *slog.Logger
 	now     func() time.Time
@@ -118,6 +123,7 @@ func Open(opts Options) (*Manager, error) {
 		runner:  opts.Runner,
 		arch:    arm.Normalize(opts.NodeArch),
 		admit:   opts.Admit,
+		node:    opts.Node,
 		limits:  opts.Limits,
 		log:     opts.Logger.With("component", "agreement"),
 		now:     opts.Now,
@@ -294,10 +300,24 @@ func ServiceProperties(s protocol.Service) map[string]any {
 	}
 }
 
+// ProposalProperties are what the node's constraints are checked against, as anax matches a
+// node policy: the deployment policy's properties and the service's built-in ones, which a
+// policy can not override.
+func ProposalProperties(p *protocol.Proposal) map[string]any {
+	out := map[string]any{}
+	for _, prop := range p.Properties {
+		out[prop.Name] = prop.Value
+	}
+	for k, v := range ServiceProperties(p.Service) {
+		out[k] = v
+	}
+	return out
+}
+
 // declared returns the secrets the agreement's containers declare, by name.
 func declared(s *protocol.Service) map[string]protocol.SecretDecl {
 	out := map[string]protocol.SecretDecl{}
-	for _, c := range s.Deployment.Services {
+	for _, c := range s.AllContainers() {
 		for name, d := range c.Secrets {
 			out[name] = d
 		}

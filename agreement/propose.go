@@ -68,16 +68,23 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 	}
 
 	// 3. Will this node run it?
-	if !arm.Matches(p.Service.Arch, m.arch) {
-		return decline(fmt.Errorf("service %s/%s is built for arch %q and this node is %q", p.Service.Org, p.Service.URL, p.Service.Arch, m.arch))
+	for _, svc := range p.Service.All() {
+		if !arm.Matches(svc.Arch, m.arch) {
+			return decline(fmt.Errorf("service %s/%s is built for arch %q and this node is %q", svc.Org, svc.URL, svc.Arch, m.arch))
+		}
 	}
 	if m.admit != nil {
-		if err := m.admit(ServiceProperties(p.Service)); err != nil {
+		if err := m.admit(ProposalProperties(p)); err != nil {
 			return decline(fmt.Errorf("node policy refuses service %s/%s %s: %w", p.Service.Org, p.Service.URL, p.Service.Version, err))
 		}
 	}
+	env, inputs, allowPriv, err := m.containerEnv(p)
+	if err != nil {
+		return decline(fmt.Errorf("user input: %w", err))
+	}
 	now := m.now().UTC()
 	r := &record{
+		Env: env, Inputs: inputs, AllowPrivileged: allowPriv,
 		ID: p.Agreement, Instance: instanceID(p.Agreement), Agbot: p.From, Node: p.To,
 		Phase: PhaseAccepting, Service: p.Service, Sequence: p.Seq,
 		Digests: map[string]string{}, SecretSeq: map[string]uint64{}, AcceptedAt: now, UpdatedAt: now,
@@ -87,22 +94,8 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		r.Digests[name] = m.digest(decls[name], v)
 		r.SecretSeq[name] = p.Seq
 	}
-	names := make([]string, 0, len(p.Service.Deployment.Services))
-	for name := range p.Service.Deployment.Services {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		c := p.Service.Deployment.Services[name]
-		uid, gid, err := m.runner.ResolveUser(ctx, c.Image, c.User)
-		if err != nil {
-			return decline(fmt.Errorf("container %q: %w", name, err))
-		}
-		cr := containerRecord{Name: name, UID: uid, GID: gid}
-		if len(c.Secrets) > 0 {
-			cr.StoreID = storeID(r.Instance, name)
-		}
-		r.Containers = append(r.Containers, cr)
+	if err := m.addContainers(ctx, r, &p.Service); err != nil {
+		return decline(err)
 	}
 	if err := m.checkInstanceFree(r); err != nil {
 		return decline(err)
@@ -130,6 +123,28 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		"service", p.Service.Org+"/"+p.Service.URL, "version", p.Service.Version,
 		"containers", len(r.Containers), "secrets", digestAttrs(r.Digests))
 	return reply
+}
+
+// addContainers records the containers of every service of the agreement with the user
+// each runs as: the required services' first, so the worker starts them before the
+// containers that need them.
+func (m *Manager) addContainers(ctx context.Context, r *record, s *protocol.Service) error {
+	all := s.AllContainers()
+	for _, svc := range s.All() {
+		for _, name := range sortedNames(svc.Deployment.Services) {
+			c := all[name]
+			uid, gid, err := m.runner.ResolveUser(ctx, c.Image, c.User)
+			if err != nil {
+				return fmt.Errorf("container %q: %w", name, err)
+			}
+			cr := containerRecord{Name: name, UID: uid, GID: gid}
+			if len(c.Secrets) > 0 {
+				cr.StoreID = storeID(r.Instance, name)
+			}
+			r.Containers = append(r.Containers, cr)
+		}
+	}
+	return nil
 }
 
 // sameAgreement returns nil when p proposes again the agreement the node holds as r: r is
@@ -193,8 +208,11 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 	}
 	specs := make([]container.Spec, 0, len(r.Containers))
 	for _, cr := range r.Containers {
-		c := r.Service.Deployment.Services[cr.Name]
-		spec := containerSpec(cr.Name, c)
+		c := r.Service.AllContainers()[cr.Name]
+		spec, err := r.containerSpec(cr.Name, c)
+		if err != nil {
+			return fail(err)
+		}
 		if cr.StoreID != "" {
 			secrets := make([]StoreSecret, 0, len(c.Secrets))
 			for _, name := range sortedNames(c.Secrets) {
@@ -203,7 +221,11 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 					return fail(fmt.Errorf("container %q: no value for secret %q", cr.Name, name))
 				}
 				secrets = append(secrets, StoreSecret{Name: name, Key: v.Key, Value: []byte(v.Value), Format: storeFormat(c.Secrets[name])})
-				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: c.Secrets[name].OnUpdate})
+				ou, err := protocol.ParseOnUpdate(c.Secrets[name].OnUpdate)
+				if err != nil {
+					return fail(fmt.Errorf("container %q secret %q: %w", cr.Name, name, err))
+				}
+				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: ou})
 			}
 			st, err := m.stores.Create(StoreSpec{ID: cr.StoreID, UID: cr.UID, GID: cr.GID, Secrets: secrets})
 			if err != nil {
@@ -215,11 +237,7 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 		}
 		specs = append(specs, spec)
 	}
-	started, err := m.runner.Start(ctx, container.Instance{
-		AgreementID: r.Instance,
-		Service:     container.Service{Org: r.Service.Org, URL: r.Service.URL, Version: r.Service.Version},
-		Containers:  specs,
-	})
+	started, err := m.runner.Start(ctx, r.instance(specs))
 	if err != nil {
 		return fail(fmt.Errorf("start containers: %w", err))
 	}
@@ -233,10 +251,57 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 	return nil
 }
 
-// containerSpec is what the worker runs for container name of a deployment, secrets aside.
-func containerSpec(name string, c protocol.Container) container.Spec {
-	return container.Spec{Name: name, Image: c.Image, User: c.User, Command: c.Command, Env: envMap(c.Environment),
-		CapAdd: c.CapAdd, MemoryMB: c.MaxMemoryMB}
+// instance is what the worker starts for r.
+func (r *record) instance(specs []container.Spec) container.Instance {
+	return container.Instance{
+		AgreementID:     r.Instance,
+		Service:         container.Service{Org: r.Service.Org, URL: r.Service.URL, Version: r.Service.Version},
+		Containers:      specs,
+		Env:             r.Env,
+		AllowPrivileged: r.AllowPrivileged,
+	}
+}
+
+// containerSpec is what the worker runs for container name of a deployment, secrets aside:
+// the deployment's fields parsed into typed values (the proposal was validated, so a parse
+// error here means a record damaged on disk), its environment with its service's user input
+// over the deployment's.
+func (r *record) containerSpec(name string, c protocol.Container) (container.Spec, error) {
+	env := envMap(c.Environment)
+	if in := r.Inputs[name]; len(in) > 0 {
+		if env == nil {
+			env = map[string]string{}
+		}
+		for k, v := range in {
+			env[k] = v
+		}
+	}
+	spec := container.Spec{Name: name, Image: c.Image, User: c.User, Command: c.Command, Env: env,
+		CapAdd: c.CapAdd, MemoryMB: c.MaxMemoryMB, Entrypoint: c.Entrypoint, Privileged: c.Privileged,
+		HostNetwork: c.Network == "host", Tmpfs: c.Tmpfs, CPUs: c.MaxCPUs, LogDriver: c.LogDriver}
+	bad := func(err error) (container.Spec, error) {
+		return container.Spec{}, fmt.Errorf("container %q: %w", name, err)
+	}
+	for _, s := range c.Binds {
+		b, err := protocol.ParseBind(s)
+		if err != nil {
+			return bad(err)
+		}
+		spec.Binds = append(spec.Binds, b)
+	}
+	for _, s := range c.Devices {
+		d, err := protocol.ParseDevice(s)
+		if err != nil {
+			return bad(err)
+		}
+		spec.Devices = append(spec.Devices, d)
+	}
+	ports, err := c.AllPorts()
+	if err != nil {
+		return bad(err)
+	}
+	spec.Ports = ports
+	return spec, nil
 }
 
 // undo removes everything of an agreement that did not become active: containers, stores,

@@ -87,7 +87,7 @@ func (m *Manager) info(r *record) Info {
 		Sequence: r.Sequence, AcceptedAt: r.AcceptedAt, UpdatedAt: r.UpdatedAt, Mode: m.stores.Mode(), Note: r.Note,
 	}
 	for _, cr := range r.Containers {
-		c := r.Service.Deployment.Services[cr.Name]
+		c := r.Service.AllContainers()[cr.Name]
 		in.Containers = append(in.Containers, ContainerInfo{
 			Name: cr.Name, Image: c.Image, ContainerID: cr.ContainerID, StoreID: cr.StoreID,
 			UID: cr.UID, GID: cr.GID, Secrets: sortedNames(c.Secrets),

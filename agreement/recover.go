@@ -211,7 +211,7 @@ func (m *Manager) lostSecrets(r *record, stores map[string]*Store) string {
 		if st == nil {
 			return fmt.Sprintf("store %s is gone", cr.StoreID)
 		}
-		for name := range r.Service.Deployment.Services[cr.Name].Secrets {
+		for name := range r.Service.AllContainers()[cr.Name].Secrets {
 			path, ok := st.Files[name]
 			if !ok {
 				return fmt.Sprintf("store %s has no file for %s", cr.StoreID, name)
@@ -234,7 +234,7 @@ func (m *Manager) verify(r *record, stores map[string]*Store) []string {
 		if st == nil {
 			continue
 		}
-		for name := range r.Service.Deployment.Services[cr.Name].Secrets {
+		for name := range r.Service.AllContainers()[cr.Name].Secrets {
 			v, err := readSecret(st.Files[name], decls[name])
 			if err != nil || m.digest(decls[name], v) != r.Digests[name] {
 				bad[name] = true
@@ -260,21 +260,24 @@ func readSecret(path string, d protocol.SecretDecl) (protocol.SecretValue, error
 func (m *Manager) restart(ctx context.Context, r *record, stores map[string]*Store) error {
 	specs := make([]container.Spec, 0, len(r.Containers))
 	for _, cr := range r.Containers {
-		c := r.Service.Deployment.Services[cr.Name]
-		spec := containerSpec(cr.Name, c)
+		c := r.Service.AllContainers()[cr.Name]
+		spec, err := r.containerSpec(cr.Name, c)
+		if err != nil {
+			return err
+		}
 		if cr.StoreID != "" {
 			for _, name := range sortedNames(c.Secrets) {
-				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: c.Secrets[name].OnUpdate})
+				ou, err := protocol.ParseOnUpdate(c.Secrets[name].OnUpdate)
+				if err != nil {
+					return fmt.Errorf("container %q secret %q: %w", cr.Name, name, err)
+				}
+				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: ou})
 			}
 			spec.Store = stores[cr.StoreID]
 		}
 		specs = append(specs, spec)
 	}
-	started, err := m.runner.Start(ctx, container.Instance{
-		AgreementID: r.Instance,
-		Service:     container.Service{Org: r.Service.Org, URL: r.Service.URL, Version: r.Service.Version},
-		Containers:  specs,
-	})
+	started, err := m.runner.Start(ctx, r.instance(specs))
 	if err != nil {
 		return err
 	}

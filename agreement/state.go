@@ -73,8 +73,16 @@ type record struct {
 	// agbot for current values (resync) and forgets a name once a value for it is applied.
 	Uncertain  []string          `json:"uncertain,omitempty"`
 	Containers []containerRecord `json:"containers"`
-	AcceptedAt time.Time         `json:"acceptedAt"`
-	UpdatedAt  time.Time         `json:"updatedAt"`
+	// Env is set in every container: the platform's HZN_* variables, fixed when the
+	// agreement was accepted. Inputs is the user input of each container's service, by
+	// container name. Neither is a secret.
+	Env    map[string]string            `json:"env,omitempty"`
+	Inputs map[string]map[string]string `json:"inputs,omitempty"`
+	// AllowPrivileged is the node policy's openhorizon.allowPrivileged when the agreement was
+	// accepted: a privileged service keeps running across agent restarts.
+	AllowPrivileged bool      `json:"allowPrivileged,omitempty"`
+	AcceptedAt      time.Time `json:"acceptedAt"`
+	UpdatedAt       time.Time `json:"updatedAt"`
 	// Note is the last thing an operator should know: why a resync was asked, the last
 	// refused update, a failed onUpdate action.
 	Note string `json:"note,omitempty"`

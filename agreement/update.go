@@ -123,7 +123,7 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 		}
 		var secrets []StoreSecret
 		for _, name := range changed {
-			d, ok := r.Service.Deployment.Services[cr.Name].Secrets[name]
+			d, ok := r.Service.AllContainers()[cr.Name].Secrets[name]
 			if !ok {
 				continue
 			}

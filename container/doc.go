@@ -20,9 +20,16 @@
 //	(*Worker).Watch(ctx, func(Death)) error
 //	types Docker, Options, Instance, Service, Spec, Secret, Container, Death; Store = secretfs.Store
 //	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrPolicy, ErrNotFound; DirViewTarget, DefaultPidsLimit
+//	NetworkName(agreementID) string; VolumeName(Service, name) string
 //
 // Every service container drops all capabilities but Spec.CapAdd, runs with
-// no-new-privileges, DefaultPidsLimit and Spec.MemoryMB. ResolveUser refuses (ErrPolicy) a uid
+// no-new-privileges, DefaultPidsLimit and Spec.MemoryMB. The other anax deployment fields
+// come typed (protocol parsed them): binds never reach Options.ProtectedPaths, /proc, /sys, the
+// engine's socket (unless Options.AllowDockerSocket) or, unless Instance.AllowPrivileged, the
+// host's system directories; privileged, host network, devices and host ports below 1024 need
+// Instance.AllowPrivileged (else ErrPolicy). Instance.Env (the platform's HZN_* variables) is
+// set over each Spec.Env. An agreement's containers, when there are several, share the network
+// NetworkName(agreement), each reachable by its Spec.Name; named volumes are the service's own (VolumeName). ResolveUser refuses (ErrPolicy) a uid
 // an account in the host's /etc/passwd has, unless Options.AllowHostUIDs lists it; with
 // Options.RequireImageDigest, images not pinned by digest are refused (ErrPolicy).
 //

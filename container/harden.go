@@ -31,7 +31,7 @@ const noNewPrivileges = "no-new-privileges"
 // hardened. Every capability is dropped and only those the service declares (cap_add) are
 // added back; no-new-privileges; at most DefaultPidsLimit processes; the deployment's memory
 // limit, if any, with no swap beyond it.
-func (w *Worker) hostConfig(spec Spec, mounts []mount.Mount) (*container.HostConfig, error) {
+func (w *Worker) hostConfig(spec Spec, mounts []mount.Mount, allowPrivileged bool) (*container.HostConfig, error) {
 	caps := make([]string, 0, len(spec.CapAdd))
 	seen := map[string]bool{}
 	for _, name := range spec.CapAdd {
@@ -39,8 +39,8 @@ func (w *Worker) hostConfig(spec Spec, mounts []mount.Mount) (*container.HostCon
 		if err != nil {
 			return nil, fmt.Errorf("cap_add: %w: %w", err, ErrInvalid)
 		}
-		if !dockerDefaultCaps[c] && !w.extraCaps[c] {
-			return nil, fmt.Errorf("cap_add: %s is not among Docker's default capabilities and this node does not allow it (allow_capabilities): %w", c, ErrPolicy)
+		if !dockerDefaultCaps[c] && !w.extraCaps[c] && !allowPrivileged {
+			return nil, fmt.Errorf("cap_add: %s is not among Docker's default capabilities and this node does not allow it (allow_capabilities, or openhorizon.allowPrivileged in the node policy): %w", c, ErrPolicy)
 		}
 		if !seen[c] {
 			seen[c] = true

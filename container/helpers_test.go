@@ -207,6 +207,16 @@ func sweep(t *testing.T, cli *client.Client, agent string) {
 			t.Errorf("cleanup: remove %s: %v", c.ID, err)
 		}
 	}
+	nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", labelAgent+"="+agent))})
+	if err != nil {
+		t.Errorf("cleanup: list networks: %v", err)
+		return
+	}
+	for _, n := range nets {
+		if err := cli.NetworkRemove(ctx, n.ID); err != nil && !cerrdefs.IsNotFound(err) {
+			t.Errorf("cleanup: remove network %s: %v", n.Name, err)
+		}
+	}
 }
 
 // countContainers counts the containers (any state, probes included) labelled with agent.
@@ -364,6 +374,21 @@ func (r *recorder) CopyFromContainer(ctx context.Context, id, srcPath string) (i
 	r.count("CopyFromContainer")
 	return r.api.CopyFromContainer(ctx, id, srcPath)
 }
+func (r *recorder) NetworkCreate(ctx context.Context, name string, opts network.CreateOptions) (network.CreateResponse, error) {
+	r.count("NetworkCreate")
+	return r.api.NetworkCreate(ctx, name, opts)
+}
+
+func (r *recorder) NetworkList(ctx context.Context, opts network.ListOptions) ([]network.Summary, error) {
+	r.count("NetworkList")
+	return r.api.NetworkList(ctx, opts)
+}
+
+func (r *recorder) NetworkRemove(ctx context.Context, id string) error {
+	r.count("NetworkRemove")
+	return r.api.NetworkRemove(ctx, id)
+}
+
 func (r *recorder) Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error) {
 	r.count("Events")
 	return r.api.Events(ctx, opts)

@@ -12,6 +12,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/network"
 
 	"github.com/edge-secrets/anax-agent/ess"
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -34,9 +35,9 @@ type Secret struct {
 	// Name is the service's secret name: the file /<Name> and /open-horizon-secrets/<Name>.
 	// It must pass protocol.ValidateSecretName.
 	Name string
-	// OnUpdate is what AfterUpdate does when this secret changed: "" or "none" (the file
-	// changes under the running process), "signal:<SIG>" (e.g. "signal:SIGHUP"), "restart".
-	OnUpdate string
+	// OnUpdate is what AfterUpdate does when this secret changed (protocol.ParseOnUpdate
+	// made it): none (the file changes under the running process), a signal, or a restart.
+	OnUpdate protocol.OnUpdate
 }
 
 // Spec is one container of a service instance.
@@ -52,6 +53,18 @@ type Spec struct {
 	CapAdd []string
 	// MemoryMB is the deployment's max_memory_mb: the memory limit in MiB, 0 for none.
 	MemoryMB int64
+	// The other deployment fields, parsed by protocol. Privileged, HostNetwork and Devices
+	// run only when the Instance allows privileged services; Binds never reach the
+	// protected host paths (see checkBindSource).
+	Entrypoint  []string // replaces the image's ENTRYPOINT when not nil
+	Privileged  bool
+	HostNetwork bool // network "host"
+	Devices     []protocol.Device
+	Binds       []protocol.Bind
+	Tmpfs       map[string]string // target -> options, checked by protocol.ParseTmpfs
+	Ports       []protocol.Port
+	CPUs        float64 // max_cpus, 0 for no limit
+	LogDriver   string  // "" is the engine's default
 	// Store holds the files of Secrets, one store per container, owned by the uid:gid
 	// ResolveUser returned. Nil only when Secrets is empty.
 	Store *Store
@@ -62,6 +75,12 @@ type Instance struct {
 	AgreementID string // [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 bytes
 	Service     Service
 	Containers  []Spec
+	// Env is set in every container over its Spec.Env: the service's user input and the
+	// platform's HZN_* variables. Never a secret: env is visible in docker inspect.
+	Env map[string]string
+	// AllowPrivileged is the node policy's openhorizon.allowPrivileged: only then may a
+	// container be privileged, use the host network or devices, or add any capability.
+	AllowPrivileged bool
 }
 
 // Container is a container this worker's agent owns, as its labels and the engine describe it.
@@ -95,6 +114,7 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 	}
 
 	var started []Container
+	madeNet := false
 	rollback := func(cause error) ([]Container, error) {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.stop+30*time.Second)
 		defer cancel()
@@ -105,10 +125,36 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 				errs = append(errs, fmt.Errorf("rollback: remove %s: %w", c.Name, err))
 			}
 		}
+		if madeNet {
+			if err := w.removeNetworks(rctx, inst.AgreementID); err != nil {
+				errs = append(errs, fmt.Errorf("rollback: %w", err))
+			}
+		}
 		return nil, errors.Join(errs...)
 	}
+	// Containers that talk to each other (several in the agreement, e.g. a service and its
+	// required services) share a network of their own. A lone container stays on the
+	// engine's default network: each network takes an address pool, of which an engine has
+	// about 30 by default.
+	shared := 0
 	for _, p := range plans {
-		created, err := w.api.ContainerCreate(ctx, p.cfg, p.host, nil, nil, p.name)
+		if !p.host.NetworkMode.IsHost() {
+			shared++
+		}
+	}
+	if shared > 1 {
+		if madeNet, err = w.ensureNetwork(ctx, inst.AgreementID); err != nil {
+			return rollback(fmt.Errorf("agreement %q: %w", inst.AgreementID, err))
+		}
+	}
+	for _, p := range plans {
+		var netCfg *network.NetworkingConfig
+		if shared > 1 && !p.host.NetworkMode.IsHost() {
+			p.host.NetworkMode = container.NetworkMode(NetworkName(inst.AgreementID))
+			netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+				NetworkName(inst.AgreementID): {Aliases: []string{p.spec}}}}
+		}
+		created, err := w.api.ContainerCreate(ctx, p.cfg, p.host, netCfg, nil, p.name)
 		if err != nil {
 			return rollback(fmt.Errorf("agreement %q: create container %q: %w", inst.AgreementID, p.name, err))
 		}
@@ -194,7 +240,7 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if strings.ContainsAny(spec.User, "\x00\n") {
 		return plan{}, bad("user %q: no NUL or newline", spec.User)
 	}
-	env, err := envList(spec.Env)
+	env, err := envList(overlay(spec.Env, inst.Env))
 	if err != nil {
 		return plan{}, err
 	}
@@ -209,7 +255,7 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 		if _, dup := actions[s.Name]; dup {
 			return plan{}, bad("secret %q declared twice", s.Name)
 		}
-		a, err := parseOnUpdate(s.OnUpdate)
+		a, err := onUpdateLabel(s.OnUpdate)
 		if err != nil {
 			return plan{}, fmt.Errorf("secret %q: %w", s.Name, err)
 		}
@@ -271,8 +317,11 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if spec.Command != nil {
 		cfg.Cmd = append([]string(nil), spec.Command...)
 	}
-	host, err := w.hostConfig(spec, mounts)
+	host, err := w.hostConfig(spec, mounts, inst.AllowPrivileged)
 	if err != nil {
+		return plan{}, err
+	}
+	if err := w.applyDeployment(inst, spec, names, cfg, host); err != nil {
 		return plan{}, err
 	}
 	return plan{name: inst.AgreementID + "-" + spec.Name, spec: spec.Name, inst: inst,
@@ -327,6 +376,18 @@ func checkName(field, s string) error {
 		}
 	}
 	return nil
+}
+
+// overlay is base with top's entries over it.
+func overlay(base, top map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(top))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range top {
+		out[k] = v
+	}
+	return out
 }
 
 // envList turns user-supplied variables into KEY=VALUE, sorted by key.

@@ -34,6 +34,9 @@ func (w *Worker) Stop(ctx context.Context, agreementID string) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("agreement %q: %w", agreementID, err)
 	}
+	if err := w.removeNetworks(ctx, agreementID); err != nil {
+		return fmt.Errorf("agreement %q: %w", agreementID, err)
+	}
 	return nil
 }
 

@@ -16,38 +16,25 @@ const (
 	onUpdateSignal  = "signal:"
 )
 
-// reloadSignals are the signals an onUpdate action may send. KILL and STOP are not among them:
-// a service that wants to be stopped on an update asks for "restart".
-var reloadSignals = map[string]bool{
-	"SIGHUP": true, "SIGUSR1": true, "SIGUSR2": true, "SIGINT": true, "SIGQUIT": true,
-	"SIGTERM": true, "SIGWINCH": true, "SIGALRM": true,
-}
-
-// parseOnUpdate normalises an onUpdate action: "" and "none" are "none"; "signal:HUP" and
-// "signal:SIGHUP" are "signal:SIGHUP"; "restart".
-func parseOnUpdate(s string) (string, error) {
-	switch {
-	case s == "" || s == onUpdateNone:
+// onUpdateLabel encodes a parsed onUpdate action for the container's label: "none",
+// "restart" or "signal:SIG<NAME>". It checks the value again through protocol.ParseOnUpdate,
+// the one parser of onUpdate.
+func onUpdateLabel(o protocol.OnUpdate) (string, error) {
+	var s string
+	switch o.Kind {
+	case protocol.OnUpdateNone:
 		return onUpdateNone, nil
-	case s == onUpdateRestart:
+	case protocol.OnUpdateRestart:
 		return onUpdateRestart, nil
-	case strings.HasPrefix(s, onUpdateSignal):
-		sig := strings.TrimPrefix(s, onUpdateSignal)
-		if !strings.HasPrefix(sig, "SIG") {
-			sig = "SIG" + sig
-		}
-		if !reloadSignals[sig] {
-			names := make([]string, 0, len(reloadSignals))
-			for n := range reloadSignals {
-				names = append(names, n)
-			}
-			sort.Strings(names)
-			return "", fmt.Errorf("onUpdate %q: signal must be one of %s: %w", s, strings.Join(names, " "), ErrInvalid)
-		}
-		return onUpdateSignal + sig, nil
+	case protocol.OnUpdateSignal:
+		s = onUpdateSignal + o.Signal
 	default:
-		return "", fmt.Errorf(`onUpdate %q: want "none", "signal:<SIG>" or "restart": %w`, s, ErrInvalid)
+		return "", fmt.Errorf("onUpdate kind %d: %w", o.Kind, ErrInvalid)
 	}
+	if _, err := protocol.ParseOnUpdate(s); err != nil {
+		return "", fmt.Errorf("onUpdate: %w: %w", err, ErrInvalid)
+	}
+	return s, nil
 }
 
 // AfterUpdate runs, once per container of the agreement that mounts a changed secret, what the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/docker/docker/api/types/events"
 
+	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/testenv"
@@ -36,7 +37,7 @@ func TestUpdateLive(t *testing.T) {
 	)
 	got, err := h.Start(ctx, Instance{AgreementID: "agr-live", Service: testService, Containers: []Spec{{
 		Name: "app", Image: ref, Store: st,
-		Secrets: []Secret{{Name: "plain"}, {Name: "tok", OnUpdate: "signal:SIGHUP"}, {Name: "cfg", OnUpdate: "restart"}},
+		Secrets: []Secret{{Name: "plain"}, {Name: "tok", OnUpdate: sighup}, {Name: "cfg", OnUpdate: protocol.OnUpdate{Kind: protocol.OnUpdateRestart}}},
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +133,7 @@ func TestUpdateRestartMode(t *testing.T) {
 		jsonSecret("tok", "k", c+"-1"), jsonSecret("other", "k", c+"-other"))
 	got, err := h.Start(ctx, Instance{AgreementID: "agr-restart", Service: testService, Containers: []Spec{{
 		Name: "app", Image: ref, Store: st,
-		Secrets: []Secret{{Name: "tok", OnUpdate: "signal:SIGHUP"}, {Name: "other"}},
+		Secrets: []Secret{{Name: "tok", OnUpdate: sighup}, {Name: "other"}},
 	}}})
 	if err != nil {
 		t.Fatal(err)
@@ -176,3 +177,5 @@ func TestUpdateRestartMode(t *testing.T) {
 		t.Errorf("restarted for a secret it does not mount")
 	}
 }
+
+var sighup = protocol.OnUpdate{Kind: protocol.OnUpdateSignal, Signal: "SIGHUP"}

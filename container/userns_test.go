@@ -13,6 +13,8 @@ import (
 	"github.com/docker/docker/client"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 func TestParseSubIDs(t *testing.T) {
@@ -142,33 +144,33 @@ func TestRemapRootFromDir(t *testing.T) {
 	}
 }
 
-func TestParseOnUpdate(t *testing.T) {
+// TestOnUpdateLabel: the container takes protocol's parsed onUpdate and writes its label;
+// a typed value that protocol would not produce is refused.
+func TestOnUpdateLabel(t *testing.T) {
 	tests := []struct {
-		in, want string
-		wantErr  bool
+		name    string
+		in      protocol.OnUpdate
+		want    string
+		wantErr bool
 	}{
-		{in: "", want: "none"},
-		{in: "none", want: "none"},
-		{in: "restart", want: "restart"},
-		{in: "signal:SIGHUP", want: "signal:SIGHUP"},
-		{in: "signal:HUP", want: "signal:SIGHUP"},
-		{in: "signal:USR1", want: "signal:SIGUSR1"},
-		{in: "signal:KILL", wantErr: true},
-		{in: "signal:", wantErr: true},
-		{in: "signal:hup", wantErr: true},
-		{in: "reload", wantErr: true},
+		{name: "none", in: protocol.OnUpdate{}, want: "none"},
+		{name: "restart", in: protocol.OnUpdate{Kind: protocol.OnUpdateRestart}, want: "restart"},
+		{name: "hup", in: protocol.OnUpdate{Kind: protocol.OnUpdateSignal, Signal: "SIGHUP"}, want: "signal:SIGHUP"},
+		{name: "kill", in: protocol.OnUpdate{Kind: protocol.OnUpdateSignal, Signal: "SIGKILL"}, wantErr: true},
+		{name: "empty signal", in: protocol.OnUpdate{Kind: protocol.OnUpdateSignal}, wantErr: true},
+		{name: "unknown kind", in: protocol.OnUpdate{Kind: 9}, wantErr: true},
 	}
 	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := parseOnUpdate(tc.in)
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := onUpdateLabel(tc.in)
 			if tc.wantErr {
 				if !errors.Is(err, ErrInvalid) {
-					t.Fatalf("parseOnUpdate(%q) = %q, %v; want ErrInvalid", tc.in, got, err)
+					t.Fatalf("onUpdateLabel(%+v) = %q, %v; want ErrInvalid", tc.in, got, err)
 				}
 				return
 			}
 			if err != nil || got != tc.want {
-				t.Errorf("parseOnUpdate(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+				t.Errorf("onUpdateLabel(%+v) = %q, %v; want %q", tc.in, got, err, tc.want)
 			}
 		})
 	}

@@ -36,6 +36,9 @@ type Docker interface {
 	ContainerInspect(ctx context.Context, id string) (container.InspectResponse, error)
 	CopyFromContainer(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error)
 	Events(ctx context.Context, opts events.ListOptions) (<-chan events.Message, <-chan error)
+	NetworkCreate(ctx context.Context, name string, opts network.CreateOptions) (network.CreateResponse, error)
+	NetworkList(ctx context.Context, opts network.ListOptions) ([]network.Summary, error)
+	NetworkRemove(ctx context.Context, id string) error
 }
 
 var _ Docker = (*client.Client)(nil)
@@ -65,6 +68,13 @@ type Options struct {
 	RequireImageDigest bool
 	// ESS gives containers with secrets anax's ESS secrets API (*ess.Server). Optional.
 	ESS ESS
+	// ProtectedPaths are host directories no bind may reach (be, be under, or contain): the
+	// agent's secrets root, ESS root and state directory. /proc, /sys and the engine's
+	// sockets are always protected.
+	ProtectedPaths []string
+	// AllowDockerSocket lets a service bind the engine's socket (anax services that manage
+	// containers). Default false: the socket is root on the host.
+	AllowDockerSocket bool
 }
 
 // ESS is what the worker needs of the ESS secrets API: the host paths a store's containers
@@ -86,6 +96,8 @@ type Worker struct {
 
 	allowUIDs     map[int]bool
 	extraCaps     map[string]bool
+	protected     []string
+	dockerSocket  bool
 	requireDigest bool
 	ess           ESS
 
@@ -122,6 +134,13 @@ func New(api Docker, opts Options) (*Worker, error) {
 		extraCaps:     map[string]bool{},
 		requireDigest: opts.RequireImageDigest,
 		ess:           opts.ESS,
+		dockerSocket:  opts.AllowDockerSocket,
+	}
+	for _, p := range opts.ProtectedPaths {
+		if !isCleanAbs(p) || p == "/" {
+			return nil, fmt.Errorf("container: protected path %q: must be a clean absolute path other than /: %w", p, ErrInvalid)
+		}
+		w.protected = append(w.protected, p)
 	}
 	for _, uid := range opts.AllowHostUIDs {
 		if uid < 0 || uid > maxID {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/syncbuf"
@@ -266,7 +267,7 @@ func TestRefusedBeforeDocker(t *testing.T) {
 		{"empty secret name", one(secret("")), "must not be empty"},
 		{"dockerenv", one(secret(".dockerenv")), "must not start with '.'"},
 		{"duplicate secret", one(Spec{Secrets: []Secret{{Name: "a"}, {Name: "a"}}, Store: store("a")}), "declared twice"},
-		{"bad onUpdate", one(Spec{Secrets: []Secret{{Name: "a", OnUpdate: "signal:KILL"}}, Store: store("a")}), "signal must be one of"},
+		{"bad onUpdate", one(Spec{Secrets: []Secret{{Name: "a", OnUpdate: protocol.OnUpdate{Kind: protocol.OnUpdateSignal, Signal: "SIGKILL"}}}, Store: store("a")}), "onUpdate"},
 		{"no store", one(Spec{Secrets: []Secret{{Name: "a"}}}), "no store"},
 		{"store lacks a file", one(Spec{Secrets: []Secret{{Name: "a"}}, Store: store("b")}), `no file for secret "a"`},
 		{"store has an undeclared file", one(Spec{Secrets: []Secret{{Name: "a"}}, Store: store("a", "b")}), `undeclared secret "b"`},
@@ -350,7 +351,7 @@ func TestRecovery(t *testing.T) {
 	st := h.newStore(t, testFS(t, ""), "store-rec", 1000, 1000, jsonSecret("tok", "k", canary(t)))
 	for _, inst := range []Instance{
 		{AgreementID: "agr-1", Service: testService, Containers: []Spec{
-			{Name: "web", Image: ref, Secrets: []Secret{{Name: "tok", OnUpdate: "signal:HUP"}}, Store: st},
+			{Name: "web", Image: ref, Secrets: []Secret{{Name: "tok", OnUpdate: protocol.OnUpdate{Kind: protocol.OnUpdateSignal, Signal: "SIGHUP"}}}, Store: st},
 			{Name: "worker", Image: ref, Command: []string{"exit", "0"}}}},
 		{AgreementID: "agr-2", Service: Service{Org: "o2", URL: "svc2", Version: "2.0.0"}, Containers: []Spec{
 			{Name: "web", Image: ref}}},

@@ -40,6 +40,7 @@ func init() {
 			fs.String("o", "", "organisation (default: the agent's --org)")
 			fs.String("policy", "", "node policy file (JSON)")
 			fs.String("pattern", "", "ORG/NAME of a pattern to run")
+			fs.String("f", "", "user input file (JSON): anax's [{\"serviceOrgid\",\"serviceUrl\",\"inputs\":[{\"name\",\"value\"}]}]")
 		},
 		Run: agentRegister,
 	})
@@ -163,6 +164,17 @@ func agentRegister(c *Context, args []string) error {
 			return fmt.Errorf("--policy %s: not JSON: %v", file, err)
 		}
 		req["policy"] = pol
+	}
+	if file := flagStr(c, "f"); file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return fmt.Errorf("-f: %w", err)
+		}
+		var ui json.RawMessage
+		if err := json.Unmarshal(b, &ui); err != nil {
+			return fmt.Errorf("-f %s: not JSON: %v", file, err)
+		}
+		req["userInput"] = ui
 	}
 	raw, err := newAgentClient(c.Getenv).do("POST", "/node", req)
 	if err != nil {

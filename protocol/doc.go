@@ -10,8 +10,11 @@
 // [Proposal], [ProposalReply], [Update], [UpdateReply], [Cancel], [CancelReply] and [Resync]
 // all embed [Meta] (protocol version, type, agreement id, from, to, sequence, time) and
 // satisfy [Message]. A proposal carries the [Service] (with its [Deployment] of [Container]s
-// and their [SecretDecl]s), the applied [SecretBinding]s and the resolved [SecretValue]s by
-// service secret name; an update carries [ChangedSecret]s. [SecretValue] prints and logs
+// and their [SecretDecl]s, its user input [InputVar]s and its required services), the
+// applied [SecretBinding]s, the deployment policy's [Property]s and the resolved
+// [SecretValue]s by service secret name. Deployment fields are parsed once here
+// ([ParseBind], [ParseDevice], [PortBinding.Parse], [ParseTmpfs], [ParseOnUpdate]); user
+// input is converted as anax converts it ([InputEnv], [ResolveInputs]); an update carries [ChangedSecret]s. [SecretValue] prints and logs
 // redacted. [Encode] and [Decode] give the exact JSON; golden files in testdata/ pin it.
 //
 // # Keys and envelope

@@ -62,6 +62,9 @@ type Proposal struct {
 	Service Service `json:"service"`
 	// Bindings is the secretBinding that was applied, for display and audit.
 	Bindings []SecretBinding `json:"secretBinding,omitempty"`
+	// Properties are the deployment policy's properties, which the node's constraints are
+	// checked against with the service's built-in ones (anax matches both ways).
+	Properties []Property `json:"properties,omitempty"`
 	// Secrets are the resolved values by service secret name: exactly the secrets the
 	// deployment declares.
 	Secrets map[string]SecretValue `json:"secrets"`

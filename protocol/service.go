@@ -18,6 +18,47 @@ type Service struct {
 	Version    string     `json:"version"`
 	Arch       string     `json:"arch"`
 	Deployment Deployment `json:"deployment"`
+	// UserInput are the service's variables with the values the agbot resolved; the node adds
+	// its own input (ResolveInputs) and sets them in every container's environment.
+	UserInput []InputVar `json:"userInput,omitempty"`
+	// RequiredServices are the services this one depends on (anax's requiredServices), as
+	// the agbot resolved them: flattened, each before the services that need it, none with
+	// requirements of its own. The node runs their containers in the same agreement, first,
+	// on the agreement's network; container names are unique across all of them.
+	RequiredServices []Service `json:"requiredServices,omitempty"`
+}
+
+// maxRequired bounds the services one agreement runs besides its own.
+const maxRequired = 16
+
+// All lists the agreement's services: the required ones in order, then s.
+func (s *Service) All() []*Service {
+	out := make([]*Service, 0, len(s.RequiredServices)+1)
+	for i := range s.RequiredServices {
+		out = append(out, &s.RequiredServices[i])
+	}
+	return append(out, s)
+}
+
+// AllContainers are the containers of every service of the agreement, by name.
+func (s *Service) AllContainers() map[string]Container {
+	out := map[string]Container{}
+	for _, svc := range s.All() {
+		for name, c := range svc.Deployment.Services {
+			out[name] = c
+		}
+	}
+	return out
+}
+
+// ServiceOf returns the service of the agreement that runs container name (nil if none).
+func (s *Service) ServiceOf(container string) *Service {
+	for _, svc := range s.All() {
+		if _, ok := svc.Deployment.Services[container]; ok {
+			return svc
+		}
+	}
+	return nil
 }
 
 // Deployment is the anax deployment string, reduced to what the agent runs: containers keyed
@@ -44,6 +85,22 @@ type Container struct {
 	CapAdd []string `json:"cap_add,omitempty"`
 	// MaxMemoryMB limits the container's memory (and memory plus swap) in MiB; 0 is no limit.
 	MaxMemoryMB int64 `json:"max_memory_mb,omitempty"`
+
+	// The other fields of anax's deployment (containermessage.Service), checked for syntax
+	// here and parsed by ParseBind, ParseDevice, PortBinding.Parse and ParseTmpfs; the node
+	// decides what it allows (container package).
+	Privileged     bool              `json:"privileged,omitempty"`
+	Network        string            `json:"network,omitempty"` // "", "bridge" or "host"
+	Devices        []string          `json:"devices,omitempty"` // "/dev/x[:/dev/y[:rwm]]"
+	Binds          []string          `json:"binds,omitempty"`   // "src:dst[:ro|rw]"
+	Tmpfs          map[string]string `json:"tmpfs,omitempty"`   // target -> mount options
+	Ports          []PortBinding     `json:"ports,omitempty"`
+	SpecificPorts  []PortBinding     `json:"specific_ports,omitempty"` // anax's older name of ports
+	EphemeralPorts []EphemeralPort   `json:"ephemeral_ports,omitempty"`
+	Entrypoint     []string          `json:"entrypoint,omitempty"`
+	MaxCPUs        float64           `json:"max_cpus,omitempty"`
+	LogDriver      string            `json:"log_driver,omitempty"`
+	VariationLabel string            `json:"variation_label,omitempty"` // anax: informative only
 }
 
 // SecretDecl is a service's declaration of one secret it needs.
@@ -94,7 +151,8 @@ var allowedSignals = map[string]bool{
 }
 
 // ParseOnUpdate parses "", "none", "restart" or "signal:SIG<NAME>" (SIGHUP, SIGUSR1,
-// SIGUSR2, SIGINT, SIGTERM, SIGQUIT, SIGWINCH).
+// SIGUSR2, SIGINT, SIGTERM, SIGQUIT, SIGWINCH). It is the only parser of onUpdate: the
+// container package takes the OnUpdate it returns.
 func ParseOnUpdate(s string) (OnUpdate, error) {
 	switch s {
 	case "", "none":

@@ -89,12 +89,23 @@ func (p *Proposal) Validate(l Limits) error {
 	if err := ValidateBindings("secretBinding", p.Bindings); err != nil {
 		return err
 	}
+	if err := validateProperties("properties", p.Properties); err != nil {
+		return err
+	}
 	s := &p.Service
 	for i := range p.Bindings {
 		b := &p.Bindings[i]
 		f := fmt.Sprintf("secretBinding[%d]", i)
-		if !b.Matches(s.Org, s.URL, s.Arch, s.Version) {
-			return invalid(f, "does not apply to the proposed service %s/%s %s %s", s.Org, s.URL, s.Version, s.Arch)
+		applies := false
+		for _, svc := range s.All() {
+			applies = applies || b.Matches(svc.Org, svc.URL, svc.Arch, svc.Version)
+		}
+		if !applies {
+			more := ""
+			if len(s.RequiredServices) > 0 {
+				more = " or its required services"
+			}
+			return invalid(f, "does not apply to the proposed service %s/%s %s %s%s", s.Org, s.URL, s.Version, s.Arch, more)
 		}
 		for j, bs := range b.Secrets {
 			if _, ok := declared[bs.ServiceSecret]; !ok {
@@ -125,12 +136,13 @@ func (p *Proposal) Validate(l Limits) error {
 	return nil
 }
 
-// DeclaredSecrets merges the secrets every container declares, by name. Validate has made
-// sure declarations of one name agree on the format.
+// DeclaredSecrets merges the secrets every container of every service of the agreement
+// declares, by name. Validate has made sure declarations of one name agree on the format.
 func (p *Proposal) DeclaredSecrets() map[string]SecretDecl {
 	out := map[string]SecretDecl{}
-	for _, c := range sortedKeys(p.Service.Deployment.Services) {
-		for name, d := range p.Service.Deployment.Services[c].Secrets {
+	all := p.Service.AllContainers()
+	for _, c := range sortedKeys(all) {
+		for name, d := range all[c].Secrets {
 			if _, ok := out[name]; !ok {
 				out[name] = d
 			}
@@ -146,8 +158,61 @@ func (s *Service) Validate() error {
 	return err
 }
 
-// validate checks a service and returns its declared secrets by name.
+// validate checks a service and its required services, and returns the secrets their
+// containers declare by name.
 func (s *Service) validate(field string) (map[string]SecretDecl, error) {
+	if len(s.RequiredServices) > maxRequired {
+		return nil, invalid(field+".requiredServices", "has %d services, more than %d", len(s.RequiredServices), maxRequired)
+	}
+	declared := map[string]SecretDecl{}
+	owner := map[string]string{} // container name -> field of its service
+	for i := range s.RequiredServices {
+		rf := fmt.Sprintf("%s.requiredServices[%d]", field, i)
+		r := &s.RequiredServices[i]
+		if len(r.RequiredServices) > 0 {
+			return nil, invalid(rf+".requiredServices", "must be empty: the agbot lists every required service at the top")
+		}
+		d, err := r.validateOne(rf)
+		if err != nil {
+			return nil, err
+		}
+		if err := mergeDeclared(rf, r, declared, d, owner); err != nil {
+			return nil, err
+		}
+	}
+	d, err := s.validateOne(field)
+	if err != nil {
+		return nil, err
+	}
+	if err := mergeDeclared(field, s, declared, d, owner); err != nil {
+		return nil, err
+	}
+	return declared, nil
+}
+
+// mergeDeclared adds one service's containers and secrets to the agreement's: container names
+// unique across services (they are the names on the agreement's network), one format per
+// secret name.
+func mergeDeclared(f string, s *Service, declared, d map[string]SecretDecl, owner map[string]string) error {
+	for _, name := range sortedKeys(s.Deployment.Services) {
+		if o, dup := owner[name]; dup {
+			return invalid(keyField(f+".deployment.services", name), "container name is also used by %s: names must be unique in an agreement", o)
+		}
+		owner[name] = f
+	}
+	for _, sn := range sortedKeys(d) {
+		if prev, ok := declared[sn]; ok && prev.FileFormat() != d[sn].FileFormat() {
+			return invalid(keyField(f+".secrets", sn), "is %s but another service of the agreement declares it as %s", d[sn].FileFormat(), prev.FileFormat())
+		}
+		if _, ok := declared[sn]; !ok {
+			declared[sn] = d[sn]
+		}
+	}
+	return nil
+}
+
+// validateOne checks one service (not its required services).
+func (s *Service) validateOne(field string) (map[string]SecretDecl, error) {
 	if err := validateOrg(field+".org", s.Org); err != nil {
 		return nil, err
 	}
@@ -161,6 +226,9 @@ func (s *Service) validate(field string) (map[string]SecretDecl, error) {
 		return nil, invalidCause(field+".version", err)
 	}
 	if err := validateArch(field+".arch", s.Arch, false); err != nil {
+		return nil, err
+	}
+	if err := s.validateInputs(field + ".userInput"); err != nil {
 		return nil, err
 	}
 	cs := s.Deployment.Services
@@ -241,6 +309,9 @@ func (c *Container) validate(f string) error {
 		return err
 	}
 	if err := c.validateResources(f); err != nil {
+		return err
+	}
+	if err := c.validateDeployment(f); err != nil {
 		return err
 	}
 	for _, sn := range sortedKeys(c.Secrets) {

@@ -231,6 +231,10 @@ func readJSON(r *http.Request, max int64, v any) error {
 	if !utf8.Valid(body) {
 		return fmt.Errorf("%w: body is not valid UTF-8", errBadRequest)
 	}
+	// An unknown field is named by its path (and a misspelt flag by its right name).
+	if err := exchange.CheckFields(body, v); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

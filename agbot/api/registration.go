@@ -10,6 +10,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agbot/access"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/protocol/constraint"
 )
 
 // UserAuthHeader carries Basic credentials (org/user:password) of the node's owner or an org
@@ -19,10 +20,11 @@ const UserAuthHeader = "X-Anax-User-Authorization"
 
 // Registration is what a node sends to register (node auth).
 type Registration struct {
-	PublicKeys *protocol.PublicKeys `json:"publicKeys"`
-	Arch       string               `json:"arch"`
-	Properties []exchange.Property  `json:"properties,omitempty"`
-	Pattern    string               `json:"pattern,omitempty"`
+	PublicKeys  *protocol.PublicKeys `json:"publicKeys"`
+	Arch        string               `json:"arch"`
+	Properties  []exchange.Property  `json:"properties,omitempty"`
+	Constraints []string             `json:"constraints,omitempty"` // the node policy's, for two-way matching
+	Pattern     string               `json:"pattern,omitempty"`
 }
 
 // KeyRelease is DELETE .../registration: the node gives up its registered keys (`hzn
@@ -62,6 +64,10 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if _, err := constraint.ParseAll(reg.Constraints); err != nil {
+		a.fail(w, &protocol.ValidationError{Field: "constraints", Rule: err.Error()})
+		return
+	}
 	var by *access.Caller // who may replace keys, when the header is given
 	if h := r.Header.Get(UserAuthHeader); h != "" {
 		u, err := a.userFromHeader(r, h)
@@ -90,6 +96,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 			n.Pattern = reg.Pattern
 		}
 		n.PublicKeys, n.Arch, n.Properties, n.Registered, n.LastUpdated = reg.PublicKeys, reg.Arch, reg.Properties, true, now()
+		n.Constraints = reg.Constraints
 		return a.st.Nodes.PutTx(tx, org, id, n)
 	})
 	if err != nil {

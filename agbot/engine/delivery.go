@@ -248,17 +248,13 @@ func (e *Engine) reseal(ctx context.Context, org, node string, m store.Message) 
 	if res.err != nil || len(res.missing) > 0 {
 		return m, fmt.Errorf("secrets not available now")
 	}
-	svc, err := d.svc.Protocol()
+	svc, applied, err := d.proposal()
 	if err != nil {
 		return m, err
 	}
 	p := &protocol.Proposal{Meta: protocol.Meta{Version: protocol.ProtocolVersion, Type: protocol.TypeProposal, Agreement: a.ID,
-		From: e.cfg.ID, To: NodeID(org, node), Seq: m.Seq, Time: time.Now()}, Service: svc, Secrets: res.values}
-	for _, b := range d.bindings {
-		if b.Matches(d.svc.Org, d.svc.URL, d.svc.Arch, d.svc.Version) {
-			p.Bindings = append(p.Bindings, b)
-		}
-	}
+		From: e.cfg.ID, To: NodeID(org, node), Seq: m.Seq, Time: time.Now()}, Service: svc, Properties: d.props, Secrets: res.values}
+	p.Bindings = applied
 	env, err := e.ep.Seal(p)
 	if err != nil {
 		return m, err

@@ -37,6 +37,10 @@ type desire struct {
 	source   string
 	svc      exchange.Service
 	bindings []protocol.SecretBinding
+	inputs   []exchange.UserInputBlock // the policy's or pattern's userInput
+	props    []exchange.Property       // the deployment policy's properties
+	deps     []exchange.Service        // the service's requiredServices, resolved (required)
+	err      error                     // why the desire can not be proposed (held with it)
 }
 
 func (d desire) key(org, node string) string {
@@ -131,7 +135,9 @@ func (w *world) desired(n exchange.Node) []desire {
 				continue
 			}
 			if s, ok := w.best(p.Org, ps.ServiceOrgid, ps.ServiceURL, n.Arch, ps.ServiceVersions); ok {
-				out = append(out, desire{source: "pattern/" + po + "/" + pn, svc: s, bindings: p.SecretBinding})
+				d := desire{source: "pattern/" + po + "/" + pn, svc: s, bindings: p.SecretBinding, inputs: p.UserInput}
+				d.deps, d.err = w.required(s, n.Arch)
+				out = append(out, d)
 			}
 		}
 		return out // anax: a pattern node gets only its pattern's services
@@ -148,8 +154,10 @@ func (w *world) desired(n exchange.Node) []desire {
 		if err != nil || !expr.Eval(props) {
 			continue
 		}
-		if s, ok := w.best(p.Org, p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok {
-			out = append(out, desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding})
+		if s, ok := w.best(p.Org, p.Service.Org, p.Service.Name, n.Arch, p.Service.ServiceVersions); ok && nodeAdmits(n, p, s) {
+			d := desire{source: "policy/" + p.Org + "/" + p.Name, svc: s, bindings: p.SecretBinding, inputs: p.UserInput, props: p.Properties}
+			d.deps, d.err = w.required(s, n.Arch)
+			out = append(out, d)
 		}
 	}
 	return out
@@ -382,19 +390,18 @@ func (p *pass) propose(r *resolver, a *Agreement, n exchange.Node, d desire) {
 		}
 		return
 	}
-	svc, err := d.svc.Protocol()
+	svc, applied, err := d.proposal()
 	if err != nil {
-		p.e.log.Warn("service can not be proposed", "service", d.svc.ID(), "err", err)
+		// e.g. a cluster-only service: held with the reason, which the agreement shows.
+		if why := err.Error(); c.State != StateHeld || c.Held != why {
+			c.State, c.Held = StateHeld, why
+			p.save = append(p.save, &c)
+			p.e.log.Warn("service can not be proposed", "service", d.svc.ID(), "err", err)
+		}
 		return
 	}
-	var applied []protocol.SecretBinding
-	for _, b := range d.bindings {
-		if b.Matches(d.svc.Org, d.svc.URL, d.svc.Arch, d.svc.Version) {
-			applied = append(applied, b)
-		}
-	}
 	c.State, c.Held, c.Sources, c.Versions = StateProposed, "", res.sources, res.versions
-	msg := &protocol.Proposal{Meta: p.meta(&c, protocol.TypeProposal), Service: svc, Bindings: applied, Secrets: res.values}
+	msg := &protocol.Proposal{Meta: p.meta(&c, protocol.TypeProposal), Service: svc, Bindings: applied, Properties: d.props, Secrets: res.values}
 	c.ProposalSeq = c.Seq
 	p.jobs = append(p.jobs, &job{a: &c, msg: msg})
 	p.save = append(p.save, &c)
@@ -506,11 +513,9 @@ func (e *Engine) reconcileFrom(ctx context.Context, org, node string, only func(
 		for _, d := range w.desired(n) {
 			k := d.key(org, nid)
 			want[k] = true
-			bound := exchange.BindingFor(d.bindings, d.svc)
-			for name := range d.svc.DeclaredSecrets() {
-				if _, ok := bound[name]; !ok {
-					bound[name] = exchange.BoundSecret{} // held: "has no binding"
-				}
+			bound, err := d.bound()
+			if err != nil && d.err == nil {
+				d.err = err
 			}
 			a := existing[k]
 			switch {

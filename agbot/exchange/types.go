@@ -3,7 +3,9 @@ package exchange
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -33,11 +35,7 @@ func (u User) View() UserView {
 }
 
 // Property is an anax node or policy property.
-type Property struct {
-	Name  string `json:"name"`
-	Value any    `json:"value"`
-	Type  string `json:"type,omitempty"`
-}
+type Property = protocol.Property
 
 // Node is an edge node. TokenHash never leaves the agbot: the API shows NodeView.
 type Node struct {
@@ -48,6 +46,7 @@ type Node struct {
 	Pattern      string               `json:"pattern,omitempty"` // "org/pattern" or "pattern" (same org)
 	Arch         string               `json:"arch,omitempty"`
 	Properties   []Property           `json:"properties,omitempty"`
+	Constraints  []string             `json:"constraints,omitempty"` // the node policy's, checked before proposing
 	PublicKeys   *protocol.PublicKeys `json:"publicKeys,omitempty"`
 	Registered   bool                 `json:"registered"`
 	LastUpdated  string               `json:"lastUpdated,omitempty"`
@@ -70,6 +69,7 @@ type NodeView struct {
 	Pattern      string               `json:"pattern,omitempty"`
 	Arch         string               `json:"arch,omitempty"`
 	Properties   []Property           `json:"properties,omitempty"`
+	Constraints  []string             `json:"constraints,omitempty"`
 	PublicKeys   *protocol.PublicKeys `json:"publicKeys,omitempty"`
 	Registered   bool                 `json:"registered"`
 	LastUpdated  string               `json:"lastUpdated,omitempty"`
@@ -79,7 +79,7 @@ type NodeView struct {
 // View strips the token hash.
 func (n Node) View() NodeView {
 	return NodeView{Org: n.Org, ID: n.ID, Owner: n.Owner, Pattern: n.Pattern, Arch: n.Arch,
-		Properties: n.Properties, PublicKeys: n.PublicKeys, Registered: n.Registered,
+		Properties: n.Properties, Constraints: n.Constraints, PublicKeys: n.PublicKeys, Registered: n.Registered,
 		LastUpdated: n.LastUpdated, LastHeartbit: n.LastHeartbit}
 }
 
@@ -174,23 +174,53 @@ func (d *Deployment) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Service is an anax service definition.
+// Service is an anax service definition (exchangecommon.ServiceDefinition): every field anax
+// accepts. MatchHardware, ClusterDeployment and the signatures are kept as given; the agent
+// runs only Deployment (a service with only a ClusterDeployment is for clusters, see
+// DeviceDeployable).
 type Service struct {
-	Org              string            `json:"org"`
-	Label            string            `json:"label,omitempty"`
-	Description      string            `json:"description,omitempty"`
-	Public           bool              `json:"public"`
-	Documentation    string            `json:"documentation,omitempty"`
-	URL              string            `json:"url"`
-	Version          string            `json:"version"`
-	Arch             string            `json:"arch"`
-	Sharable         string            `json:"sharable,omitempty"`
-	RequiredServices []json.RawMessage `json:"requiredServices,omitempty"`
-	UserInput        []json.RawMessage `json:"userInput,omitempty"`
-	Deployment       Deployment        `json:"deployment"`
-	Owner            string            `json:"owner,omitempty"`
-	LastUpdated      string            `json:"lastUpdated,omitempty"`
+	Org                        string            `json:"org"`
+	Label                      string            `json:"label,omitempty"`
+	Description                string            `json:"description,omitempty"`
+	Public                     bool              `json:"public"`
+	Documentation              string            `json:"documentation,omitempty"`
+	URL                        string            `json:"url"`
+	Version                    string            `json:"version"`
+	Arch                       string            `json:"arch"`
+	Sharable                   string            `json:"sharable,omitempty"`
+	MatchHardware              json.RawMessage   `json:"matchHardware,omitempty"`
+	RequiredServices           []RequiredService `json:"requiredServices,omitempty"`
+	UserInput                  []UserInputDecl   `json:"userInput,omitempty"`
+	Deployment                 Deployment        `json:"deployment"`
+	DeploymentSignature        string            `json:"deploymentSignature,omitempty"`
+	ClusterDeployment          json.RawMessage   `json:"clusterDeployment,omitempty"`
+	ClusterDeploymentSignature string            `json:"clusterDeploymentSignature,omitempty"`
+	Owner                      string            `json:"owner,omitempty"`
+	LastUpdated                string            `json:"lastUpdated,omitempty"`
 }
+
+// RequiredService is a service this one depends on (exchangecommon.ServiceDependency):
+// versionRange is anax's field, version its older spelling.
+type RequiredService struct {
+	URL          string `json:"url"`
+	Org          string `json:"org"`
+	Version      string `json:"version,omitempty"`
+	VersionRange string `json:"versionRange,omitempty"`
+	Arch         string `json:"arch"`
+}
+
+// UserInputDecl is a variable a service takes from user input (exchangecommon.UserInput).
+// Type is "string" (also ""), "int", "float", "boolean" (or "bool") or "list of strings".
+type UserInputDecl struct {
+	Name         string `json:"name"`
+	Label        string `json:"label"`
+	Type         string `json:"type"`
+	DefaultValue any    `json:"defaultValue,omitempty"`
+}
+
+// UserInputBlock sets variables of the services a policy or pattern names (anax's
+// policy.UserInput).
+type UserInputBlock = protocol.InputBlock
 
 // ID is the exchange id `<url>_<version>_<arch>`.
 func (s Service) ID() string { return ServiceID(s.URL, s.Version, s.Arch) }
@@ -213,20 +243,57 @@ func (s Service) DeclaredSecrets() map[string][]string {
 	return out
 }
 
-// ServiceVersion is one entry of serviceVersions.
+// ServiceVersion is one entry of serviceVersions (businesspolicy.WorkloadChoice; patterns add
+// the deployment_overrides fields). The agbot uses Version; the rest is kept as given, but
+// a non-empty deployment_overrides is refused (CheckVersions): the agent does not apply it.
 type ServiceVersion struct {
-	Version       string          `json:"version"`
-	Priority      json.RawMessage `json:"priority,omitempty"`
-	UpgradePolicy json.RawMessage `json:"upgradePolicy,omitempty"`
+	Version             string          `json:"version"`
+	Priority            *Priority       `json:"priority,omitempty"`
+	UpgradePolicy       *UpgradePolicy  `json:"upgradePolicy,omitempty"`
+	DeploymentOverrides json.RawMessage `json:"deployment_overrides,omitempty"` // "" or {} only
+
+	DeploymentOverridesSignature string `json:"deployment_overrides_signature,omitempty"`
+}
+
+// Priority is anax's workload priority (rollback settings).
+type Priority struct {
+	PriorityValue     int `json:"priority_value,omitempty"`
+	Retries           int `json:"retries,omitempty"`
+	RetryDurationS    int `json:"retry_durations,omitempty"`
+	VerifiedDurationS int `json:"verified_durations,omitempty"`
+}
+
+// UpgradePolicy is anax's upgrade policy.
+type UpgradePolicy struct {
+	Lifecycle string `json:"lifecycle,omitempty"`
+	Time      string `json:"time,omitempty"`
+}
+
+// NodeHealth is anax's node health policy, in seconds.
+type NodeHealth struct {
+	MissingHBInterval    int `json:"missing_heartbeat_interval,omitempty"`
+	CheckAgreementStatus int `json:"check_agreement_status,omitempty"`
+}
+
+// DataVerification is anax's (deprecated) data verification of a pattern's service.
+type DataVerification struct {
+	Enabled   bool   `json:"enabled,omitempty"`
+	URL       string `json:"URL,omitempty"`
+	User      string `json:"user,omitempty"`
+	Password  string `json:"password,omitempty"`
+	Interval  int    `json:"interval,omitempty"`
+	CheckRate int    `json:"check_rate,omitempty"`
+	Metering  any    `json:"metering,omitempty"`
 }
 
 // PolicyService is the service a deployment policy deploys.
 type PolicyService struct {
-	Name            string           `json:"name"` // the service url
-	Org             string           `json:"org"`
-	Arch            string           `json:"arch"` // "" or "*": any
-	ServiceVersions []ServiceVersion `json:"serviceVersions"`
-	NodeHealth      json.RawMessage  `json:"nodeHealth,omitempty"`
+	Name             string           `json:"name"` // the service url
+	Org              string           `json:"org"`
+	Arch             string           `json:"arch"` // "" or "*": any
+	ClusterNamespace string           `json:"clusterNamespace,omitempty"`
+	ServiceVersions  []ServiceVersion `json:"serviceVersions"`
+	NodeHealth       *NodeHealth      `json:"nodeHealth,omitempty"`
 }
 
 // Policy is an anax deployment (business) policy.
@@ -238,32 +305,44 @@ type Policy struct {
 	Service       PolicyService            `json:"service"`
 	Properties    []Property               `json:"properties,omitempty"`
 	Constraints   []string                 `json:"constraints,omitempty"`
-	UserInput     []json.RawMessage        `json:"userInput,omitempty"`
+	UserInput     []UserInputBlock         `json:"userInput,omitempty"`
 	SecretBinding []protocol.SecretBinding `json:"secretBinding,omitempty"`
 	Owner         string                   `json:"owner,omitempty"`
+	Created       string                   `json:"created,omitempty"`
 	LastUpdated   string                   `json:"lastUpdated,omitempty"`
 }
 
 // PatternService is one service of a pattern.
 type PatternService struct {
-	ServiceURL      string           `json:"serviceUrl"`
-	ServiceOrgid    string           `json:"serviceOrgid"`
-	ServiceArch     string           `json:"serviceArch"`
-	ServiceVersions []ServiceVersion `json:"serviceVersions"`
+	ServiceURL       string            `json:"serviceUrl"`
+	ServiceOrgid     string            `json:"serviceOrgid"`
+	ServiceArch      string            `json:"serviceArch"`
+	AgreementLess    bool              `json:"agreementLess,omitempty"`
+	ServiceVersions  []ServiceVersion  `json:"serviceVersions"`
+	DataVerification *DataVerification `json:"dataVerification,omitempty"`
+	NodeHealth       *NodeHealth       `json:"nodeHealth,omitempty"`
+}
+
+// AgreementProtocol is an entry of a pattern's agreementProtocols.
+type AgreementProtocol struct {
+	Name            string `json:"name"`
+	ProtocolVersion int    `json:"protocolVersion,omitempty"`
+	Blockchains     any    `json:"blockchains,omitempty"`
 }
 
 // Pattern is an anax pattern.
 type Pattern struct {
-	Org           string                   `json:"org,omitempty"`
-	Name          string                   `json:"name,omitempty"`
-	Label         string                   `json:"label,omitempty"`
-	Description   string                   `json:"description,omitempty"`
-	Public        bool                     `json:"public"`
-	Services      []PatternService         `json:"services"`
-	UserInput     []json.RawMessage        `json:"userInput,omitempty"`
-	SecretBinding []protocol.SecretBinding `json:"secretBinding,omitempty"`
-	Owner         string                   `json:"owner,omitempty"`
-	LastUpdated   string                   `json:"lastUpdated,omitempty"`
+	Org                string                   `json:"org,omitempty"`
+	Name               string                   `json:"name,omitempty"`
+	Label              string                   `json:"label,omitempty"`
+	Description        string                   `json:"description,omitempty"`
+	Public             bool                     `json:"public"`
+	Services           []PatternService         `json:"services"`
+	AgreementProtocols []AgreementProtocol      `json:"agreementProtocols,omitempty"`
+	UserInput          []UserInputBlock         `json:"userInput,omitempty"`
+	SecretBinding      []protocol.SecretBinding `json:"secretBinding,omitempty"`
+	Owner              string                   `json:"owner,omitempty"`
+	LastUpdated        string                   `json:"lastUpdated,omitempty"`
 }
 
 func strictUnmarshal(b []byte, v any) error {
@@ -272,22 +351,115 @@ func strictUnmarshal(b []byte, v any) error {
 	return dec.Decode(v)
 }
 
-// Protocol converts the service into what a proposal carries. Fields of the deployment the
-// agent does not run (ports, binds, ...) stay in the exchange.
+// DeviceDeployable reports whether the service has a deployment a device node runs: a service
+// with only a clusterDeployment is for Kubernetes clusters.
+func (s Service) DeviceDeployable() bool { return len(s.Deployment.Services) > 0 }
+
+// ErrClusterOnly: the service has a clusterDeployment and no deployment; this agent runs
+// device deployments only.
+var ErrClusterOnly = errors.New("service has only a clusterDeployment: this agent runs device deployments (deployment) only")
+
+// unsupportedDeployment are fields of anax's deployment the agent refuses, with the reason.
+var unsupportedDeployment = map[string]string{
+	"pid":               "sharing the host's or another container's process namespace is not supported",
+	"ipc":               "sharing an IPC namespace is not supported",
+	"sysctls":           "services do not set kernel parameters on this agent",
+	"security_opt":      "the agent sets the security options (no-new-privileges) itself",
+	"network_isolation": "network isolation is not supported",
+}
+
+// Protocol converts the service into what a proposal carries: each container's fields decoded
+// strictly into protocol.Container (anax's names), unsupported ones refused with the reason.
 func (s Service) Protocol() (protocol.Service, error) {
 	out := protocol.Service{Org: s.Org, URL: s.URL, Version: s.Version, Arch: s.Arch,
 		Deployment: protocol.Deployment{Services: map[string]protocol.Container{}}}
-	for name, c := range s.Deployment.Services {
-		pc := protocol.Container{Image: c.Image, Secrets: c.Secrets}
-		for field, dst := range map[string]any{"command": &pc.Command, "environment": &pc.Environment, "user": &pc.User,
-			"cap_add": &pc.CapAdd, "max_memory_mb": &pc.MaxMemoryMB} {
-			if v, ok := c.Raw[field]; ok {
-				if err := json.Unmarshal(v, dst); err != nil {
-					return out, fmt.Errorf("deployment.services[%q].%s: %w", name, field, err)
-				}
+	if !s.DeviceDeployable() && len(s.ClusterDeployment) > 0 {
+		return out, fmt.Errorf("service %s: %w", s.ID(), ErrClusterOnly)
+	}
+	for _, name := range sortedKeys(s.Deployment.Services) {
+		c := s.Deployment.Services[name]
+		f := fmt.Sprintf("deployment.services[%q]", name)
+		for _, k := range sortedKeys(c.Raw) {
+			if why, ok := unsupportedDeployment[k]; ok {
+				return out, invalid(f+"."+k, "not supported: %s", why)
+			}
+			if !containerFields[k] {
+				return out, invalid(f+"."+k, "is not a field of anax's deployment")
 			}
 		}
+		b, err := json.Marshal(c)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", f, err)
+		}
+		var pc protocol.Container
+		if err := strictUnmarshal(b, &pc); err != nil {
+			return out, invalid(f, "%s", describeJSON(err))
+		}
 		out.Deployment.Services[name] = pc
+	}
+	return out, nil
+}
+
+// containerFields are the JSON names of protocol.Container: anax's deployment fields.
+var containerFields = jsonNames(reflect.TypeOf(protocol.Container{}))
+
+func jsonNames(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for i := 0; i < t.NumField(); i++ {
+		if name := jsonName(t.Field(i)); name != "" {
+			out[name] = true
+		}
+	}
+	return out
+}
+
+// describeJSON names a decoding problem without echoing input.
+func describeJSON(err error) string {
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &typ) {
+		return fmt.Sprintf("field %s: JSON %s where %s is expected", typ.Field, typ.Value, typ.Type)
+	}
+	if strings.HasPrefix(err.Error(), "json: unknown field") {
+		return err.Error()
+	}
+	return "does not have the shape of anax's deployment"
+}
+
+// ProtocolFor is Protocol with the service's variables resolved from the policy's or
+// pattern's userInput (first matching block wins per variable, as anax finds one block) over
+// the service's defaults. A variable with neither stays unset: the node's input must give it.
+func (s Service) ProtocolFor(inputs []UserInputBlock) (protocol.Service, error) {
+	out, err := s.Protocol()
+	if err != nil {
+		return out, err
+	}
+	var block *UserInputBlock
+	for i := range inputs {
+		if inputs[i].Matches(s.Org, s.URL, s.Arch, s.Version) {
+			block = &inputs[i]
+			break
+		}
+	}
+	for i, d := range s.UserInput {
+		v := protocol.InputVar{Name: d.Name, Type: d.Type}
+		env, ok, err := protocol.DefaultEnv(d.Type, d.DefaultValue)
+		if err != nil {
+			return out, invalid(fmt.Sprintf("userInput[%d].defaultValue", i), "%v", err)
+		}
+		v.Value, v.Set = env, ok
+		if block != nil {
+			for _, in := range block.Inputs {
+				if in.Name != d.Name {
+					continue
+				}
+				env, err := protocol.InputEnv(d.Type, in.Value)
+				if err != nil {
+					return out, invalid("userInput", "service %s variable %s: %v", s.ID(), d.Name, err)
+				}
+				v.Value, v.Set = env, true
+			}
+		}
+		out.UserInput = append(out.UserInput, v)
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package exchange
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -30,7 +31,13 @@ func ValidateService(s Service) error {
 	if _, err := protocol.ParseVersion(s.Version); err != nil {
 		return &protocol.ValidationError{Field: "version", Rule: err.Error(), Err: err}
 	}
-	if len(s.Deployment.Services) == 0 {
+	if err := validateServiceExtras(s); err != nil {
+		return err
+	}
+	if !s.DeviceDeployable() {
+		if len(s.ClusterDeployment) > 0 {
+			return nil // cluster-only: stored; the agbot never proposes it (ErrClusterOnly)
+		}
 		return invalid("deployment.services", "must declare at least one container")
 	}
 	for cname, c := range s.Deployment.Services {
@@ -176,10 +183,11 @@ func ValidatePolicy(p Policy) error {
 	if len(p.Service.ServiceVersions) == 0 {
 		return invalid("service.serviceVersions", "must name at least one version")
 	}
-	for i, v := range p.Service.ServiceVersions {
-		if _, err := protocol.ParseVersion(v.Version); err != nil {
-			return &protocol.ValidationError{Field: fmt.Sprintf("service.serviceVersions[%d].version", i), Rule: err.Error(), Err: err}
-		}
+	if err := checkVersions("service.serviceVersions", p.Service.ServiceVersions); err != nil {
+		return err
+	}
+	if err := validateInputBlocks(p.UserInput); err != nil {
+		return err
 	}
 	return ValidateBindings(p.SecretBinding)
 }
@@ -200,11 +208,12 @@ func ValidatePattern(p Pattern) error {
 		if len(s.ServiceVersions) == 0 {
 			return invalid(f+".serviceVersions", "must name at least one version")
 		}
-		for j, v := range s.ServiceVersions {
-			if _, err := protocol.ParseVersion(v.Version); err != nil {
-				return &protocol.ValidationError{Field: fmt.Sprintf("%s.serviceVersions[%d].version", f, j), Rule: err.Error(), Err: err}
-			}
+		if err := checkVersions(f+".serviceVersions", s.ServiceVersions); err != nil {
+			return err
 		}
+	}
+	if err := validateInputBlocks(p.UserInput); err != nil {
+		return err
 	}
 	return ValidateBindings(p.SecretBinding)
 }
@@ -216,3 +225,92 @@ func ArchMatches(want, have string) bool { return want == "" || want == "*" || w
 // of org owner marked public or not: within its org always, across orgs only if public
 // (anax's rule, enforced at publish, registration and matching).
 func Usable(from, owner string, public bool) bool { return from == owner || public }
+
+// sharable values anax accepts ("single" is its old name of singleton).
+var sharable = map[string]bool{"": true, "exclusive": true, "single": true, "singleton": true, "multiple": true}
+
+// validateServiceExtras checks sharable, requiredServices and userInput.
+func validateServiceExtras(s Service) error {
+	if !sharable[s.Sharable] {
+		return invalid("sharable", "must be exclusive, singleton or multiple, not %q", s.Sharable)
+	}
+	for i, r := range s.RequiredServices {
+		f := fmt.Sprintf("requiredServices[%d]", i)
+		if err := checkID(f+".url", r.URL); err != nil {
+			return err
+		}
+		if err := checkID(f+".org", r.Org); err != nil {
+			return err
+		}
+		vr := r.VersionRange
+		if vr == "" {
+			vr = r.Version
+		}
+		if _, err := protocol.ParseVersionRange(vr); err != nil {
+			return &protocol.ValidationError{Field: f + ".versionRange", Rule: err.Error(), Err: err}
+		}
+	}
+	seen := map[string]bool{}
+	for i, u := range s.UserInput {
+		f := fmt.Sprintf("userInput[%d]", i)
+		if err := protocol.CheckInputName(f+".name", u.Name); err != nil {
+			return err
+		}
+		if seen[u.Name] {
+			return invalid(f+".name", "%s is declared twice", u.Name)
+		}
+		seen[u.Name] = true
+		if _, ok := protocol.InputTypes[u.Type]; !ok {
+			return invalid(f+".type", "must be string, int, float, boolean or list of strings, not %q", u.Type)
+		}
+		if _, _, err := protocol.DefaultEnv(u.Type, u.DefaultValue); err != nil {
+			return invalid(f+".defaultValue", "%v", err)
+		}
+	}
+	return nil
+}
+
+// validateInputBlocks checks a policy's or pattern's userInput.
+func validateInputBlocks(blocks []UserInputBlock) error {
+	for i, b := range blocks {
+		f := fmt.Sprintf("userInput[%d]", i)
+		if err := checkID(f+".serviceUrl", b.ServiceURL); err != nil {
+			return err
+		}
+		if err := checkID(f+".serviceOrgid", b.ServiceOrgid); err != nil {
+			return err
+		}
+		if b.ServiceVersionRange != "" {
+			if _, err := protocol.ParseVersionRange(b.ServiceVersionRange); err != nil {
+				return &protocol.ValidationError{Field: f + ".serviceVersionRange", Rule: err.Error(), Err: err}
+			}
+		}
+		for j, in := range b.Inputs {
+			jf := fmt.Sprintf("%s.inputs[%d]", f, j)
+			if err := protocol.CheckInputName(jf+".name", in.Name); err != nil {
+				return err
+			}
+			if _, err := protocol.InputString(in.Value); err != nil {
+				return invalid(jf+".value", "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+// checkVersions checks each version and refuses deployment_overrides with content: anax
+// would change the deployment with it, this agbot does not.
+func checkVersions(f string, vs []ServiceVersion) error {
+	for i, v := range vs {
+		if _, err := protocol.ParseVersion(v.Version); err != nil {
+			return &protocol.ValidationError{Field: fmt.Sprintf("%s[%d].version", f, i), Rule: err.Error(), Err: err}
+		}
+		switch strings.TrimSpace(string(v.DeploymentOverrides)) {
+		case "", `""`, "{}", "null":
+		default:
+			return invalid(fmt.Sprintf("%s[%d].deployment_overrides", f, i),
+				"not supported: publish a service version with the deployment you want instead")
+		}
+	}
+	return nil
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
@@ -285,6 +286,16 @@ func RemoveContainersOf(ctx context.Context, cli *client.Client, agentID string)
 	var errs []error
 	for _, c := range cs {
 		if err := cli.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The agreements' networks (container.NetworkName), once their containers are gone.
+	nets, err := cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelAgent+"="+agentID))})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	for _, n := range nets {
+		if err := cli.NetworkRemove(ctx, n.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}

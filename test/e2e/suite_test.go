@@ -116,6 +116,7 @@ func TestE2E(t *testing.T) {
 		t.Run("rotation-under-unit", func(t *testing.T) { t.Parallel(); testRotationUnderUnit(t, s) })
 		t.Run("ess-api", func(t *testing.T) { t.Parallel(); testESS(t, s) })
 		t.Run("rekey", func(t *testing.T) { t.Parallel(); testRekey(t, s) })
+		t.Run("anax-formats", func(t *testing.T) { t.Parallel(); testAnaxFormats(t, s) })
 	})
 	t.Run("leak-scan", func(t *testing.T) { testLeakScan(t, s) })
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
+
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 // Canaries are the secret values a test used, recognisable so a scan can find them.
@@ -191,8 +193,15 @@ func Container(ctx context.Context, d *client.Client, id string, vals map[string
 	}
 	if insp.Config != nil {
 		for _, env := range insp.Config.Env {
+			name, _, _ := strings.Cut(env, "=")
+			// The agent's platform variables hold names users chose (a pattern may be
+			// called "hello-secret"): only their names are checked. Their values are never
+			// secrets, and the canary scan above still reads them.
+			if protocol.IsPlatformVar(name) {
+				env = name
+			}
 			if strings.Contains(strings.ToLower(env), "secret") {
-				secretEnv = append(secretEnv, strings.SplitN(env, "=", 2)[0])
+				secretEnv = append(secretEnv, name)
 			}
 		}
 	}

@@ -305,6 +305,37 @@ func TestHostileEnvelopes(t *testing.T) {
 			p.Service.Deployment.Services["web"] = c
 			replace(t, m, p)
 		}), protocol.ErrInvalid, "max_memory_mb"},
+		{"proposal bind with a relative source", prop("10000000000000000000000000000012", func(p *protocol.Proposal, m map[string]any) {
+			c := p.Service.Deployment.Services["web"]
+			c.Binds = []string{"../../etc:/x"}
+			p.Service.Deployment.Services["web"] = c
+			replace(t, m, p)
+		}), protocol.ErrInvalid, "binds[0]"},
+		{"proposal device outside /dev", prop("10000000000000000000000000000013", func(p *protocol.Proposal, m map[string]any) {
+			c := p.Service.Deployment.Services["web"]
+			c.Devices = []string{"/etc/shadow:/dev/x"}
+			p.Service.Deployment.Services["web"] = c
+			replace(t, m, p)
+		}), protocol.ErrInvalid, "devices[0]"},
+		{"proposal pid namespace", prop("10000000000000000000000000000014", func(p *protocol.Proposal, m map[string]any) {
+			svc := m["service"].(map[string]any)
+			web := svc["deployment"].(map[string]any)["services"].(map[string]any)["web"].(map[string]any)
+			web["pid"] = "host"
+		}), protocol.ErrMalformed, "pid"},
+		{"proposal nested required services", prop("10000000000000000000000000000015", func(p *protocol.Proposal, m map[string]any) {
+			dep := p.Service
+			dep.URL, dep.RequiredServices = "dep", []protocol.Service{{Org: "o", URL: "x", Version: "1.0.0", Arch: p.Service.Arch}}
+			dep.Deployment = protocol.Deployment{Services: map[string]protocol.Container{"dep": {Image: "i:1"}}}
+			p.Service.RequiredServices = []protocol.Service{dep}
+			replace(t, m, p)
+		}), protocol.ErrInvalid, "requiredServices"},
+		{"proposal user input replacing a platform variable", prop("10000000000000000000000000000016", func(p *protocol.Proposal, m map[string]any) {
+			p.Service.UserInput = []protocol.InputVar{{Name: "HZN_AGREEMENTID", Value: "forged", Set: true}}
+			replace(t, m, p)
+		}), protocol.ErrInvalid, "HZN_AGREEMENTID"},
+		{"proposal property with an object value", prop("10000000000000000000000000000017", func(p *protocol.Proposal, m map[string]any) {
+			m["properties"] = []any{map[string]any{"name": "a", "value": map[string]any{"x": 1}}}
+		}), protocol.ErrInvalid, "properties[0].value"},
 
 		// 5. Replay and order (authentic messages).
 		{"proposal replayed", valid(s.proposal(ag)), protocol.ErrKnownAgreement, ""},
