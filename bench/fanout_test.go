@@ -96,7 +96,7 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 		return rec.Body.Bytes()
 	}
 	const admin = fanoutOrg + "/admin:adminpw"
-	call(admin, "PUT", "/org/bench/secrets/db", map[string]string{"key": "k", "value": "CANARY-bench-fanout-0"}, 200)
+	call(admin, "PUT", "/org/bench/secrets/db", map[string]string{"key": "k", "value": "CANARY-bench-fanout-0"}, 201)
 	call(admin, "POST", "/org/bench/services", map[string]any{
 		"org": fanoutOrg, "url": "svc", "version": "1.0.0", "arch": "amd64",
 		"deployment": map[string]any{"services": map[string]any{
