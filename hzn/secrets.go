@@ -241,6 +241,9 @@ func (c *cli) smRemove(org, userPw *string, name string, force, cancel bool) err
 	case 400:
 		return fail(ExitInput, "Bad request, secret name \"%s\" invalid.\n%s", name, why)
 	case 401, 403:
+		if strings.HasPrefix(why, "Permission denied") || strings.HasPrefix(why, "Failed to authenticate") {
+			return fail(ExitGeneral, "%s", why) // this agbot already words it as anax's hzn does
+		}
 		user, _, _ := strings.Cut(c.orEnv(userPw, "HZN_EXCHANGE_USER_AUTH"), ":")
 		return fail(ExitGeneral, "Permission denied, user \"%s\" cannot access \"%s\".\n%s", user, name, why)
 	case 404:
