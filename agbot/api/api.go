@@ -137,6 +137,7 @@ func (a *API) routes() {
 		func(ctx context.Context, _ string) { a.eng.ReconcileAll(ctx) })))
 
 	m.HandleFunc("GET /org/{org}/agreements", a.auth(a.listAgreements))
+	a.v1Routes()
 }
 
 // ExchangeVersion is the Open Horizon Exchange version this agbot answers at
