@@ -240,7 +240,7 @@ func (c *cli) register(r registerFlags) error {
 // exist there yet, as anax's register does; without a user or HZN_AGBOT_URL it leaves that
 // to 'hzn exchange node create'.
 func (c *cli) ensureNode(userPw *string, org, node, token string) error {
-	if c.orEnv(userPw, "HZN_EXCHANGE_USER_AUTH") == "" || c.get("HZN_AGBOT_URL") == "" {
+	if c.orEnv(userPw, "HZN_EXCHANGE_USER_AUTH") == "" || c.agbotURL() == "" {
 		return nil
 	}
 	o := org

@@ -66,6 +66,8 @@ func TestConfigFiles(t *testing.T) {
 		{"default file", nil, []string{def}, map[string]string{"HZN_AGBOT_URL": "http://127.0.0.1:1", "HZN_ORG_ID": "fromdefault", "HZN_EXCHANGE_USER_AUTH": "u:p"}},
 		{"later file wins", nil, []string{def, user}, map[string]string{"HZN_ORG_ID": "fromjson", "HZN_EXCHANGE_NODE_AUTH": "n:t"}},
 		{"environment wins", map[string]string{"HZN_ORG_ID": "fromenv"}, []string{def, user}, map[string]string{"HZN_ORG_ID": "fromenv"}},
+		{"agbot URL from HZN_EXCHANGE_URL", map[string]string{"HZN_EXCHANGE_URL": "https://hub:3090/v1/"}, nil, map[string]string{"agbot": "https://hub:3090"}},
+		{"HZN_AGBOT_URL wins", map[string]string{"HZN_EXCHANGE_URL": "https://hub:3090/v1", "HZN_AGBOT_URL": "https://ab:1/"}, nil, map[string]string{"agbot": "https://ab:1"}},
 		{"missing files are skipped", nil, []string{filepath.Join(dir, "none")}, map[string]string{"HZN_ORG_ID": ""}},
 	}
 	for _, tc := range tests {
@@ -76,7 +78,11 @@ func TestConfigFiles(t *testing.T) {
 			}
 			c := &cli{env: Env{Getenv: func(k string) string { return tc.env[k] }}, vars: vars}
 			for k, want := range tc.want {
-				if got := c.get(k); got != want {
+				got := c.get(k)
+				if k == "agbot" {
+					got = c.agbotURL()
+				}
+				if got != want {
 					t.Errorf("%s = %q, want %q", k, got, want)
 				}
 			}

@@ -65,10 +65,23 @@ func (c *cli) httpClient(timeout time.Duration) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 
+// agbotURL is HZN_AGBOT_URL; without it, HZN_EXCHANGE_URL less its "/v1", since this
+// agbot serves the Exchange routes on its own address.
+func (c *cli) agbotURL() string {
+	if u := strings.TrimRight(c.get("HZN_AGBOT_URL"), "/"); u != "" {
+		return u
+	}
+	ex := strings.TrimRight(c.get("HZN_EXCHANGE_URL"), "/")
+	if base, ok := strings.CutSuffix(ex, "/v1"); ok {
+		return base
+	}
+	return ""
+}
+
 // client builds an agbot client for org (-o, else HZN_ORG_ID) and credentials (-u, else
 // HZN_EXCHANGE_USER_AUTH), "[org/]user:password"; the password may be "-" for stdin.
 func (c *cli) client(org, userPw *string) (*Client, error) {
-	base := strings.TrimRight(c.get("HZN_AGBOT_URL"), "/")
+	base := c.agbotURL()
 	if base == "" {
 		return nil, fail(ExitHTTP, "HZN_AGBOT_URL is not defined")
 	}

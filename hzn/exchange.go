@@ -37,7 +37,7 @@ func (e *exchange) client() (*Client, error) { return e.c.client(e.org, e.userPw
 
 // admin prints GET /v1/admin/version (text) or /v1/admin/status (JSON).
 func (e *exchange) admin(what string) error {
-	base := strings.TrimRight(e.c.get("HZN_AGBOT_URL"), "/")
+	base := e.c.agbotURL()
 	if base == "" {
 		return fail(ExitHTTP, "HZN_AGBOT_URL is not defined")
 	}

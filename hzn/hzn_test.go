@@ -200,3 +200,36 @@ func TestHznBinary(t *testing.T) {
 		})
 	}
 }
+
+// TestRegisterCreatesNode: register -u creates the node on the agbot with the user's
+// credentials before asking the agent, as anax's register does; an existing node is left
+// alone. (The agent here is absent, so the command then fails with anax's HTTP exit code.)
+func TestRegisterCreatesNode(t *testing.T) {
+	h := startHub(t, "myorg", "admin", "adminpw")
+	noAgent := []string{"HZN_AGENT_SOCKET=" + h.write("no-agent.sock", "")}
+	tests := []struct {
+		name    string
+		args    []string
+		wantOut string
+	}{
+		{"creates the node", []string{"register", "-n", "edge9:tok9", "-o", "myorg", "-u", "admin:adminpw", "-p", "pat"}, "Node myorg/edge9 created on the agbot."},
+		{"leaves an existing node", []string{"register", "-n", "edge9:tok9", "-o", "myorg", "-u", "admin:adminpw"}, ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := h.run(noAgent, "", tc.args...)
+			if code != 5 || !strings.Contains(out, tc.wantOut) || (tc.wantOut == "" && strings.Contains(out, "created")) {
+				t.Errorf("hzn %q = %d %q %q; want exit 5 (no agent) and %q", tc.args, code, out, errOut, tc.wantOut)
+			}
+		})
+	}
+	out, errOut, code := h.run([]string{"HZN_ORG_ID=myorg", "HZN_EXCHANGE_USER_AUTH=admin:adminpw"}, "", "exchange", "node", "list", "edge9")
+	if code != 0 || !strings.Contains(out, `"myorg/edge9"`) || !strings.Contains(out, `"owner": "admin"`) {
+		t.Errorf("node edge9 on the agbot: %d %q %q", code, out, errOut)
+	}
+	// The token given to register is the node's: the node authenticates with it.
+	out, errOut, code = h.run([]string{"HZN_ORG_ID=myorg", "HZN_EXCHANGE_USER_AUTH=edge9:tok9"}, "", "sm", "secret", "list")
+	if code != 7 || !strings.Contains(errOut, "node credentials") {
+		t.Errorf("node edge9 authenticating with tok9: %d %q %q; want the node's refusal (nodes can not use the secrets API)", code, out, errOut)
+	}
+}
