@@ -426,7 +426,7 @@ func (e *fanoutEnv) putSecret(b *testing.B, v string) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != 201 {
 		b.Fatalf("PUT secret = %d %s", resp.StatusCode, raw)
 	}
 }
