@@ -28,6 +28,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agbot/secrets/embedded"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"golang.org/x/net/netutil"
 )
 
 // Files in the data directory.
@@ -184,7 +185,26 @@ type Options struct {
 	Hash    access.HashParams // for passwords and tokens created through the API
 	// Retry and MaxRetry bound the resend backoff of unacknowledged messages.
 	Retry, MaxRetry time.Duration
+	// MaxConns bounds open connections (0: DefaultMaxConns); past it new ones wait in the
+	// kernel's accept queue.
+	MaxConns int
+	// Limits: argon2id slots and queue, login throttles (zero: the api package's defaults).
+	Verifier                    access.VerifierConfig
+	AddressLimit, IdentityLimit access.LimitPolicy
 }
+
+// DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; each long-polling
+// TLS connection costs the agbot some 100 KiB (README, Measurements: fan-out).
+const DefaultMaxConns = 16384
+
+// Server-wide timeouts. There is no WriteTimeout and ReadTimeout is shorter than a long-poll
+// may take: the API sets each request's deadlines itself, a long-poll's from its wait.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = time.Minute
+	idleTimeout       = 2 * time.Minute
+	maxHeaderBytes    = 64 << 10
+)
 
 // Server is a running agbot: state, secrets manager, agreement engine and HTTP API.
 type Server struct {
@@ -233,7 +253,8 @@ func Open(o Options) (*Server, error) {
 		s.close()
 		return nil, err
 	}
-	s.API = api.New(api.Config{Store: st, Secrets: s.sm, Engine: s.Engine, Log: o.Log, Hash: o.Hash})
+	s.API = api.New(api.Config{Store: st, Secrets: s.sm, Engine: s.Engine, Log: o.Log, Hash: o.Hash,
+		Verifier: o.Verifier, AddressLimit: o.AddressLimit, IdentityLimit: o.IdentityLimit})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Go(func() { s.Engine.Run(s.ctx) })
 	return s, nil
@@ -251,16 +272,21 @@ func TLSConfig(dataDir string) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
-// Serve serves HTTPS on ln until Shutdown.
+// Serve serves HTTPS on ln until Shutdown, at most Options.MaxConns connections at a time.
 func (s *Server) Serve(ln net.Listener) error {
 	cfg, err := TLSConfig(s.opts.DataDir)
 	if err != nil {
 		return err
 	}
-	s.http = &http.Server{Handler: s.API, TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second,
+	maxConns := s.opts.MaxConns
+	if maxConns <= 0 {
+		maxConns = DefaultMaxConns
+	}
+	s.http = &http.Server{Handler: s.API, TLSConfig: cfg,
+		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:    slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
-	err = s.http.Serve(tls.NewListener(ln, cfg))
+	err = s.http.Serve(tls.NewListener(netutil.LimitListener(ln, maxConns), cfg))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package agbot
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -31,7 +32,7 @@ func Main(args []string, stdout, stderr io.Writer, vault VaultOpener) int {
 	var err error
 	switch args[0] {
 	case "init":
-		err = runInit(args[1:], stdout)
+		err = runInit(args[1:], os.Stdin, stdout)
 	case "serve":
 		err = runServe(args[1:], stderr, vault)
 	default:
@@ -48,22 +49,28 @@ func Main(args []string, stdout, stderr io.Writer, vault VaultOpener) int {
 }
 
 const usage = `usage:
-  agbot init  --data-dir DIR --org ORG --admin USER:PASSWORD
+  agbot init  --data-dir DIR --org ORG --admin USER:PASSWORD|USER:-|USER [--admin-password-file FILE]
   agbot serve --data-dir DIR [--listen 127.0.0.1:3090] [--secrets-manager embedded|vault]
+              [--max-conns 16384]
               [--vault-addr URL --vault-token-file FILE --vault-mount openhorizon --vault-poll 2s]
 `
 
-func runInit(args []string, stdout io.Writer) error {
+func runInit(args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("agbot init", flag.ContinueOnError)
 	dir := fs.String("data-dir", "", "state directory (created)")
 	org := fs.String("org", "", "first organisation")
-	admin := fs.String("admin", "", "USER:PASSWORD of its first admin")
+	admin := fs.String("admin", "", "USER:PASSWORD of its first admin; USER:- reads the password from stdin")
+	pwFile := fs.String("admin-password-file", "", "file holding the admin's password (with --admin USER)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	user, pw, ok := strings.Cut(*admin, ":")
-	if *dir == "" || *org == "" || !ok {
-		return fmt.Errorf("init needs --data-dir, --org and --admin USER:PASSWORD")
+	user, pw, _ := strings.Cut(*admin, ":")
+	if *dir == "" || *org == "" || user == "" || (pw == "" && *pwFile == "") {
+		return fmt.Errorf("init needs --data-dir, --org and --admin USER:PASSWORD (or USER:-, or USER with --admin-password-file FILE)")
+	}
+	pw, err := adminPassword(pw, *pwFile, stdin)
+	if err != nil {
+		return err
 	}
 	fp, err := Init(InitOptions{DataDir: *dir, Org: *org, Admin: user, Password: pw})
 	if err != nil {
@@ -71,6 +78,34 @@ func runInit(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "agbot initialised in %s for org %s (admin %s)\nsigning key fingerprint: %s\n", *dir, *org, user, fp)
 	return nil
+}
+
+// adminPassword returns the password given on argv, or with "-" the first line of stdin, or
+// the content of file: the forms that keep it out of the process list and shell history.
+func adminPassword(pw, file string, stdin io.Reader) (string, error) {
+	var raw []byte
+	var err error
+	switch {
+	case file != "" && pw != "":
+		return "", fmt.Errorf("--admin: give the password after USER: or in --admin-password-file, not both")
+	case file != "":
+		raw, err = os.ReadFile(file)
+	case pw == "-":
+		raw, err = bufio.NewReader(io.LimitReader(stdin, 4<<10)).ReadBytes('\n')
+		if err == io.EOF {
+			err = nil
+		}
+	default:
+		return pw, nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("--admin password: %w", err)
+	}
+	v := strings.TrimRight(string(raw), "\r\n")
+	if v == "" || strings.ContainsAny(v, "\r\n") || len(v) > 1024 {
+		return "", fmt.Errorf("--admin password: must be one non-empty line of at most 1024 bytes")
+	}
+	return v, nil
 }
 
 func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
@@ -82,6 +117,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	vtoken := fs.String("vault-token-file", "", "file holding the Vault token")
 	vmount := fs.String("vault-mount", "openhorizon", "KV v2 mount")
 	vpoll := fs.Duration("vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
+	maxConns := fs.Int("max-conns", DefaultMaxConns, "most open connections; more wait to be accepted")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,7 +125,10 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 		return fmt.Errorf("serve needs --data-dir")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
-	opts := Options{DataDir: *dir, Log: log}
+	if *maxConns < 1 {
+		return fmt.Errorf("--max-conns: must be at least 1")
+	}
+	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns}
 	switch *kind {
 	case "embedded":
 	case "vault":

@@ -16,6 +16,9 @@
 // A node authenticates with HTTP Basic auth, user "<org>/<node>", password the node token
 // given at `hzn exchange node create -n NODE:TOKEN`. Every other credential gets 403 on
 // these routes (401 when the credentials are wrong). Errors are {"code": N, "error": "..."}.
+// Any route with auth may answer 429 (too many failed logins for the identity or from the
+// address; the attempt was not checked) or 503 (password checks saturated), both with
+// Retry-After in seconds: retry after it.
 // Protocol messages are the envelopes of package protocol: the agbot seals to the node's
 // registered keys and signs with its own; the node seals replies to the agbot's keys.
 // Protocol ids: the agbot is GET /agbot's agbotId; a node is "<org>/<node>".
@@ -29,13 +32,24 @@
 //	        "properties": [{"name": "...", "value": any}], "pattern": "[org/]name"}
 //	  200 {"agbotId", "publicKeys", "fingerprint"} (as GET /agbot).
 //	  400 names the field (bad keys, missing arch, unknown pattern). Registering again
-//	  replaces keys, arch, properties and pattern, and re-evaluates the node's agreements:
-//	  the ones the node declined or cancelled are forgotten, so a node that unregistered
-//	  and registers again gets new proposals (new agreement ids). With new keys, everything
-//	  queued for the node is dropped (sealed to keys it no longer has) and each agreement
-//	  still proposed, agreed or ending is cancelled under the new keys before the new
-//	  proposals. Without a registration, a declined or node-cancelled agreement is not
-//	  proposed again until its binding changes.
+//	  replaces arch, properties and pattern, and re-evaluates the node's agreements: the
+//	  ones the node declined or cancelled are forgotten, so a node that unregistered and
+//	  registers again gets new proposals (new agreement ids). Without a registration, a
+//	  declined or node-cancelled agreement is not proposed again until its binding changes.
+//	  Keys: the token registers a node with no keys (never registered, or released) or its
+//	  own keys again. Other keys need header X-Anax-User-Authorization: Basic
+//	  base64("<org>/<user>:<password>") of the node's owner or an org admin (403 naming the
+//	  rule without it, 401 when it does not authenticate). Then everything queued for the
+//	  node is dropped, and each agreement still proposed, agreed or ending is forgotten with
+//	  a cancel sealed to the OLD keys queued (reason "node keys replaced: ..."); the old
+//	  node's cancel_reply signed with the old keys removes it (anything else signed with
+//	  them gets 400), and an unanswered one goes after 24 h. New proposals follow.
+//
+//	DELETE /org/{org}/nodes/{node}/registration         (node auth)
+//	  body {"time": RFC 3339, "signature": base64 of protocol.SignKeyRelease}: the node
+//	  releases its keys (hzn unregister), proving it holds them; time within 5 min of the
+//	  agbot's clock. 200 {"node", "released": bool}; the agbot forgets the keys, the node's
+//	  agreements and queue, and the token alone may register new keys. 403 names the rule.
 //
 //	GET /org/{org}/nodes/{node}/msgs?wait=S&after=ID   (node auth)
 //	  Long-poll: answers as soon as there is something, else after S seconds (0..60, default

@@ -116,6 +116,12 @@ func (h *harness) restart() {
 // do sends a request with Basic auth "org/id:password" (auth "" for none).
 func (h *harness) do(auth, method, path string, body any) (int, []byte) {
 	h.t.Helper()
+	return h.doWith(nil, auth, method, path, body)
+}
+
+// doWith is do with extra request headers.
+func (h *harness) doWith(hdr http.Header, auth, method, path string, body any) (int, []byte) {
+	h.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -135,6 +141,9 @@ func (h *harness) do(auth, method, path string, body any) (int, []byte) {
 	if auth != "" {
 		u, p, _ := strings.Cut(auth, ":")
 		req.SetBasicAuth(u, p)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {

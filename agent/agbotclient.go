@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +56,10 @@ func newAgbotClient(base, caFile string) (*agbotClient, error) {
 	if base == "" {
 		return nil, fmt.Errorf("%w: agbot_url: not set (--agbot-url)", ErrConfig)
 	}
+	if u, err := url.Parse(base); err != nil || u.Scheme != "https" {
+		// Also guards a registration.json written before http was refused.
+		return nil, fmt.Errorf("%w: agbot_url: must use https (the node token would travel in clear)", ErrConfig)
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 4
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
@@ -82,7 +87,16 @@ type statusError struct {
 
 func (e *statusError) Error() string { return fmt.Sprintf("%s (HTTP %d)", e.Msg, e.Code) }
 
+// userAuthHeader carries the node owner's or an org admin's credentials on a registration
+// that replaces the node's keys: agbot/api.UserAuthHeader.
+const userAuthHeader = "X-Anax-User-Authorization"
+
 func (c *agbotClient) do(ctx context.Context, method, path string, auth *Registration, body []byte, ctype string, out any) error {
+	return c.doWith(ctx, nil, method, path, auth, body, ctype, out)
+}
+
+// doWith is do with extra request headers.
+func (c *agbotClient) doWith(ctx context.Context, hdr http.Header, method, path string, auth *Registration, body []byte, ctype string, out any) error {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -96,6 +110,9 @@ func (c *agbotClient) do(ctx context.Context, method, path string, auth *Registr
 	}
 	if auth != nil {
 		req.SetBasicAuth(auth.Org+"/"+auth.Node, auth.Token)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -160,20 +177,46 @@ func (in *agbotInfo) check() error {
 	return nil
 }
 
-// register sends PUT .../registration with the node's credentials.
-func (c *agbotClient) register(ctx context.Context, r *Registration, body registrationBody) (*agbotInfo, error) {
+// register sends PUT .../registration with the node's credentials, and user ("org/user:pw",
+// may be empty) as the authority to replace keys the node registered before.
+func (c *agbotClient) register(ctx context.Context, r *Registration, body registrationBody, user string) (*agbotInfo, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, err
 	}
+	var hdr http.Header
+	if user != "" {
+		hdr = http.Header{userAuthHeader: {"Basic " + base64.StdEncoding.EncodeToString([]byte(user))}}
+	}
 	var in agbotInfo
-	if err := c.do(ctx, "PUT", nodePath(r, "/registration"), r, b, "application/json", &in); err != nil {
+	if err := c.doWith(ctx, hdr, "PUT", nodePath(r, "/registration"), r, b, "application/json", &in); err != nil {
 		return nil, err
 	}
 	if err := in.check(); err != nil {
 		return nil, err
 	}
 	return &in, nil
+}
+
+// release gives up the node's registered keys at the agbot (DELETE .../registration), signed
+// with them, so that the node token alone may register new ones.
+// It reports whether the agbot held them.
+func (c *agbotClient) release(ctx context.Context, r *Registration, keys *protocol.PrivateKeys) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	now := time.Now().UTC()
+	b, err := json.Marshal(struct {
+		Time      time.Time `json:"time"`
+		Signature []byte    `json:"signature"`
+	}{now, protocol.SignKeyRelease(keys, r.ID(), now)})
+	if err != nil {
+		return false, err
+	}
+	var out struct {
+		Released bool `json:"released"`
+	}
+	err = c.do(ctx, "DELETE", nodePath(r, "/registration"), r, b, "application/json", &out)
+	return out.Released, err
 }
 
 // poll long-polls for messages past after, waiting at most wait on the agbot.

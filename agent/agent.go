@@ -9,16 +9,20 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/container"
+	"github.com/edge-secrets/anax-agent/ess"
 	"github.com/edge-secrets/anax-agent/platform/arm"
 	linuxp "github.com/edge-secrets/anax-agent/platform/linux"
+	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
 )
 
@@ -63,9 +67,12 @@ type Agent struct {
 	locks  []*os.File // state dir and secrets root, held while the agent runs
 	fs     secretStores
 	stores *storeAdapter
-	worker *container.Worker
-	mgr    *agreement.Manager
-	guard  *storeGuard
+	// storesReady is stores once set, for the ESS API's readers (which may call during New).
+	storesReady atomic.Pointer[storeAdapter]
+	ess         *ess.Server
+	worker      *container.Worker
+	mgr         *agreement.Manager
+	guard       *storeGuard
 
 	pollWait, backoffMax atomic.Int64 // time.Duration; reloadable
 
@@ -163,8 +170,18 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		return fail(err)
 	}
 
-	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container")})
+	// The ESS secrets API that services written for anax poll (see package ess).
+	a.ess, err = ess.Open(ess.Options{Root: cfg.ESSDir(), Read: a.readSecret, Count: a.metrics.essCall,
+		Logger: a.log.With("component", "ess")})
 	if err != nil {
+		return fail(fmt.Errorf("ESS secrets API at %s: %w", cfg.ESSDir(), err))
+	}
+	uids, _ := cfg.HostUIDs() // validated with the configuration
+	caps, _ := cfg.Capabilities()
+	a.worker, err = container.NewFromEnv(container.Options{AgentID: a.agentID, Logger: a.log.With("component", "container"),
+		AllowHostUIDs: uids, ExtraCapabilities: caps, RequireImageDigest: cfg.RequireImageDigest, ESS: a.ess})
+	if err != nil {
+		a.ess.Close()
 		return fail(err)
 	}
 	// secretfs reads the mount namespaces of each store's containers by the PIDs the worker
@@ -174,6 +191,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		a.cancel()
 		a.wg.Wait()
 		a.worker.Close()
+		a.ess.Close()
 		return fail(err)
 	}
 	fs, err := secretfs.Open(secretfs.Options{Root: cfg.SecretsRoot, Holders: a.worker, Logger: a.log.With("component", "secretfs")})
@@ -182,6 +200,8 @@ func New(cfg Config, opts Options) (*Agent, error) {
 	}
 	a.fs = fs
 	a.stores = newStoreAdapter(fs)
+	a.stores.ess = a.ess
+	a.storesReady.Store(a.stores)
 	a.metrics.SetMode(string(fs.Mode()))
 	a.metrics.watchScans(fs.IncompleteScans)
 	feat := fs.Features()
@@ -209,6 +229,7 @@ func New(cfg Config, opts Options) (*Agent, error) {
 		a.log.Error("start-up reconciliation left something behind", "err", err)
 		a.metrics.Failures.WithLabelValues("recover").Inc()
 	}
+	a.pruneESS()
 	if len(resyncs) > 0 {
 		a.log.Warn("agreements wait for their current values from the agbot (resync)", "agreements", len(resyncs))
 	}
@@ -297,6 +318,9 @@ func (a *Agent) Serve(ctx context.Context) error {
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", a.metrics.Handler())
+		if a.cfg.DebugPprof {
+			servePprof(mux)
+		}
 		a.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 		a.wg.Go(func() {
@@ -382,7 +406,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		}
 		errs = append(errs, a.mgr.Shutdown(ctx))
 		a.stopWork()
-		errs = append(errs, a.worker.Close(), a.fs.Close())
+		errs = append(errs, a.worker.Close(), a.fs.Close(), a.ess.Close())
 		for _, f := range a.locks {
 			f.Close()
 		}
@@ -390,4 +414,37 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.log.Info("anax-agent stopped")
 	})
 	return a.shutErr
+}
+
+// readSecret gives the ESS API the current value of a store's secret (nil stores: starting).
+func (a *Agent) readSecret(storeID, name string) (protocol.SecretValue, error) {
+	st := a.storesReady.Load()
+	if st == nil {
+		return protocol.SecretValue{}, errors.New("the agent is starting")
+	}
+	return st.ReadSecret(storeID, name)
+}
+
+// pruneESS removes the ESS API of stores that no longer exist (after Recover).
+func (a *Agent) pruneESS() {
+	stores, err := a.fs.Stores()
+	if err != nil {
+		a.log.Warn("ess: list stores", "err", err)
+		return
+	}
+	keep := map[string]bool{}
+	for _, st := range stores {
+		keep[st.ID] = true
+	}
+	a.ess.Prune(func(id string) bool { return keep[id] })
+}
+
+// servePprof adds Go's profiles to mux (the metrics listener, loopback by default). Block and
+// mutex profiling sample 1 in 100 events while it is on.
+func servePprof(mux *http.ServeMux) {
+	runtime.SetBlockProfileRate(10000) // one sample per 10 µs blocked
+	runtime.SetMutexProfileFraction(100)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }

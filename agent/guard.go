@@ -73,16 +73,11 @@ func newStoreGuard(a *Agent) *storeGuard {
 
 // storeByID returns the store the secret stores know as id, or nil.
 func (g *storeGuard) storeByID(id string) *secretfs.Store {
-	all, err := g.a.fs.Stores()
+	st, err := g.a.fs.Store(id)
 	if err != nil {
 		return nil
 	}
-	for _, st := range all {
-		if st.ID == id {
-			return st
-		}
-	}
-	return nil
+	return st
 }
 
 // rebase takes the baseline of store id after the agent changed it (or forgets it when the
@@ -91,12 +86,19 @@ func (g *storeGuard) rebase(id string, _ bool) {
 	st := g.storeByID(id)
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	_, known := g.baseline[id]
 	if st == nil {
 		delete(g.baseline, id)
+		g.poke()
 		return
 	}
 	g.baseline[id] = g.snap(st)
-	g.poke()
+	if !known {
+		// A new store: watch its directories. An update changes no directory the watches need
+		// at once (new view snapshots are picked up by the next periodic sync), so it does not
+		// walk the secrets root again: that cost grew with every store on the node.
+		g.poke()
+	}
 }
 
 // rebaseAll takes every store's baseline (at start-up).
@@ -140,7 +142,7 @@ func (g *storeGuard) snap(st *secretfs.Store) *snapshot {
 		s.entries[st.DirView] = g.stat(st.DirView, false)
 		names, _ := readDirNames(st.DirView)
 		for _, name := range names {
-			if strings.HasPrefix(name, "..g") {
+			if secretfs.IsViewSnapshot(name) {
 				// Versioned view directories: the current one is checked through ..data; the
 				// replaced ones secretfs removes after a grace period.
 				continue
@@ -293,25 +295,21 @@ func onWritable(p string, writable func(string) string, op func(string) error) e
 }
 
 // writable returns how to reach a path of store st for a repair. Publish points and mounted
-// views are read-only binds; the store's own view directory (secretfs's layout:
-// <root>/stores/<id>/view, holding hard links to the current versions under ..data) is where
-// a mode, an owner or an intruding entry can be put right.
+// views are read-only binds; the store's own view directory (Store.ViewSource, whose
+// ViewCurrent link holds hard links to the current versions) is where a mode, an owner or an
+// intruding entry can be put right.
 func (g *storeGuard) writable(st *secretfs.Store) func(string) string {
 	return func(p string) string {
 		p = strings.TrimSuffix(p, "@")
-		if st == nil {
-			return p
-		}
-		view := filepath.Join(g.a.cfg.SecretsRoot, "stores", st.ID, "view")
-		if st.DirView == view {
+		if st == nil || st.ViewSource == "" || st.DirView == st.ViewSource {
 			return p
 		}
 		if rel, err := filepath.Rel(st.DirView, p); err == nil && rel != ".." && !strings.HasPrefix(rel, "../") {
-			return filepath.Join(view, rel)
+			return filepath.Join(st.ViewSource, rel)
 		}
 		for name, f := range st.Files {
 			if f == p {
-				return filepath.Join(view, "..data", name)
+				return filepath.Join(st.ViewSource, secretfs.ViewCurrent, name)
 			}
 		}
 		return p

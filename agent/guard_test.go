@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 
@@ -63,9 +64,18 @@ func (d *dirStores) Stores() ([]*secretfs.Store, error) {
 	}
 	return out, nil
 }
+func (d *dirStores) Store(id string) (*secretfs.Store, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !slices.Contains(d.ids, id) {
+		return nil, secretfs.ErrNotFound
+	}
+	return d.store(id), nil
+}
 func (d *dirStores) Mode() secretfs.Mode                { return secretfs.ModeRestart }
 func (d *dirStores) Features() secretfs.Features        { return secretfs.Features{} }
 func (d *dirStores) Depth(id, name string) (int, error) { return 0, nil }
+func (d *dirStores) Depths() (map[string]int, error)    { return map[string]int{}, nil }
 func (d *dirStores) Close() error                       { return nil }
 
 func guardForTest(t *testing.T) (*storeGuard, *dirStores, *storeAdapter) {

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/secretfs"
 )
 
 // connection is the node's link to its agbot while it is registered: the client, the pinned
@@ -219,8 +221,15 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		if c.firstRefusal(pm.ID) {
 			lvl = a.log.Warn
 		}
-		lvl("refused a message that does not open", "id", pm.ID, "type", label(pm.Type),
-			"agreement", pm.Agreement, "seq", pm.Seq, "err", err)
+		args := []any{"id", pm.ID, "type", label(pm.Type), "agreement", pm.Agreement, "seq", pm.Seq, "err", err}
+		if errors.Is(err, protocol.ErrWrongRecipient) {
+			if hdr, herr := protocol.PeekHeader(pm.Envelope); herr == nil && hdr.To == c.reg.ID() {
+				// For this node id but other keys: e.g. a cancel the agbot sealed to keys this
+				// node's owner replaced, meant for the machine that had them.
+				args = append(args, "hint", "sealed to other keys of this node id: were the node's keys replaced at the agbot?")
+			}
+		}
+		lvl("refused a message that does not open", args...)
 		return
 	}
 	h := msg.Head()
@@ -243,7 +252,7 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		case protocol.StatusApplied:
 			a.metrics.UpdateLatency.Observe(time.Since(start).Seconds())
 			a.metrics.Swaps.Add(float64(len(m.Secrets)))
-			a.changed(h.Agreement)
+			a.updated(h.Agreement)
 			a.guard.repaired(h.Agreement)
 		case protocol.StatusFailed, protocol.StatusRefused:
 			a.metrics.Failures.WithLabelValues("update").Inc()
@@ -259,6 +268,9 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 		}
 		reply, result = r, string(r.Status)
 		a.changed(h.Agreement)
+		if strings.HasPrefix(m.Reason, protocol.CancelKeysReplaced) {
+			a.keysReplaced(c.reg, m)
+		}
 	case *protocol.CancelReply:
 		a.metrics.Messages.WithLabelValues(string(h.Type), "ok").Inc()
 		a.log.Info("the agbot acknowledged the node's cancel", "agreement", h.Agreement)
@@ -277,6 +289,15 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 	}
 }
 
+// keysReplaced says, loudly, that the agbot cancelled an agreement because the node's owner
+// or an org admin registered other keys for this node: another machine is this node now.
+func (a *Agent) keysReplaced(reg *Registration, m *protocol.Cancel) {
+	a.log.Error("NODE KEYS REPLACED: the agbot now holds other keys for this node, registered by its owner or an org admin; "+
+		"this agreement is ended here and its secrets wiped, and no new ones will come to these keys. "+
+		"If that was not intended, change the owner's password and the node token; run hzn unregister on this machine",
+		"node", reg.ID(), "node_fingerprint", reg.NodeFingerprint, "agreement", m.Agreement, "reason", m.Reason)
+}
+
 // label keeps metric label values to the known message types.
 func label(t string) string {
 	switch protocol.MessageType(t) {
@@ -293,6 +314,18 @@ func (a *Agent) changed(agreementID string) {
 	a.mu.Unlock()
 	a.refreshDepth(agreementID)
 	a.refreshGauges()
+}
+
+// updated records an applied update. The agreement count did not change, and in mount-swap
+// mode the mount stacks stay two deep by construction (the periodic tick measures them), so
+// nothing here costs in proportion to the node's stores or mounts.
+func (a *Agent) updated(agreementID string) {
+	a.mu.Lock()
+	a.last = time.Now()
+	a.mu.Unlock()
+	if a.fs.Mode() != secretfs.ModeMountSwap {
+		a.refreshDepth(agreementID)
+	}
 }
 
 func (a *Agent) linkState() linkStatus {
@@ -367,24 +400,12 @@ func (a *Agent) refreshDepth(agreementID string) {
 	a.setDepthGauge()
 }
 
-// refreshDepths measures every store again (stores may have gone).
+// refreshDepths measures every store again (stores may have gone), in one read of the mount
+// table.
 func (a *Agent) refreshDepths() {
-	list, err := a.mgr.Agreements()
+	depth, err := a.fs.Depths()
 	if err != nil {
 		return
-	}
-	depth := map[string]int{}
-	for _, in := range list {
-		for _, c := range in.Containers {
-			if c.StoreID == "" {
-				continue
-			}
-			for _, name := range c.Secrets {
-				if d, err := a.fs.Depth(c.StoreID, name); err == nil {
-					depth[c.StoreID] = max(depth[c.StoreID], d)
-				}
-			}
-		}
 	}
 	a.mu.Lock()
 	a.depth = depth

@@ -2,9 +2,11 @@ package agent
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
@@ -179,7 +181,8 @@ func TestAgbotClient(t *testing.T) {
 	keys, _ := protocol.GenerateKeys()
 	other, _ := protocol.GenerateKeys()
 	fingerprint := keys.Public().Fingerprint()
-	var gotAuth, gotQuery string
+	var gotAuth, gotQuery, gotUser string
+	var released []byte
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /agbot", func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(agbotInfo{ID: "ab", PublicKeys: keys.Public(), Fingerprint: fingerprint})
@@ -194,8 +197,12 @@ func TestAgbotClient(t *testing.T) {
 			w.Write([]byte(`{"code":401,"error":"bad node token"}`))
 			return
 		}
-		gotAuth = u
+		gotAuth, gotUser = u, r.Header.Get(userAuthHeader)
 		json.NewEncoder(w).Encode(agbotInfo{ID: "ab", PublicKeys: keys.Public(), Fingerprint: fingerprint})
+	})
+	mux.HandleFunc("DELETE /org/o/nodes/n/registration", func(w http.ResponseWriter, r *http.Request) {
+		released, _ = io.ReadAll(r.Body)
+		w.Write([]byte(`{"node":"n","released":true}`))
 	})
 	mux.HandleFunc("GET /org/o/nodes/n/msgs", func(w http.ResponseWriter, r *http.Request) {
 		gotQuery = r.URL.RawQuery
@@ -215,15 +222,38 @@ func TestAgbotClient(t *testing.T) {
 		t.Fatalf("info: %+v %v", in, err)
 	}
 	reg := &Registration{Org: "o", Node: "n", Token: "tok"}
-	if _, err := c.register(ctx, reg, registrationBody{}); err != nil || gotAuth != "o/n" {
-		t.Fatalf("register: %v (auth user %q)", err, gotAuth)
+	if _, err := c.register(ctx, reg, registrationBody{}, ""); err != nil || gotAuth != "o/n" || gotUser != "" {
+		t.Fatalf("register: %v (auth user %q, user header %q)", err, gotAuth, gotUser)
+	}
+	// With the owner's credentials (hzn register -u): Basic in the user header, the node
+	// token still the request's own credentials.
+	if _, err := c.register(ctx, reg, registrationBody{}, "o/bob:bobpw"); err != nil || gotAuth != "o/n" ||
+		gotUser != "Basic "+base64.StdEncoding.EncodeToString([]byte("o/bob:bobpw")) {
+		t.Fatalf("register with a user: %v (auth user %q, user header %q)", err, gotAuth, gotUser)
+	}
+	// Releasing the keys: a statement the agbot verifies with the registered keys.
+	if held, err := c.release(ctx, reg, keys); err != nil || !held {
+		t.Fatalf("release: %v %v", held, err)
+	}
+	var rel struct {
+		Time      time.Time `json:"time"`
+		Signature []byte    `json:"signature"`
+	}
+	if err := json.Unmarshal(released, &rel); err != nil {
+		t.Fatalf("release body %s: %v", released, err)
+	}
+	if err := protocol.VerifyKeyRelease(keys.Public(), "o/n", rel.Time, time.Now(), rel.Signature); err != nil {
+		t.Errorf("release does not verify: %v", err)
+	}
+	if err := protocol.VerifyKeyRelease(other.Public(), "o/n", rel.Time, time.Now(), rel.Signature); err == nil {
+		t.Error("release verifies with other keys")
 	}
 	bad := &Registration{Org: "o", Node: "n", Token: "wrong"}
-	if _, err := c.register(ctx, bad, registrationBody{}); httpStatus(err) != 401 || !strings.Contains(err.Error(), "bad node token") {
+	if _, err := c.register(ctx, bad, registrationBody{}, ""); httpStatus(err) != 401 || !strings.Contains(err.Error(), "bad node token") {
 		t.Errorf("wrong token: %v", err)
 	}
 	liar := &Registration{Org: "o", Node: "liar", Token: "tok"}
-	if _, err := c.register(ctx, liar, registrationBody{}); !errors.Is(err, ErrAgbotKey) {
+	if _, err := c.register(ctx, liar, registrationBody{}, ""); !errors.Is(err, ErrAgbotKey) {
 		t.Errorf("answer whose keys do not match its fingerprint: %v, want ErrAgbotKey", err)
 	}
 	msgs, err := c.poll(ctx, reg, 6, 2*time.Second)
@@ -238,5 +268,9 @@ func TestAgbotClient(t *testing.T) {
 	}
 	if _, err := newAgbotClient("https://x", "/nonexistent.pem"); !errors.Is(err, ErrConfig) {
 		t.Errorf("missing CA: %v", err)
+	}
+	// A registration.json from before http was refused does not make the node talk in clear.
+	if _, err := newAgbotClient("http://agbot.example:3090", ""); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "https") {
+		t.Errorf("http URL: %v, want a refusal naming https", err)
 	}
 }

@@ -19,6 +19,7 @@ type Metrics struct {
 	Mode          *prometheus.GaugeVec
 	MountDepth    prometheus.Gauge
 	Messages      *prometheus.CounterVec
+	ESSCalls      *prometheus.CounterVec
 }
 
 // NewMetrics registers the agent's metrics and the Go runtime and process collectors.
@@ -49,8 +50,11 @@ func NewMetrics() *Metrics {
 		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "anax_agent_messages_total", Help: "Protocol messages received, by type and result.",
 		}, []string{"type", "result"}),
+		ESSCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "anax_agent_ess_api_calls_total", Help: "Calls of the ESS secrets API by services, by operation (list, get, ack) and HTTP status; never by secret name.",
+		}, []string{"op", "code"}),
 	}
-	m.reg.MustRegister(m.UpdateLatency, m.Swaps, m.Failures, m.Agreements, m.Mode, m.MountDepth, m.Messages,
+	m.reg.MustRegister(m.UpdateLatency, m.Swaps, m.Failures, m.Agreements, m.Mode, m.MountDepth, m.Messages, m.ESSCalls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -74,3 +78,6 @@ func (m *Metrics) watchScans(count func() uint64) {
 		Help: "Scans of a store's containers that could not read their mounts; the store kept its replaced versions and the scan was retried.",
 	}, func() float64 { return float64(count()) }))
 }
+
+// essCall counts one call of the ESS secrets API.
+func (m *Metrics) essCall(op, code string) { m.ESSCalls.WithLabelValues(op, code).Inc() }

@@ -16,11 +16,14 @@ import (
 
 // RegisterRequest is POST /node on the local API (`hzn register`).
 type RegisterRequest struct {
-	Org     string      `json:"org,omitempty"` // default: the agent's --org
-	Node    string      `json:"node"`
-	Token   string      `json:"token"`
-	Pattern string      `json:"pattern,omitempty"` // "[org/]name"
-	Policy  *NodePolicy `json:"policy,omitempty"`
+	Org     string `json:"org,omitempty"` // default: the agent's --org
+	Node    string `json:"node"`
+	Token   string `json:"token"`
+	Pattern string `json:"pattern,omitempty"` // "[org/]name"
+	// User is "[org/]user:password" of the node's owner or an org admin: needed only when
+	// the agbot holds other keys for the node (hzn register -u). Never stored or logged.
+	User   string      `json:"user,omitempty"`
+	Policy *NodePolicy `json:"policy,omitempty"`
 }
 
 // UnregisterResult is DELETE /node on the local API (`hzn unregister`).
@@ -32,6 +35,9 @@ type UnregisterResult struct {
 	NotDelivered []string `json:"notDelivered,omitempty"`
 	// Removed counts leftover stores and containers that belonged to no agreement.
 	Removed int `json:"removed,omitempty"`
+	// KeysReleased: the agbot forgot the node's keys, so the node token alone registers the
+	// node again. When false, registering it again needs its owner or an org admin (-u).
+	KeysReleased bool `json:"keysReleased"`
 }
 
 func (a *Agent) stateFile(name string) string { return filepath.Join(a.cfg.StateDir, name) }
@@ -64,6 +70,10 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 		return NodeInfo{}, err
 	}
 	if err := validToken(req.Token); err != nil {
+		return NodeInfo{}, err
+	}
+	user, err := userCredential(org, req.User)
+	if err != nil {
 		return NodeInfo{}, err
 	}
 	if req.Pattern != "" {
@@ -113,10 +123,10 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 	if props == nil {
 		props = []Property{}
 	}
-	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props, Pattern: req.Pattern})
+	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props, Pattern: req.Pattern}, user)
 	if err != nil {
 		if code := httpStatus(err); code == 401 || code == 403 {
-			return NodeInfo{}, fmt.Errorf("%w: the agbot refused node %s/%s with this token: %w", ErrInvalidRequest, org, req.Node, err)
+			return NodeInfo{}, fmt.Errorf("%w: the agbot refused the registration of node %s/%s: %w", ErrInvalidRequest, org, req.Node, err)
 		}
 		return NodeInfo{}, err
 	}
@@ -141,6 +151,24 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 	}
 	_ = a.notify.Status(a.statusLine())
 	return reg.Info(), nil
+}
+
+// userCredential checks "[org/]user:password" and returns it as "org/user:password" ("" for "").
+func userCredential(org, s string) (string, error) {
+	if s == "" {
+		return "", nil
+	}
+	id, pw, ok := strings.Cut(s, ":")
+	if !ok || id == "" || pw == "" {
+		return "", fmt.Errorf("%w: user: must be [ORG/]USER:PASSWORD", ErrInvalidRequest)
+	}
+	if !strings.Contains(id, "/") {
+		id = org + "/" + id
+	}
+	if err := validToken(pw); err != nil {
+		return "", fmt.Errorf("%w: user: the password must be 1..1024 bytes without control characters", ErrInvalidRequest)
+	}
+	return id + ":" + pw, nil
 }
 
 func validToken(tok string) error {
@@ -220,7 +248,7 @@ func (a *Agent) Unregister(ctx context.Context) (UnregisterResult, error) {
 		}
 	}
 	if client != nil {
-		client.close()
+		defer client.close()
 	}
 	if err := errors.Join(errs...); err != nil {
 		a.log.Error("unregister: some agreements could not be ended; the node stays registered", "err", err)
@@ -234,14 +262,29 @@ func (a *Agent) Unregister(ctx context.Context) (UnregisterResult, error) {
 		a.restartConnection(reg)
 		return res, fmt.Errorf("unregister: %w", err)
 	}
-	// 5. Forget.
+	// 5. Release the keys at the agbot, signed with them, so that the token alone registers
+	// this node again (best effort: otherwise that needs the owner or an org admin).
+	if ep != nil && client != nil {
+		held, err := client.release(ctx, reg, ep.Keys)
+		switch {
+		case err != nil && httpStatus(err) == 403:
+			// Other keys are registered now (the owner replaced them): nothing of ours to release.
+			a.log.Info("unregister: the agbot holds other keys for this node; nothing to release", "err", err)
+		case err != nil:
+			a.log.Warn("unregister: the agbot still holds this node's keys; registering the node again needs its owner or an org admin (hzn register -u USER:PASSWORD)", "err", err)
+		default:
+			res.KeysReleased = held
+		}
+	}
+	// 6. Forget.
 	if err := forgetRegistration(a.cfg.StateDir); err != nil {
 		return res, fmt.Errorf("unregister: forget the registration: %w", err)
 	}
 	_ = a.setRegistration(nil)
 	a.setLink(func(l *linkStatus) { *l = linkStatus{} })
 	a.guard.forgetAll()
-	a.log.Info("unregistered", "node", reg.ID(), "cancelled", len(res.Cancelled), "not_delivered", len(res.NotDelivered), "removed", n)
+	a.log.Info("unregistered", "node", reg.ID(), "cancelled", len(res.Cancelled), "not_delivered", len(res.NotDelivered), "removed", n,
+		"keys_released", res.KeysReleased)
 	a.refreshGauges()
 	return res, nil
 }

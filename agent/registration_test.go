@@ -174,3 +174,36 @@ func TestAgentID(t *testing.T) {
 		t.Errorf("id %q is not a valid container label value", a)
 	}
 }
+
+// TestUserCredential: hzn register -u takes [ORG/]USER:PASSWORD; the org defaults to the
+// node's; malformed forms are refused with the field named, never echoing the password.
+func TestUserCredential(t *testing.T) {
+	tests := []struct {
+		name, in, want, wantErr string
+	}{
+		{"none", "", "", ""},
+		{"user in the node's org", "bob:pw", "o/bob:pw", ""},
+		{"user with org", "o2/admin:pw", "o2/admin:pw", ""},
+		{"password with a colon", "bob:a:b", "o/bob:a:b", ""},
+		{"no password", "bob", "", "user: must be [ORG/]USER:PASSWORD"},
+		{"empty password", "bob:", "", "user: must be [ORG/]USER:PASSWORD"},
+		{"control character", "bob:p\nw", "", "user: the password must be"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := userCredential("o", tc.in)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !errors.Is(err, ErrInvalidRequest) {
+					t.Fatalf("userCredential(%q) = %q, %v; want an ErrInvalidRequest naming %q", tc.in, got, err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "p\nw") {
+					t.Error("the error repeats the password")
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("userCredential(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}

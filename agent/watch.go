@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -36,7 +37,11 @@ func (a *Agent) Reload() error {
 		{"agbot_url", a.cfg.AgbotURL, cfg.AgbotURL}, {"agbot_ca", a.cfg.AgbotCA, cfg.AgbotCA},
 		{"agbot_fingerprint", a.cfg.AgbotFingerprint, cfg.AgbotFingerprint}, {"org", a.cfg.Org, cfg.Org},
 		{"state_dir", a.cfg.StateDir, cfg.StateDir}, {"secrets_root", a.cfg.SecretsRoot, cfg.SecretsRoot},
+		{"ess_root", a.cfg.ESSRoot, cfg.ESSRoot},
 		{"api_socket", a.cfg.APISocket, cfg.APISocket}, {"metrics_listen", a.cfg.MetricsListen, cfg.MetricsListen},
+		{"allow_host_uids", a.cfg.AllowHostUIDs, cfg.AllowHostUIDs}, {"allow_capabilities", a.cfg.AllowCapabilities, cfg.AllowCapabilities},
+		{"require_image_digest", strconv.FormatBool(a.cfg.RequireImageDigest), strconv.FormatBool(cfg.RequireImageDigest)},
+		{"debug_pprof", strconv.FormatBool(a.cfg.DebugPprof), strconv.FormatBool(cfg.DebugPprof)},
 	} {
 		if f.old != f.next {
 			restart = append(restart, f.name)

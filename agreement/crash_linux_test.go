@@ -62,7 +62,7 @@ func crashChild() int {
 	if err != nil {
 		return fail(err)
 	}
-	w, err := container.NewFromEnv(container.Options{AgentID: os.Getenv("CRASH_AGENT"), StopTimeout: 2 * time.Second, Logger: log})
+	w, err := container.NewFromEnv(container.Options{AllowHostUIDs: []int{1000}, AgentID: os.Getenv("CRASH_AGENT"), StopTimeout: 2 * time.Second, Logger: log})
 	if err != nil {
 		return fail(err)
 	}
@@ -215,7 +215,7 @@ func TestCrashKill9(t *testing.T) {
 	root := filepath.Join(dir, "secrets")
 	t.Cleanup(func() {
 		ctx := context.Background()
-		if w, err := container.NewFromEnv(container.Options{AgentID: "test-crash-" + hex.EncodeToString(b), StopTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}); err == nil {
+		if w, err := container.NewFromEnv(container.Options{AllowHostUIDs: []int{1000}, AgentID: "test-crash-" + hex.EncodeToString(b), StopTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}); err == nil {
 			list, _ := w.List(ctx)
 			for _, c := range list {
 				w.Stop(ctx, c.AgreementID)

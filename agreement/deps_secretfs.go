@@ -20,6 +20,7 @@ type (
 const (
 	formatJSON      = secretfs.FormatJSON
 	formatValueOnly = secretfs.FormatValueOnly
+	modeRestart     = secretfs.ModeRestart
 )
 
 var _ SecretStore = (*secretfs.FS)(nil)

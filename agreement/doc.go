@@ -34,5 +34,6 @@
 //     a resync) rebuilds them; interrupted proposals are undone, interrupted cancels finished,
 //     orphan stores and containers removed.
 //
-// Only cmd/anax-agent (the daemon) imports this package.
+// Only the agent (package agent) imports this package; it imports container, secretfs,
+// protocol and platform/arm. test/deptest enforces both.
 package agreement

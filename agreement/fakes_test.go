@@ -216,6 +216,7 @@ type fakeRunner struct {
 	failStop   error
 	panicAfter bool // AfterUpdate panics with crashPanic{}
 	afterNames [][]string
+	specs      map[string][]container.Spec // by instance: what the last Start asked for
 }
 
 func newFakeRunner() *fakeRunner {
@@ -247,6 +248,10 @@ func (r *fakeRunner) Start(ctx context.Context, inst container.Instance) ([]cont
 	if len(r.containers[inst.AgreementID]) > 0 {
 		return nil, fmt.Errorf("containers of %q exist", inst.AgreementID)
 	}
+	if r.specs == nil {
+		r.specs = map[string][]container.Spec{}
+	}
+	r.specs[inst.AgreementID] = inst.Containers
 	var out []container.Container
 	for _, s := range inst.Containers {
 		if len(s.Secrets) > 0 && s.Store == nil {

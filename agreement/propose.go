@@ -194,7 +194,7 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 	specs := make([]container.Spec, 0, len(r.Containers))
 	for _, cr := range r.Containers {
 		c := r.Service.Deployment.Services[cr.Name]
-		spec := container.Spec{Name: cr.Name, Image: c.Image, User: c.User, Command: c.Command, Env: envMap(c.Environment)}
+		spec := containerSpec(cr.Name, c)
 		if cr.StoreID != "" {
 			secrets := make([]StoreSecret, 0, len(c.Secrets))
 			for _, name := range sortedNames(c.Secrets) {
@@ -231,6 +231,12 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 		r.Containers[i].ContainerID = ids[r.Containers[i].Name]
 	}
 	return nil
+}
+
+// containerSpec is what the worker runs for container name of a deployment, secrets aside.
+func containerSpec(name string, c protocol.Container) container.Spec {
+	return container.Spec{Name: name, Image: c.Image, User: c.User, Command: c.Command, Env: envMap(c.Environment),
+		CapAdd: c.CapAdd, MemoryMB: c.MaxMemoryMB}
 }
 
 // undo removes everything of an agreement that did not become active: containers, stores,

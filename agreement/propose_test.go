@@ -155,6 +155,34 @@ func TestPropose(t *testing.T) {
 	}
 }
 
+// The deployment's cap_add and max_memory_mb reach the worker, which drops every other
+// capability and applies the limit.
+func TestProposePassesCapabilitiesAndMemory(t *testing.T) {
+	e := newEnv(t)
+	p := e.proposal("ag1", values("1"))
+	web := p.Service.Deployment.Services["web"]
+	web.CapAdd, web.MaxMemoryMB = []string{"NET_BIND_SERVICE"}, 128
+	p.Service.Deployment.Services["web"] = web
+	if rep := e.m.Propose(e.ctx, p); rep.Status != protocol.StatusAccepted {
+		t.Fatalf("reply = %s %q, want accepted", rep.Status, rep.Reason)
+	}
+	e.runner.mu.Lock()
+	specs := e.runner.specs[instanceID("ag1")]
+	e.runner.mu.Unlock()
+	for _, s := range specs {
+		wantCaps, wantMem := []string(nil), int64(0)
+		if s.Name == "web" {
+			wantCaps, wantMem = []string{"NET_BIND_SERVICE"}, 128
+		}
+		if !reflect.DeepEqual(s.CapAdd, wantCaps) || s.MemoryMB != wantMem {
+			t.Errorf("container %s: CapAdd %q, MemoryMB %d; want %q, %d", s.Name, s.CapAdd, s.MemoryMB, wantCaps, wantMem)
+		}
+	}
+	if len(specs) != 3 {
+		t.Errorf("Start got %d containers, want 3", len(specs))
+	}
+}
+
 // A proposal for an agreement the node holds is accepted again when it comes from the same
 // agbot for the same service, whatever its seq or values (the agbot re-offers a proposal whose
 // accept was lost, resealed with a fresh time if it waited), and changes nothing on the node.

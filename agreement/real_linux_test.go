@@ -109,7 +109,7 @@ func (n *realNode) open() []*protocol.Resync {
 	if n.fs, err = secretfs.Open(secretfs.Options{Root: n.root, Mode: n.mode, StoreSize: n.size, Logger: n.logger()}); err != nil {
 		n.t.Fatalf("secretfs: %v", err)
 	}
-	if n.worker, err = container.NewFromEnv(container.Options{AgentID: n.agent, StopTimeout: 2 * time.Second, Logger: n.logger()}); err != nil {
+	if n.worker, err = container.NewFromEnv(container.Options{AllowHostUIDs: []int{1000}, AgentID: n.agent, StopTimeout: 2 * time.Second, Logger: n.logger()}); err != nil {
 		n.t.Fatalf("container worker: %v", err)
 	}
 	if n.m, err = Open(Options{StateDir: n.state, Stores: n.fs, Runner: n.worker, Logger: n.logger()}); err != nil {
@@ -140,7 +140,7 @@ func (n *realNode) cleanup() {
 	n.close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if w, err := container.NewFromEnv(container.Options{AgentID: n.agent, StopTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}); err == nil {
+	if w, err := container.NewFromEnv(container.Options{AllowHostUIDs: []int{1000}, AgentID: n.agent, StopTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}); err == nil {
 		list, _ := w.List(ctx)
 		for _, c := range list {
 			w.Stop(ctx, c.AgreementID)

@@ -2,7 +2,6 @@ package agreement
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -254,14 +253,7 @@ func readSecret(path string, d protocol.SecretDecl) (protocol.SecretValue, error
 	if err != nil {
 		return protocol.SecretValue{}, err
 	}
-	if d.FileFormat() == protocol.FormatValueOnly {
-		return protocol.SecretValue{Value: string(content)}, nil
-	}
-	var v protocol.SecretValue
-	if err := json.Unmarshal(content, &v); err != nil {
-		return protocol.SecretValue{}, errors.New("not {\"key\",\"value\"} JSON")
-	}
-	return v, nil
+	return protocol.ParseFileContent(content, d)
 }
 
 // restart starts r's containers on their existing stores.
@@ -269,7 +261,7 @@ func (m *Manager) restart(ctx context.Context, r *record, stores map[string]*Sto
 	specs := make([]container.Spec, 0, len(r.Containers))
 	for _, cr := range r.Containers {
 		c := r.Service.Deployment.Services[cr.Name]
-		spec := container.Spec{Name: cr.Name, Image: c.Image, User: c.User, Command: c.Command, Env: envMap(c.Environment)}
+		spec := containerSpec(cr.Name, c)
 		if cr.StoreID != "" {
 			for _, name := range sortedNames(c.Secrets) {
 				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: c.Secrets[name].OnUpdate})

@@ -177,7 +177,10 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 	}
 	// 3.
 	note := ""
-	if err := m.runner.AfterUpdate(ctx, r.Instance, changed); err != nil {
+	if !m.needsAfterUpdate(r, changed) {
+		// Nothing to signal or restart: the engine is not asked (listing containers costs in
+		// proportion to every container on the node).
+	} else if err := m.runner.AfterUpdate(ctx, r.Instance, changed); err != nil {
 		note = fmt.Sprintf("update %d applied, onUpdate action failed: %s", u.Seq, reason(err))
 		m.log.Warn("onUpdate action failed; the update itself is in place", "agreement", r.ID, "seq", u.Seq, "err", err)
 	}
@@ -295,4 +298,32 @@ func reasons(u *protocol.Update) []string {
 		out = append(out, name+":"+string(u.Secrets[name].Reason))
 	}
 	return out
+}
+
+// needsAfterUpdate reports whether an update of changed asks the worker for anything: a
+// changed secret of a container with an onUpdate action other than none, or a container whose
+// store is in restart mode (its file mounts can not change live).
+func (m *Manager) needsAfterUpdate(r *record, changed []string) bool {
+	for _, cr := range r.Containers {
+		decl := r.Service.Deployment.Services[cr.Name]
+		uses := false
+		for _, name := range changed {
+			d, ok := decl.Secrets[name]
+			if !ok {
+				continue
+			}
+			uses = true
+			if d.OnUpdate != "" && d.OnUpdate != "none" {
+				return true
+			}
+		}
+		if !uses || cr.StoreID == "" {
+			continue
+		}
+		st, err := m.store(cr.StoreID)
+		if err != nil || st.Mode == modeRestart {
+			return true // unknown: let the worker decide
+		}
+	}
+	return false
 }

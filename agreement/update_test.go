@@ -36,7 +36,7 @@ func TestUpdate(t *testing.T) {
 			status: protocol.StatusApplied, seq: 2,
 			files:      map[string]string{"api_token": "1", "db_password": "2", "tls_cert": "1"},
 			storeCalls: []string{"update " + web + " [db_password]"},
-			after:      [][]string{{"db_password"}},
+			after:      [][]string{}, // no onUpdate action, mount-swap: the engine is not asked
 		},
 		{
 			name:   "secret shared by two stores",
@@ -186,7 +186,7 @@ func TestUpdate(t *testing.T) {
 			if calls := e.stores.takeCalls(); tc.storeCalls != nil && !reflect.DeepEqual(calls, tc.storeCalls) && !(len(calls) == 0 && len(tc.storeCalls) == 0) {
 				t.Errorf("store calls = %q, want %q", calls, tc.storeCalls)
 			}
-			if tc.after != nil && !reflect.DeepEqual(e.runner.afterNames, tc.after) {
+			if tc.after != nil && !reflect.DeepEqual(e.runner.afterNames, tc.after) && (len(tc.after) > 0 || len(e.runner.afterNames) > 0) {
 				t.Errorf("AfterUpdate names = %q, want %q", e.runner.afterNames, tc.after)
 			}
 			if !strings.Contains(r.Note, tc.note) {

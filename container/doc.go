@@ -3,8 +3,9 @@
 // /open-horizon-secrets/<secretName>, resolves the user whose ids own the secret files, reacts to
 // secret updates, stops containers, and finds its containers again after an agent restart.
 //
-// The agreement manager (package agreement) imports it; it imports the Docker client, secretfs
-// types and protocol's secret-name rule. It never sees a secret value: it mounts files that
+// The agreement manager (package agreement) and the agent import it; it imports the Docker
+// client, secretfs types, ess (the mounts of the ESS secrets API) and protocol's secret-name
+// rule (test/deptest enforces it). It never sees a secret value: it mounts files that
 // secretfs wrote and labels containers with names only.
 //
 // Public surface:
@@ -18,7 +19,12 @@
 //	(*Worker).List(ctx) ([]Container, error)
 //	(*Worker).Watch(ctx, func(Death)) error
 //	types Docker, Options, Instance, Service, Spec, Secret, Container, Death; Store = secretfs.Store
-//	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrNotFound; DirViewTarget
+//	ErrInvalid, ErrImageNotFound, ErrUserNotFound, ErrPolicy, ErrNotFound; DirViewTarget, DefaultPidsLimit
+//
+// Every service container drops all capabilities but Spec.CapAdd, runs with
+// no-new-privileges, DefaultPidsLimit and Spec.MemoryMB. ResolveUser refuses (ErrPolicy) a uid
+// an account in the host's /etc/passwd has, unless Options.AllowHostUIDs lists it; with
+// Options.RequireImageDigest, images not pinned by digest are refused (ErrPolicy).
 //
 // One secretfs store per container, because containers of one service may run as different
 // users:

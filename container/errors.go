@@ -13,6 +13,9 @@ var (
 	// ErrUserNotFound: a user or group name does not resolve through the image's /etc/passwd or
 	// /etc/group, or an id is out of range or not mapped by userns-remap.
 	ErrUserNotFound = errors.New("user not found")
+	// ErrPolicy: the node's rules refuse the container: its uid is a host account's, or its
+	// image is not pinned by digest where the node requires digests.
+	ErrPolicy = errors.New("refused by node policy")
 	// ErrNotFound: no container of this agent matches.
 	ErrNotFound = errors.New("container not found")
 )

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -141,14 +143,44 @@ func testWorker(t *testing.T, cli *client.Client) *harness {
 
 func testWorkerAs(t *testing.T, cli *client.Client, agent string) *harness {
 	t.Helper()
+	return testWorkerOpts(t, cli, Options{AgentID: agent})
+}
+
+// testWorkerOpts is testWorkerAs with options; AgentID, StopTimeout and Logger are set here
+// when empty.
+func testWorkerOpts(t *testing.T, cli *client.Client, opts Options) *harness {
+	t.Helper()
 	h := &harness{cli: cli, rec: &recorder{api: cli}, logs: &syncBuffer{}}
-	w, err := New(h.rec, Options{AgentID: agent, StopTimeout: 2 * time.Second, Logger: testLogger(t, h.logs)})
+	if opts.AgentID == "" {
+		opts.AgentID = uniqueAgentID(t)
+	}
+	if opts.StopTimeout == 0 {
+		opts.StopTimeout = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = testLogger(t, h.logs)
+	}
+	agent := opts.AgentID
+	w, err := New(h.rec, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The host's accounts are the test's: only root, so uid 1000 (a real account on many
+	// hosts) runs, whatever this machine's /etc/passwd says.
+	w.hostFS.passwd = hostPasswd(t, "root:x:0:0:root:/root:/bin/sh\n")
 	h.Worker = w
 	t.Cleanup(func() { sweep(t, cli, agent) })
 	return h
+}
+
+// hostPasswd writes content as the host's /etc/passwd for a worker under test.
+func hostPasswd(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "passwd")
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func uniqueAgentID(t *testing.T) string {

@@ -39,8 +39,40 @@ type holder struct {
 
 // holderTable is the worker's knowledge; guarded by Worker.hmu.
 type holderTable struct {
-	synced bool               // a list since the last (re)subscription has been read
-	byID   map[string]*holder // container id -> holder
+	synced  bool                       // a list since the last (re)subscription has been read
+	byID    map[string]*holder         // container id -> holder
+	byStore map[string]map[string]bool // store id -> container ids, so a lookup costs one store
+}
+
+// set records h as container id's holder, keeping the store index.
+func (t *holderTable) set(id string, h *holder) {
+	if old := t.byID[id]; old != nil && old.store != h.store {
+		t.unindex(id, old.store)
+	}
+	t.byID[id] = h
+	if h.store != "" {
+		if t.byStore[h.store] == nil {
+			t.byStore[h.store] = map[string]bool{}
+		}
+		t.byStore[h.store][id] = true
+	}
+}
+
+// forget drops container id.
+func (t *holderTable) forget(id string) {
+	if old := t.byID[id]; old != nil {
+		t.unindex(id, old.store)
+	}
+	delete(t.byID, id)
+}
+
+func (t *holderTable) unindex(id, store string) {
+	if ids := t.byStore[store]; ids != nil {
+		delete(ids, id)
+		if len(ids) == 0 {
+			delete(t.byStore, store)
+		}
+	}
 }
 
 var _ secretfs.Holders = (*Worker)(nil)
@@ -54,10 +86,8 @@ func (w *Worker) Holders(storeID string) ([]secretfs.Holder, bool) {
 		return nil, false
 	}
 	var out []secretfs.Holder
-	for id, h := range w.holders.byID {
-		if h.store != storeID {
-			continue
-		}
+	for id := range w.holders.byStore[storeID] {
+		h := w.holders.byID[id]
 		switch h.state {
 		case holderUnknown:
 			return nil, false
@@ -73,15 +103,11 @@ func (w *Worker) Holders(storeID string) ([]secretfs.Holder, bool) {
 func (w *Worker) holdUnknown(id, store string) {
 	w.hmu.Lock()
 	defer w.hmu.Unlock()
-	h := w.holders.byID[id]
-	if h == nil {
-		h = &holder{}
-		w.holders.byID[id] = h
+	h := holder{state: holderUnknown, store: store}
+	if old := w.holders.byID[id]; old != nil && store == "" {
+		h.store = old.store
 	}
-	if store != "" {
-		h.store = store
-	}
-	h.state, h.pid = holderUnknown, 0
+	w.holders.set(id, &h)
 }
 
 // refreshHolder inspects container id and records what it binds now. A container that is gone
@@ -91,16 +117,15 @@ func (w *Worker) refreshHolder(ctx context.Context, id string) {
 	w.hmu.Lock()
 	defer w.hmu.Unlock()
 	if cerrdefs.IsNotFound(err) {
-		delete(w.holders.byID, id)
+		w.holders.forget(id)
 		return
 	}
-	h := w.holders.byID[id]
-	if h == nil {
-		h = &holder{}
-		w.holders.byID[id] = h
+	h := holder{state: holderUnknown}
+	if old := w.holders.byID[id]; old != nil {
+		h.store = old.store
 	}
 	if err != nil || insp.ContainerJSONBase == nil || insp.State == nil || insp.Config == nil {
-		h.state, h.pid = holderUnknown, 0
+		w.holders.set(id, &h)
 		return
 	}
 	h.store = insp.Config.Labels[labelStore]
@@ -108,10 +133,11 @@ func (w *Worker) refreshHolder(ctx context.Context, id string) {
 	case st.Running && st.Pid > 0 && !st.Restarting:
 		h.state, h.pid = holderRunning, st.Pid
 	case st.Restarting || st.Running:
-		h.state, h.pid = holderUnknown, 0
+		h.state = holderUnknown
 	default:
-		h.state, h.pid = holderStopped, 0
+		h.state = holderStopped
 	}
+	w.holders.set(id, &h)
 }
 
 // TrackHolders follows the engine until ctx is done: it subscribes to the events of this
@@ -168,7 +194,7 @@ func (w *Worker) trackOnce(ctx context.Context) error {
 		case m := <-msgs:
 			if m.Action == events.ActionDestroy {
 				w.hmu.Lock()
-				delete(w.holders.byID, m.Actor.ID)
+				w.holders.forget(m.Actor.ID)
 				w.hmu.Unlock()
 				continue
 			}

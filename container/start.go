@@ -13,6 +13,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 
+	"github.com/edge-secrets/anax-agent/ess"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
 )
@@ -46,6 +47,11 @@ type Spec struct {
 	Command []string          // replaces the image's CMD when not nil
 	Env     map[string]string // from user input only: never a secret
 	Secrets []Secret
+	// CapAdd are the Linux capabilities the service declares (cap_add); every other one is
+	// dropped. Names as protocol.CanonicalCapability takes them.
+	CapAdd []string
+	// MemoryMB is the deployment's max_memory_mb: the memory limit in MiB, 0 for none.
+	MemoryMB int64
 	// Store holds the files of Secrets, one store per container, owned by the uid:gid
 	// ResolveUser returned. Nil only when Secrets is empty.
 	Store *Store
@@ -182,6 +188,9 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if spec.Image == "" || strings.ContainsAny(spec.Image, " \x00\n") {
 		return plan{}, bad("image %q: must be a non-empty reference", spec.Image)
 	}
+	if err := w.checkImagePolicy(spec.Image); err != nil {
+		return plan{}, err
+	}
 	if strings.ContainsAny(spec.User, "\x00\n") {
 		return plan{}, bad("user %q: no NUL or newline", spec.User)
 	}
@@ -241,6 +250,10 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 		}
 		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: st.DirView,
 			Target: DirViewTarget, ReadOnly: true})
+		if m, ok := w.essMounts(st.ID); ok {
+			mounts = append(mounts, m...)
+			env = essEnv(env)
+		}
 		labels[labelStore] = st.ID
 		labels[labelStoreMode] = string(st.Mode)
 		labels[labelSecrets] = strings.Join(names, listSep)
@@ -258,9 +271,9 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if spec.Command != nil {
 		cfg.Cmd = append([]string(nil), spec.Command...)
 	}
-	host := &container.HostConfig{
-		Mounts:        mounts,
-		RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+	host, err := w.hostConfig(spec, mounts)
+	if err != nil {
+		return plan{}, err
 	}
 	return plan{name: inst.AgreementID + "-" + spec.Name, spec: spec.Name, inst: inst,
 		secrets: names, storeID: storeID, cfg: cfg, host: host}, nil
@@ -334,4 +347,44 @@ func envList(env map[string]string) ([]string, error) {
 		list[i] = k + "=" + env[k]
 	}
 	return list, nil
+}
+
+// essMounts are the ESS secrets API's mounts for a store's container (ess package), if any.
+func (w *Worker) essMounts(storeID string) ([]mount.Mount, bool) {
+	if w.ess == nil {
+		return nil, false
+	}
+	m, ok := w.ess.Mounts(storeID)
+	if !ok {
+		return nil, false
+	}
+	return []mount.Mount{
+		{Type: mount.TypeBind, Source: m.AuthFile, Target: ess.AuthTarget, ReadOnly: true},
+		{Type: mount.TypeBind, Source: m.CertFile, Target: ess.CertTarget, ReadOnly: true},
+		{Type: mount.TypeBind, Source: m.SocketDir, Target: ess.SocketDir, ReadOnly: true},
+	}, true
+}
+
+// essEnv sets anax's HZN_ESS_* variables, replacing any the deployment gave.
+func essEnv(env []string) []string {
+	vars := ess.Env()
+	out := make([]string, 0, len(env)+len(vars))
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); vars[k] == "" {
+			out = append(out, e)
+		}
+	}
+	for _, k := range sortedKeys(vars) {
+		out = append(out, k+"="+vars[k])
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -25,8 +25,13 @@ const maxIDFileSize = 1 << 20
 // through the image's own /etc/passwd and /etc/group, read through the engine without running
 // the image; when dockerd runs with userns-remap the ids are shifted into the remap user's
 // subordinate ranges, so the process inside sees its own ids. The image is pulled if absent.
-// A name that does not resolve is ErrUserNotFound.
+// A name that does not resolve is ErrUserNotFound. A host uid that an account in the host's
+// /etc/passwd has (but root and Options.AllowHostUIDs) is ErrPolicy, as is, under
+// Options.RequireImageDigest, an image not pinned by digest.
 func (w *Worker) ResolveUser(ctx context.Context, ref, user string) (uid, gid int, err error) {
+	if err := w.checkImagePolicy(ref); err != nil {
+		return 0, 0, err
+	}
 	img, err := w.ensureImage(ctx, ref)
 	if err != nil {
 		return 0, 0, err
@@ -48,14 +53,21 @@ func (w *Worker) ResolveUser(ctx context.Context, ref, user string) (uid, gid in
 			return 0, 0, fmt.Errorf("image %q: %w", ref, err)
 		}
 	}
-	return w.toHostIDs(ctx, uid, gid)
+	hu, hg, err := w.toHostIDs(ctx, uid, gid)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := w.checkHostUID(uid, hu); err != nil {
+		return 0, 0, fmt.Errorf("image %q: %w", ref, err)
+	}
+	return hu, hg, nil
 }
 
 // ensureImage inspects ref and pulls it when absent.
 func (w *Worker) ensureImage(ctx context.Context, ref string) (image.InspectResponse, error) {
 	img, err := w.api.ImageInspect(ctx, ref)
 	if err == nil {
-		return img, nil
+		return img, checkResolvedDigest(ref, img)
 	}
 	if !cerrdefs.IsNotFound(err) {
 		return img, fmt.Errorf("image %q: inspect: %w", ref, err)
@@ -68,7 +80,7 @@ func (w *Worker) ensureImage(ctx context.Context, ref string) (image.InspectResp
 		return img, fmt.Errorf("image %q: pulled but inspect failed: %v: %w", ref, err, ErrImageNotFound)
 	}
 	w.log.Info("pulled image", "image", ref)
-	return img, nil
+	return img, checkResolvedDigest(ref, img)
 }
 
 // pull pulls ref and returns the first error the engine's progress stream reports.

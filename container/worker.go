@@ -15,6 +15,9 @@ import (
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/edge-secrets/anax-agent/ess"
+	"github.com/edge-secrets/anax-agent/protocol"
 )
 
 // Docker is the subset of the Docker engine client the worker calls. *client.Client satisfies
@@ -52,6 +55,22 @@ type Options struct {
 	// RemapUser is the host user whose /etc/subuid and /etc/subgid ranges dockerd uses when it
 	// runs with userns-remap. Default "dockremap" (what `"userns-remap": "default"` creates).
 	RemapUser string
+	// AllowHostUIDs are host uids a container may run as although a host account has them
+	// (see ResolveUser). Default none: such a container is refused with ErrPolicy.
+	AllowHostUIDs []int
+	// ExtraCapabilities are capabilities beyond Docker's default set that a service may add
+	// (cap_add). Default none: a service may add back only what Docker would have given it.
+	ExtraCapabilities []string
+	// RequireImageDigest refuses images not pinned by digest (name@sha256:...) with ErrPolicy.
+	RequireImageDigest bool
+	// ESS gives containers with secrets anax's ESS secrets API (*ess.Server). Optional.
+	ESS ESS
+}
+
+// ESS is what the worker needs of the ESS secrets API: the host paths a store's containers
+// mount (credentials, CA certificate, socket directory).
+type ESS interface {
+	Mounts(storeID string) (ess.Mounts, bool)
 }
 
 // Worker runs the containers of service instances. Its methods are safe for concurrent use.
@@ -65,6 +84,11 @@ type Worker struct {
 	remap  string
 	hostFS hostFiles
 
+	allowUIDs     map[int]bool
+	extraCaps     map[string]bool
+	requireDigest bool
+	ess           ESS
+
 	mu       sync.Mutex
 	intended map[string]time.Time // container id -> until when a "die" is ours (stop, restart)
 
@@ -72,7 +96,8 @@ type Worker struct {
 	holders holderTable // see holders.go
 }
 
-// hostFiles are the host files userns-remap needs; tests point them elsewhere.
+// hostFiles are the host files userns-remap and the host-account check read; tests point them
+// elsewhere.
 type hostFiles struct{ passwd, subuid, subgid string }
 
 // New returns a worker that talks to the engine through api.
@@ -91,7 +116,25 @@ func New(api Docker, opts Options) (*Worker, error) {
 		remap:    opts.RemapUser,
 		hostFS:   hostFiles{passwd: "/etc/passwd", subuid: "/etc/subuid", subgid: "/etc/subgid"},
 		intended: map[string]time.Time{},
-		holders:  holderTable{byID: map[string]*holder{}},
+		holders:  holderTable{byID: map[string]*holder{}, byStore: map[string]map[string]bool{}},
+
+		allowUIDs:     map[int]bool{},
+		extraCaps:     map[string]bool{},
+		requireDigest: opts.RequireImageDigest,
+		ess:           opts.ESS,
+	}
+	for _, uid := range opts.AllowHostUIDs {
+		if uid < 0 || uid > maxID {
+			return nil, fmt.Errorf("container: allowed host uid %d is outside 0..%d: %w", uid, maxID, ErrInvalid)
+		}
+		w.allowUIDs[uid] = true
+	}
+	for _, name := range opts.ExtraCapabilities {
+		c, err := protocol.CanonicalCapability(name)
+		if err != nil {
+			return nil, fmt.Errorf("container: extra capabilities: %w: %w", err, ErrInvalid)
+		}
+		w.extraCaps[c] = true
 	}
 	if w.stop <= 0 {
 		w.stop = 10 * time.Second

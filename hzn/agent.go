@@ -28,7 +28,8 @@ func (c *cli) addAgent() {
 	r := registerFlags{
 		idTok:      reg.Flag("node-id-tok", "The Horizon exchange node ID and token (node:- reads the token from stdin). If not specified, HZN_EXCHANGE_NODE_AUTH will be used as a default.").Short('n').PlaceHolder("ID:TOK").String(),
 		tokFile:    reg.Flag("token-file", "Read the node token from this file.").String(),
-		userPw:     reg.Flag("user-pw", "User credentials to create the node resource on the agbot if it does not already exist (needs HZN_AGBOT_URL). If not specified, HZN_EXCHANGE_USER_AUTH will be used as a default.").Short('u').PlaceHolder("USER:PW").String(),
+		userPw:     reg.Flag("user-pw", "Credentials of the node's owner or an org admin: they create the node on the agbot if it does not exist yet (with HZN_AGBOT_URL), and let the agent replace keys the agbot already holds for the node. USER:- reads the password from stdin. If not specified, HZN_EXCHANGE_USER_AUTH will be used as a default.").Short('u').PlaceHolder("USER:PW").String(),
+		pwFile:     reg.Flag("password-file", "Read the password of -u USER from this file.").String(),
 		inputFile:  reg.Flag("input-file", "A JSON file of user input variables (not supported by this agent).").Short('f').String(),
 		orgFlag:    reg.Flag("nodeorg", "The organization the node is registered in. The default is the HZN_ORG_ID environment variable, then the agent's --org.").Short('o').String(),
 		patFlag:    reg.Flag("pattern", "The pattern to run on this node, [org/]name. Mutually exclusive with <nodeorg> and <pattern> arguments.").Short('p').String(),
@@ -140,8 +141,8 @@ func printRaw(w io.Writer, raw []byte) error {
 
 // registerFlags are the flags and arguments of hzn register.
 type registerFlags struct {
-	idTok, tokFile, userPw, inputFile, orgFlag, patFlag, policy, service, serviceOrg, argOrg, argPat *string
-	timeout                                                                                          *int
+	idTok, tokFile, userPw, pwFile, inputFile, orgFlag, patFlag, policy, service, serviceOrg, argOrg, argPat *string
+	timeout                                                                                                  *int
 }
 
 // registerTarget resolves the node, token, org and pattern from flags, arguments and
@@ -213,8 +214,15 @@ func (c *cli) register(r registerFlags) error {
 		}
 		req["policy"] = pol
 	}
-	if err := c.ensureNode(r.userPw, org, node, token); err != nil {
+	user, err := c.registerUser(r)
+	if err != nil {
 		return err
+	}
+	if user != "" {
+		req["user"] = user // the agent's authority to replace keys the agbot holds
+		if err := c.ensureNode(user, org, node, token); err != nil {
+			return err
+		}
 	}
 	raw, err := newAgentClient(c.get).do("POST", "/node", req)
 	if err != nil {
@@ -236,15 +244,33 @@ func (c *cli) register(r registerFlags) error {
 	return c.waitService(*r.service, *r.serviceOrg, *r.timeout)
 }
 
+// registerUser resolves -u USER:PASSWORD (or HZN_EXCHANGE_USER_AUTH), the password also
+// as "-" (stdin) or --password-file; "" when none is given.
+func (c *cli) registerUser(r registerFlags) (string, error) {
+	u := c.orEnv(r.userPw, "HZN_EXCHANGE_USER_AUTH")
+	if u == "" && *r.pwFile == "" {
+		return "", nil
+	}
+	user, pw, _ := strings.Cut(u, ":")
+	if user == "" || (pw == "" && *r.pwFile == "") {
+		return "", fail(ExitInput, "want -u USER:PASSWORD, -u USER:- or -u USER --password-file FILE")
+	}
+	pw, err := c.credential("password", pw, *r.pwFile)
+	if err != nil {
+		return "", err
+	}
+	return user + ":" + pw, nil
+}
+
 // ensureNode creates the node on the agbot with the user's credentials when it does not
-// exist there yet, as anax's register does; without a user or HZN_AGBOT_URL it leaves that
-// to 'hzn exchange node create'.
-func (c *cli) ensureNode(userPw *string, org, node, token string) error {
-	if c.orEnv(userPw, "HZN_EXCHANGE_USER_AUTH") == "" || c.agbotURL() == "" {
+// exist there yet, as anax's register does; without HZN_AGBOT_URL it leaves that to
+// 'hzn exchange node create'.
+func (c *cli) ensureNode(userPw, org, node, token string) error {
+	if c.agbotURL() == "" {
 		return nil
 	}
 	o := org
-	cl, err := c.client(&o, userPw)
+	cl, err := c.client(&o, &userPw)
 	if err != nil {
 		return err
 	}

@@ -164,3 +164,62 @@ func TestAgentSocketMissing(t *testing.T) {
 		t.Errorf("no agent: %d %q", code, errb.String())
 	}
 }
+
+// TestRegisterCredentialForms: the node token and the -u password come from argv (anax's
+// form), from the first line of stdin ("-") or from a file; conflicting forms are input errors
+// (anax's exit 1), a missing file a file error (4).
+func TestRegisterCredentialForms(t *testing.T) {
+	f := newFakeAgent(t)
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	tokFile, pwFile, empty := write("tok", "tok-file\n"), write("pw", "pw-file\r\n"), write("empty", "")
+	tests := []struct {
+		name, stdin string
+		args        []string
+		code        int
+		token, user string // body fields wanted (code 0)
+		err         string // stderr wanted (code != 0)
+	}{
+		{"token on argv", "", []string{"-n", "n1:tok"}, 0, "tok", "", ""},
+		{"token from stdin", "tok-stdin\nrest\n", []string{"-n", "n1:-"}, 0, "tok-stdin", "", ""},
+		{"token from a file", "", []string{"-n", "n1", "--token-file", tokFile}, 0, "tok-file", "", ""},
+		{"user on argv", "", []string{"-n", "n1:tok", "-u", "bob:pw"}, 0, "tok", "bob:pw", ""},
+		{"user password from stdin", "pw-stdin\n", []string{"-n", "n1:tok", "-u", "bob:-"}, 0, "tok", "bob:pw-stdin", ""},
+		{"user password from a file", "", []string{"-n", "n1:tok", "-u", "myorg/bob", "--password-file", pwFile}, 0, "tok", "myorg/bob:pw-file", ""},
+		{"token from stdin and password from a file", "t2\n", []string{"-n", "n1:-", "-u", "bob", "--password-file", pwFile}, 0, "t2", "bob:pw-file", ""},
+		{"both from stdin", "x\ny\n", []string{"-n", "n1:-", "-u", "bob:-"}, 1, "", "", "can not both be read from stdin"},
+		{"token on argv and in a file", "", []string{"-n", "n1:tok", "--token-file", tokFile}, 1, "", "", "not both"},
+		{"empty stdin", "", []string{"-n", "n1:-"}, 1, "", "", "must be one non-empty line"},
+		{"empty token file", "", []string{"-n", "n1", "--token-file", empty}, 1, "", "", "must be one non-empty line"},
+		{"missing token file", "", []string{"-n", "n1", "--token-file", filepath.Join(dir, "none")}, 4, "", "", "node token file"},
+		{"user without password", "", []string{"-n", "n1:tok", "-u", "bob"}, 1, "", "", "want -u USER:PASSWORD"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f.mu.Lock()
+			f.body = nil
+			f.mu.Unlock()
+			code, _, errOut := runAgentCmd(t, f, tc.stdin, append([]string{"register"}, tc.args...)...)
+			if code != tc.code || !strings.Contains(errOut, tc.err) {
+				t.Fatalf("hzn register %q = %d, stderr %q; want %d, %q", tc.args, code, errOut, tc.code, tc.err)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if tc.code != 0 {
+				if f.body != nil {
+					t.Errorf("a refused command reached the agent: %v", f.body)
+				}
+				return
+			}
+			if user, _ := f.body["user"].(string); f.body["token"] != tc.token || user != tc.user {
+				t.Errorf("body token %q user %q, want %q %q", f.body["token"], user, tc.token, tc.user)
+			}
+		})
+	}
+}

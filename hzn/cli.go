@@ -149,19 +149,39 @@ func Run(args []string, env Env) (code int) {
 
 // joinDash turns "-f -" into "-f-" and "--secretFile -" into "--secretFile=-": kingpin
 // reads a lone "-" as an empty argument, while anax documents "-f-" and users write both.
+// A lone "-" argument (user create USER -) gets a "--" before it when only arguments
+// follow, so that kingpin keeps it.
 func joinDash(args []string) []string {
-	out := make([]string, 0, len(args))
-	for _, a := range args {
-		if n := len(out); a == "-" && n > 0 && strings.HasPrefix(out[n-1], "-") && out[n-1] != "--" && !strings.Contains(out[n-1], "=") {
+	out := make([]string, 0, len(args)+1)
+	dashdash := false
+	for i, a := range args {
+		if a == "--" {
+			dashdash = true
+		}
+		if n := len(out); a == "-" && !dashdash && n > 0 && strings.HasPrefix(out[n-1], "-") && out[n-1] != "--" && !strings.Contains(out[n-1], "=") {
 			if strings.HasPrefix(out[n-1], "--") {
 				out[n-1] += "="
 			}
 			out[n-1] += "-"
 			continue
 		}
+		if a == "-" && !dashdash && onlyArgs(args[i+1:]) {
+			out = append(out, "--")
+			dashdash = true
+		}
 		out = append(out, a)
 	}
 	return out
+}
+
+// onlyArgs tells that no flag is among args.
+func onlyArgs(args []string) bool {
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") && a != "-" {
+			return false
+		}
+	}
+	return true
 }
 
 // on registers the function that runs cmd.
@@ -230,18 +250,28 @@ func (c *cli) readStdinAll(what string, max int64) ([]byte, error) {
 	return b, nil
 }
 
-// credential resolves a password or token given as "-" (one line of stdin) or through a
-// file flag, so that it need not appear in argv. what names it in errors.
+// maxCredential bounds a token or password read from stdin or a file.
+const maxCredential = 4 << 10
+
+// credential resolves a password or token given as "-" (the first line of stdin) or through
+// a file flag, so that it need not appear in argv, which other local users see (ps,
+// /proc/PID/cmdline) and shells keep in history. what names it in errors.
 func (c *cli) credential(what, v, file string) (string, error) {
+	var raw string
 	switch {
 	case file != "" && v != "" && v != "-":
-		return "", fail(ExitInput, "give the %s either inline or with a file, not both", what)
+		return "", fail(ExitInput, "give the %s on the command line or in a file, not both", what)
 	case file != "":
-		b, err := os.ReadFile(file)
+		f, err := os.Open(file)
 		if err != nil {
-			return "", fail(ExitFile, "reading the %s file: %v", what, err)
+			return "", fail(ExitFile, "%s file: %v", what, err)
 		}
-		return strings.TrimRight(string(b), "\r\n"), nil
+		defer f.Close()
+		b, err := io.ReadAll(io.LimitReader(f, maxCredential+1))
+		if err != nil {
+			return "", fail(ExitFile, "%s file: %v", what, err)
+		}
+		raw = string(b)
 	case v == "-":
 		if err := c.claimStdin(what); err != nil {
 			return "", err
@@ -250,13 +280,18 @@ func (c *cli) credential(what, v, file string) (string, error) {
 		if err != nil && !errors.Is(err, io.EOF) {
 			return "", fail(ExitFile, "reading the %s from stdin: %v", what, err)
 		}
-		line = strings.TrimRight(line, "\r\n")
-		if line == "" {
-			return "", fail(ExitInput, "the %s read from stdin is empty", what)
-		}
-		return line, nil
+		raw = line
+	default:
+		return v, nil
 	}
-	return v, nil
+	if len(raw) > maxCredential {
+		return "", fail(ExitInput, "the %s is more than %d bytes", what, maxCredential)
+	}
+	val := strings.TrimRight(raw, "\r\n")
+	if val == "" || strings.ContainsAny(val, "\r\n") {
+		return "", fail(ExitInput, "the %s must be one non-empty line", what)
+	}
+	return val, nil
 }
 
 // printJSON writes v indented with anax's JSON_INDENT (two spaces), HTML not escaped.

@@ -38,7 +38,9 @@ func TestJoinDash(t *testing.T) {
 		{"long", []string{"--secretFile", "-"}, []string{"--secretFile=-"}},
 		{"already joined", []string{"-f-"}, []string{"-f-"}},
 		{"after --", []string{"--", "-"}, []string{"--", "-"}},
-		{"after a long flag with its value", []string{"--org=x", "-"}, []string{"--org=x", "-"}},
+		{"argument, last", []string{"user", "create", "dave", "-"}, []string{"user", "create", "dave", "--", "-"}},
+		{"argument before a flag", []string{"create", "dave", "-", "-A"}, []string{"create", "dave", "-", "-A"}},
+		{"after a long flag with its value", []string{"--org=x", "-"}, []string{"--org=x", "--", "-"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

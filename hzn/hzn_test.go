@@ -131,6 +131,7 @@ func TestHznBinary(t *testing.T) {
  "secretBinding":[{"serviceOrgid":"myorg","serviceUrl":"hello","secrets":[{"db_password":"db"}]}]}`)
 	valueFile := h.write("value", "canary-from-file")
 	bobPwFile := h.write("bobpw", "bobpw\n")
+	tokFile := h.write("node3-tok", "tok3\n")
 
 	tests := []struct {
 		name     string
@@ -147,6 +148,12 @@ func TestHznBinary(t *testing.T) {
 		{"user create by non-admin", "bob:bobpw", "", []string{"exchange", "user", "create", "eve", "pw"}, "", "forbidden", 7},
 		{"user list -a -N", "admin:adminpw", "", []string{"exchange", "user", "list", "-a", "-N"}, `"myorg/bob"`, "", 0},
 		{"node create, token from stdin", "bob:bobpw", "tok1\n", []string{"exchange", "node", "create", "-n", "node1:-"}, "Node myorg/node1 created.", "", 0},
+		{"user create, password from stdin", "admin:adminpw", "dave-pw\n", []string{"exchange", "user", "create", "dave", "-"}, "", "", 0},
+		{"user create, password twice", "admin:adminpw", "", []string{"exchange", "user", "create", "frank", "pw", "--password-file", bobPwFile}, "", "not both", 1},
+		{"node create, token from a file", "bob:bobpw", "", []string{"exchange", "node", "create", "-n", "node3", "--token-file", tokFile}, "Node myorg/node3 created.", "", 0},
+		{"node create without a token", "bob:bobpw", "", []string{"exchange", "node", "create", "-n", "node4"}, "", "if node or token are specified then they both must be specified", 1},
+		{"password from stdin logs in", "dave:dave-pw", "", []string{"sm", "secret", "list"}, "[", "", 0},
+		{"password from a file logs in", "bob:bobpw", "", []string{"sm", "secret", "list"}, "[", "", 0},
 		{"node list", "bob:bobpw", "", []string{"exchange", "node", "ls"}, `"myorg/node1"`, "", 0},
 		{"service publish", "admin:adminpw", "", []string{"exchange", "service", "publish", "-f", svc}, "Service myorg/hello_1.0.0_amd64 published", "", 0},
 		{"addpolicy refuses no constraints", "admin:adminpw", "", []string{"exchange", "deployment", "addpolicy", "-f", noConstraints, "pol0"}, "", "--no-constraints", 1},
@@ -231,5 +238,25 @@ func TestRegisterCreatesNode(t *testing.T) {
 	out, errOut, code = h.run([]string{"HZN_ORG_ID=myorg", "HZN_EXCHANGE_USER_AUTH=edge9:tok9"}, "", "sm", "secret", "list")
 	if code != 7 || !strings.Contains(errOut, "node credentials") {
 		t.Errorf("node edge9 authenticating with tok9: %d %q %q; want the node's refusal (nodes can not use the secrets API)", code, out, errOut)
+	}
+}
+
+// TestNodeTokensOffArgv: the tokens read from stdin and from a file are the nodes'
+// credentials on the agbot.
+func TestNodeTokensOffArgv(t *testing.T) {
+	h := startHub(t, "myorg", "admin", "adminpw")
+	tokFile := h.write("tok3", "tok3\n")
+	user := []string{"HZN_ORG_ID=myorg", "HZN_EXCHANGE_USER_AUTH=admin:adminpw"}
+	for _, args := range [][]string{{"exchange", "node", "create", "-n", "node2:-"}, {"exchange", "node", "create", "-n", "node3", "--token-file", tokFile}} {
+		if out, errOut, code := h.run(user, "tok2\n", args...); code != 0 {
+			t.Fatalf("hzn %q = %d %q %q", args, code, out, errOut)
+		}
+	}
+	for node, tok := range map[string]string{"node2": "tok2", "node3": "tok3"} {
+		// A node's credentials are refused by the secrets API with the node rule, not 401.
+		_, errOut, code := h.run([]string{"HZN_ORG_ID=myorg", "HZN_EXCHANGE_USER_AUTH=" + node + ":" + tok}, "", "sm", "secret", "list")
+		if code != 7 || !strings.Contains(errOut, "node credentials") {
+			t.Errorf("node %s with token %q: %d %q; want the node rule (authenticated)", node, tok, code, errOut)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -38,6 +39,11 @@ type Container struct {
 	// Secrets declared by this container, by service secret name (design §3): each is
 	// mounted read-only at /<name>.
 	Secrets map[string]SecretDecl `json:"secrets,omitempty"`
+	// CapAdd lists the Linux capabilities the container needs ("NET_BIND_SERVICE" or
+	// "CAP_NET_BIND_SERVICE"); the agent drops every other one. "ALL" is refused.
+	CapAdd []string `json:"cap_add,omitempty"`
+	// MaxMemoryMB limits the container's memory (and memory plus swap) in MiB; 0 is no limit.
+	MaxMemoryMB int64 `json:"max_memory_mb,omitempty"`
 }
 
 // SecretDecl is a service's declaration of one secret it needs.
@@ -163,4 +169,16 @@ func (s SecretValue) FileContent(d SecretDecl) []byte {
 		panic(err)
 	}
 	return b
+}
+
+// ParseFileContent reads what FileContent wrote for a secret declared as d.
+func ParseFileContent(content []byte, d SecretDecl) (SecretValue, error) {
+	if d.FileFormat() == FormatValueOnly {
+		return SecretValue{Value: string(content)}, nil
+	}
+	var v SecretValue
+	if err := json.Unmarshal(content, &v); err != nil {
+		return SecretValue{}, errors.New(`secret file: not {"key","value"} JSON`)
+	}
+	return v, nil
 }

@@ -240,6 +240,9 @@ func (c *Container) validate(f string) error {
 	if err := validateUser(f+".user", c.User); err != nil {
 		return err
 	}
+	if err := c.validateResources(f); err != nil {
+		return err
+	}
 	for _, sn := range sortedKeys(c.Secrets) {
 		sf := keyField(f+".secrets", sn)
 		if err := ValidateSecretName(sn); err != nil {

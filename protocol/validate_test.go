@@ -65,6 +65,19 @@ func TestProposalValidate(t *testing.T) {
 		{"env twice", func(p *Proposal) { withContainer(p, func(c *Container) { c.Environment = []string{"A=1", "A=2"} }) }, Limits{}, `field service.deployment.services["web"].environment[1]: variable A is set twice (also at environment[0])`, nil},
 		{"user bad", func(p *Proposal) { withContainer(p, func(c *Container) { c.User = "root:" }) }, Limits{}, `field service.deployment.services["web"].user: must be user or user:group with parts of 1..32 bytes`, nil},
 		{"user char", func(p *Proposal) { withContainer(p, func(c *Container) { c.User = "a b" }) }, Limits{}, `field service.deployment.services["web"].user: must be user or user:group of [A-Za-z0-9_.-]`, nil},
+		{"cap_add valid", func(p *Proposal) {
+			withContainer(p, func(c *Container) { c.CapAdd = []string{"NET_BIND_SERVICE", "cap_chown"}; c.MaxMemoryMB = 64 })
+		}, Limits{}, "", nil},
+		{"cap_add ALL", func(p *Proposal) { withContainer(p, func(c *Container) { c.CapAdd = []string{"CHOWN", "all"} }) }, Limits{},
+			`field service.deployment.services["web"].cap_add[1]: capability "all": ALL is refused: list the capabilities the service needs`, nil},
+		{"cap_add unknown", func(p *Proposal) { withContainer(p, func(c *Container) { c.CapAdd = []string{"CAP_GODMODE"} }) }, Limits{},
+			`field service.deployment.services["web"].cap_add[0]: capability "CAP_GODMODE": not a Linux capability (e.g. NET_BIND_SERVICE, CHOWN)`, nil},
+		{"cap_add twice", func(p *Proposal) { withContainer(p, func(c *Container) { c.CapAdd = []string{"CHOWN", "CAP_CHOWN"} }) }, Limits{},
+			`field service.deployment.services["web"].cap_add[1]: CAP_CHOWN is listed twice (also at cap_add[0])`, nil},
+		{"max_memory_mb too small", func(p *Proposal) { withContainer(p, func(c *Container) { c.MaxMemoryMB = 5 }) }, Limits{},
+			`field service.deployment.services["web"].max_memory_mb: must be 0 (no limit) or 6..1048576, got 5`, nil},
+		{"max_memory_mb negative", func(p *Proposal) { withContainer(p, func(c *Container) { c.MaxMemoryMB = -1 }) }, Limits{},
+			`field service.deployment.services["web"].max_memory_mb: must be 0 (no limit) or 6..1048576, got -1`, nil},
 		{"declared name bad", func(p *Proposal) {
 			withContainer(p, func(c *Container) { c.Secrets["../x"] = SecretDecl{} })
 		}, Limits{}, `field service.deployment.services["web"].secrets["../x"]: secret name "../x": must not start with '.'`, ErrInvalidSecretName},

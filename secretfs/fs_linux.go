@@ -76,6 +76,7 @@ type FS struct {
 	// incomplete counts scans that could not read a store's containers; unreached holds the
 	// stores (or "*": the whole machine) whose last scan failed, so each failure warns once.
 	incomplete  atomic.Uint64
+	cacheHits   atomic.Uint64 // store scans answered from the store's last read (tests)
 	unreachedMu sync.Mutex
 	unreached   map[string]bool
 	umask       uint32 // the process umask, read once: when it cannot strip the bits we create with, chmod is skipped
@@ -120,6 +121,19 @@ type store struct {
 	viewGen   uint64
 	stale     []staleView // replaced view directories, removed after the grace
 	staleSize int64       // bytes the stale view directories hold through their hard links
+	// mut counts changes to what this store's containers see (swaps, feed mounts); scan is
+	// what the last read of its containers' mounts found, reused while neither mut nor the
+	// containers' PIDs changed (a container's mounts change only through those).
+	mut  uint64
+	scan scanCache
+}
+
+// scanCache is one store's last complete read of its containers' mounts.
+type scanCache struct {
+	valid bool
+	mut   uint64
+	pids  []int
+	seen  map[string]map[uint64]bool // secret name -> versions containers use
 }
 
 type staleView struct {
@@ -407,6 +421,20 @@ func (f *FS) Stores() ([]*Store, error) {
 	return out, nil
 }
 
+// Store returns the paths of one store, without listing the others.
+func (f *FS) Store(id string) (*Store, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errClosed
+	}
+	st := f.stores[id]
+	if st == nil {
+		return nil, fmt.Errorf("%w: store %q", ErrNotFound, clip(id))
+	}
+	return f.public(st), nil
+}
+
 func (f *FS) public(st *store) *Store {
 	s := &Store{ID: st.id, Mode: st.mode, Files: make(map[string]string, len(st.secrets))}
 	for name := range st.secrets {
@@ -416,6 +444,7 @@ func (f *FS) public(st *store) *Store {
 			s.Files[name] = f.lay.publish(st.id, name)
 		}
 	}
+	s.ViewSource = f.lay.view(st.id)
 	if st.mode == ModeRestart {
 		s.DirView = f.lay.view(st.id)
 	} else {
@@ -449,6 +478,40 @@ func (f *FS) Depth(id, name string) (int, error) {
 		}
 	}
 	return depth, nil
+}
+
+// Depths returns Depth's answer for every store (the deepest of its secrets), from one read of
+// the mount table, so measuring a node costs in proportion to its mounts, not mounts × secrets.
+func (f *FS) Depths() (map[string]int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed {
+		return nil, errClosed
+	}
+	mounts, err := linux.SelfMountinfo()
+	if err != nil {
+		return nil, err
+	}
+	at := make(map[string]int, len(mounts))
+	for _, m := range mounts {
+		at[m.Mountpoint]++ // every mount of a stack sits at the same mount point
+	}
+	out := make(map[string]int, len(f.stores))
+	for id, st := range f.stores {
+		deepest := 0
+		if st.mode != ModeRestart {
+			for name, sec := range st.secrets {
+				deepest = max(deepest, at[f.lay.publish(id, name)])
+				for gen := range sec.bases {
+					if d := at[f.lay.feedPoint(id, name, gen)]; d > 0 {
+						deepest = max(deepest, 1+d)
+					}
+				}
+			}
+		}
+		out[id] = deepest
+	}
+	return out, nil
 }
 
 func (f *FS) lookup(id, name string) (*store, *secret, error) {

@@ -35,3 +35,9 @@ func (f *FS) Close() error { return nil }
 
 // IncompleteScans is 0 outside Linux.
 func (f *FS) IncompleteScans() uint64 { return 0 }
+
+// Store fails with ErrNotSupported outside Linux.
+func (f *FS) Store(id string) (*Store, error) { return nil, ErrNotSupported }
+
+// Depths fails with ErrNotSupported outside Linux.
+func (f *FS) Depths() (map[string]int, error) { return nil, ErrNotSupported }

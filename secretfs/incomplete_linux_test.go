@@ -157,3 +157,76 @@ func TestIncompleteScanKeepsVersions(t *testing.T) {
 		})
 	}
 }
+
+// TestScanReadsOnlyChangedStores: with Holders, a pass reads the mounts of a store's containers
+// only when the store changed (an update, a feed mount) or its containers did (a PID came or
+// went); an update of one store among many costs one store's read (issue 16), and the answer
+// stays right: a late starter still gets the current value.
+func TestScanReadsOnlyChangedStores(t *testing.T) {
+	e := newEnv(t)
+	h := &fakeHolders{pids: map[string][]int{}}
+	f, err := Open(Options{Root: e.root, Mode: ModeMountSwap, Logger: testLogger(e), Holders: h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	f.stopLoop()
+	var mu sync.Mutex
+	reads := map[int]int{}
+	f.readPID = func(pid int) ([]linux.MountInfo, error) {
+		mu.Lock()
+		reads[pid]++
+		mu.Unlock()
+		return linux.PIDMountinfo(pid)
+	}
+	total := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		n := 0
+		for _, c := range reads {
+			n += c
+		}
+		clear(reads)
+		return n
+	}
+	ids := []string{"s1", "s2", "s3", "s4"}
+	files := map[string]string{}
+	for _, id := range ids {
+		st, err := f.Create(e.spec(id, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[id] = st.Files["a"]
+		r := startNSReader(t, st.Files["a"])
+		h.set(id, r.pid)
+	}
+	val := func(i int) Secret { return Secret{Name: "a", Value: canary("cache", i), Format: FormatValueOnly} }
+	steps := []struct {
+		name  string
+		do    func()
+		reads int
+	}{
+		{"first pass reads every store", func() {}, 4},
+		{"nothing changed: no read", func() {}, 0},
+		{"update of one store: its containers only", func() {
+			e.remember(val(2).Value)
+			if err := f.Update("s2", []Secret{val(2)}); err != nil {
+				t.Fatal(err)
+			}
+		}, 1},
+		{"settled again", func() {}, 0},
+		{"a container of s3 starts: that store only", func() {
+			r := startNSReader(t, files["s3"])
+			h.mu.Lock()
+			h.pids["s3"] = append(h.pids["s3"], r.pid)
+			h.mu.Unlock()
+		}, 2},
+	}
+	for _, st := range steps {
+		st.do()
+		f.reconcile()
+		if n := total(); n != st.reads {
+			t.Errorf("%s: %d mountinfo reads, want %d", st.name, n, st.reads)
+		}
+	}
+}

@@ -82,6 +82,9 @@ func TestLateStarters(t *testing.T) {
 				if d, _ := f.Depth("svc1", "a"); d != 2 {
 					t.Errorf("Depth = %d, want 2", d)
 				}
+				if ds, err := f.Depths(); err != nil || ds["svc1"] != 2 {
+					t.Errorf("Depths = %v %v, want svc1: 2 (as Depth)", ds, err)
+				}
 			}
 			update(10)
 			check("after update 10", 10, r3)

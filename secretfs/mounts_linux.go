@@ -154,6 +154,7 @@ func (f *FS) unstack(st *store, name string) error {
 // that started with base see gen. The first time it stacks; later it mounts beneath the
 // previous feed mount and unmounts that, so the container's stack stays two deep.
 func (f *FS) feed(st *store, name string, base, gen uint64, fed bool) error {
+	st.mut++
 	d, err := clone(f.lay.version(st.id, name, gen), 0)
 	if err != nil {
 		return err
@@ -175,6 +176,7 @@ func (f *FS) feed(st *store, name string, base, gen uint64, fed bool) error {
 // unfeed removes every feed mount from base: containers that started with it see the base's
 // own content again.
 func (f *FS) unfeed(st *store, name string, base uint64) error {
+	st.mut++
 	_, err := linux.UnmountAll(f.lay.feedPoint(st.id, name, base))
 	return err
 }

@@ -3,6 +3,7 @@ package secretfs
 import (
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/edge-secrets/anax-agent/platform/linux"
@@ -68,11 +69,20 @@ func (f *FS) loop() {
 // found maps feed group -> secret name -> versions containers started with.
 type found map[int]map[string]map[uint64]bool
 
-// scanResult is what one scan learnt: the versions containers use, and the feed groups whose
-// containers were all read. A group missing from complete keeps every version it has.
+// scanResult is what one scan learnt: the versions containers use, the feed groups whose
+// containers were all read (a group missing from complete keeps every version it has), and
+// the stores' new scan caches.
 type scanResult struct {
 	seen     found
 	complete map[int]bool
+	caches   map[string]scanCache
+}
+
+// scanTarget is a store to scan, as it was when the pass began.
+type scanTarget struct {
+	group int
+	mut   uint64
+	cache scanCache
 }
 
 // reconcile runs one pass and returns when time-based work (zeroing after the grace, a retry
@@ -118,22 +128,24 @@ func (f *FS) reconcileLocked() {
 	f.poke() // let the loop re-arm its timer for what is still due
 }
 
-// scanTargets returns the retire epoch a scan starting now covers, and the feed group of each
-// mount-swap store (store id -> group). Call with the lock held.
-func (f *FS) scanTargets() (uint64, map[string]int) {
-	targets := map[string]int{}
+// scanTargets returns the retire epoch a scan starting now covers, and the mount-swap stores
+// to scan. Call with the lock held.
+func (f *FS) scanTargets() (uint64, map[string]scanTarget) {
+	targets := map[string]scanTarget{}
 	for _, st := range f.stores {
 		if st.mode == ModeMountSwap && st.group != 0 {
-			targets[st.id] = st.group
+			targets[st.id] = scanTarget{group: st.group, mut: st.mut, cache: st.scan}
 		}
 	}
 	return f.epoch, targets
 }
 
 // scan finds the versions running containers started with. With Options.Holders it reads the
-// mounts of each store's containers only; without, those of every process on the machine.
-func (f *FS) scan(targets map[string]int) scanResult {
-	res := scanResult{seen: found{}, complete: map[int]bool{}}
+// mounts of each store's containers, and only of stores that changed since their last read
+// (an update, a feed mount, a container started or stopped), so an update costs in proportion
+// to the containers of its store; without Holders it reads every process on the machine.
+func (f *FS) scan(targets map[string]scanTarget) scanResult {
+	res := scanResult{seen: found{}, complete: map[int]bool{}, caches: map[string]scanCache{}}
 	if len(targets) == 0 {
 		return res
 	}
@@ -144,43 +156,59 @@ func (f *FS) scan(targets map[string]int) scanResult {
 			return res
 		}
 		groups := map[int]bool{}
-		for id, g := range targets {
-			groups[g] = true
+		for id, t := range targets {
+			groups[t.group] = true
 			f.scanReached(id)
 		}
 		f.index(res.seen, mounts, groups)
 		res.complete = groups
 		return res
 	}
-	for id, group := range targets {
-		if err := f.scanStore(id, group, res.seen); err != nil {
+	for id, t := range targets {
+		c, err := f.scanStore(id, t)
+		if err != nil {
 			continue
 		}
-		res.complete[group] = true
+		if len(c.seen) > 0 {
+			res.seen[t.group] = c.seen
+		}
+		res.complete[t.group] = true
+		res.caches[id] = c
 	}
 	return res
 }
 
-// scanStore reads the mounts of the running containers that use store id.
-func (f *FS) scanStore(id string, group int, seen found) error {
+// scanStore reads the mounts of the running containers that use store id, or reuses its last
+// read when neither the store nor its containers changed since.
+func (f *FS) scanStore(id string, t scanTarget) (scanCache, error) {
 	holders, known := f.holders.Holders(id)
 	if !known {
 		err := fmt.Errorf("%w: its containers are not known yet (starting, restarting, or the engine's events are behind)", linux.ErrScanIncomplete)
 		f.scanFailed(id, "", 0, err)
-		return err
+		return scanCache{}, err
 	}
-	groups := map[int]bool{group: true}
+	pids := make([]int, len(holders))
+	for i, h := range holders {
+		pids[i] = h.PID
+	}
+	slices.Sort(pids)
+	if t.cache.valid && t.cache.mut == t.mut && slices.Equal(t.cache.pids, pids) {
+		f.cacheHits.Add(1)
+		return t.cache, nil
+	}
+	seen := found{}
+	groups := map[int]bool{t.group: true}
 	for _, h := range holders {
 		mounts, err := f.readPID(h.PID)
 		if err != nil {
 			err = fmt.Errorf("%w: %w", linux.ErrScanIncomplete, err)
 			f.scanFailed(id, h.Container, h.PID, err)
-			return err
+			return scanCache{}, err
 		}
 		f.index(seen, mounts, groups)
 	}
 	f.scanReached(id)
-	return nil
+	return scanCache{valid: true, mut: t.mut, pids: pids, seen: seen[t.group]}, nil
 }
 
 // scanFailed counts an incomplete scan and warns once per store until it is reached again.
@@ -222,6 +250,11 @@ func (f *FS) apply(epoch uint64, res scanResult) time.Time {
 	due := func(t time.Time) {
 		if next.IsZero() || t.Before(next) {
 			next = t
+		}
+	}
+	for id, c := range res.caches {
+		if st := f.stores[id]; st != nil {
+			st.scan = c
 		}
 	}
 	for _, st := range f.stores {

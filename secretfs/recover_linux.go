@@ -120,7 +120,7 @@ func (f *FS) recoverStore(id string, mounts []linux.MountInfo) *store {
 		st.secrets[name] = sec
 	}
 
-	if link, err := os.Readlink(filepath.Join(f.lay.view(id), "..data")); err == nil {
+	if link, err := os.Readlink(filepath.Join(f.lay.view(id), ViewCurrent)); err == nil {
 		st.viewGen, _ = parseViewGen(link)
 	}
 	if entries, err := os.ReadDir(f.lay.view(id)); err == nil {

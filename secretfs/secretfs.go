@@ -62,6 +62,21 @@ type Store struct {
 	// DirView is the host directory to bind-mount read-only at /open-horizon-secrets; it holds
 	// <name> symlinks into a versioned directory that changes as one snapshot.
 	DirView string
+	// ViewSource is the store's own view directory, where the agent repairs what someone else
+	// changed (in the mount modes DirView is a read-only bind of it; in restart mode the same).
+	// Its ViewCurrent entry links to the current snapshot, a directory IsViewSnapshot names.
+	ViewSource string
+}
+
+// ViewCurrent is the view's link to its current snapshot directory.
+const ViewCurrent = "..data"
+
+// IsViewSnapshot reports whether a view entry is a snapshot directory (current or replaced);
+// replaced ones are removed by secretfs after the grace, the current one is reached through
+// ViewCurrent.
+func IsViewSnapshot(name string) bool {
+	_, ok := parseViewGen(name)
+	return ok
 }
 
 // Features is what Open found the kernel and the agent's privileges allow.

@@ -300,6 +300,7 @@ func (f *FS) Update(id string, secrets []Secret) error {
 // swapSecret swaps one secret from old to gen at its publish point and, in mount-swap mode, on
 // every version a running container started with.
 func (f *FS) swapSecret(tx *swapTx, st *store, name string, sec *secret, old, gen uint64, now time.Time) error {
+	st.mut++
 	undoPublish := func() error { return f.swapPublish(st, name, old) }
 	if st.mode == ModeMountStack {
 		undoPublish = func() error { return f.unstack(st, name) }

@@ -103,7 +103,7 @@ func (f *FS) createView(st *store, gens map[string]uint64) error {
 		return err
 	}
 	for name := range gens {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(view, name)); err != nil {
+		if err := os.Symlink(filepath.Join(ViewCurrent, name), filepath.Join(view, name)); err != nil {
 			return err
 		}
 	}

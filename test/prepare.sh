@@ -2,7 +2,7 @@
 # Prepares a machine for the test suite: a Docker engine that answers, and qemu-user-static for
 # the ARM unit tests. Idempotent; safe to call before every `make test`. Needs root for installs.
 #
-#   test/prepare.sh            docker + qemu + openbao
+#   test/prepare.sh            docker + qemu + tools + openbao
 #   test/prepare.sh docker     only the Docker engine
 #   test/prepare.sh qemu       only qemu-user-static
 #   test/prepare.sh openbao    only the OpenBao server binary (test/openbao.sh)
@@ -59,6 +59,18 @@ ensure_qemu() {
   apt_install qemu-user-static
 }
 
+# Host programs the e2e suite copies into FROM-scratch images (an anax-style service script
+# runs bash, curl and jq), setpriv and ldd (util-linux and libc-bin are essential in Debian).
+ensure_tools() {
+  local missing=()
+  for tool in curl jq setpriv ldd; do
+    command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
+  done
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing Debian's curl, jq and util-linux for: ${missing[*]}"
+  apt_install curl jq util-linux libc-bin
+}
+
 # OpenBao for the agbot's Vault tests: built once from the Go module proxy into a cache outside
 # the repository (several minutes the first time); no root needed.
 ensure_openbao() { log "openbao: $("$(dirname "$0")/openbao.sh")"; }
@@ -67,6 +79,7 @@ case "${1:-all}" in
   docker) ensure_docker ;;
   qemu) ensure_qemu ;;
   openbao) ensure_openbao ;;
-  all) ensure_docker; ensure_qemu; ensure_openbao ;;
-  *) log "usage: $0 [docker|qemu|openbao|all]"; exit 2 ;;
+  tools) ensure_tools ;;
+  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao ;;
+  *) log "usage: $0 [docker|qemu|tools|openbao|all]"; exit 2 ;;
 esac

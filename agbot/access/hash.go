@@ -1,14 +1,18 @@
 package access
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"golang.org/x/crypto/argon2"
 )
@@ -67,13 +71,40 @@ func Verify(hash, password string) (bool, error) {
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
 }
 
-// Verifier checks credentials against stored hashes and remembers the ones that matched, so
-// a node polling every few seconds costs a SHA-256, not an argon2id run. An entry is only
-// used while the stored hash is the one it matched: a changed password or token drops it.
+// ErrBusy: every argon2id slot is taken and the queue for them is full (or the wait for one
+// ran out); the caller should try again shortly (HTTP 503).
+var ErrBusy = errors.New("too many password checks in progress")
+
+// VerifierConfig bounds the work and memory credential checks may take.
+type VerifierConfig struct {
+	// Params make the dummy hash an unknown identity is checked against: the parameters new
+	// passwords and tokens get, so an unknown id costs what a known one costs.
+	Params HashParams
+	// Slots is how many argon2id runs may go at once (each holds Params.MemoryKiB);
+	// default runtime.GOMAXPROCS(0).
+	Slots int
+	// Queue is how many checks may wait for a slot (default 32 per slot), and MaxWait how
+	// long one waits (default 5s); beyond either the check fails with ErrBusy.
+	Queue   int
+	MaxWait time.Duration
+}
+
+// Verifier checks credentials against stored hashes, at most cfg.Slots argon2id runs at a
+// time. It remembers the one credential that last matched each identity, so a node polling
+// every few seconds costs a SHA-256, not an argon2id run; the memory only ever confirms that
+// exact credential. Anything else (a wrong guess, another password) costs a full argon2id
+// run, and an unknown identity costs one too, against a dummy hash. An entry is used only
+// while the stored hash is the one it matched: a changed password or token drops it.
 type Verifier struct {
-	mu    sync.Mutex
-	pad   [32]byte // random per process: cache digests are useless outside it
-	cache map[string]verified
+	mu      sync.Mutex
+	pad     [32]byte // random per process: cache digests are useless outside it
+	cache   map[string]verified
+	dummy   string
+	slots   chan struct{}
+	queue   int64
+	maxWait time.Duration
+	waiting atomic.Int64
+	runs    atomic.Uint64
 }
 
 type verified struct {
@@ -81,10 +112,30 @@ type verified struct {
 	digest [32]byte
 }
 
-// NewVerifier returns an empty verifier.
-func NewVerifier() *Verifier {
-	v := &Verifier{cache: map[string]verified{}}
+// NewVerifier returns a verifier with an empty cache.
+func NewVerifier(cfg VerifierConfig) *Verifier {
+	if cfg.Params.Time == 0 {
+		cfg.Params = DefaultParams
+	}
+	if cfg.Slots <= 0 {
+		cfg.Slots = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Queue <= 0 {
+		cfg.Queue = 32 * cfg.Slots
+	}
+	if cfg.MaxWait <= 0 {
+		cfg.MaxWait = 5 * time.Second
+	}
+	v := &Verifier{cache: map[string]verified{}, slots: make(chan struct{}, cfg.Slots), queue: int64(cfg.Queue), maxWait: cfg.MaxWait}
 	_, _ = rand.Read(v.pad[:])
+	var pw [16]byte
+	_, _ = rand.Read(pw[:])
+	dummy, err := Hash(base64.RawStdEncoding.EncodeToString(pw[:]), cfg.Params)
+	if err != nil {
+		// Hash fails only when the system's randomness does; nothing can be verified then.
+		panic(fmt.Sprintf("access: making the dummy hash: %v", err))
+	}
+	v.dummy = dummy
 	return v
 }
 
@@ -98,24 +149,71 @@ func (v *Verifier) digest(id, password string) [32]byte {
 	return out
 }
 
-// Check reports whether password matches storedHash for the identity id.
-func (v *Verifier) Check(id, storedHash, password string) bool {
+// Check reports whether password matches storedHash for the identity id. An empty
+// storedHash means the identity does not exist: a dummy hash is checked instead, the answer
+// is false. The error is ErrBusy or the context's when no argon2id slot could be had.
+func (v *Verifier) Check(ctx context.Context, id, storedHash, password string) (bool, error) {
 	d := v.digest(id, password)
-	v.mu.Lock()
-	e, ok := v.cache[id]
-	v.mu.Unlock()
-	if ok && e.hash == storedHash {
-		return subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1
+	if storedHash != "" {
+		v.mu.Lock()
+		e, ok := v.cache[id]
+		v.mu.Unlock()
+		if ok && e.hash == storedHash && subtle.ConstantTimeCompare(e.digest[:], d[:]) == 1 {
+			return true, nil
+		}
 	}
-	good, err := Verify(storedHash, password)
-	if err != nil || !good {
-		return false
+	hash := storedHash
+	if hash == "" {
+		hash = v.dummy
+	}
+	good, err := v.verify(ctx, hash, password)
+	if errors.Is(err, ErrBadHash) {
+		return false, nil
+	}
+	if err != nil || !good || storedHash == "" {
+		return false, err
 	}
 	v.mu.Lock()
 	v.cache[id] = verified{hash: storedHash, digest: d}
 	v.mu.Unlock()
-	return true
+	return true, nil
 }
+
+// verify runs Verify in one of the slots, waiting for one within the queue's bounds.
+func (v *Verifier) verify(ctx context.Context, hash, password string) (bool, error) {
+	select {
+	case v.slots <- struct{}{}:
+	default:
+		if v.waiting.Add(1) > v.queue {
+			v.waiting.Add(-1)
+			return false, ErrBusy
+		}
+		t := time.NewTimer(v.maxWait)
+		select {
+		case v.slots <- struct{}{}:
+			t.Stop()
+			v.waiting.Add(-1)
+		case <-t.C:
+			v.waiting.Add(-1)
+			return false, ErrBusy
+		case <-ctx.Done():
+			t.Stop()
+			v.waiting.Add(-1)
+			return false, ctx.Err()
+		}
+	}
+	defer func() { <-v.slots }()
+	v.runs.Add(1)
+	good, err := Verify(hash, password)
+	if errors.Is(err, ErrBadHash) {
+		// Malformed stored hash: refuse, at the cost of a well-formed one.
+		_, _ = Verify(v.dummy, password)
+	}
+	return good, err
+}
+
+// Runs is how many argon2id verifications have run (a test and metrics hook).
+func (v *Verifier) Runs() uint64 { return v.runs.Load() }
 
 // Forget drops a cached identity (deleted user or node).
 func (v *Verifier) Forget(id string) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -29,6 +30,11 @@ type Config struct {
 	Log      *slog.Logger
 	Hash     access.HashParams // for new passwords and tokens
 	MaxValue int               // bytes of one secret value; default protocol.DefaultMaxValue
+	// Verifier bounds concurrent argon2id runs (zero: GOMAXPROCS slots, a queue of 32 each).
+	Verifier access.VerifierConfig
+	// AddressLimit and IdentityLimit throttle failed logins (zero: DefaultAddressLimit,
+	// DefaultIdentityLimit).
+	AddressLimit, IdentityLimit access.LimitPolicy
 }
 
 // API serves HTTP.
@@ -39,6 +45,7 @@ type API struct {
 	eng *engine.Engine
 	log *slog.Logger
 	ver *access.Verifier
+	grd *guard
 	mux *http.ServeMux
 }
 
@@ -53,15 +60,37 @@ func New(cfg Config) *API {
 	if cfg.Hash.Time == 0 {
 		cfg.Hash = access.DefaultParams
 	}
-	a := &API{cfg: cfg, st: cfg.Store, sm: cfg.Secrets, eng: cfg.Engine, log: cfg.Log, ver: access.NewVerifier(), mux: http.NewServeMux()}
+	cfg.Verifier.Params = cfg.Hash
+	a := &API{cfg: cfg, st: cfg.Store, sm: cfg.Secrets, eng: cfg.Engine, log: cfg.Log, ver: access.NewVerifier(cfg.Verifier),
+		grd: newGuard(cfg.AddressLimit, cfg.IdentityLimit), mux: http.NewServeMux()}
 	a.routes()
 	return a
+}
+
+// ArgonRuns is how many argon2id verifications the API has run (a test and metrics hook).
+func (a *API) ArgonRuns() uint64 { return a.ver.Runs() }
+
+// Per-request deadlines. The server has no WriteTimeout (it would cut the node long-poll);
+// each request gets requestTimeout to be answered, a long-poll its wait plus pollSlack.
+const (
+	requestTimeout = time.Minute
+	pollSlack      = 30 * time.Second
+)
+
+// setDeadlines bounds how long reading the rest of the request and writing the answer may
+// take, from now. Writers without deadlines (tests' recorders) are left as they are.
+func setDeadlines(w http.ResponseWriter, d time.Duration) {
+	rc := http.NewResponseController(w)
+	t := time.Now().Add(d)
+	_ = rc.SetReadDeadline(t)
+	_ = rc.SetWriteDeadline(t)
 }
 
 // ServeHTTP implements http.Handler.
 // Secret names with empty, "." or ".." segments are refused here with the rule: the mux
 // would otherwise clean the path and redirect to another name.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setDeadlines(w, requestTimeout)
 	if _, rest, ok := strings.Cut(r.URL.Path, "/secrets/"); ok && strings.HasPrefix(r.URL.Path, "/org/") {
 		for _, seg := range strings.Split(rest, "/") {
 			if seg == "" || seg == "." || seg == ".." {
@@ -108,6 +137,7 @@ func (a *API) routes() {
 	m.HandleFunc("DELETE /org/{org}/nodes/{node}", a.auth(a.deleteNode))
 	m.HandleFunc("GET /org/{org}/nodes/{node}/agreements", a.auth(a.nodeAgreements))
 	m.HandleFunc("PUT /org/{org}/nodes/{node}/registration", a.auth(a.register))
+	m.HandleFunc("DELETE /org/{org}/nodes/{node}/registration", a.auth(a.releaseKeys))
 	m.HandleFunc("GET /org/{org}/nodes/{node}/msgs", a.auth(a.poll))
 	m.HandleFunc("POST /org/{org}/nodes/{node}/msgs", a.auth(a.reply))
 
@@ -181,7 +211,9 @@ func status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, errTooLarge), errors.Is(err, protocol.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, secrets.ErrUnavailable):
+	case errors.Is(err, errThrottled):
+		return http.StatusTooManyRequests
+	case errors.Is(err, secrets.ErrUnavailable), errors.Is(err, access.ErrBusy):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -198,6 +230,7 @@ func (a *API) fail(w http.ResponseWriter, err error) {
 var (
 	errBadRequest = errors.New("bad request")
 	errTooLarge   = errors.New("request body too large")
+	errThrottled  = errors.New("too many failed logins")
 )
 
 // readJSON decodes a request body strictly (unknown fields refused), at most max bytes.
@@ -249,34 +282,88 @@ type ctxKey struct{}
 func callerOf(r *http.Request) access.Caller { return r.Context().Value(ctxKey{}).(access.Caller) }
 
 // auth authenticates Basic `org/id:password`: a user first, then a node of that org.
+// Refusals: 401 (wrong or missing credentials), 429 with Retry-After (too many failed logins
+// for the identity or from the address), 503 with Retry-After (password checks saturated).
 func (a *API) auth(h func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		c, err := a.authenticate(r)
+		c, retry, err := a.authenticate(r)
 		if err != nil {
-			a.log.Info("audit", "op", r.Method+" "+r.URL.Path, "caller", "?", "result", 401)
-			writeErr(w, http.StatusUnauthorized, "%s", err.Error())
+			code := status(err)
+			if code == http.StatusInternalServerError {
+				code = http.StatusUnauthorized
+			}
+			if retry > 0 {
+				w.Header().Set("Retry-After", strconv.Itoa(int((retry+time.Second-1)/time.Second)))
+			}
+			a.log.Info("audit", "op", r.Method+" "+r.URL.Path, "caller", "?", "result", code)
+			writeErr(w, code, "%s", err.Error())
 			return
 		}
 		h(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, c)))
 	}
 }
 
-func (a *API) authenticate(r *http.Request) (access.Caller, error) {
+// authenticate checks the credentials, within the login throttles; retry is how long the
+// caller should wait when the refusal is 429 or 503. Every attempt past the throttle costs
+// one argon2id run or more, whether or not the identity exists, unless it presents exactly
+// the credential that last logged that identity in.
+func (a *API) authenticate(r *http.Request) (access.Caller, time.Duration, error) {
 	u, pw, ok := r.BasicAuth()
 	if !ok {
-		return access.Caller{}, fmt.Errorf("%w: Basic auth org/user:password (or org/node:token) required", access.ErrUnauthenticated)
+		return access.Caller{}, 0, fmt.Errorf("%w: Basic auth org/user:password (or org/node:token) required", access.ErrUnauthenticated)
 	}
 	org, id, ok := strings.Cut(u, "/")
 	if !ok || org == "" || id == "" {
-		return access.Caller{}, fmt.Errorf("%w: the Basic auth user must be org/user or org/node", access.ErrUnauthenticated)
+		return access.Caller{}, 0, fmt.Errorf("%w: the Basic auth user must be org/user or org/node", access.ErrUnauthenticated)
 	}
-	if user, err := a.st.Users.Get(org, id); err == nil && a.ver.Check("user\x00"+org+"/"+id, user.PasswordHash, pw) {
-		return access.Caller{Org: org, ID: id, Admin: user.Admin}, nil
+	at, d, which := a.grd.begin(u, clientAddr(r))
+	if d > 0 {
+		return access.Caller{}, d, fmt.Errorf("%w %s: retry after %v", errThrottled, which, d.Round(time.Second))
 	}
-	if node, err := a.st.Nodes.Get(org, id); err == nil && a.ver.Check("node\x00"+org+"/"+id, node.TokenHash, pw) {
-		return access.Caller{Org: org, ID: id, Node: true}, nil
+	c, err := a.check(r.Context(), org, id, pw)
+	switch {
+	case err == nil:
+		at.succeeded()
+		return c, 0, nil
+	case errors.Is(err, access.ErrUnauthenticated):
+		if at.failed() {
+			a.log.Warn("login throttled", "identity", u, "addr", at.addr)
+		}
+		return access.Caller{}, 0, fmt.Errorf("%w for %q", err, u)
 	}
-	return access.Caller{}, fmt.Errorf("%w: wrong credentials for %q", access.ErrUnauthenticated, u)
+	at.abandoned()
+	if errors.Is(err, access.ErrBusy) {
+		return access.Caller{}, time.Second, err
+	}
+	return access.Caller{}, 0, err
+}
+
+// check verifies pw as user org/id, then as node org/id; an id that is neither is checked
+// against a dummy hash, so it costs what a known one does.
+func (a *API) check(ctx context.Context, org, id, pw string) (access.Caller, error) {
+	tried := false
+	if user, err := a.st.Users.Get(org, id); err == nil {
+		tried = true
+		if ok, err := a.ver.Check(ctx, "user\x00"+org+"/"+id, user.PasswordHash, pw); err != nil {
+			return access.Caller{}, err
+		} else if ok {
+			return access.Caller{Org: org, ID: id, Admin: user.Admin}, nil
+		}
+	}
+	if node, err := a.st.Nodes.Get(org, id); err == nil {
+		tried = true
+		if ok, err := a.ver.Check(ctx, "node\x00"+org+"/"+id, node.TokenHash, pw); err != nil {
+			return access.Caller{}, err
+		} else if ok {
+			return access.Caller{Org: org, ID: id, Node: true}, nil
+		}
+	}
+	if !tried {
+		if _, err := a.ver.Check(ctx, "", "", pw); err != nil {
+			return access.Caller{}, err
+		}
+	}
+	return access.Caller{}, fmt.Errorf("%w: wrong credentials", access.ErrUnauthenticated)
 }
 
 // sameOrgUser refuses nodes and callers of another org (403).

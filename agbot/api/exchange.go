@@ -256,66 +256,6 @@ func (a *API) listAgreements(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 200, a.eng.Agreements(org, ""))
 }
 
-// Registration is what a node sends to register (node auth).
-type Registration struct {
-	PublicKeys *protocol.PublicKeys `json:"publicKeys"`
-	Arch       string               `json:"arch"`
-	Properties []exchange.Property  `json:"properties,omitempty"`
-	Pattern    string               `json:"pattern,omitempty"`
-}
-
-func (a *API) register(w http.ResponseWriter, r *http.Request) {
-	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)
-	if !c.Node || c.Org != org || c.ID != id {
-		a.fail(w, fmt.Errorf("%w: only node %s/%s itself registers, with its token", access.ErrForbidden, org, id))
-		return
-	}
-	var reg Registration
-	if err := readJSON(r, 64<<10, &reg); err != nil {
-		a.fail(w, err)
-		return
-	}
-	if reg.PublicKeys == nil {
-		a.fail(w, fmt.Errorf("%w: field publicKeys: required", errBadRequest))
-		return
-	}
-	if err := reg.PublicKeys.Validate(); err != nil {
-		a.fail(w, err)
-		return
-	}
-	if reg.Arch == "" {
-		a.fail(w, fmt.Errorf("%w: field arch: required (amd64, arm64, arm, ...)", errBadRequest))
-		return
-	}
-	n, err := a.st.Nodes.Get(org, id)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	if reg.Pattern != "" {
-		po, pn := org, reg.Pattern
-		if o, p, ok := cut(reg.Pattern); ok {
-			po, pn = o, p
-		}
-		if _, err := a.st.Patterns.Get(po, pn); err != nil {
-			a.fail(w, fmt.Errorf("%w: field pattern: pattern %s/%s is not published", errBadRequest, po, pn))
-			return
-		}
-		n.Pattern = reg.Pattern
-	}
-	n.PublicKeys, n.Arch, n.Properties, n.Registered, n.LastUpdated = reg.PublicKeys, reg.Arch, reg.Properties, true, now()
-	if err := a.st.Nodes.Put(org, id, n); err != nil {
-		a.fail(w, err)
-		return
-	}
-	a.log.Info("node registered", "org", org, "node", id, "arch", reg.Arch, "pattern", n.Pattern, "keys", reg.PublicKeys.Fingerprint())
-	if err := a.eng.NodeRegistered(r.Context(), org, id, reg.PublicKeys); err != nil {
-		a.log.Warn("reconcile after registration", "node", id, "err", err)
-	}
-	pub := a.eng.PublicKeys()
-	writeJSON(w, 200, AgbotInfo{ID: a.eng.ID(), PublicKeys: pub, Fingerprint: pub.Fingerprint()})
-}
-
 func cut(s string) (string, string, bool) {
 	for i := 0; i < len(s); i++ {
 		if s[i] == '/' {
@@ -363,6 +303,7 @@ func (a *API) poll(w http.ResponseWriter, r *http.Request) {
 		}
 		wait = time.Duration(secs) * time.Second
 	}
+	setDeadlines(w, wait+pollSlack) // the server-wide deadlines would end a long-poll
 	var after uint64
 	if s := q.Get("after"); s != "" {
 		if after, err = strconv.ParseUint(s, 10, 64); err != nil {

@@ -94,10 +94,14 @@ func (q *queues) find(node, ag string, seq uint64, typ protocol.MessageType) (ui
 	return 0, false
 }
 
+// FarewellTTL is how long a cancel sealed to a node's replaced keys waits for the old node.
+const FarewellTTL = 24 * time.Hour
+
 // take returns the messages to offer now, or a channel that signals a change and the time
 // of the next due resend. It also returns the cancel_replies the client has polled past
-// (id <= after): nothing acknowledges a reply, so receiving it is its end; they are gone
-// from the memory queue and the caller removes them from the store.
+// (id <= after): nothing acknowledges a reply, so receiving it is its end; and the farewell
+// cancels older than FarewellTTL. They are gone from the memory queue and the caller
+// removes them from the store.
 func (q *queues) take(node string, after uint64, now time.Time) ([]store.Message, <-chan struct{}, time.Time, []uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -107,6 +111,10 @@ func (q *queues) take(node string, after uint64, now time.Time) ([]store.Message
 	var done []uint64
 	keep := nq.msgs[:0]
 	for _, m := range nq.msgs {
+		if m.Farewell && now.Sub(m.Queued) > FarewellTTL {
+			done = append(done, m.ID) // the replaced node never answered: it is gone
+			continue
+		}
 		if m.Type == string(protocol.TypeCancelReply) {
 			if m.ID <= after {
 				done = append(done, m.ID)
@@ -286,6 +294,11 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	id := NodeID(org, node)
 	msg, err := e.ep.Open(envelope)
 	if err != nil {
+		if errors.Is(err, protocol.ErrUnknownSender) {
+			if handled, ferr := e.farewellAnswered(org, node, envelope); handled {
+				return ferr
+			}
+		}
 		return fmt.Errorf("%w: %w", ErrBadMessage, err)
 	}
 	h := msg.Head()
@@ -417,45 +430,104 @@ func (e *Engine) dropQueued(org, node, agreement string) error {
 //  1. Declined agreements (the node declined or cancelled them, e.g. `hzn unregister`) and
 //     held ones are forgotten, so matching proposes them again under new agreement ids.
 //     Without a registration a declined agreement stays declined: no proposal loop.
-//  2. With keys other than the registered ones, everything queued for the node is dropped
-//     (sealed to keys the node no longer has, it can never be opened), and every agreement
-//     the agbot still thinks proposed, agreed or ending is cancelled under the new keys: a
-//     node that kept it ends it, one that forgot it acknowledges an unknown agreement.
-//     Matching then proposes new agreements.
+//  2. With keys other than the registered ones (the API allows that to the node's owner or
+//     an org admin only), everything queued for the node is dropped (sealed to keys the
+//     new node does not have), and every agreement the agbot still thinks proposed, agreed
+//     or ending is forgotten, with a cancel sealed to the OLD keys queued for the old node
+//     (a farewell: it stops its services and logs that its keys were replaced). Matching
+//     then proposes new agreements to the new keys.
 func (e *Engine) NodeRegistered(ctx context.Context, org, node string, keys *protocol.PublicKeys) error {
+	id := NodeID(org, node)
 	e.mu.Lock()
-	old, _ := e.keys.PeerKeys(NodeID(org, node))
+	old, _ := e.keys.PeerKeys(id)
 	rekeyed := old == nil || old.Fingerprint() != keys.Fingerprint()
-	e.keys.set(NodeID(org, node), keys)
+	e.keys.set(id, keys)
 	var err error
 	if rekeyed {
 		err = e.dropQueued(org, node, "")
+		e.retired.set(id, old)
 	}
 	p := &pass{e: e, now: time.Now()}
+	var farewells []*Agreement
 	for _, a := range e.live {
 		if a.Org != org || a.Node != node {
 			continue
 		}
-		switch a.State {
-		case StateDeclined, StateHeld:
+		switch {
+		case a.State == StateDeclined || a.State == StateHeld:
 			p.drop = append(p.drop, a)
-		default:
-			if rekeyed {
-				p.cancel(a, "node registered again with new keys")
-			}
+		case rekeyed && old != nil:
+			farewells = append(farewells, a)
+			p.drop = append(p.drop, a)
+		case rekeyed:
+			p.cancel(a, "node registered again with new keys")
 		}
 	}
 	if err == nil {
+		p.farewell(org, node, old, farewells)
 		err = p.commit()
 	}
 	e.mu.Unlock()
 	if err != nil {
-		return fmt.Errorf("node %s registered: %w", NodeID(org, node), err)
+		return fmt.Errorf("node %s registered: %w", id, err)
 	}
 	return e.ReconcileNode(ctx, org, node)
 }
 
-// NodeDeleted forgets a node's agreements and queue.
+// farewell queues, for each agreement, a cancel sealed to the node's replaced keys old.
+func (p *pass) farewell(org, node string, old *protocol.PublicKeys, ags []*Agreement) {
+	if len(ags) == 0 {
+		return
+	}
+	id := NodeID(org, node)
+	ep := &protocol.Endpoint{ID: p.e.cfg.ID, Keys: p.e.cfg.Keys, Peers: protocol.StaticKeyRing{id: old}, Limits: p.e.cfg.Limits}
+	for _, a := range ags {
+		c := *a
+		msg := &protocol.Cancel{Meta: p.meta(&c, protocol.TypeCancel),
+			Reason: protocol.CancelKeysReplaced + ": the node's owner or an org admin registered other keys for " + id}
+		env, err := ep.Seal(msg)
+		if err != nil {
+			p.e.log.Warn("seal failed", "agreement", c.ID, "type", protocol.TypeCancel, "err", err)
+			continue
+		}
+		p.extra = append(p.extra, outgoing{org: org, node: node, m: store.Message{Agreement: c.ID, Type: string(protocol.TypeCancel),
+			Seq: c.Seq, Envelope: env, Queued: p.now, Farewell: true}})
+		p.e.log.Info("agreement cancelled on the node whose keys were replaced", "agreement", c.ID, "node", id,
+			"service", c.Service, "old_keys", old.Fingerprint())
+	}
+}
+
+// farewellAnswered opens a message the node's current keys do not verify with its replaced
+// keys. It reports whether it was from them: then the old node's answer to a farewell
+// cancel is acknowledged, and anything else refused.
+func (e *Engine) farewellAnswered(org, node string, envelope []byte) (bool, error) {
+	id := NodeID(org, node)
+	old, err := e.retired.PeerKeys(id)
+	if err != nil {
+		return false, nil
+	}
+	ep := &protocol.Endpoint{ID: e.cfg.ID, Keys: e.cfg.Keys, Peers: protocol.StaticKeyRing{id: old}, Limits: e.cfg.Limits}
+	msg, err := ep.Open(envelope)
+	if err != nil {
+		return false, nil
+	}
+	h := msg.Head()
+	if _, ok := msg.(*protocol.CancelReply); !ok || h.From != id {
+		return true, fmt.Errorf("%w: %s from %s signed with the node's replaced keys %s: only the answer to the cancel sent to them is accepted",
+			ErrBadMessage, h.Type, id, old.Fingerprint())
+	}
+	mid, queued := e.q.find(id, h.Agreement, h.Seq, protocol.TypeCancel)
+	if queued {
+		if err := e.st.Update(func(tx *bolt.Tx) error { e.st.RemoveTx(tx, org, node, mid); return nil }); err != nil {
+			return true, err
+		}
+		e.q.remove(id, mid)
+	}
+	e.log.Info("the node whose keys were replaced ended its agreement", "node", id, "agreement", h.Agreement, "was_queued", queued)
+	return true, nil
+}
+
+// NodeDeleted forgets a node's agreements, queue and keys (node deleted, or its keys released).
 func (e *Engine) NodeDeleted(org, node string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -481,6 +553,7 @@ func (e *Engine) NodeDeleted(org, node string) error {
 	delete(e.q.m, NodeID(org, node))
 	e.q.mu.Unlock()
 	e.keys.set(NodeID(org, node), nil)
+	e.retired.set(NodeID(org, node), nil)
 	return nil
 }
 

@@ -82,7 +82,10 @@ type Engine struct {
 	live map[string]*Agreement // by id
 
 	keys keyRing
-	q    queues
+	// retired holds each node's keys replaced by its owner or an admin: only the old
+	// node's answers to the cancels sealed to them are accepted under them.
+	retired keyRing
+	q       queues
 
 	dirtyMu sync.Mutex
 	dirty   map[string]bool // orgs whose reconcile failed (manager unavailable): retried
@@ -113,6 +116,7 @@ func New(cfg Config) (*Engine, error) {
 		agreements: store.NewTable[Agreement](cfg.Store, "agreements"),
 		live:       map[string]*Agreement{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
 	e.keys.m = map[string]*protocol.PublicKeys{}
+	e.retired.m = map[string]*protocol.PublicKeys{}
 	e.q.init(cfg.Retry, cfg.MaxRetry)
 	e.ep = &protocol.Endpoint{ID: cfg.ID, Keys: cfg.Keys, Peers: &e.keys, Limits: cfg.Limits}
 
@@ -123,6 +127,9 @@ func New(cfg Config) (*Engine, error) {
 	for _, n := range nodes {
 		if n.PublicKeys != nil {
 			e.keys.set(NodeID(n.Org, n.ID), n.PublicKeys)
+		}
+		if n.ReplacedKeys != nil {
+			e.retired.set(NodeID(n.Org, n.ID), n.ReplacedKeys)
 		}
 	}
 	all, err := e.agreements.List("")

@@ -321,6 +321,7 @@ type pass struct {
 	save    []*Agreement
 	drop    []*Agreement
 	jobs    []*job
+	extra   []outgoing // sealed already (farewells)
 }
 
 func (p *pass) meta(a *Agreement, t protocol.MessageType) protocol.Meta {
@@ -439,7 +440,7 @@ func (p *pass) commit() error {
 		}
 		msgs = append(msgs, outgoing{org: j.a.Org, node: j.a.Node, m: j.out})
 	}
-	return p.e.persist(p.save, p.drop, msgs)
+	return p.e.persist(p.save, p.drop, append(msgs, p.extra...))
 }
 
 // Reconcile brings every agreement of org in line with the exchange and the secrets.

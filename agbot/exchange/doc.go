@@ -2,6 +2,5 @@
 // deployment policies, patterns, secret bindings) and the publishing rules that check them
 // before they are stored. It is pure: no I/O, no HTTP, no secret values.
 //
-// Imported by the other agbot packages and by the hzn CLI (to read service, policy and pattern
-// files the way the agbot will).
+// Imported by the other agbot packages; it imports only protocol (test/deptest enforces it).
 package exchange

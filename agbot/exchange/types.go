@@ -52,6 +52,9 @@ type Node struct {
 	Registered   bool                 `json:"registered"`
 	LastUpdated  string               `json:"lastUpdated,omitempty"`
 	LastHeartbit string               `json:"lastHeartbeat,omitempty"`
+	// ReplacedKeys are the keys the owner or an admin replaced: the agbot still accepts
+	// the old node's answers to the cancels sealed to them, and nothing else.
+	ReplacedKeys *protocol.PublicKeys `json:"replacedKeys,omitempty"`
 }
 
 // NodeView is a node as the API shows it.
@@ -271,7 +274,8 @@ func (s Service) Protocol() (protocol.Service, error) {
 		Deployment: protocol.Deployment{Services: map[string]protocol.Container{}}}
 	for name, c := range s.Deployment.Services {
 		pc := protocol.Container{Image: c.Image, Secrets: c.Secrets}
-		for field, dst := range map[string]any{"command": &pc.Command, "environment": &pc.Environment, "user": &pc.User} {
+		for field, dst := range map[string]any{"command": &pc.Command, "environment": &pc.Environment, "user": &pc.User,
+			"cap_add": &pc.CapAdd, "max_memory_mb": &pc.MaxMemoryMB} {
 			if v, ok := c.Raw[field]; ok {
 				if err := json.Unmarshal(v, dst); err != nil {
 					return out, fmt.Errorf("deployment.services[%q].%s: %w", name, field, err)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 )
@@ -227,6 +228,9 @@ type Message struct {
 	Seq       uint64    `json:"seq"` // the protocol sequence number inside
 	Envelope  []byte    `json:"envelope"`
 	Queued    time.Time `json:"queued"`
+	// Farewell marks a cancel sealed to keys the node's owner or an admin replaced: for
+	// the old node, kept until it answers or for a day.
+	Farewell bool `json:"farewell,omitempty"`
 }
 
 func outboxKey(id uint64) []byte {
@@ -266,7 +270,7 @@ func (s *Store) RemoveTx(tx *bolt.Tx, org, node string, id uint64) bool {
 // DropNodeTx removes a node's whole outbox (node deleted).
 func (s *Store) DropNodeTx(tx *bolt.Tx, org, node string) error {
 	err := tx.Bucket([]byte(bucketOutbox)).DeleteBucket(Key(org, node))
-	if errors.Is(err, bolt.ErrBucketNotFound) {
+	if errors.Is(err, berrors.ErrBucketNotFound) {
 		return nil
 	}
 	return err

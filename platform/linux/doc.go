@@ -3,6 +3,6 @@
 // /proc/self/mountinfo parsing, kernel feature probes and the scan of other mount namespaces.
 //
 // Pure parsing and option building (kernel.go, mountinfo.go, tmpfs.go) carry no build tag and
-// are tested anywhere; syscall code lives in *_linux.go files. secretfs imports it; nothing in
-// here knows about secrets.
+// are tested anywhere; syscall code lives in *_linux.go files. secretfs, ess, the agent and the
+// agbot import it; it imports nothing of this module and knows nothing about secrets.
 package linux

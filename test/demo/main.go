@@ -428,7 +428,7 @@ func (d *demo) cleanup(keep bool) {
 		errs = append(errs, e2e.RemoveContainersOf(ctx, d.docker, d.agent.ID()))
 	}
 	if d.agent != nil {
-		errs = append(errs, e2e.UnmountAll(d.agent.Config.SecretsRoot))
+		errs = append(errs, d.agent.UnmountRoots())
 	}
 	if d.docker != nil && d.image != "" {
 		errs = append(errs, e2e.RemoveImage(ctx, d.docker, d.image))

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"time"
@@ -53,6 +54,7 @@ type Image struct {
 	Name  string            // repository; the tag is a content hash
 	User  string            // USER line; "" runs as root
 	Files map[string][]byte // extra files by path, e.g. "etc/passwd"
+	Exec  map[string]bool   // paths of Files that are executable (mode 0755)
 }
 
 // BuildImage builds img around the static reader binary (once per content) and returns its
@@ -71,7 +73,7 @@ func BuildImage(ctx context.Context, cli *client.Client, reader string, img Imag
 	fmt.Fprintf(h, "%s\x00%s\x00", img.Name, img.User)
 	h.Write(prog)
 	for _, n := range names {
-		fmt.Fprintf(h, "\x00%s\x00%d\x00", n, len(img.Files[n]))
+		fmt.Fprintf(h, "\x00%s\x00%d\x00%v\x00", n, len(img.Files[n]), img.Exec[n])
 		h.Write(img.Files[n])
 	}
 	ref := img.Name + ":" + hex.EncodeToString(h.Sum(nil))[:16]
@@ -104,7 +106,11 @@ func BuildImage(ctx context.Context, cli *client.Client, reader string, img Imag
 		return "", err
 	}
 	for _, n := range names {
-		if err := add("rootfs/"+strings.TrimPrefix(n, "/"), 0o644, img.Files[n]); err != nil {
+		mode := int64(0o644)
+		if img.Exec[n] {
+			mode = 0o755
+		}
+		if err := add("rootfs/"+strings.TrimPrefix(n, "/"), mode, img.Files[n]); err != nil {
 			return "", err
 		}
 	}
@@ -304,4 +310,61 @@ func MountsUnder(dir string) ([]string, error) {
 func UnmountAll(dir string) error {
 	_, err := linux.UnmountAll(dir)
 	return err
+}
+
+// HostToolsImage builds an image of programs from this machine's own packages (bash, curl, jq,
+// ...) with the shared libraries ldd names, since no registry is reachable: bash is the
+// entrypoint (/prog), the other tools keep their paths. files are added as they are; execs
+// names which of them are executable (scripts).
+func HostToolsImage(ctx context.Context, cli *client.Client, name, user string, tools []string, files map[string][]byte, execs ...string) (string, error) {
+	img := Image{Name: name, User: user, Files: map[string][]byte{}, Exec: map[string]bool{}}
+	for p, b := range files {
+		img.Files[p] = b
+	}
+	for _, p := range execs {
+		img.Exec[p] = true
+	}
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		return "", fmt.Errorf("host tools image: %w", err)
+	}
+	for _, tool := range append([]string{"bash"}, tools...) {
+		path, err := exec.LookPath(tool)
+		if err != nil {
+			return "", fmt.Errorf("host tools image: %w (test/prepare.sh installs it)", err)
+		}
+		paths, err := withLibraries(ctx, path)
+		if err != nil {
+			return "", err
+		}
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return "", err
+			}
+			rel := strings.TrimPrefix(p, "/")
+			img.Files[rel] = b
+			img.Exec[rel] = true
+		}
+	}
+	return BuildImage(ctx, cli, bash, img)
+}
+
+// withLibraries returns path and the shared libraries and loader it needs, as ldd lists them.
+func withLibraries(ctx context.Context, path string) ([]string, error) {
+	out, err := exec.CommandContext(ctx, "ldd", path).Output()
+	if err != nil {
+		return nil, fmt.Errorf("ldd %s: %w", path, err)
+	}
+	paths := []string{path}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			paths = append(paths, f[2])
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			paths = append(paths, f[0])
+		}
+	}
+	return paths, nil
 }

@@ -348,8 +348,16 @@ func runHzn(ctx context.Context, bin string, env []string, stdin io.Reader, args
 func redactArgs(args []string) []string {
 	out := append([]string(nil), args...)
 	for i := range out {
-		if i > 0 && out[i-1] == "--secretDetail" {
+		if i == 0 {
+			continue
+		}
+		switch out[i-1] {
+		case "--secretDetail":
 			out[i] = "<redacted>"
+		case "-n", "-u": // NODE:TOKEN, USER:PASSWORD
+			if name, _, ok := strings.Cut(out[i], ":"); ok {
+				out[i] = name + ":<redacted>"
+			}
 		}
 	}
 	return out
@@ -438,6 +446,9 @@ func NewAgent(bin *Binaries, dir, name string, b *Agbot, agbotURL string) (*Agen
 	}
 	cfg.PollWait = agent.Duration(20 * time.Second)
 	cfg.BackoffMax = agent.Duration(time.Second)
+	// The test images run as 1000:1000, a real account on many hosts (and in CI images): the
+	// suites test delivery, whatever the host's passwd says; container's tests cover the refusal.
+	cfg.AllowHostUIDs = "1000"
 	a := &Agent{Bin: bin, Name: name, Dir: d, Config: cfg, ConfigPath: filepath.Join(d, "config.json"), LogPath: filepath.Join(d, "agent.log")}
 	return a, a.WriteConfig()
 }
@@ -480,6 +491,11 @@ func (a *Agent) Stop() error {
 	err := a.proc.Stop(60 * time.Second)
 	a.proc = nil
 	return err
+}
+
+// UnmountRoots detaches the agent's tmpfs roots: the secret stores and the ESS API's files.
+func (a *Agent) UnmountRoots() error {
+	return errors.Join(UnmountAll(a.Config.SecretsRoot), UnmountAll(a.Config.ESSDir()))
 }
 
 // Kill kills the agent (SIGKILL).

@@ -202,14 +202,14 @@ func testHostile(t *testing.T, s *suite) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
-	s.roots = append(s.roots, a.Config.SecretsRoot)
+	s.roots = append(s.roots, a.Config.SecretsRoot, a.Config.ESSDir())
 	s.mu.Unlock()
 	t.Cleanup(func() {
 		if a.Proc() != nil {
 			a.Stop()
 		}
 		RemoveContainersOf(e.ctx, s.docker, a.ID())
-		UnmountAll(a.Config.SecretsRoot)
+		a.UnmountRoots()
 	})
 	if err := a.Start(e.ctx); err != nil {
 		t.Fatal(err)

@@ -86,7 +86,7 @@ func testRestartAndReboot(t *testing.T, s *suite) {
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if err := UnmountAll(a.Config.SecretsRoot); err != nil {
+	if err := a.UnmountRoots(); err != nil {
 		t.Fatal(err)
 	}
 	if m, _ := MountsUnder(a.Config.SecretsRoot); len(m) != 0 {

@@ -114,6 +114,8 @@ func TestE2E(t *testing.T) {
 		t.Run("hostile", func(t *testing.T) { t.Parallel(); testHostile(t, s) })
 		t.Run("daemon", func(t *testing.T) { t.Parallel(); testDaemon(t, s) })
 		t.Run("rotation-under-unit", func(t *testing.T) { t.Parallel(); testRotationUnderUnit(t, s) })
+		t.Run("ess-api", func(t *testing.T) { t.Parallel(); testESS(t, s) })
+		t.Run("rekey", func(t *testing.T) { t.Parallel(); testRekey(t, s) })
 	})
 	t.Run("leak-scan", func(t *testing.T) { testLeakScan(t, s) })
 }
@@ -213,7 +215,7 @@ func (e *env) agentWrapped(name, agbotURL string, wrap []string) *Agent {
 	}
 	a.Wrap = wrap
 	e.s.mu.Lock()
-	e.s.roots = append(e.s.roots, a.Config.SecretsRoot)
+	e.s.roots = append(e.s.roots, a.Config.SecretsRoot, a.Config.ESSDir())
 	e.s.mu.Unlock()
 	e.t.Cleanup(func() {
 		if a.Proc() != nil {
@@ -224,7 +226,7 @@ func (e *env) agentWrapped(name, agbotURL string, wrap []string) *Agent {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		_ = RemoveContainersOf(ctx, e.s.docker, a.ID())
-		_ = UnmountAll(a.Config.SecretsRoot)
+		_ = a.UnmountRoots()
 	})
 	if err := a.Start(e.ctx); err != nil {
 		e.t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/client"
 )
 
@@ -121,7 +122,7 @@ func containers(t testing.TB, ctx context.Context, d *client.Client, ids []strin
 	for _, id := range ids {
 		found, env, err := Container(ctx, d, id, vals)
 		if err != nil {
-			if !client.IsErrNotFound(err) { // gone since it was listed: nothing left to leak
+			if !cerrdefs.IsNotFound(err) { // gone since it was listed: nothing left to leak
 				t.Errorf("leak scan: %v", err)
 			}
 			continue

@@ -293,6 +293,18 @@ func TestHostileEnvelopes(t *testing.T) {
 			delete(p.Secrets, "api_token")
 			replace(t, m, p)
 		}), protocol.ErrInvalid, "api_token"},
+		{"proposal cap_add ALL", prop("10000000000000000000000000000010", func(p *protocol.Proposal, m map[string]any) {
+			c := p.Service.Deployment.Services["web"]
+			c.CapAdd = []string{"ALL"}
+			p.Service.Deployment.Services["web"] = c
+			replace(t, m, p)
+		}), protocol.ErrInvalid, "cap_add"},
+		{"proposal max_memory_mb 1", prop("10000000000000000000000000000011", func(p *protocol.Proposal, m map[string]any) {
+			c := p.Service.Deployment.Services["web"]
+			c.MaxMemoryMB = 1
+			p.Service.Deployment.Services["web"] = c
+			replace(t, m, p)
+		}), protocol.ErrInvalid, "max_memory_mb"},
 
 		// 5. Replay and order (authentic messages).
 		{"proposal replayed", valid(s.proposal(ag)), protocol.ErrKnownAgreement, ""},

@@ -2,7 +2,10 @@ package reliability
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -100,7 +103,7 @@ func testLoad(t *testing.T, services, rate int, dur time.Duration) {
 			t.Fatal(err)
 		}
 	}
-	a, err := s.Agent("node1", "", nil)
+	a, err := s.Agent("node1", "", func(a *e2e.Agent) { a.Config.DebugPprof = *profileDir != "" })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,6 +159,7 @@ func testLoad(t *testing.T, services, rate int, dur time.Duration) {
 	// The stream, read meanwhile by the hot container.
 	written := map[string]bool{File("dbkey", hotWarm, ""): true}
 	hammer := e2e.StartHammer(s.Ctx, s.Docker, hot, dur+2*time.Second, "/db_password")
+	profiled := profileAgent(t, a, dur)
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	end := time.Now().Add(dur)
 	var last string
@@ -173,6 +177,7 @@ func testLoad(t *testing.T, services, rate int, dur time.Duration) {
 	}
 	tick.Stop()
 	h, herr := hammer()
+	profiled()
 	checkHammer(t, h, herr, written, "reads during the stream")
 	if failed > 0 {
 		t.Errorf("%d of %d writes to the agbot failed", failed, sent+failed)
@@ -217,4 +222,36 @@ func testLoad(t *testing.T, services, rate int, dur time.Duration) {
 		t.Errorf("after the stream %d of %d agreements are active (%v)", active, services, err)
 	}
 	scanLeaks(t, s, c)
+}
+
+// profileAgent, with -profile DIR, records the agent's CPU profile for most of the stream, then
+// its block and mutex profiles, into DIR. The returned function waits for the CPU profile.
+func profileAgent(t *testing.T, a *e2e.Agent, dur time.Duration) func() {
+	if *profileDir == "" {
+		return func() {}
+	}
+	base := "http://" + a.Config.MetricsListen + "/debug/pprof/"
+	get := func(path, file string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Errorf("profile %s: %v", path, err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if err := os.WriteFile(filepath.Join(*profileDir, file), b, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		get(fmt.Sprintf("profile?seconds=%d", int(dur.Seconds()*3/4)), "agent-cpu.pprof")
+	}()
+	return func() {
+		<-done
+		get("block", "agent-block.pprof")
+		get("mutex", "agent-mutex.pprof")
+		t.Logf("agent profiles in %s", *profileDir)
+	}
 }

@@ -110,7 +110,7 @@ func (n *node) open() {
 	if n.fs, err = secretfs.Open(secretfs.Options{Root: n.root, StoreSize: n.size, Logger: n.logger()}); err != nil {
 		n.t.Fatalf("secretfs: %v", err)
 	}
-	if n.worker, err = container.NewFromEnv(container.Options{AgentID: n.agent, StopTimeout: 2 * time.Second, Logger: n.logger()}); err != nil {
+	if n.worker, err = container.NewFromEnv(container.Options{AllowHostUIDs: []int{1000}, AgentID: n.agent, StopTimeout: 2 * time.Second, Logger: n.logger()}); err != nil {
 		n.t.Fatalf("container worker: %v", err)
 	}
 	if n.m, err = agreement.Open(agreement.Options{StateDir: n.state, Stores: n.fs, Runner: n.worker, Logger: n.logger()}); err != nil {

@@ -70,7 +70,7 @@ func (s *Scenario) Close() error {
 		if err := removeContainers(ctx, s.Docker, a.ID()); err != nil {
 			errs = append(errs, err)
 		}
-		if err := e2e.UnmountAll(a.Config.SecretsRoot); err != nil {
+		if err := a.UnmountRoots(); err != nil {
 			errs = append(errs, err)
 		}
 	}
