@@ -175,6 +175,8 @@ func TestHznBinary(t *testing.T) {
 		{"sm list missing exits 1", "admin:adminpw", "", []string{"sm", "secret", "list", "nope"}, "{\n  \"exists\": false\n}\n", "", 1},
 		{"sm read node", "admin:adminpw", "", []string{"sm", "secret", "read", "-n", "node1", "db"}, `"value": "canary-node"`, "", 0},
 		{"sm read user stdin value", "bob:bobpw", "", []string{"sm", "secret", "read", "user/bob/token"}, `"value": "canary-user"`, "", 0},
+		{"sm add keeps a trailing newline, as anax", "bob:bobpw", "canary-nl\n", []string{"sm", "secret", "add", "-O", "--secretKey", "k", "-f-", "user/bob/nl"}, "successfully added", "", 0},
+		{"sm read the newline back", "bob:bobpw", "", []string{"sm", "secret", "read", "user/bob/nl"}, `"value": "canary-nl\n"`, "", 0},
 		{"sm read forbidden", "bob:bobpw", "", []string{"sm", "secret", "read", "db"}, "", "Error: Permission denied", 7},
 		{"sm read bad name", "admin:adminpw", "", []string{"sm", "secret", "read", "openhorizon/db"}, "", `must not start with "openhorizon/"`, 7},
 		{"sm remove asks", "admin:adminpw", "n\n", []string{"sm", "secret", "remove", "db"}, "Are you sure you want to remove secret db from the secrets manager? [y/N]: Exiting.", "", 0},
@@ -199,7 +201,7 @@ func TestHznBinary(t *testing.T) {
 			if code != tc.wantCode || !strings.Contains(out, tc.wantOut) || !strings.Contains(errOut, tc.wantErr) {
 				t.Errorf("hzn %s\n exit %d (want %d)\n stdout %q (want %q)\n stderr %q (want %q)", strings.Join(tc.args, " "), code, tc.wantCode, out, tc.wantOut, errOut, tc.wantErr)
 			}
-			for _, canary := range []string{"canary-org", "canary-node", "canary-user", "canary-un", "canary-from-file"} {
+			for _, canary := range []string{"canary-org", "canary-node", "canary-user", "canary-un", "canary-from-file", "canary-nl"} {
 				if strings.Contains(errOut, canary) {
 					t.Errorf("stderr holds a secret value: %q", errOut)
 				}
