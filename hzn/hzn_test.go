@@ -24,6 +24,14 @@ var (
 	buildErr  error
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if hznBin != "" {
+		os.RemoveAll(filepath.Dir(hznBin))
+	}
+	os.Exit(code)
+}
+
 // buildHzn builds cmd/hzn once per test binary.
 func buildHzn(t *testing.T) string {
 	t.Helper()
