@@ -54,7 +54,7 @@ func BenchmarkFanout10k(b *testing.B) {
 	}
 	var info api.AgbotInfo
 	_ = json.Unmarshal(call("", "GET", "/agbot", nil, 200), &info)
-	call(admin, "PUT", "/org/myorg/secrets/db", map[string]string{"key": "k", "value": "canary-bench-0"}, 200)
+	call(admin, "PUT", "/org/myorg/secrets/db", map[string]string{"key": "k", "value": "canary-bench-0"}, 201)
 	svc := clone(service)
 	svc["deployment"].(map[string]any)["services"].(map[string]any)["web"].(map[string]any)["secrets"] = map[string]any{"db_password": map[string]any{}}
 	call(admin, "POST", "/org/myorg/services", svc, 201)
@@ -133,7 +133,7 @@ func BenchmarkFanout10k(b *testing.B) {
 	b.ResetTimer()
 	for i := range b.N {
 		acked.Add(nodes)
-		call(admin, "PUT", "/org/myorg/secrets/db", map[string]string{"key": "k", "value": fmt.Sprintf("canary-bench-%d", i+1)}, 200)
+		call(admin, "PUT", "/org/myorg/secrets/db", map[string]string{"key": "k", "value": fmt.Sprintf("canary-bench-%d", i+1)}, 201)
 		acked.Wait()
 	}
 	b.StopTimer()

@@ -90,5 +90,8 @@
 //	  source, and per service secret the manager name in use. Never a value.
 //
 // The user-facing routes (secrets, users, nodes, services, business policies, patterns)
-// are listed in package agbot/api and used by package hzn.
+// are listed in package agbot/api and used by package hzn. The secure secrets API answers
+// as anax's agbot: PUT 201, DELETE 204, LIST {"exists"} or [names], refusals as a JSON
+// string. GET /v1/admin/version|status and /v1/orgs/{org}/users|nodes answer as the Open
+// Horizon Exchange ({"code","msg"} refusals), for anax's hzn with HZN_EXCHANGE_URL.
 package agbot

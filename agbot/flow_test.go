@@ -2,9 +2,11 @@ package agbot_test
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/edge-secrets/anax-agent/agbot/api"
 	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -43,7 +45,7 @@ func (h *harness) agreements(node string) []engine.Agreement {
 
 func putSecret(h *harness, who, name, val string) {
 	h.t.Helper()
-	h.mustDo(who, "PUT", "/org/myorg/secrets/"+name, map[string]string{"key": "k-" + name, "value": val}, 200, nil)
+	h.mustDo(who, "PUT", "/org/myorg/secrets/"+name, map[string]string{"key": "k-" + name, "value": val}, 201, nil)
 }
 
 func wantUpdate(t *testing.T, m protocol.Message, svc, val string, reason protocol.ChangeReason) {
@@ -117,7 +119,7 @@ func testFlow(t *testing.T, mk managerFactory) {
 		t.Fatalf("org change with node-specific in use sent %v", types(msgs))
 	}
 	// 6. Deleting the node-specific one falls back through an update.
-	h.mustDo(admin, "DELETE", "/org/myorg/secrets/node/node1/db", nil, 200, nil)
+	h.mustDo(admin, "DELETE", "/org/myorg/secrets/node/node1/db", nil, 204, nil)
 	m = n.next()
 	wantUpdate(t, m, "db_password", "canary-org-v3", protocol.ReasonNodeRemoved)
 	n.ack(m)
@@ -128,12 +130,15 @@ func testFlow(t *testing.T, mk managerFactory) {
 		t.Fatalf("delete in use = %d %s, want 409 naming node1 and bob", code, body)
 	}
 	// 8. Forced: the agreement is cancelled, and a new one is held until the secret is back.
-	var del struct {
-		Cancelled int `json:"cancelledAgreements"`
+	req, _ := http.NewRequest("DELETE", h.url+"/org/myorg/secrets/db?force=true", nil)
+	req.SetBasicAuth("myorg/admin", "adminpw")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
 	}
-	h.mustDo(admin, "DELETE", "/org/myorg/secrets/db?force=true", nil, 200, &del)
-	if del.Cancelled != 1 {
-		t.Fatalf("forced delete cancelled %d, want 1", del.Cancelled)
+	resp.Body.Close()
+	if resp.StatusCode != 204 || resp.Header.Get(api.CancelledHeader) != "1" {
+		t.Fatalf("forced delete = %d, %s %q; want 204 and 1 cancelled", resp.StatusCode, api.CancelledHeader, resp.Header.Get(api.CancelledHeader))
 	}
 	m = n.next()
 	if _, ok := m.(*protocol.Cancel); !ok {

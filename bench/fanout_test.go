@@ -96,7 +96,7 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 		return rec.Body.Bytes()
 	}
 	const admin = fanoutOrg + "/admin:adminpw"
-	call(admin, "PUT", "/org/bench/secrets/db", map[string]string{"key": "k", "value": "CANARY-bench-fanout-0"}, 200)
+	call(admin, "PUT", "/org/bench/secrets/db", map[string]string{"key": "k", "value": "CANARY-bench-fanout-0"}, 201)
 	call(admin, "POST", "/org/bench/services", map[string]any{
 		"org": fanoutOrg, "url": "svc", "version": "1.0.0", "arch": "amd64",
 		"deployment": map[string]any{"services": map[string]any{
@@ -426,7 +426,7 @@ func (e *fanoutEnv) putSecret(b *testing.B, v string) {
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
+	if resp.StatusCode != 201 {
 		b.Fatalf("PUT secret = %d %s", resp.StatusCode, raw)
 	}
 }

@@ -1,18 +1,18 @@
 package hzn
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"time"
 )
@@ -23,44 +23,61 @@ import (
 // DefaultAgentSocket is the agent's --api-socket default.
 const DefaultAgentSocket = "/run/anax-agent/api.sock"
 
-func init() {
-	Register(nil, &Command{
-		Name: "register", Short: "register this node with the agbot through the local agent",
-		Long: "The agent generates its keys, registers them with the agbot using the node token, pins\n" +
-			"the agbot's signing key and remembers all of it across restarts.\n" +
-			"Once the agbot holds keys for the node, the token alone does not replace them: hzn unregister\n" +
-			"on the old node releases them, or -u USER:PASSWORD of its owner or an org admin replaces them\n" +
-			"(the old node's agreements are cancelled and it logs that its keys were replaced).\n" +
-			"The node policy file is anax's: {\"properties\":[{\"name\":..,\"value\":..}],\"constraints\":[..]}.",
-		Flags: func(fs *flag.FlagSet) {
-			fs.String("n", "", "NODE:TOKEN (the node created with hzn exchange node create); NODE:- reads the token from stdin")
-			fs.String("token-file", "", "file holding the node token (with -n NODE)")
-			fs.String("u", "", "USER:PASSWORD of the node's owner or an org admin, needed when the agbot holds other keys for the node; USER:- reads the password from stdin")
-			fs.String("password-file", "", "file holding the password of -u USER")
-			fs.String("o", "", "organisation (default: the agent's --org)")
-			fs.String("policy", "", "node policy file (JSON)")
-			fs.String("pattern", "", "ORG/NAME of a pattern to run")
-			fs.String("f", "", "user input file (JSON): anax's [{\"serviceOrgid\",\"serviceUrl\",\"inputs\":[{\"name\",\"value\"}]}]")
-		},
-		Run: agentRegister,
+func (c *cli) addAgent() {
+	reg := c.app.Command("register", "Register this edge node with the agbot through the local agent. The agent generates its keys, registers them with the node token, pins the agbot's signing key and remembers all of it across restarts.").Alias("reg")
+	r := registerFlags{
+		idTok:      reg.Flag("node-id-tok", "The Horizon exchange node ID and token (node:- reads the token from stdin). If not specified, HZN_EXCHANGE_NODE_AUTH will be used as a default.").Short('n').PlaceHolder("ID:TOK").String(),
+		tokFile:    reg.Flag("token-file", "Read the node token from this file.").String(),
+		userPw:     reg.Flag("user-pw", "Credentials of the node's owner or an org admin: they create the node on the agbot if it does not exist yet (with HZN_AGBOT_URL), and let the agent replace keys the agbot already holds for the node. USER:- reads the password from stdin. If not specified, HZN_EXCHANGE_USER_AUTH will be used as a default.").Short('u').PlaceHolder("USER:PW").String(),
+		pwFile:     reg.Flag("password-file", "Read the password of -u USER from this file.").String(),
+		inputFile:  reg.Flag("input-file", "A JSON file with values for the user input variables of the services this node runs: anax's [{\"serviceOrgid\",\"serviceUrl\",\"inputs\":[{\"name\",\"value\"}]}] (or its older {\"services\":[...]} form).").Short('f').String(),
+		orgFlag:    reg.Flag("nodeorg", "The organization the node is registered in. The default is the HZN_ORG_ID environment variable, then the agent's --org.").Short('o').String(),
+		patFlag:    reg.Flag("pattern", "The pattern to run on this node, [org/]name. Mutually exclusive with <nodeorg> and <pattern> arguments.").Short('p').String(),
+		policy:     reg.Flag("policy", "A JSON file with the node policy: {\"properties\":[{\"name\":..,\"value\":..}],\"constraints\":[..]} (or anax's {\"deployment\":{...}}).").String(),
+		service:    reg.Flag("service", "Wait for the named service to start executing on this node ('*': any service).").Short('s').String(),
+		serviceOrg: reg.Flag("serviceorg", "The org of the service to wait for on this node.").String(),
+		timeout:    reg.Flag("timeout", "The number of seconds for the --service to start.").Short('t').Default("60").Int(),
+		argOrg:     reg.Arg("nodeorg", "The organization the node is registered in. Mutually exclusive with -o and -p.").String(),
+		argPat:     reg.Arg("pattern", "The pattern to run on this node. Mutually exclusive with -o and -p.").String(),
+	}
+	reg.Flag("name", "The name of the node (ignored: the node id is its name).").Short('m').String()
+	haGroup := reg.Flag("ha-group", "The HA group (not supported by this agent).").String()
+	c.on(reg, func() error {
+		if *haGroup != "" {
+			return fail(ExitInput, "--ha-group is not supported by this agent")
+		}
+		return c.register(r)
 	})
-	Register(nil, &Command{
-		Name: "unregister", Short: "cancel every agreement, wipe every secret and forget the registration",
-		Flags: func(fs *flag.FlagSet) { fs.Bool("f", false, "do not ask for confirmation") },
-		Run:   agentUnregister,
+
+	unreg := c.app.Command("unregister", "Unregister this node: cancel every agreement, stop its containers, wipe every secret and forget the registration.").Alias("unreg")
+	force := unreg.Flag("force", "Skip the 'are you sure?' prompt.").Short('f').Bool()
+	remove := unreg.Flag("remove", "Also remove this node resource from the agbot (needs HZN_AGBOT_URL and HZN_EXCHANGE_USER_AUTH of its owner or an org admin).").Short('r').Bool()
+	unreg.Flag("deep-clean", "Accepted for compatibility: unregister always removes every leftover of the registration.").Short('D').Bool()
+	unreg.Flag("timeout", "Accepted for compatibility.").Short('t').Default("0").Int()
+	c.on(unreg, func() error { return c.unregister(*force, *remove) })
+
+	node := c.app.Command("node", "List general information about this edge node.")
+	c.on(node.Command("list", "Display general information about this edge node (anax's shape; never the token).").Alias("ls"), c.nodeList)
+
+	ag := c.app.Command("agreement", "List the agreements this edge node has made with the agbot.").Alias("ag")
+	agList := ag.Command("list", "List the active agreements (names, sequences, digest prefixes; never a value).").Alias("ls")
+	agID := agList.Arg("agreement-id", "Show the details of this active agreement.").String()
+	archived := agList.Flag("archived", "List archived agreements (this agent keeps none).").Short('r').Bool()
+	c.on(agList, func() error { return c.agreementList(*agID, *archived) })
+
+	agent := c.app.Command("agent", "The local agent.")
+	c.on(agent.Command("status", "secretfs mode, kernel features, agbot link, agreements, last update (JSON)."), func() error {
+		raw, err := newAgentClient(c.get).do("GET", "/status", nil)
+		if err != nil {
+			return err
+		}
+		return printRaw(c.env.Stdout, raw)
 	})
-	Register(nil, &Command{Name: "node", Short: "the local node: list"})
-	Register([]string{"node"}, &Command{Name: "list", Short: "show the node's registration (JSON; never the token)", Run: agentNodeList})
-	Register(nil, &Command{Name: "agreement", Short: "the local node's agreements: list"})
-	Register([]string{"agreement"}, &Command{
-		Name: "list", Args: "[ID]", Short: "list the node's agreements (JSON: names, sequences, digest prefixes; never a value)",
-		Run: agentAgreementList,
+	c.on(c.app.Command("architecture", "Show the architecture of this machine (as defined by Horizon and golang)."), func() error {
+		fmt.Fprintln(c.env.Stdout, runtime.GOARCH)
+		return nil
 	})
-	Register(nil, &Command{Name: "agent", Short: "the local agent: status"})
-	Register([]string{"agent"}, &Command{
-		Name: "status", Short: "secretfs mode, kernel features, agbot link, agreements, last update (JSON)",
-		Run: agentStatus,
-	})
+	c.on(c.app.Command("version", "Show the version of hzn and of the local agent."), c.version)
 }
 
 // agentClient talks HTTP over the agent's unix socket.
@@ -100,7 +117,7 @@ func (a *agentClient) do(method, path string, body any) ([]byte, error) {
 	}
 	resp, err := a.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("agent at %s (set HZN_AGENT_SOCKET; the socket is root only): %w", a.socket, unwrapURL(err))
+		return nil, fail(ExitHTTP, "Can't connect to the agent at %s (set HZN_AGENT_SOCKET; the socket is root only): %v", a.socket, unwrapURL(err))
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -108,14 +125,7 @@ func (a *agentClient) do(method, path string, body any) ([]byte, error) {
 		return nil, err
 	}
 	if resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		msg := strings.TrimSpace(string(raw))
-		if json.Unmarshal(raw, &e) == nil && e.Error != "" {
-			msg = e.Error
-		}
-		return nil, &APIError{Status: resp.StatusCode, Msg: msg, Body: raw}
+		return nil, &ExitError{Code: ExitGeneral, Err: &APIError{Status: resp.StatusCode, Msg: apiMessage(raw)}}
 	}
 	return raw, nil
 }
@@ -129,54 +139,112 @@ func printRaw(w io.Writer, raw []byte) error {
 	return printJSON(w, v)
 }
 
-func agentRegister(c *Context, args []string) error {
-	node, token, err := nodeToken(c)
-	if err != nil || len(args) != 0 {
-		return errors.Join(err, fmt.Errorf("%w: want -n NODE:TOKEN, -n NODE:- or -n NODE --token-file FILE", ErrUsage))
+// registerFlags are the flags and arguments of hzn register.
+type registerFlags struct {
+	idTok, tokFile, userPw, pwFile, inputFile, orgFlag, patFlag, policy, service, serviceOrg, argOrg, argPat *string
+	timeout                                                                                                  *int
+}
+
+// registerTarget resolves the node, token, org and pattern from flags, arguments and
+// environment as anax does.
+func (c *cli) registerTarget(r registerFlags) (node, token, org, pattern string, err error) {
+	if (*r.argOrg != "" || *r.argPat != "") && (*r.orgFlag != "" || *r.patFlag != "") {
+		return "", "", "", "", fail(ExitInput, "-o and -p are mutually exclusive with <nodeorg> and <pattern> arguments.")
+	}
+	org, pattern = *r.orgFlag, *r.patFlag
+	if *r.argOrg != "" {
+		org, pattern = *r.argOrg, *r.argPat
+	}
+	if org == "" {
+		org = c.get("HZN_ORG_ID")
+	}
+	idTok := c.orEnv(r.idTok, "HZN_EXCHANGE_NODE_AUTH")
+	node, token, _ = strings.Cut(idTok, ":")
+	if o, n, ok := strings.Cut(node, "/"); ok {
+		if org == "" {
+			org = o
+		}
+		node = n
+	}
+	if node == "" {
+		return "", "", "", "", fail(ExitInput, "give the node and its token with -n NODE:TOKEN (or NODE:- for stdin, or --token-file) or HZN_EXCHANGE_NODE_AUTH")
+	}
+	if token == "" && *r.tokFile == "" {
+		return "", "", "", "", fail(ExitInput, "the node token is missing: -n NODE:TOKEN, NODE:- (stdin) or --token-file FILE")
+	}
+	token, err = c.credential("node token", token, *r.tokFile)
+	return node, token, org, pattern, err
+}
+
+// readUserInput reads a node user input file (the agent checks its shape and values).
+func readUserInput(file string) (json.RawMessage, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fail(ExitFile, "reading --input-file %s failed: %v", file, err)
+	}
+	var ui json.RawMessage
+	if err := json.Unmarshal(b, &ui); err != nil {
+		return nil, fail(ExitJSON, "failed to unmarshal --input-file %s: %v", file, err)
+	}
+	return ui, nil
+}
+
+// readPolicy reads a node policy file: this project's {"properties","constraints"} or
+// anax's with a "deployment" section.
+func readPolicy(file string) (json.RawMessage, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fail(ExitFile, "reading --policy %s failed: %v", file, err)
+	}
+	var pol struct {
+		Deployment json.RawMessage `json:"deployment"`
+	}
+	if err := json.Unmarshal(b, &pol); err != nil {
+		return nil, fail(ExitJSON, "failed to unmarshal --policy %s: %v", file, err)
+	}
+	if len(pol.Deployment) > 0 {
+		return pol.Deployment, nil
+	}
+	return b, nil
+}
+
+func (c *cli) register(r registerFlags) error {
+	node, token, org, pattern, err := c.registerTarget(r)
+	if err != nil {
+		return err
 	}
 	req := map[string]any{"node": node, "token": token}
-	if u, pwFile := flagStr(c, "u"), flagStr(c, "password-file"); u != "" || pwFile != "" {
-		user, pw, _ := strings.Cut(u, ":")
-		if user == "" || (pw == "" && pwFile == "") {
-			return fmt.Errorf("%w: want -u USER:PASSWORD, -u USER:- or -u USER --password-file FILE", ErrUsage)
-		}
-		if pw == "-" && strings.HasSuffix(flagStr(c, "n"), ":-") {
-			return fmt.Errorf("%w: only one of -n and -u can read stdin; use --token-file or --password-file for the other", ErrUsage)
-		}
-		if pw, err = credential(c, "password", pw, pwFile); err != nil {
-			return err
-		}
-		req["user"] = user + ":" + pw
-	}
-	if org := flagStr(c, "o"); org != "" {
+	if org != "" {
 		req["org"] = org
 	}
-	if p := flagStr(c, "pattern"); p != "" {
-		req["pattern"] = p
+	if pattern != "" {
+		req["pattern"] = pattern
 	}
-	if file := flagStr(c, "policy"); file != "" {
-		b, err := os.ReadFile(file)
+	if *r.policy != "" {
+		pol, err := readPolicy(*r.policy)
 		if err != nil {
-			return fmt.Errorf("--policy: %w", err)
-		}
-		var pol json.RawMessage
-		if err := json.Unmarshal(b, &pol); err != nil {
-			return fmt.Errorf("--policy %s: not JSON: %v", file, err)
+			return err
 		}
 		req["policy"] = pol
 	}
-	if file := flagStr(c, "f"); file != "" {
-		b, err := os.ReadFile(file)
+	if *r.inputFile != "" {
+		ui, err := readUserInput(*r.inputFile)
 		if err != nil {
-			return fmt.Errorf("-f: %w", err)
-		}
-		var ui json.RawMessage
-		if err := json.Unmarshal(b, &ui); err != nil {
-			return fmt.Errorf("-f %s: not JSON: %v", file, err)
+			return err
 		}
 		req["userInput"] = ui
 	}
-	raw, err := newAgentClient(c.Getenv).do("POST", "/node", req)
+	user, err := c.registerUser(r)
+	if err != nil {
+		return err
+	}
+	if user != "" {
+		req["user"] = user // the agent's authority to replace keys the agbot holds
+		if err := c.ensureNode(user, org, node, token); err != nil {
+			return err
+		}
+	}
+	raw, err := newAgentClient(c.get).do("POST", "/node", req)
 	if err != nil {
 		return err
 	}
@@ -184,38 +252,117 @@ func agentRegister(c *Context, args []string) error {
 		ID               string `json:"id"`
 		AgbotID          string `json:"agbotId"`
 		AgbotFingerprint string `json:"agbotFingerprint"`
-		Pattern          string `json:"pattern"`
 	}
 	if err := json.Unmarshal(raw, &info); err != nil {
-		return fmt.Errorf("agent answer: %w", err)
+		return fail(ExitJSON, "agent answer: %v", err)
 	}
-	fmt.Fprintf(c.Stdout, "node %s registered with agbot %s (key %s pinned)\n", info.ID, info.AgbotID, info.AgbotFingerprint)
+	fmt.Fprintf(c.env.Stdout, "Node %s registered with agbot %s (its key %s is pinned).\n", info.ID, info.AgbotID, info.AgbotFingerprint)
+	fmt.Fprintln(c.env.Stdout, "Horizon node is registered. Workload agreement negotiation should begin shortly. Run 'hzn agreement list' to view.")
+	if *r.service == "" {
+		return nil
+	}
+	return c.waitService(*r.service, *r.serviceOrg, *r.timeout)
+}
+
+// registerUser resolves -u USER:PASSWORD (or HZN_EXCHANGE_USER_AUTH), the password also
+// as "-" (stdin) or --password-file; "" when none is given.
+func (c *cli) registerUser(r registerFlags) (string, error) {
+	u := c.orEnv(r.userPw, "HZN_EXCHANGE_USER_AUTH")
+	if u == "" && *r.pwFile == "" {
+		return "", nil
+	}
+	user, pw, _ := strings.Cut(u, ":")
+	if user == "" || (pw == "" && *r.pwFile == "") {
+		return "", fail(ExitInput, "want -u USER:PASSWORD, -u USER:- or -u USER --password-file FILE")
+	}
+	pw, err := c.credential("password", pw, *r.pwFile)
+	if err != nil {
+		return "", err
+	}
+	return user + ":" + pw, nil
+}
+
+// ensureNode creates the node on the agbot with the user's credentials when it does not
+// exist there yet, as anax's register does; without HZN_AGBOT_URL it leaves that to
+// 'hzn exchange node create'.
+func (c *cli) ensureNode(userPw, org, node, token string) error {
+	if c.agbotURL() == "" {
+		return nil
+	}
+	o := org
+	cl, err := c.client(&o, &userPw)
+	if err != nil {
+		return err
+	}
+	code, raw, err := cl.Call("GET", cl.Path("nodes", node), nil)
+	if err != nil || code != http.StatusNotFound {
+		c.verbosef("node %s/%s on the agbot: HTTP %d", cl.Org, node, code)
+		return err
+	}
+	c.verbosef("node %s/%s does not exist on the agbot (%s): creating it", cl.Org, node, apiMessage(raw))
+	if err := cl.Do("PUT", cl.Path("nodes", node), map[string]any{"token": token, "arch": runtime.GOARCH}, nil); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.env.Stdout, "Node %s/%s created on the agbot.\n", cl.Org, node)
 	return nil
 }
 
-func agentUnregister(c *Context, args []string) error {
-	if len(args) != 0 {
-		return fmt.Errorf("%w: unregister takes no arguments", ErrUsage)
+// waitService polls the agent until an agreement runs service ('*': any), as anax's -s.
+func (c *cli) waitService(service, org string, timeout int) error {
+	what := service
+	if org != "" {
+		what = org + "/" + service
 	}
-	cl := newAgentClient(c.Getenv)
-	if !flagBool(c, "f") {
-		raw, err := cl.do("GET", "/node", nil)
+	fmt.Fprintf(c.env.Stdout, "Waiting for up to %v seconds for service %v to start...\n", timeout, what)
+	ac := newAgentClient(c.get)
+	deadline := time.Now().Add(time.Duration(timeout) * time.Second)
+	for {
+		raw, err := ac.do("GET", "/agreement", nil)
 		if err != nil {
 			return err
 		}
-		var info struct {
-			ID string `json:"id"`
+		var list []agentAgreement
+		if err := json.Unmarshal(raw, &list); err != nil {
+			return fail(ExitJSON, "agent answer: %v", err)
 		}
-		_ = json.Unmarshal(raw, &info)
-		fmt.Fprintf(c.Stdout, "Are you sure you want to unregister node %s? Every agreement is cancelled and every secret wiped. [y/N]: ", info.ID)
-		line, _ := bufio.NewReader(c.Stdin).ReadString('\n')
-		if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
-			fmt.Fprintln(c.Stdout, "not unregistered")
-			return nil
+		for _, a := range list {
+			if a.Phase == "active" && (service == "*" || a.Service.URL == service && (org == "" || a.Service.Org == org)) {
+				fmt.Fprintf(c.env.Stdout, "Service %v is started.\n", what)
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fail(ExitGeneral, "Timeout waiting for service %v to successfully start. Run 'hzn agreement list' and 'hzn agent status'.", what)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+func (c *cli) unregister(force, remove bool) error {
+	ac := newAgentClient(c.get)
+	var info struct {
+		ID   string `json:"id"`
+		Org  string `json:"org"`
+		Node string `json:"node"`
+	}
+	raw, err := ac.do("GET", "/node", nil)
+	if err != nil {
+		return err
+	}
+	_ = json.Unmarshal(raw, &info)
+	var cl *Client
+	if remove {
+		if cl, err = c.client(&info.Org, nil); err != nil {
+			return fail(exitCode(err), "-r removes the node from the agbot with HZN_EXCHANGE_USER_AUTH and HZN_AGBOT_URL: %v", err)
 		}
 	}
-	raw, err := cl.do("DELETE", "/node", nil)
-	if err != nil {
+	if !force {
+		ok, err := c.confirm(fmt.Sprintf("Are you sure you want to unregister this Horizon node (%s)? Every agreement is cancelled and every secret wiped.", info.ID))
+		if !ok || err != nil {
+			return err
+		}
+	}
+	if raw, err = ac.do("DELETE", "/node", nil); err != nil {
 		return err
 	}
 	var res struct {
@@ -224,50 +371,157 @@ func agentUnregister(c *Context, args []string) error {
 		NotDelivered []string `json:"notDelivered"`
 	}
 	if err := json.Unmarshal(raw, &res); err != nil {
-		return fmt.Errorf("agent answer: %w", err)
+		return fail(ExitJSON, "agent answer: %v", err)
 	}
-	fmt.Fprintf(c.Stdout, "node %s unregistered: %d agreements cancelled, secrets wiped", res.Node, len(res.Cancelled))
+	fmt.Fprintf(c.env.Stdout, "node %s unregistered: %d agreements cancelled, secrets wiped", res.Node, len(res.Cancelled))
 	if len(res.NotDelivered) > 0 {
-		fmt.Fprintf(c.Stdout, " (%d cancels not delivered: the agbot was not reachable)", len(res.NotDelivered))
+		fmt.Fprintf(c.env.Stdout, " (%d cancels not delivered: the agbot was not reachable)", len(res.NotDelivered))
 	}
-	fmt.Fprintln(c.Stdout)
+	fmt.Fprintln(c.env.Stdout)
+	if cl != nil {
+		if err := cl.Do("DELETE", cl.Path("nodes", info.Node), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.env.Stdout, "Node %s removed from the agbot.\n", info.ID)
+	}
 	return nil
 }
 
-func agentNodeList(c *Context, args []string) error {
-	if len(args) != 0 {
-		return fmt.Errorf("%w: node list takes no arguments", ErrUsage)
+// nodeView is anax's 'hzn node list' shape, plus this agent's agbot pinning.
+type nodeView struct {
+	ID            string         `json:"id"`
+	Organization  *string        `json:"organization"`
+	Pattern       *string        `json:"pattern"`
+	Name          string         `json:"name,omitempty"`
+	NodeType      string         `json:"nodeType"`
+	TokenValid    *bool          `json:"token_valid"`
+	HAGroup       string         `json:"ha_group"`
+	ConfigState   map[string]any `json:"configstate"`
+	Configuration map[string]any `json:"configuration"`
+	Agbot         map[string]any `json:"agbot,omitempty"`
+}
+
+func (c *cli) nodeList() error {
+	raw, err := newAgentClient(c.get).do("GET", "/node", nil)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return printJSON(c.env.Stdout, nodeView{NodeType: "device", ConfigState: map[string]any{"state": "unconfigured"},
+			Configuration: map[string]any{"architecture": runtime.GOARCH}})
 	}
-	raw, err := newAgentClient(c.Getenv).do("GET", "/node", nil)
 	if err != nil {
 		return err
 	}
-	return printRaw(c.Stdout, raw)
+	var in struct {
+		ID, Org, Node, Pattern, Arch, AgbotURL, AgbotID, AgbotFingerprint, NodeFingerprint string
+		RegisteredAt                                                                       time.Time
+	}
+	if err := json.Unmarshal(raw, &in); err != nil {
+		return fail(ExitJSON, "agent answer: %v", err)
+	}
+	if in.Node == "" {
+		in.Org, in.Node, _ = strings.Cut(in.ID, "/")
+	}
+	valid := true
+	return printJSON(c.env.Stdout, nodeView{
+		ID: in.Node, Organization: &in.Org, Pattern: &in.Pattern, Name: in.Node, NodeType: "device", TokenValid: &valid,
+		ConfigState:   map[string]any{"state": "configured", "last_update_time": in.RegisteredAt.UTC().Format("2006-01-02 15:04:05 -0700 MST")},
+		Configuration: map[string]any{"exchange_api": in.AgbotURL, "architecture": in.Arch},
+		Agbot:         map[string]any{"id": in.AgbotID, "fingerprint": in.AgbotFingerprint, "nodeFingerprint": in.NodeFingerprint},
+	})
 }
 
-func agentAgreementList(c *Context, args []string) error {
+// agentAgreement is what the agent says of one agreement (package agreement's Info).
+type agentAgreement struct {
+	ID         string    `json:"id"`
+	Instance   string    `json:"instance"`
+	Agbot      string    `json:"agbot"`
+	Phase      string    `json:"phase"`
+	AcceptedAt time.Time `json:"acceptedAt"`
+	Service    struct {
+		Org     string `json:"org"`
+		URL     string `json:"url"`
+		Version string `json:"version"`
+		Arch    string `json:"arch"`
+	} `json:"service"`
+}
+
+// anaxAgreement puts anax's 'hzn agreement list' fields first, then the agent's own.
+func anaxAgreement(raw json.RawMessage) (map[string]any, error) {
+	var a agentAgreement
+	var extra map[string]any
+	if err := json.Unmarshal(raw, &a); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(raw, &extra); err != nil {
+		return nil, err
+	}
+	t := a.AcceptedAt.UTC().Format("2006-01-02 15:04:05 -0700 MST")
+	out := map[string]any{
+		"name": a.Instance, "current_agreement_id": a.ID, "consumer_id": a.Agbot,
+		"agreement_creation_time": t, "agreement_accepted_time": t, "agreement_protocol": "Basic",
+		"workload_to_run": map[string]string{"url": a.Service.URL, "org": a.Service.Org, "version": a.Service.Version, "arch": a.Service.Arch},
+	}
+	for _, k := range []string{"phase", "sequence", "updatedAt", "mode", "containers", "secrets", "note"} {
+		if v, ok := extra[k]; ok {
+			out[k] = v
+		}
+	}
+	return out, nil
+}
+
+func (c *cli) agreementList(id string, archived bool) error {
+	if archived {
+		fmt.Fprintln(c.env.Stdout, "[]")
+		return nil
+	}
 	path := "/agreement"
-	switch len(args) {
-	case 0:
-	case 1:
-		path += "/" + url.PathEscape(args[0])
-	default:
-		return fmt.Errorf("%w: agreement list takes at most one ID", ErrUsage)
+	if id != "" {
+		path += "/" + url.PathEscape(id)
 	}
-	raw, err := newAgentClient(c.Getenv).do("GET", path, nil)
+	raw, err := newAgentClient(c.get).do("GET", path, nil)
 	if err != nil {
 		return err
 	}
-	return printRaw(c.Stdout, raw)
+	if id != "" {
+		a, err := anaxAgreement(raw)
+		if err != nil {
+			return fail(ExitJSON, "agent answer: %v", err)
+		}
+		return printJSON(c.env.Stdout, a)
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return fail(ExitJSON, "agent answer: %v", err)
+	}
+	out := make([]map[string]any, 0, len(list))
+	for _, r := range list {
+		a, err := anaxAgreement(r)
+		if err != nil {
+			return fail(ExitJSON, "agent answer: %v", err)
+		}
+		out = append(out, a)
+	}
+	return printJSON(c.env.Stdout, out)
 }
 
-func agentStatus(c *Context, args []string) error {
-	if len(args) != 0 {
-		return fmt.Errorf("%w: agent status takes no arguments", ErrUsage)
+func (c *cli) version() error {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		v = bi.Main.Version
 	}
-	raw, err := newAgentClient(c.Getenv).do("GET", "/status", nil)
+	fmt.Fprintf(c.env.Stdout, "Horizon CLI version: %s (anax-agent)\n", v)
+	raw, err := newAgentClient(c.get).do("GET", "/status", nil)
 	if err != nil {
-		return err
+		fmt.Fprintln(c.env.Stdout, "Horizon Agent version: failed to get.")
+		return nil
 	}
-	return printRaw(c.Stdout, raw)
+	var st struct {
+		Version string `json:"version"`
+	}
+	_ = json.Unmarshal(raw, &st)
+	if st.Version == "" {
+		st.Version = "anax-agent"
+	}
+	fmt.Fprintf(c.env.Stdout, "Horizon Agent version: %s\n", st.Version)
+	return nil
 }

@@ -60,7 +60,7 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 	})
 	mux.HandleFunc("GET /agreement", func(w http.ResponseWriter, r *http.Request) {
 		record(r)
-		w.Write([]byte(`[{"id":"a1","secrets":[{"name":"db","digest":"abc"}]}]`))
+		w.Write([]byte(`[{"id":"a1","instance":"a1-web","agbot":"ab","phase":"active","service":{"org":"o","url":"hello","version":"1.0.0","arch":"amd64"},"secrets":[{"name":"db","digest":"abc"}]}]`))
 	})
 	mux.HandleFunc("GET /agreement/{id}", func(w http.ResponseWriter, r *http.Request) {
 		record(r)
@@ -89,6 +89,8 @@ func TestAgentCommands(t *testing.T) {
 	f := newFakeAgent(t)
 	pol := filepath.Join(t.TempDir(), "policy.json")
 	os.WriteFile(pol, []byte(`{"properties":[{"name":"zone","value":"a"}],"constraints":[]}`), 0o600)
+	ui := filepath.Join(t.TempDir(), "ui.json")
+	os.WriteFile(ui, []byte(`[{"serviceOrgid":"o","serviceUrl":"s","inputs":[{"name":"GREETING","value":"hi"}]}]`), 0o600)
 
 	tests := []struct {
 		name     string
@@ -98,16 +100,24 @@ func TestAgentCommands(t *testing.T) {
 		out, err string
 		req      string
 	}{
-		{"register", "", []string{"register", "-n", "n1:tok", "--policy", pol, "--pattern", "o/p"}, 0, "node o/n1 registered with agbot ab (key SHA256:x pinned)", "", "POST /node"},
-		{"register without token", "", []string{"register", "-n", "n1"}, 2, "", "want -n NODE:TOKEN, -n NODE:- or -n NODE --token-file FILE", ""},
-		{"register with a missing policy file", "", []string{"register", "-n", "n1:t", "--policy", "/nonexistent"}, 1, "", "--policy", ""},
-		{"node list", "", []string{"node", "list"}, 0, `"id": "o/n1"`, "", "GET /node"},
-		{"agreement list", "", []string{"agreement", "list"}, 0, `"digest": "abc"`, "", "GET /agreement"},
-		{"agreement list ID", "", []string{"agreement", "list", "x"}, 1, "", "agreement not found (HTTP 404)", "GET /agreement/x"},
+		{"register", "", []string{"register", "-n", "n1:tok", "--policy", pol, "--pattern", "o/p"}, 0, "Node o/n1 registered with agbot ab (its key SHA256:x is pinned).\nHorizon node is registered.", "", "POST /node"},
+		{"register, token from stdin", "tok\n", []string{"reg", "-n", "n1:-", "o", "p"}, 0, "Horizon node is registered.", "", "POST /node"},
+		{"register, -o and the org argument", "", []string{"register", "-n", "n1:tok", "-o", "o", "o", "p"}, 1, "", "-o and -p are mutually exclusive with <nodeorg> and <pattern> arguments.", ""},
+		{"register without token", "", []string{"register", "-n", "n1"}, 1, "", "the node token is missing", ""},
+		{"register with a missing policy file", "", []string{"register", "-n", "n1:t", "--policy", "/nonexistent"}, 4, "", "--policy", ""},
+		{"register -f with user input", "", []string{"register", "-n", "n1:t", "-f", ui}, 0, "Horizon node is registered.", "", "POST /node"},
+		{"register -f with a missing file", "", []string{"register", "-n", "n1:t", "-f", "/nonexistent"}, 4, "", "--input-file", ""},
+		{"register -s waits for the service", "", []string{"register", "-n", "n1:t", "-s", "hello", "--serviceorg", "o", "-t", "5"}, 0, "Service o/hello is started.", "", "GET /agreement"},
+		{"node list", "", []string{"node", "list"}, 0, `"id": "n1"`, "", "GET /node"},
+		{"agreement list", "", []string{"agreement", "list"}, 0, `"current_agreement_id": "a1"`, "", "GET /agreement"},
+		{"agreement list keeps digests", "", []string{"ag", "ls"}, 0, `"digest": "abc"`, "", "GET /agreement"},
+		{"agreement list -r", "", []string{"agreement", "list", "-r"}, 0, "[]", "", ""},
+		{"agreement list ID", "", []string{"agreement", "list", "x"}, 7, "", "agreement not found (HTTP 404)", "GET /agreement/x"},
 		{"agent status", "", []string{"agent", "status"}, 0, `"mode": "mount-swap"`, "", "GET /status"},
-		{"unregister answered no", "n\n", []string{"unregister"}, 0, "not unregistered", "", "GET /node"},
-		{"unregister answered yes", "y\n", []string{"unregister"}, 0, "node o/n1 unregistered: 2 agreements cancelled, secrets wiped (1 cancels not delivered", "", "DELETE /node"},
-		{"node list after", "", []string{"node", "list"}, 1, "", "node is not registered (HTTP 404)", "GET /node"},
+		{"unregister -r without credentials", "", []string{"unregister", "-f", "-r"}, 5, "", "-r removes the node from the agbot", "GET /node"},
+		{"unregister answered no", "n\n", []string{"unregister"}, 0, "[y/N]: Exiting.", "", "GET /node"},
+		{"unregister answered yes", "y\n", []string{"unreg"}, 0, "node o/n1 unregistered: 2 agreements cancelled, secrets wiped (1 cancels not delivered", "", "DELETE /node"},
+		{"node list after", "", []string{"node", "ls"}, 0, `"state": "unconfigured"`, "", "GET /node"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -149,8 +159,18 @@ func TestRegisterBody(t *testing.T) {
 	}
 }
 
+func TestAgentSocketMissing(t *testing.T) {
+	var out, errb strings.Builder
+	env := map[string]string{"HZN_AGENT_SOCKET": filepath.Join(t.TempDir(), "none.sock")}
+	code := Main([]string{"agent", "status"}, strings.NewReader(""), &out, &errb, func(k string) string { return env[k] })
+	if code != ExitHTTP || !strings.Contains(errb.String(), "HZN_AGENT_SOCKET") {
+		t.Errorf("no agent: %d %q", code, errb.String())
+	}
+}
+
 // TestRegisterCredentialForms: the node token and the -u password come from argv (anax's
-// form), from the first line of stdin ("-") or from a file; conflicting forms are usage errors.
+// form), from the first line of stdin ("-") or from a file; conflicting forms are input errors
+// (anax's exit 1), a missing file a file error (4).
 func TestRegisterCredentialForms(t *testing.T) {
 	f := newFakeAgent(t)
 	dir := t.TempDir()
@@ -176,12 +196,12 @@ func TestRegisterCredentialForms(t *testing.T) {
 		{"user password from stdin", "pw-stdin\n", []string{"-n", "n1:tok", "-u", "bob:-"}, 0, "tok", "bob:pw-stdin", ""},
 		{"user password from a file", "", []string{"-n", "n1:tok", "-u", "myorg/bob", "--password-file", pwFile}, 0, "tok", "myorg/bob:pw-file", ""},
 		{"token from stdin and password from a file", "t2\n", []string{"-n", "n1:-", "-u", "bob", "--password-file", pwFile}, 0, "t2", "bob:pw-file", ""},
-		{"both from stdin", "x\ny\n", []string{"-n", "n1:-", "-u", "bob:-"}, 2, "", "", "only one of -n and -u can read stdin"},
-		{"token on argv and in a file", "", []string{"-n", "n1:tok", "--token-file", tokFile}, 2, "", "", "not both"},
-		{"empty stdin", "", []string{"-n", "n1:-"}, 2, "", "", "must be one non-empty line"},
-		{"empty token file", "", []string{"-n", "n1", "--token-file", empty}, 2, "", "", "must be one non-empty line"},
-		{"missing token file", "", []string{"-n", "n1", "--token-file", filepath.Join(dir, "none")}, 2, "", "", "node token file"},
-		{"user without password", "", []string{"-n", "n1:tok", "-u", "bob"}, 2, "", "", "want -u USER:PASSWORD"},
+		{"both from stdin", "x\ny\n", []string{"-n", "n1:-", "-u", "bob:-"}, 1, "", "", "can not both be read from stdin"},
+		{"token on argv and in a file", "", []string{"-n", "n1:tok", "--token-file", tokFile}, 1, "", "", "not both"},
+		{"empty stdin", "", []string{"-n", "n1:-"}, 1, "", "", "must be one non-empty line"},
+		{"empty token file", "", []string{"-n", "n1", "--token-file", empty}, 1, "", "", "must be one non-empty line"},
+		{"missing token file", "", []string{"-n", "n1", "--token-file", filepath.Join(dir, "none")}, 4, "", "", "node token file"},
+		{"user without password", "", []string{"-n", "n1:tok", "-u", "bob"}, 1, "", "", "want -u USER:PASSWORD"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -204,14 +224,5 @@ func TestRegisterCredentialForms(t *testing.T) {
 				t.Errorf("body token %q user %q, want %q %q", f.body["token"], user, tc.token, tc.user)
 			}
 		})
-	}
-}
-
-func TestAgentSocketMissing(t *testing.T) {
-	var out, errb strings.Builder
-	env := map[string]string{"HZN_AGENT_SOCKET": filepath.Join(t.TempDir(), "none.sock")}
-	code := Main([]string{"agent", "status"}, strings.NewReader(""), &out, &errb, func(k string) string { return env[k] })
-	if code != 1 || !strings.Contains(errb.String(), "HZN_AGENT_SOCKET") {
-		t.Errorf("no agent: %d %q", code, errb.String())
 	}
 }

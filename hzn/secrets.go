@@ -1,241 +1,287 @@
 package hzn
 
 import (
-	"errors"
-	"flag"
+	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"strings"
 )
 
-func init() {
-	sm := &Command{Name: "secretsmanager", Aliases: []string{"sm"}, Short: "secrets kept by the agbot's secrets manager"}
-	Register(nil, sm)
-	Register([]string{"secretsmanager"}, &Command{Name: "secret", Short: "add, list, read, remove secrets"})
-	names := `
-NAME is org level ("db_password"), user level ("user/USER/db_password"), node specific
-("node/NODE/db_password") or both ("user/USER/node/NODE/db_password"). -n NODE turns NAME
-into its node-specific form. Org admins manage org and node secrets; users manage their
-own user/USER/... secrets.`
-	Register([]string{"secretsmanager", "secret"}, &Command{
-		Name: "add", Args: "NAME", Short: "add a secret (refused if it exists, unless -O)",
-		Long: `The value comes from --secretDetail, or safer from -f FILE or -f - (stdin), which keeps
-it out of the process list and shell history.` + names,
-		Flags: func(fs *flag.FlagSet) {
-			fs.String("secretKey", "", "the secret's key (required)")
-			fs.String("secretDetail", "", "the secret's value (visible in the process list; prefer -f)")
-			fs.String("f", "", "read the value from FILE, or from stdin with -")
-			fs.String("n", "", "make it node specific for NODE")
-			fs.Bool("O", false, "overwrite an existing secret")
-		},
-		Run: smAdd,
+const secretNames = `NAME is org level ("db_password", nested "test/db_password"), user level
+("user/USER/db_password"), node specific ("node/NODE/db_password") or both
+("user/USER/node/NODE/db_password"). -n NODE turns NAME into its node-specific form.`
+
+// maxSecretValue bounds a value read from a file or stdin (the agbot has its own limit).
+const maxSecretValue = 1 << 20
+
+func (c *cli) addSecretsManager() {
+	sm := c.app.Command("secretsmanager", "List and manage secrets in the secrets manager. NOTE: You must authenticate as an administrator to list secrets available to the entire organization.").Alias("sm").Alias("secretmanager")
+	org := sm.Flag("org", "The Horizon organization ID. If not specified, HZN_ORG_ID will be used as a default.").Short('o').String()
+	userPw := sm.Flag("user-pw", "Horizon Exchange credentials to query secrets manager resources. The default is HZN_EXCHANGE_USER_AUTH environment variable. If you don't prepend it with the user's org, it will automatically be prepended with the value of the HZN_ORG_ID environment variable. A password of - is read from stdin.").Short('u').PlaceHolder("USER:PW").String()
+	secret := sm.Command("secret", "List and manage secrets in the secrets manager.")
+
+	list := secret.Command("list", "Display the names of the secrets in the secrets manager. "+secretNames).Alias("ls")
+	listAll := list.Flag("listAll", "List all secrets in the given org in the secrets manager.").Short('a').Bool()
+	listNode := list.Flag("nodeId", "The node id of the node secret to list. Include only if this secret is specific to a single node.").Short('n').String()
+	listName := list.Arg("secretName", "List just this one secret. Returns a boolean indicating the existence of the secret. If the secret does not exist, returns with exit code 1.").String()
+	c.on(list, func() error { return c.smList(org, userPw, *listName, *listNode, *listAll) })
+
+	add := secret.Command("add", "Add a secret to the secrets manager. "+secretNames)
+	addName := add.Arg("secretName", "The name of the secret. It must be unique within your organization.").Required().String()
+	addNode := add.Flag("nodeId", "The id of the node to apply this secret to. Include only if this secret is specific to a single node.").Short('n').String()
+	addFile := add.Flag("secretFile", "Filepath to a file containing the secret details. Mutually exclusive with --secretDetail. Specify -f- to read from stdin.").Short('f').String()
+	addKey := add.Flag("secretKey", "A key for the secret.").Required().String()
+	addDetail := add.Flag("secretDetail", "The secret details as a string (visible in the process list: prefer -f). Mutually exclusive with --secretFile.").Short('d').String()
+	addOverwrite := add.Flag("overwrite", "Overwrite the existing secret if it exists in the secrets manager. It will skip the 'do you want to overwrite' prompt.").Short('O').Bool()
+	c.on(add, func() error {
+		return c.smAdd(org, userPw, secretName(*addName, *addNode), *addFile, *addKey, *addDetail, *addOverwrite)
 	})
-	Register([]string{"secretsmanager", "secret"}, &Command{
-		Name: "list", Args: "[NAME]", Short: "list secret names as JSON (NAME: a scope such as user/U or node/N, or a secret to test)",
-		Long: names, Run: smList,
-	})
-	Register([]string{"secretsmanager", "secret"}, &Command{
-		Name: "read", Args: "NAME", Short: "print a secret as JSON {\"key\", \"value\"}", Long: names,
-		Flags: func(fs *flag.FlagSet) { fs.String("n", "", "read the node-specific secret of NODE") },
-		Run:   smRead,
-	})
-	Register([]string{"secretsmanager", "secret"}, &Command{
-		Name: "remove", Args: "NAME", Short: "remove a secret", Long: `Removing a secret that an agreement uses with nothing to fall back to is refused,
-naming the agreements, unless --force, which cancels them. A node-specific secret with an
-org or user secret behind it falls back through an update.` + names,
-		Flags: func(fs *flag.FlagSet) {
-			fs.String("n", "", "remove the node-specific secret of NODE")
-			fs.Bool("force", false, "remove even if agreements use it (they are cancelled)")
-		},
-		Run: smRemove,
-	})
+
+	remove := secret.Command("remove", "Remove a secret in the secrets manager. Removing a secret that agreements use with nothing to fall back to is refused, naming the agreements, unless --cancel-agreements.").Alias("rm")
+	rmNode := remove.Flag("nodeId", "The node id of the secret to be removed. Include only if this secret is specific to a single node.").Short('n').String()
+	rmForce := remove.Flag("force", "Skip the 'are you sure?' prompt.").Short('f').Bool()
+	rmCancel := remove.Flag("cancel-agreements", "Remove the secret even if agreements use it with no fallback: those agreements are cancelled.").Bool()
+	rmName := remove.Arg("secretName", "The name of the secret to be removed from the secrets manager.").Required().String()
+	c.on(remove, func() error { return c.smRemove(org, userPw, secretName(*rmName, *rmNode), *rmForce, *rmCancel) })
+
+	read := secret.Command("read", "Read the details of a secret stored in the secrets manager. This consists of the key and value pair provided on secret creation.")
+	readNode := read.Flag("nodeId", "The node id of the node secret to read. Include only if this secret is specific to a single node.").Short('n').String()
+	readName := read.Arg("secretName", "The name of the secret to read in the secrets manager.").Required().String()
+	c.on(read, func() error { return c.smRead(org, userPw, secretName(*readName, *readNode)) })
 }
 
-// nodeName applies -n NODE to NAME.
-func nodeName(name, node string) (string, error) {
-	if node == "" {
-		return name, nil
+// secretName trims slashes and applies -n NODE as anax does: name -> node/NODE/name,
+// user/U -> user/U/node/NODE, user/U/name -> user/U/node/NODE/name, "" -> node/NODE. A
+// name that already holds "node/" is left alone.
+func secretName(name, node string) string {
+	name = strings.Trim(strings.TrimSpace(name), "/")
+	if node == "" || strings.Contains(name, "node/") {
+		return name
 	}
 	parts := strings.Split(name, "/")
 	switch {
-	case len(parts) == 1:
-		return "node/" + node + "/" + name, nil
-	case len(parts) == 3 && parts[0] == "user":
-		return "user/" + parts[1] + "/node/" + node + "/" + parts[2], nil
+	case name == "":
+		return "node/" + node
+	case parts[0] == "user" && len(parts) == 2:
+		return name + "/node/" + node
+	case parts[0] == "user" && len(parts) >= 3:
+		return "user/" + parts[1] + "/node/" + node + "/" + strings.Join(parts[2:], "/")
 	}
-	return "", fmt.Errorf("%w: with -n NODE, NAME must be NAME or user/USER/NAME, not %q", ErrUsage, name)
+	return "node/" + node + "/" + name
 }
 
-func oneName(args []string) (string, error) {
-	if len(args) != 1 || args[0] == "" {
-		return "", fmt.Errorf("%w: want exactly one NAME", ErrUsage)
+// isSecretDirectory tells a collection (org, user/U, node/N, user/U/node/N) from a name.
+func isSecretDirectory(name string) bool {
+	if name == "" {
+		return true
 	}
-	return args[0], nil
+	p := strings.Split(name, "/")
+	return p[0] == "user" && (len(p) == 2 || len(p) == 4 && p[2] == "node") || p[0] == "node" && len(p) == 2
 }
 
-func readAllLimit(r io.Reader, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, max+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("value is more than %d bytes", max)
-	}
-	return b, nil
-}
+// refused is the agbot's message as anax prints it (exit ExitGeneral).
+func refused(raw []byte) error { return fail(ExitGeneral, "%s", apiMessage(raw)) }
 
-func smAdd(c *Context, args []string) error {
-	name, err := oneName(args)
-	if err != nil {
-		return err
-	}
-	if name, err = nodeName(name, flagStr(c, "n")); err != nil {
-		return err
-	}
-	key := flagStr(c, "secretKey")
-	if key == "" {
-		return fmt.Errorf("%w: --secretKey is required", ErrUsage)
-	}
-	var detail string
-	detailSet := false
-	c.Flags.Visit(func(f *flag.Flag) {
-		if f.Name == "secretDetail" {
-			detailSet = true
-		}
-	})
-	file := flagStr(c, "f")
-	switch {
-	case detailSet && file != "":
-		return fmt.Errorf("%w: give --secretDetail or -f, not both", ErrUsage)
-	case detailSet:
-		detail = flagStr(c, "secretDetail")
-	case file == "-":
-		b, err := readAllLimit(c.Stdin, 1<<20)
-		if err != nil {
-			return fmt.Errorf("reading the value from stdin: %w", err)
-		}
-		detail = strings.TrimSuffix(string(b), "\n")
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return fmt.Errorf("-f: %w", err)
-		}
-		detail = string(b)
-	default:
-		return fmt.Errorf("%w: give the value with --secretDetail V, -f FILE or -f -", ErrUsage)
-	}
-	cl, err := NewClient(c.Getenv)
-	if err != nil {
-		return err
-	}
-	method := "POST"
-	if flagBool(c, "O") {
-		method = "PUT"
-	}
-	var out struct {
-		Version int64 `json:"version"`
-	}
-	err = cl.Do(method, cl.Path("secrets", name), map[string]string{"key": key, "value": detail}, &out)
-	var ae *APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusConflict {
-		return fmt.Errorf("secret %q already exists in org %s: use -O to overwrite it", name, cl.Org)
-	}
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(c.Stdout, "secret %q added to org %s (version %d)\n", name, cl.Org, out.Version)
-	return nil
-}
-
-func isScope(p string) bool {
-	s := strings.Split(p, "/")
-	return len(s) == 2 && (s[0] == "user" || s[0] == "node") || len(s) == 4 && s[0] == "user" && s[2] == "node"
-}
-
-func smList(c *Context, args []string) error {
-	if len(args) > 1 {
-		return fmt.Errorf("%w: want at most one NAME", ErrUsage)
-	}
-	cl, err := NewClient(c.Getenv)
-	if err != nil {
-		return err
-	}
-	path := cl.Path("secrets")
-	if len(args) == 1 {
-		path = cl.Path("secrets", args[0])
-	}
-	if len(args) == 1 && !isScope(args[0]) {
-		var out struct {
-			Exists bool `json:"exists"`
-		}
-		if err := cl.Do("LIST", path, nil, &out); err != nil {
-			return err
-		}
-		if !out.Exists {
-			return fmt.Errorf("secret %q not found in org %s", args[0], cl.Org)
-		}
-		return printJSON(c.Stdout, []string{args[0]})
-	}
-	var out []string
-	if err := cl.Do("LIST", path, nil, &out); err != nil {
-		return err
-	}
-	if out == nil {
-		out = []string{}
-	}
-	return printJSON(c.Stdout, out)
-}
-
-func smRead(c *Context, args []string) error {
-	name, err := oneName(args)
-	if err != nil {
-		return err
-	}
-	if name, err = nodeName(name, flagStr(c, "n")); err != nil {
-		return err
-	}
-	cl, err := NewClient(c.Getenv)
-	if err != nil {
-		return err
-	}
-	var out struct {
-		Key   string `json:"key"`
-		Value string `json:"value"`
-	}
-	if err := cl.Do("GET", cl.Path("secrets", name), nil, &out); err != nil {
-		return err
-	}
-	return printJSON(c.Stdout, out)
-}
-
-func smRemove(c *Context, args []string) error {
-	name, err := oneName(args)
-	if err != nil {
-		return err
-	}
-	if name, err = nodeName(name, flagStr(c, "n")); err != nil {
-		return err
-	}
-	cl, err := NewClient(c.Getenv)
+func (c *cli) smList(org, userPw *string, name, node string, all bool) error {
+	name = secretName(name, node)
+	cl, err := c.client(org, userPw)
 	if err != nil {
 		return err
 	}
 	path := cl.Path("secrets", name)
-	if flagBool(c, "force") {
-		path += "?force=true"
+	if name == "" {
+		path = cl.Path("secrets")
 	}
-	var out struct {
-		Cancelled int `json:"cancelledAgreements"`
+	if all {
+		path = cl.Path("allsecrets")
 	}
-	if err := cl.Do("DELETE", path, nil, &out); err != nil {
+	code, raw, err := cl.retry503("LIST", path, nil)
+	if err != nil {
 		return err
 	}
-	if out.Cancelled > 0 {
-		fmt.Fprintf(c.Stdout, "secret %q removed from org %s (%d agreements cancelled)\n", name, cl.Org, out.Cancelled)
-	} else {
-		fmt.Fprintf(c.Stdout, "secret %q removed from org %s\n", name, cl.Org)
+	switch {
+	case code == 400 || code == 401 || code == 403 || code == 503 || code == 504:
+		return refused(raw)
+	case all || isSecretDirectory(name):
+		if code == 404 || strings.TrimSpace(string(raw)) == "null" {
+			fmt.Fprintln(c.env.Stdout, "[]")
+			return nil
+		}
+		if code != 200 {
+			return badCode("LIST", cl.Base+path, code, raw)
+		}
+		var names []string
+		if err := json.Unmarshal(raw, &names); err != nil {
+			return fail(ExitJSON, "failed to unmarshal REST API response: %v", err)
+		}
+		if names == nil {
+			names = []string{}
+		}
+		return printJSON(c.env.Stdout, names)
+	}
+	var out struct {
+		Exists bool `json:"exists"`
+	}
+	switch code {
+	case 200:
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return fail(ExitJSON, "failed to unmarshal REST API response: %v", err)
+		}
+	case 404:
+	default:
+		return badCode("LIST", cl.Base+path, code, raw)
+	}
+	if err := printJSON(c.env.Stdout, out); err != nil {
+		return err
+	}
+	if !out.Exists {
+		return &ExitError{Code: 1, Err: errSilent}
 	}
 	return nil
+}
+
+func (c *cli) smAdd(org, userPw *string, name, file, key, detail string, overwrite bool) error {
+	if file != "" && detail != "" {
+		return fail(ExitInput, "-f is mutually exclusive with --secretDetail.")
+	}
+	if file == "" && detail == "" {
+		return fail(ExitInput, "Must specify either -f or --secretDetail.")
+	}
+	if file == "-" {
+		if err := c.claimStdin("the secret detail"); err != nil {
+			return err
+		}
+	}
+	cl, err := c.client(org, userPw)
+	if err != nil {
+		return err
+	}
+	path := cl.Path("secrets", name)
+	exists := false
+	// Without -O, ask whether it exists (to prompt) as anax does; with -O the PUT alone
+	// gives the same answers, one round trip sooner.
+	code, raw := 404, []byte(nil)
+	if !overwrite {
+		if code, raw, err = cl.retry503("LIST", path, nil); err != nil {
+			return err
+		}
+	}
+	switch code {
+	case 400, 401, 403, 503:
+		return fail(ExitGeneral, "%s", strings.Replace(apiMessage(raw), " list ", " add ", 1))
+	case 200:
+		var out struct {
+			Exists *bool `json:"exists"`
+		}
+		if json.Unmarshal(raw, &out) != nil || out.Exists == nil {
+			return fail(ExitInput, "Incorrect secret name given: %v", name)
+		}
+		exists = *out.Exists
+	case 404:
+	default:
+		return badCode("LIST", cl.Base+path, code, raw)
+	}
+	value := detail
+	if file != "" {
+		var b []byte
+		if file == "-" {
+			b, err = c.readStdinAll("the secret detail", maxSecretValue)
+		} else {
+			b, err = os.ReadFile(file)
+			if err != nil {
+				err = fail(ExitFile, "reading %s failed: %v", file, err)
+			}
+		}
+		if err != nil {
+			return err
+		}
+		value = string(b)
+	}
+	if exists && !overwrite {
+		ok, err := c.confirm(fmt.Sprintf("Secret \"%s\" already exists in the secrets manager. Do you want to overwrite?", name))
+		if !ok || err != nil {
+			return err
+		}
+	}
+	code, raw, err = cl.retry503(http.MethodPut, path, map[string]string{"key": key, "value": value})
+	if err != nil {
+		return err
+	}
+	switch code {
+	case 200, 201:
+		fmt.Fprintf(c.env.Stdout, "Secret \"%s\" successfully added to the secrets manager.\n", name)
+		return nil
+	case 400, 401, 403, 503:
+		return refused(raw)
+	}
+	return badCode("PUT", cl.Base+path, code, raw)
+}
+
+func (c *cli) smRemove(org, userPw *string, name string, force, cancel bool) error {
+	if !force {
+		ok, err := c.confirm(fmt.Sprintf("Are you sure you want to remove secret %s from the secrets manager?", name))
+		if !ok || err != nil {
+			return err
+		}
+	}
+	cl, err := c.client(org, userPw)
+	if err != nil {
+		return err
+	}
+	path := cl.Path("secrets", name)
+	if cancel {
+		path += "?force=true"
+	}
+	code, raw, err := cl.retry503(http.MethodDelete, path, nil)
+	if err != nil {
+		return err
+	}
+	why := apiMessage(raw)
+	switch code {
+	case 200, 204:
+		fmt.Fprintf(c.env.Stdout, "Secret \"%v\" successfully deleted from the secrets manager.\n", name)
+		return nil
+	case 400:
+		return fail(ExitInput, "Bad request, secret name \"%s\" invalid.\n%s", name, why)
+	case 401, 403:
+		if strings.HasPrefix(why, "Permission denied") || strings.HasPrefix(why, "Failed to authenticate") {
+			return fail(ExitGeneral, "%s", why) // this agbot already words it as anax's hzn does
+		}
+		user, _, _ := strings.Cut(c.orEnv(userPw, "HZN_EXCHANGE_USER_AUTH"), ":")
+		return fail(ExitGeneral, "Permission denied, user \"%s\" cannot access \"%s\".\n%s", user, name, why)
+	case 404:
+		return fail(ExitGeneral, "Secret \"%s\" not found in the secrets manager, nothing to remove.", name)
+	case 409:
+		return fail(ExitGeneral, "%s\nUse --cancel-agreements to remove it and cancel those agreements.", why)
+	case 503:
+		return fail(ExitGeneral, "Vault component not found in the management hub.")
+	}
+	return badCode("DELETE", cl.Base+path, code, raw)
+}
+
+func (c *cli) smRead(org, userPw *string, name string) error {
+	cl, err := c.client(org, userPw)
+	if err != nil {
+		return err
+	}
+	path := cl.Path("secrets", name)
+	code, raw, err := cl.retry503(http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	switch code {
+	case 200:
+		var s struct {
+			Key   string `json:"key"`
+			Value string `json:"value"`
+		}
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return fail(ExitJSON, "failed to unmarshal REST API response: %v", err)
+		}
+		return printJSON(c.env.Stdout, s)
+	case 400, 401, 403, 404, 503:
+		return refused(raw)
+	}
+	return badCode("GET", cl.Base+path, code, raw)
 }

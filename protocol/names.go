@@ -104,8 +104,14 @@ func (m ManagerName) ForNode(node string) ManagerName {
 	return ManagerName{User: m.User, Node: node, Name: m.Name}
 }
 
-// ParseManagerName parses and checks a secret-manager name. Errors wrap ErrInvalid and say
-// which segment broke which rule.
+// MaxManagerNameDepth bounds the segments of the name part of a manager name: anax allows
+// nested names such as "test/more-passwords/password2".
+const MaxManagerNameDepth = 8
+
+// ParseManagerName parses and checks a secret-manager name. The name part may be nested
+// (anax's "test/password1"); a first segment "user" or "node" always starts a scope, so
+// "user/u/a/b" is user u's secret "a/b" and "user/u/node/n/a" is its node-n secret "a".
+// Errors wrap ErrInvalid and say which segment broke which rule.
 func ParseManagerName(s string) (ManagerName, error) {
 	bad := func(rule string, args ...any) (ManagerName, error) {
 		return ManagerName{}, fmt.Errorf("secret manager name %s: %w", quote(s), invalid("", rule, args...))
@@ -117,26 +123,35 @@ func ParseManagerName(s string) (ManagerName, error) {
 	var m ManagerName
 	type segment struct{ what, v string }
 	var segs []segment
-	switch {
-	case len(parts) == 1:
-		m.Name = parts[0]
-	case len(parts) == 3 && parts[0] == "user":
-		m.User, m.Name = parts[1], parts[2]
+	rest := parts
+	if rest[0] == "user" && len(rest) >= 3 {
+		m.User, rest = rest[1], rest[2:]
 		segs = append(segs, segment{"user", m.User})
-	case len(parts) == 3 && parts[0] == "node":
-		m.Node, m.Name = parts[1], parts[2]
+	}
+	if rest[0] == "node" && len(rest) >= 3 {
+		m.Node, rest = rest[1], rest[2:]
 		segs = append(segs, segment{"node", m.Node})
-	case len(parts) == 5 && parts[0] == "user" && parts[2] == "node":
-		m.User, m.Node, m.Name = parts[1], parts[3], parts[4]
-		segs = append(segs, segment{"user", m.User}, segment{"node", m.Node})
-	default:
+	}
+	if rest[0] == "user" || rest[0] == "node" {
 		return bad("must be name, user/<user>/name, node/<node>/name or user/<user>/node/<node>/name")
 	}
-	for _, seg := range append(segs, segment{"name", m.Name}) {
+	if len(parts) > 1 && parts[0] == "openhorizon" {
+		return bad(`must not start with "openhorizon/" (give the name within the org, not a Vault path)`)
+	}
+	if len(rest) > MaxManagerNameDepth {
+		return bad("name has %d segments, more than %d", len(rest), MaxManagerNameDepth)
+	}
+	for _, seg := range segs {
 		if err := checkSegment(seg.v); err != "" {
 			return bad("%s segment %s", seg.what, err)
 		}
 	}
+	for _, v := range rest {
+		if err := checkSegment(v); err != "" {
+			return bad("name segment %s", err)
+		}
+	}
+	m.Name = strings.Join(rest, "/")
 	return m, nil
 }
 

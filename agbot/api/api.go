@@ -95,7 +95,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		for _, seg := range strings.Split(rest, "/") {
 			if seg == "" || seg == "." || seg == ".." {
 				a.log.Info("audit", "op", "secret "+strings.ToLower(r.Method), "secret", rest, "caller", "-", "result", 400)
-				writeErr(w, http.StatusBadRequest, "secret manager name %q: must not have empty, '.' or '..' segments", rest)
+				writeJSON(w, http.StatusBadRequest, fmt.Sprintf("secret manager name %q: must not have empty, '.' or '..' segments", rest))
 				return
 			}
 		}
@@ -107,12 +107,22 @@ func (a *API) routes() {
 	m := a.mux
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, map[string]string{"status": "ok"}) })
 	m.HandleFunc("GET /agbot", a.agbotInfo)
+	// The Exchange's version and status, under /v1 as anax's hzn asks HZN_EXCHANGE_URL.
+	m.HandleFunc("GET /v1/admin/version", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, ExchangeVersion)
+	})
+	m.HandleFunc("GET /v1/admin/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"msg": "Exchange server operating normally", "dbSchemaVersion": 0})
+	})
 
 	// Secure secrets API (anax routes).
+	// Refusals are JSON strings there, as anax's (anaxErrors).
 	for _, method := range []string{"GET", "LIST", "PUT", "POST", "DELETE"} {
-		m.HandleFunc(method+" /org/{org}/secrets", a.auth(a.secrets))
-		m.HandleFunc(method+" /org/{org}/secrets/{name...}", a.auth(a.secrets))
+		m.HandleFunc(method+" /org/{org}/secrets", anaxErrors(a.auth(a.secrets)))
+		m.HandleFunc(method+" /org/{org}/secrets/{name...}", anaxErrors(a.auth(a.secrets)))
 	}
+	m.HandleFunc("LIST /org/{org}/allsecrets", anaxErrors(a.auth(a.allSecrets)))
 
 	// Exchange.
 	m.HandleFunc("GET /org/{org}/users", a.auth(a.listUsers))
@@ -157,7 +167,13 @@ func (a *API) routes() {
 		func(ctx context.Context, _ string) { a.eng.ReconcileAll(ctx) })))
 
 	m.HandleFunc("GET /org/{org}/agreements", a.auth(a.listAgreements))
+	a.v1Routes()
 }
+
+// ExchangeVersion is the Open Horizon Exchange version this agbot answers at
+// /v1/admin/version: the one anax's hzn prefers, so that its version checks pass for the
+// routes served here.
+const ExchangeVersion = "2.126.1"
 
 // Error is the body of every refusal.
 type Error struct {

@@ -1,9 +1,12 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/edge-secrets/anax-agent/agbot/access"
@@ -53,10 +56,23 @@ func (a *API) secrets(w http.ResponseWriter, r *http.Request) {
 	refuse := func(op, name string, err error) {
 		code := status(err)
 		audit(op, name, code, err.Error())
-		a.fail(w, err)
+		if code == http.StatusInternalServerError {
+			a.log.Error("internal error", "err", err)
+		}
+		writeJSON(w, code, anaxMessage(c, op, org, name, code, err))
 	}
 	if err := secrets.ValidateOrg(org); err != nil {
 		refuse(strings.ToLower(r.Method), path, err)
+		return
+	}
+
+	// anax's refusals of names that are only a scope keyword, or a scope where a secret is meant.
+	switch {
+	case path == "user" || path == "node":
+		refuse(strings.ToLower(r.Method), path, fmt.Errorf("%w: %s must be specified in the API path", errBadRequest, strings.ToUpper(path[:1])+path[1:]))
+		return
+	case isScope(path) && r.Method != "LIST":
+		refuse(strings.ToLower(r.Method), path, fmt.Errorf("%w: Incorrect secret name provided: %q cannot refer to a secret in the secrets manager (it is a collection: LIST it)", errBadRequest, path))
 		return
 	}
 
@@ -138,10 +154,9 @@ func (a *API) secrets(w http.ResponseWriter, r *http.Request) {
 		}
 		sec := secrets.Secret{Key: body.Key, Value: body.Value}
 		var ver int64
-		code := 200
+		code := 201 // anax: created or updated
 		if r.Method == "POST" {
 			ver, err = a.sm.Create(ctx, org, path, sec)
-			code = 201
 		} else {
 			ver, err = a.sm.Put(ctx, org, path, sec)
 		}
@@ -187,8 +202,9 @@ func (a *API) secrets(w http.ResponseWriter, r *http.Request) {
 				a.log.Warn("reconcile after forced delete", "org", org, "err", err)
 			}
 		}
-		audit("delete", path, 200, fmt.Sprintf("force=%v cancelled=%d", force, len(uses)))
-		writeJSON(w, 200, map[string]any{"name": path, "deleted": true, "cancelledAgreements": len(uses)})
+		audit("delete", path, 204, fmt.Sprintf("force=%v cancelled=%d", force, len(uses)))
+		w.Header().Set(CancelledHeader, strconv.Itoa(len(uses)))
+		w.WriteHeader(http.StatusNoContent) // anax: 204, no body
 	}
 }
 
@@ -198,4 +214,153 @@ func (a *API) nodeOwner(org, node string) string {
 		return ""
 	}
 	return n.Owner
+}
+
+// CancelledHeader on a 204 answer to DELETE ?force=true counts the agreements cancelled.
+const CancelledHeader = "X-Agreements-Cancelled"
+
+// anaxMessage is the secure API's error body: a JSON string, worded as anax's where hzn
+// scripts look for the words ("Permission denied", "No secret(s) found"), followed by this
+// agbot's rule.
+func anaxMessage(c access.Caller, op, org, name string, code int, err error) string {
+	verb := map[string]string{"write": "create", "post": "create", "put": "create", "get": "read"}[op]
+	if verb == "" {
+		verb = op
+	}
+	switch code {
+	case http.StatusForbidden:
+		if name == "" {
+			return fmt.Sprintf("Permission denied, user %q cannot %s secrets in organization %q: %v", c.Org+"/"+c.ID, verb, org, err)
+		}
+		return fmt.Sprintf("Permission denied, user %q cannot %s secret %q in organization %q: %v", c.Org+"/"+c.ID, verb, name, org, err)
+	case http.StatusNotFound:
+		return fmt.Sprintf("No secret(s) found under secret name %q", name)
+	}
+	return strings.TrimPrefix(err.Error(), errBadRequest.Error()+": ")
+}
+
+// anaxErrors makes every refusal on the secure secrets API a JSON string, as anax's agbot
+// answers and its hzn expects, whoever wrote it (authentication, limits, the handler).
+func anaxErrors(h http.Handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		ew := &errorWriter{ResponseWriter: w}
+		h.ServeHTTP(ew, r)
+		ew.flush()
+	}
+}
+
+// errorWriter holds back the body of an answer of 400 or more to rewrite it.
+type errorWriter struct {
+	http.ResponseWriter
+	code int
+	buf  bytes.Buffer
+}
+
+func (e *errorWriter) WriteHeader(code int) {
+	e.code = code
+	if code < 400 {
+		e.ResponseWriter.WriteHeader(code)
+	}
+}
+
+func (e *errorWriter) Write(b []byte) (int, error) {
+	if e.code == 0 {
+		e.WriteHeader(http.StatusOK)
+	}
+	if e.code < 400 {
+		return e.ResponseWriter.Write(b)
+	}
+	return e.buf.Write(b)
+}
+
+func (e *errorWriter) flush() {
+	if e.code < 400 {
+		return
+	}
+	msg := ErrorMessage(e.buf.Bytes())
+	if e.code == http.StatusUnauthorized {
+		msg = "Failed to authenticate the user with the Exchange. " + msg
+	}
+	w := e.ResponseWriter
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Del("Content-Length")
+	w.WriteHeader(e.code)
+	_ = json.NewEncoder(w).Encode(msg)
+}
+
+// ErrorMessage reads a refusal of this agbot: a JSON string (the secure secrets API, as
+// anax) or an Error object (the other routes).
+func ErrorMessage(raw []byte) string {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return s
+	}
+	var e Error
+	if json.Unmarshal(raw, &e) == nil && e.Error != "" {
+		return e.Error
+	}
+	return strings.TrimSpace(string(raw))
+}
+
+// allSecrets is anax's LIST /org/{org}/allsecrets: every name the caller may list in the
+// org, across scopes. An org admin gets the org, node and every user's scopes; a user gets
+// the org-level names and their own user/<me>/... names.
+func (a *API) allSecrets(w http.ResponseWriter, r *http.Request) {
+	c, org := callerOf(r), r.PathValue("org")
+	fail := func(err error) {
+		code := status(err)
+		a.log.Info("audit", "op", "secret list", "org", org, "secret", "*", "caller", c.String(), "result", code, "why", err.Error())
+		writeJSON(w, code, anaxMessage(c, "list", org, "", code, err))
+	}
+	if err := secrets.ValidateOrg(org); err != nil {
+		fail(err)
+		return
+	}
+	if err := access.Secret(c, access.List, access.Target{Org: org}, a.nodeOwner); err != nil {
+		fail(err)
+		return
+	}
+	scopes := []string{""}
+	nodes, err := a.st.Nodes.List(org)
+	if err != nil {
+		fail(err)
+		return
+	}
+	users := []string{c.ID}
+	if c.Admin {
+		users = nil
+		all, err := a.st.Users.List(org)
+		if err != nil {
+			fail(err)
+			return
+		}
+		for _, u := range all {
+			users = append(users, u.Name)
+		}
+		for _, n := range nodes {
+			scopes = append(scopes, "node/"+n.ID)
+		}
+	}
+	for _, u := range users {
+		scopes = append(scopes, "user/"+u)
+		for _, n := range nodes {
+			if n.Owner == u {
+				scopes = append(scopes, "user/"+u+"/node/"+n.ID)
+			}
+		}
+	}
+	names := []string{}
+	for _, s := range scopes {
+		if _, err := secrets.ParseScope(s); err != nil {
+			continue // a user or node id no secret name can hold
+		}
+		got, err := a.sm.List(r.Context(), org, s)
+		if err != nil {
+			fail(err)
+			return
+		}
+		names = append(names, got...)
+	}
+	a.log.Info("audit", "op", "secret list", "org", org, "secret", "*", "caller", c.String(), "result", 200)
+	writeJSON(w, 200, names)
 }

@@ -263,7 +263,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	if err := d.change(ctx, "/db_password", "node-specific secret removed: back to the org secret", func() error {
-		_, err := d.agbot.Hzn(ctx, admin, "sm", "secret", "remove", "-n", node, dbSecret)
+		_, err := d.agbot.Hzn(ctx, admin, "sm", "secret", "remove", "-f", "-n", node, dbSecret)
 		return err
 	}); err != nil {
 		return err

@@ -20,7 +20,7 @@ func BenchmarkSecretToContainer(b *testing.B) {
 	_, _, c, _, _ := single(b, e, "", "bench")
 	put := func(v string) {
 		code, err := e.agbot.Do(org+"/"+e.agbot.Admin, "PUT", "/org/"+org+"/secrets/db", map[string]string{"key": "dbkey", "value": v}, nil)
-		if err != nil || code != 200 {
+		if err != nil || code != 201 {
 			b.Fatalf("PUT secret: %d %v", code, err)
 		}
 	}

@@ -167,7 +167,7 @@ func testDelivery(t *testing.T, s *suite, withVault bool) {
 	e.putSecret(admin, "db", "dbkey", nodeBDB, "nodeB")
 	e.waitFile(cB, "/db_password", file("dbkey", nodeBDB, ""), 30*time.Second)
 	e.wantFiles(cA, map[string]string{"db_password": file("dbkey", nodeADB, "")})
-	e.hzn(admin, "sm", "secret", "remove", "-n", "nodeB", "db")
+	e.hzn(admin, "sm", "secret", "remove", "-f", "-n", "nodeB", "db")
 	e.waitFile(cB, "/db_password", file("dbkey", orgDB2, ""), 30*time.Second)
 	e.waitFile(cB, "/open-horizon-secrets/db_password", file("dbkey", orgDB2, ""), 5*time.Second)
 	if after := e.startInfo(cB); after != before {
@@ -176,13 +176,13 @@ func testDelivery(t *testing.T, s *suite, withVault bool) {
 	e.scanLive(a, b)
 
 	// 5. Deletion rules: "token" has no fallback and both nodes use it.
-	if _, err := e.agbot.Hzn(e.ctx, admin, "sm", "secret", "remove", "token"); err == nil || !strings.Contains(err.Error(), "409") {
+	if _, err := e.agbot.Hzn(e.ctx, admin, "sm", "secret", "remove", "-f", "token"); err == nil || !strings.Contains(err.Error(), "--cancel-agreements") {
 		t.Fatalf("removing a secret in use: %v, want a 409 naming its users", err)
 	} else if !strings.Contains(err.Error(), agA) && !strings.Contains(err.Error(), "nodeA") {
 		t.Errorf("the 409 does not name what uses the secret: %v", err)
 	}
 	e.wantFiles(cA, map[string]string{"api_token": file("tokkey", orgToken, "value_only")})
-	e.hzn(admin, "sm", "secret", "remove", "--force", "token")
+	e.hzn(admin, "sm", "secret", "remove", "-f", "--cancel-agreements", "token")
 	// Both reader agreements end; the personal one stays.
 	for _, x := range []struct {
 		a  *Agent
@@ -210,7 +210,7 @@ func testDelivery(t *testing.T, s *suite, withVault bool) {
 	}
 
 	// 6. Unregister: A answers the prompt, B uses -f.
-	if out, err := a.HznStdin(e.ctx, "n\n", "unregister"); err != nil || !strings.Contains(out, "not unregistered") {
+	if out, err := a.HznStdin(e.ctx, "n\n", "unregister"); err != nil || !strings.Contains(out, "Exiting.") {
 		t.Fatalf("unregister answered no: %q %v", out, err)
 	}
 	if st, _ := a.Status(); !st.Registered {
@@ -224,8 +224,9 @@ func testDelivery(t *testing.T, s *suite, withVault bool) {
 		t.Fatal(err)
 	}
 	e.wantClean(b, true)
-	if _, err := a.Hzn(e.ctx, "node", "list"); err == nil || !strings.Contains(err.Error(), "not registered") {
-		t.Errorf("node list after unregister: %v, want not registered", err)
+	// anax's answer for an unregistered node: state "unconfigured", exit 0.
+	if out, err := a.Hzn(e.ctx, "node", "list"); err != nil || !strings.Contains(out, `"state": "unconfigured"`) {
+		t.Errorf("node list after unregister: %q, %v; want state unconfigured", out, err)
 	}
 }
 

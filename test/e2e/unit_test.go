@@ -66,7 +66,7 @@ func testRotationUnderUnit(t *testing.T, s *suite) {
 	}
 	e.putSecret(admin, "svc-token", "tok", nodeVal, "nodeU")
 	see("node-specific secret added", nodeVal)
-	e.hzn(admin, "sm", "secret", "remove", "-n", "nodeU", "svc-token")
+	e.hzn(admin, "sm", "secret", "remove", "-f", "-n", "nodeU", "svc-token")
 	see("node-specific secret removed", vals[len(vals)-1])
 
 	h, err := hammer()

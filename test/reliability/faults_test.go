@@ -42,7 +42,7 @@ func newScenarioT(t *testing.T, name string, timeout time.Duration) *Scenario {
 // bench/; here a stream must be fast).
 func (s *Scenario) put(name, key, value string) error {
 	code, err := s.Agbot.Do(Org+"/"+s.Admin, "PUT", "/org/"+Org+"/secrets/"+name, map[string]string{"key": key, "value": value}, nil)
-	if err == nil && code != 200 {
+	if err == nil && code != 201 { // anax: created or updated
 		err = fmt.Errorf("PUT secret %s: %d", name, code)
 	}
 	return err

@@ -203,7 +203,7 @@ func (s *Scenario) AddPolicy(name, url string, bindings map[string]string, nodeL
 
 // RemovePolicy removes a deployment policy (its agreements are cancelled).
 func (s *Scenario) RemovePolicy(name string) error {
-	_, err := s.Hzn("exchange", "deployment", "removepolicy", name)
+	_, err := s.Hzn("exchange", "deployment", "removepolicy", "-f", name)
 	return err
 }
 

@@ -255,7 +255,8 @@ func (m *Manager) List(ctx context.Context, org, scope string) ([]string, error)
 		}
 		c := recs.Cursor()
 		for k, _ := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, _ = c.Next() {
-			if !strings.Contains(string(k[len(prefix):]), "/") {
+			// Nested names ("test/password1") belong to the scope; other scopes do not.
+			if n, err := secrets.ParseName(string(k)); err == nil && n.Scope() == scope {
 				names = append(names, string(k))
 			}
 		}

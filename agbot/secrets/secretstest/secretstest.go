@@ -234,6 +234,7 @@ func testList(t *testing.T, m secrets.Manager) {
 		"user/bob/u2", "user/bob/u1", "user/amy/u1",
 		"node/n1/s", "node/n2/s",
 		"user/bob/node/n1/x", "user/bob/node/n1/w", "user/bob/node/n2/x",
+		"test/password1", "test/more-passwords/password2", "user/bob/t/x", "node/n1/d/e",
 	}
 	for _, name := range put {
 		mustPut(t, m, org, name, secrets.Secret{Key: "k", Value: Value(name)})
@@ -242,10 +243,10 @@ func testList(t *testing.T, m secrets.Manager) {
 		scope string
 		want  []string
 	}{
-		{"", []string{"a", "b", "c.x"}},
-		{"user/bob", []string{"user/bob/u1", "user/bob/u2"}},
+		{"", []string{"a", "b", "c.x", "test/more-passwords/password2", "test/password1"}},
+		{"user/bob", []string{"user/bob/t/x", "user/bob/u1", "user/bob/u2"}},
 		{"user/amy", []string{"user/amy/u1"}},
-		{"node/n1", []string{"node/n1/s"}},
+		{"node/n1", []string{"node/n1/d/e", "node/n1/s"}},
 		{"user/bob/node/n1", []string{"user/bob/node/n1/w", "user/bob/node/n1/x"}},
 		{"user/nobody", []string{}},
 		{"node/none", []string{}},
@@ -285,7 +286,7 @@ func testInvalidNames(t *testing.T, m secrets.Manager) {
 		{"trailing-slash", org, "db/", "empty segments"},
 		{"mount-prefix", org, "openhorizon/" + org + "/db", `"openhorizon/"`},
 		{"bad-char", org, "d b", "byte 1"},
-		{"bad-shape", org, "group/g/db", "must be name, user/<user>/name"},
+		{"bad-shape", org, "user/bob", "must be name, user/<user>/name"},
 		{"empty", org, "", "must not be empty"},
 		{"bad-org", "a/b", "db", "secret manager org"},
 		{"empty-org", "", "db", "secret manager org"},

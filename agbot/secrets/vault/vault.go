@@ -355,27 +355,48 @@ func (m *Manager) List(ctx context.Context, org, scope string) ([]string, error)
 		dir += scope + "/"
 	}
 	names := []string{}
-	keys, infos, err := m.list(ctx, dir, m.currentMode() != PollWalk)
-	if err != nil {
-		return nil, m.wrap(ctx, "listing", org, scope, err)
-	}
-	for _, k := range keys {
-		if strings.HasSuffix(k, "/") {
-			continue // a sub-scope (user/, node/, ...), not a secret here
+	// Nested names ("test/password1") are in subdirectories: walk them, except the
+	// directories of other scopes (user/ and node/ under the org, node/ under a user).
+	dirs := []string{dir}
+	for len(dirs) > 0 {
+		d := dirs[len(dirs)-1]
+		dirs = dirs[:len(dirs)-1]
+		keys, infos, err := m.list(ctx, d, m.currentMode() != PollWalk)
+		if err != nil {
+			return nil, m.wrap(ctx, "listing", org, scope, err)
 		}
-		if info, ok := infos[k]; ok {
-			if fp, err := parseMetadata(info); err == nil && fp.deleted {
+		for _, k := range keys {
+			full := strings.TrimPrefix(d+k, org+"/")
+			if strings.HasSuffix(k, "/") {
+				if d != dir || !otherScope(scope, k) {
+					dirs = append(dirs, d+k)
+				}
 				continue
 			}
+			if info, ok := infos[k]; ok {
+				if fp, err := parseMetadata(info); err == nil && fp.deleted {
+					continue
+				}
+			}
+			if n, err := secrets.ParseName(full); err != nil || n.Scope() != scope {
+				continue // put there by hand under a name the agbot can not address
+			}
+			names = append(names, full)
 		}
-		full := strings.TrimPrefix(dir+k, org+"/")
-		if _, err := secrets.ParseName(full); err != nil {
-			continue // put there by hand under a name the agbot can not address
-		}
-		names = append(names, full)
 	}
 	slices.Sort(names)
 	return names, nil
+}
+
+// otherScope tells the subdirectories of a scope's directory that hold other scopes.
+func otherScope(scope, sub string) bool {
+	switch {
+	case scope == "":
+		return sub == "user/" || sub == "node/"
+	case strings.HasPrefix(scope, "user/") && !strings.Contains(scope, "/node/"):
+		return sub == "node/"
+	}
+	return false
 }
 
 // list LISTs one directory, with each entry's metadata when detailed (OpenBao). A missing
