@@ -185,6 +185,9 @@ func (a *API) releaseKeys(w http.ResponseWriter, r *http.Request) {
 			return fmt.Errorf("%w: field signature: %w", access.ErrForbidden, err)
 		}
 		n.PublicKeys, n.ReplacedKeys, n.Registered, n.LastUpdated = nil, nil, false, now()
+		// The registration's choices go with it: registering again without -p is a policy node
+		// (anax's hzn unregister leaves no pattern behind either).
+		n.Pattern, n.Constraints = "", nil
 		released = true
 		return a.st.Nodes.PutTx(tx, org, id, n)
 	})

@@ -120,16 +120,38 @@ func (d desire) proposal() (protocol.Service, []protocol.SecretBinding, error) {
 		}
 		svc.RequiredServices = append(svc.RequiredServices, ps)
 	}
+	return svc, d.appliedBindings(), nil
+}
+
+// appliedBindings are the bindings that apply to the desire's services, each keeping only the
+// secrets a service declares: a binding publish reported as ignored must not reach (and make
+// invalid) the proposal.
+func (d desire) appliedBindings() []protocol.SecretBinding {
 	var applied []protocol.SecretBinding
 	for _, b := range d.bindings {
+		declared := map[string]bool{}
 		for _, s := range d.services() {
 			if b.Matches(s.Org, s.URL, s.Arch, s.Version) {
-				applied = append(applied, b)
-				break
+				for name := range s.DeclaredSecrets() {
+					declared[name] = true
+				}
 			}
 		}
+		if len(declared) == 0 {
+			continue
+		}
+		kept := b
+		kept.Secrets = nil
+		for _, p := range b.Secrets {
+			if declared[p.ServiceSecret] {
+				kept.Secrets = append(kept.Secrets, p)
+			}
+		}
+		if len(kept.Secrets) > 0 {
+			applied = append(applied, kept)
+		}
 	}
-	return svc, applied, nil
+	return applied
 }
 
 // nodeAdmits checks the node's constraints against the deployment policy's properties and the
