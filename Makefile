@@ -21,7 +21,7 @@ help:
 	@echo "make package   .deb and .rpm of anax-agent and anax-agbot for amd64, arm64, armhf (dist/)"
 	@echo "make bench     run the benchmarks (table, bench/results.json, bench/*.svg)"
 	@echo "make fuzz      every fuzz target for FUZZTIME each (default 30s)"
-	@echo "make soak      long reliability runs (restarts the shared dockerd)"
+	@echo "make soak      long reliability runs"
 	@echo "make lint      go vet and staticcheck"
 
 build:
@@ -91,8 +91,8 @@ fuzz:
 	done; echo "fuzz: $$n targets, $(FUZZTIME) each, no failure"
 
 # The long variants of the reliability suite (test/reliability): the link cut past anax's 240 s
-# message lifetime, a dockerd restart, 1,000 services on one node, 100 updates a second for
-# SOAK_TIME. Needs root and Docker; restarts the shared dockerd.
+# message lifetime, 1,000 services on one node, 100 updates a second for SOAK_TIME. Needs root
+# and Docker. (The dockerd restart runs in make test, on a private dockerd.)
 SOAK_TIME ?= 5m
 soak: prepare build
 	$(GO) test -tags soak -count=1 -v -timeout 120m ./test/reliability/ -args -soak -soak-time $(SOAK_TIME) -bin $(CURDIR)/$(BIN)
