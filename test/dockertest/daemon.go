@@ -45,6 +45,10 @@ func StartDaemon(t testing.TB, args ...string) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// userns-remap: the remapped root must traverse it to reach its graph root.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	d := &Daemon{Dir: dir, Host: "unix://" + filepath.Join(dir, "docker.sock"), Args: args}
 	t.Cleanup(func() {
 		if err := d.close(); err != nil {
