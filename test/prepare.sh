@@ -112,7 +112,7 @@ ensure_systemd_rootfs() {
   log "building the systemd root fs ($systemd_suite: $systemd_packages) into $out"
   local start
   start=$(date +%s)
-  mmdebstrap --quiet --variant=apt --aptopt='Apt::Install-Recommends "false"' \
+  mmdebstrap --quiet --format=tar --variant=apt --aptopt='Apt::Install-Recommends "false"' \
     --include="$systemd_packages" --customize-hook="$(declare -f systemd_hooks); systemd_hooks \"\$1\"" \
     "$systemd_suite" "$out.tmp" >&2
   mv -f "$out.tmp" "$out"

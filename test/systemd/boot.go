@@ -1,0 +1,192 @@
+// Package systemd boots a real systemd as PID 1 in a container whose root file system is built
+// from Debian's packages (systemd, dbus, docker.io; test/prepare.sh systemd caches it), installs
+// anax-agent there from the project's .deb, and checks the unit under that systemd. dockerd runs
+// inside the same container: the agent and dockerd must share a mount namespace.
+//
+// Only tests import it.
+package systemd
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+
+	"github.com/edge-secrets/anax-agent/test/e2e"
+)
+
+// RootFS returns the cached root file system tarball's path, which carries a hash of its
+// recipe, as test/prepare.sh names it; ok is false when it was not built yet.
+func RootFS(ctx context.Context, root string) (path string, ok bool, err error) {
+	out, err := exec.CommandContext(ctx, filepath.Join(root, "test", "prepare.sh"), "systemd-path").Output()
+	if err != nil {
+		return "", false, fmt.Errorf("test/prepare.sh systemd-path: %w", err)
+	}
+	path = strings.TrimSpace(string(out))
+	fi, err := os.Stat(path)
+	return path, err == nil && fi.Mode().IsRegular() && fi.Size() > 0, nil
+}
+
+// ImportImage imports the root file system into the engine once (by its hash) and returns the
+// image's reference.
+func ImportImage(ctx context.Context, cli *client.Client, tarball string) (string, error) {
+	key := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(tarball), "systemd-rootfs-"), ".tar")
+	ref := "anax-systemd-rootfs:" + key
+	if _, err := cli.ImageInspect(ctx, ref); err == nil {
+		return ref, nil
+	}
+	f, err := os.Open(tarball)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	rc, err := cli.ImageImport(ctx, image.ImportSource{Source: f, SourceName: "-"}, ref, image.ImportOptions{
+		Changes: []string{"ENV container=docker", `CMD ["/lib/systemd/systemd"]`},
+	})
+	if err != nil {
+		return "", fmt.Errorf("import %s: %w", tarball, err)
+	}
+	defer rc.Close()
+	var buf bytes.Buffer
+	buf.ReadFrom(rc)
+	if strings.Contains(buf.String(), `"error"`) {
+		return "", fmt.Errorf("import %s: %s", tarball, buf.String())
+	}
+	return ref, nil
+}
+
+// Machine is the booted container.
+type Machine struct {
+	ID    string
+	Pid   int            // the container's init (systemd) on the host
+	Share string         // host directory mounted read-only at /share
+	Host  *client.Client // the engine the container runs in
+	Inner *client.Client // the dockerd inside, through /proc/<pid>/root/run/docker.sock
+}
+
+// Boot starts systemd in a container of ref: all capabilities this process has (a container
+// runtime refuses to add one outside its own bounding set, so --privileged is not used),
+// seccomp and AppArmor off, its own cgroup namespace with a fresh cgroup mount that systemd
+// fills, the host's network (the agent reaches the agbot on loopback; the inner dockerd has no
+// bridge and no iptables), and dockerd's data on dataDir (overlay2 cannot stack on overlay).
+func Boot(ctx context.Context, cli *client.Client, ref, name, share, dataDir string) (*Machine, error) {
+	drop, err := missingCaps()
+	if err != nil {
+		return nil, err
+	}
+	cfg := &container.Config{Image: ref, Labels: map[string]string{"org.edge-secrets.anax-agent.test": "true"}}
+	host := &container.HostConfig{
+		CapAdd:       []string{"ALL"},
+		CapDrop:      drop,
+		SecurityOpt:  []string{"seccomp=unconfined", "apparmor=unconfined"},
+		CgroupnsMode: container.CgroupnsModePrivate,
+		NetworkMode:  "host",
+		Tmpfs:        map[string]string{"/run": "", "/run/lock": "", "/sys/fs/cgroup": "", "/tmp": ""},
+		Binds:        []string{share + ":/share:ro", dataDir + ":/var/lib/docker"},
+	}
+	resp, err := cli.ContainerCreate(ctx, cfg, host, &network.NetworkingConfig{}, nil, name)
+	if err != nil {
+		return nil, err
+	}
+	m := &Machine{ID: resp.ID, Share: share, Host: cli}
+	if err := cli.ContainerStart(ctx, m.ID, container.StartOptions{}); err != nil {
+		return m, err
+	}
+	insp, err := cli.ContainerInspect(ctx, m.ID)
+	if err != nil {
+		return m, err
+	}
+	m.Pid = insp.State.Pid
+	// The system is up when systemd says so (degraded counts: a unit that does not fit in a
+	// container must not hide the agent's own result), then the inner dockerd answers.
+	err = e2e.Eventually(ctx, 2*time.Minute, 500*time.Millisecond, func() error {
+		out, _ := m.Run(ctx, "systemctl", "is-system-running")
+		if s := strings.TrimSpace(string(out)); s != "running" && s != "degraded" {
+			return fmt.Errorf("systemctl is-system-running: %q", s)
+		}
+		return nil
+	})
+	if err != nil {
+		return m, err
+	}
+	m.Inner, err = client.NewClientWithOpts(client.WithHost(fmt.Sprintf("unix:///proc/%d/root/run/docker.sock", m.Pid)),
+		client.WithAPIVersionNegotiation())
+	if err != nil {
+		return m, err
+	}
+	return m, e2e.Eventually(ctx, 2*time.Minute, 500*time.Millisecond, func() error {
+		_, err := m.Inner.Ping(ctx)
+		return err
+	})
+}
+
+// Run runs a command in the container and returns its standard output.
+func (m *Machine) Run(ctx context.Context, cmd ...string) ([]byte, error) {
+	return e2e.Exec(ctx, m.Host, m.ID, cmd...)
+}
+
+// Show returns a property of a unit (systemctl show -p NAME --value).
+func (m *Machine) Show(ctx context.Context, unit, prop string) (string, error) {
+	out, err := m.Run(ctx, "systemctl", "show", "-p", prop, "--value", unit)
+	return strings.TrimSpace(string(out)), err
+}
+
+// MainPID is the unit's main process in the container's PID namespace (0: none).
+func (m *Machine) MainPID(ctx context.Context, unit string) (int, error) {
+	v, err := m.Show(ctx, unit, "MainPID")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(v)
+}
+
+// Close removes the container (the inner dockerd and its containers die with it).
+func (m *Machine) Close(ctx context.Context) error {
+	if m.Inner != nil {
+		m.Inner.Close()
+	}
+	return m.Host.ContainerRemove(ctx, m.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+}
+
+// capNames are the capabilities by bit number, as Docker names them.
+var capNames = []string{"CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+	"SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+	"SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+	"SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+	"MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+	"CHECKPOINT_RESTORE"}
+
+// missingCaps names the capabilities outside this process's bounding set (when the tests run
+// in a container themselves, e.g. without CAP_SYS_RESOURCE).
+func missingCaps() ([]string, error) {
+	raw, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			bnd, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return nil, err
+			}
+			var drop []string
+			for bit, name := range capNames {
+				if bnd&(1<<bit) == 0 {
+					drop = append(drop, name)
+				}
+			}
+			return drop, nil
+		}
+	}
+	return nil, fmt.Errorf("no CapBnd in /proc/self/status")
+}
