@@ -84,7 +84,10 @@ func Boot(ctx context.Context, cli *client.Client, ref, name, share, dataDir str
 	if err != nil {
 		return nil, err
 	}
-	cfg := &container.Config{Image: ref, Labels: map[string]string{"org.edge-secrets.anax-agent.test": "true"}}
+	// systemd halts on SIGRTMIN+3: docker stop is a clean shutdown of the machine.
+	stopTimeout := 90
+	cfg := &container.Config{Image: ref, StopSignal: "SIGRTMIN+3", StopTimeout: &stopTimeout,
+		Labels: map[string]string{"org.edge-secrets.anax-agent.test": "true"}}
 	host := &container.HostConfig{
 		CapAdd:       []string{"ALL"},
 		CapDrop:      drop,
@@ -99,12 +102,32 @@ func Boot(ctx context.Context, cli *client.Client, ref, name, share, dataDir str
 		return nil, err
 	}
 	m := &Machine{ID: resp.ID, Share: share, Host: cli}
+	return m, m.start(ctx)
+}
+
+// Reboot shuts the machine down cleanly (systemd stops the agent, then dockerd, which stops
+// its containers) and boots it again: /run is a new tmpfs, so the secret stores are gone,
+// while /var/lib (the agent's state, dockerd's containers) is kept, as on a real reboot.
+func (m *Machine) Reboot(ctx context.Context) error {
+	if m.Inner != nil {
+		m.Inner.Close()
+		m.Inner = nil
+	}
+	if err := m.Host.ContainerStop(ctx, m.ID, container.StopOptions{}); err != nil {
+		return fmt.Errorf("shutting the machine down: %w", err)
+	}
+	return m.start(ctx)
+}
+
+// start starts the container and waits for systemd and the inner dockerd.
+func (m *Machine) start(ctx context.Context) error {
+	cli := m.Host
 	if err := cli.ContainerStart(ctx, m.ID, container.StartOptions{}); err != nil {
-		return m, err
+		return err
 	}
 	insp, err := cli.ContainerInspect(ctx, m.ID)
 	if err != nil {
-		return m, err
+		return err
 	}
 	m.Pid = insp.State.Pid
 	// The system is up when systemd says so (degraded counts: a unit that does not fit in a
@@ -117,14 +140,14 @@ func Boot(ctx context.Context, cli *client.Client, ref, name, share, dataDir str
 		return nil
 	})
 	if err != nil {
-		return m, err
+		return err
 	}
 	m.Inner, err = client.NewClientWithOpts(client.WithHost(fmt.Sprintf("unix:///proc/%d/root/run/docker.sock", m.Pid)),
 		client.WithAPIVersionNegotiation())
 	if err != nil {
-		return m, err
+		return err
 	}
-	return m, e2e.Eventually(ctx, 2*time.Minute, 500*time.Millisecond, func() error {
+	return e2e.Eventually(ctx, 2*time.Minute, 500*time.Millisecond, func() error {
 		_, err := m.Inner.Ping(ctx)
 		return err
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -13,9 +14,13 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/events"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/edge-secrets/anax-agent/platform/linux"
+	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/e2e"
 	"github.com/edge-secrets/anax-agent/test/leakscan"
@@ -29,14 +34,55 @@ const unit = "anax-agent.service"
 // node is the booted machine with the agent installed from its .deb, an agbot on the host,
 // and the service's container started by the agent under the unit.
 type node struct {
-	t    *testing.T
-	ctx  context.Context
-	m    *Machine
-	s    *reliability.Scenario
-	c    *leakscan.Canaries
-	ctr  string // the service's container in the inner dockerd
-	last string // the value last written
+	t     *testing.T
+	ctx   context.Context
+	m     *Machine
+	s     *reliability.Scenario
+	c     *leakscan.Canaries
+	ctr   string // the service's container in the inner dockerd
+	last  string // the value of db last written
+	token string // the value of token
 }
+
+// service is the program of the service's image: started without arguments it logs, once,
+// the size of each secret file it finds (never a byte of content) and waits; "cat FILE..."
+// prints the files as JSON, like the e2e reader (e2e.Cat).
+const service = `package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	if len(os.Args) > 2 && os.Args[1] == "cat" {
+		out := map[string]string{}
+		for _, f := range os.Args[2:] {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				os.Exit(1)
+			}
+			out[f] = string(b)
+		}
+		json.NewEncoder(os.Stdout).Encode(out)
+		return
+	}
+	for _, f := range []string{"/db_password", "/api_token"} {
+		if fi, err := os.Stat(f); err != nil {
+			fmt.Printf("start %s missing\n", f)
+		} else {
+			fmt.Printf("start %s %d bytes\n", f, fi.Size())
+		}
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	<-sig
+}
+`
 
 // TestAgentUnderSystemd installs anax-agent from the project's .deb in a Debian root file
 // system booted with systemd as PID 1, and checks the unit as shipped: nothing starts before
@@ -58,7 +104,9 @@ func TestAgentUnderSystemd(t *testing.T) {
 		n.restartedAfter(t, "SIGKILL", "status=9/KILL", time.Minute)
 	})
 	t.Run("reload", n.reload)
+	t.Run("reboot", n.reboot)
 	t.Run("no value leaked", n.noLeaks)
+	t.Run("unregister leaves nothing", n.unregister)
 }
 
 func boot(t *testing.T) *node {
@@ -121,10 +169,7 @@ func boot(t *testing.T) *node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	image, err := e2e.BuildImage(ctx, m.Inner, bin.Reader, e2e.Image{Name: "anax-reliability-reader", User: "1000:1000"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	image := dockertest.BuildImage(t, m.Inner, dockertest.Image{Name: "anax-systemd-service", Program: service, User: "1000:1000"})
 	s, err := reliability.NewScenario(ctx, bin, m.Inner, image, filepath.Join(dir, "agbot"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -201,8 +246,13 @@ func (n *node) serviceRuns() {
 	steps := []func() error{
 		func() error { return s.CreateNode("node1", "tok1") },
 		func() error { return s.PutSecret("db", "dbkey", n.c.Next("db"), "") },
-		func() error { return s.PublishService("reader", map[string]string{"db_password": ""}) },
-		func() error { return s.AddPolicy("readers", "reader", map[string]string{"db_password": "db"}, true) },
+		func() error { n.token = n.c.Next("token"); return s.PutSecret("token", "tokkey", n.token, "") },
+		func() error {
+			return s.PublishService("reader", map[string]string{"db_password": "", "api_token": protocol.FormatValueOnly})
+		},
+		func() error {
+			return s.AddPolicy("readers", "reader", map[string]string{"db_password": "db", "api_token": "token"}, true)
+		},
 	}
 	for _, f := range steps {
 		if err := f(); err != nil {
@@ -213,23 +263,27 @@ func (n *node) serviceRuns() {
 	if out, err := n.m.Run(n.ctx, "sh", "-c", "printf '%s' '"+pol+"' >/tmp/policy.json && hzn register -n node1:tok1 --policy /tmp/policy.json"); err != nil {
 		t.Fatalf("hzn register: %v\n%s", err, out)
 	}
-	err := e2e.Eventually(n.ctx, 3*time.Minute, time.Second, func() error {
+	if err := n.findService(); err != nil {
+		t.Fatal(err)
+	}
+	n.update(t, "the first update under the unit")
+}
+
+// findService waits for the service's container to run in the inner dockerd.
+func (n *node) findService() error {
+	return e2e.Eventually(n.ctx, 3*time.Minute, time.Second, func() error {
 		list, err := n.m.Inner.ContainerList(n.ctx, container.ListOptions{})
 		if err != nil {
 			return err
 		}
 		for _, c := range list {
-			if c.Image == s.Image {
+			if c.Image == n.s.Image {
 				n.ctr = c.ID
 				return nil
 			}
 		}
 		return fmt.Errorf("no running service container among %d", len(list))
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.update(t, "the first update under the unit")
 }
 
 // update writes a new value and waits until the container reads it.
@@ -398,6 +452,132 @@ func (n *node) noLeaks(t *testing.T) {
 	}
 	leakscan.CheckContainers(t, n.ctx, n.m.Inner, n.c, n.ctr)
 	leakscan.CheckProcs(t, n.c)
+}
+
+// reboot: the machine shuts down and boots again while the value changes; the stores' tmpfs is
+// gone and the state dir kept. dockerd boots first and must not run the service on missing or
+// empty files; the agent, started by systemd, asks for a resync that restores every value, and
+// the container runs again with them. Updates keep arriving.
+func (n *node) reboot(t *testing.T) {
+	before := n.ctr
+	if err := n.m.Reboot(n.ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Changed while the machine boots (the agent is not up yet, or just started).
+	v := n.c.Next("db")
+	if err := n.s.PutSecret("db", "dbkey", v, ""); err != nil {
+		t.Fatal(err)
+	}
+	n.last = v
+	if err := n.findService(); err != nil {
+		t.Fatalf("after the reboot the service does not run again: %v", err)
+	}
+	want := map[string]string{"/db_password": reliability.File("dbkey", v, ""), "/api_token": reliability.File("tokkey", n.token, protocol.FormatValueOnly)}
+	for path, content := range want {
+		if err := waitRead(n.ctx, n.m.Inner, n.ctr, path, content); err != nil {
+			t.Errorf("after the reboot: %v", err)
+		}
+	}
+	journal, _ := n.m.Run(n.ctx, "journalctl", "--no-pager", "-b", "-u", unit)
+	if !strings.Contains(string(journal), "asked the agbot for current values (resync)") {
+		t.Errorf("no resync in this boot's journal of the agent")
+	}
+	n.checkStarts(t, before)
+	n.update(t, "an update after the reboot")
+}
+
+// checkStarts: since the boot, dockerd started no container but the service's current one
+// (old, the one before the reboot, stays down: its stores are gone), and the service's log,
+// one line per file at each start, shows every file present and non-empty.
+func (n *node) checkStarts(t *testing.T, old string) {
+	// dockerd's events go back to its start, this boot.
+	msgs, errs := n.m.Inner.Events(n.ctx, events.ListOptions{Since: "0", Until: strconv.FormatInt(time.Now().Unix()+1, 10),
+		Filters: filters.NewArgs(filters.Arg("type", "container"), filters.Arg("event", "start"))})
+	seen := 0
+	for done := false; !done; {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				done = true
+				break
+			}
+			seen++
+			if m.Actor.ID != n.ctr {
+				t.Errorf("dockerd started container %.12s after the reboot (the service's old one is %.12s, its current %.12s)", m.Actor.ID, old, n.ctr)
+			}
+		case err := <-errs:
+			if err != nil && err != io.EOF {
+				t.Fatalf("docker events: %v", err)
+			}
+			done = true
+		}
+	}
+	if seen == 0 {
+		t.Errorf("dockerd reports no container start since the boot, not even the service's")
+	}
+	rc, err := n.m.Inner.ContainerLogs(n.ctx, n.ctr, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var out, errb strings.Builder
+	if _, err := stdcopy.StdCopy(&out, &errb, rc); err != nil {
+		t.Fatal(err)
+	}
+	starts := 0
+	for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 3 || f[0] != "start" {
+			t.Errorf("service log line %q", line)
+			continue
+		}
+		if f[1] == "/db_password" {
+			starts++
+		}
+		if f[2] == "missing" || f[2] == "0" {
+			t.Errorf("the service started with %s %s", f[1], f[2])
+		}
+	}
+	if starts < 1 {
+		t.Errorf("the service's log shows no start:\n%s", out.String())
+	}
+}
+
+// unregister: hzn unregister cancels the agreement; no store mount, no container and no
+// agreement are left on the machine.
+func (n *node) unregister(t *testing.T) {
+	roots := map[string]bool{"/run/anax-agent/secrets": true, "/run/anax-agent/ess": true}
+	if out, err := n.m.Run(n.ctx, "hzn", "unregister", "-f"); err != nil {
+		t.Fatalf("hzn unregister: %v\n%s", err, out)
+	}
+	err := e2e.Eventually(n.ctx, time.Minute, 500*time.Millisecond, func() error {
+		list, err := n.m.Inner.ContainerList(n.ctx, container.ListOptions{All: true})
+		if err != nil {
+			return err
+		}
+		if len(list) != 0 {
+			return fmt.Errorf("%d containers left", len(list))
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", n.m.Pid))
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(string(raw), "\n") {
+			// The roots themselves stay (the shared secrets root, the ESS tmpfs).
+			f := strings.Fields(line)
+			if len(f) > 4 && strings.HasPrefix(f[4], "/run/anax-agent/") && !roots[f[4]] {
+				return fmt.Errorf("mount %s left", f[4])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	out, err := n.m.Run(n.ctx, "hzn", "agreement", "list")
+	if err != nil || strings.TrimSpace(string(out)) != "[]" {
+		t.Errorf("agreements after unregister: %s (%v)", out, err)
+	}
 }
 
 func copyFile(src, dst string) error {
