@@ -106,8 +106,12 @@ ensure_systemd_rootfs() {
     log "systemd root fs cached: $out"
     return
   fi
+  if [ "$(id -u)" != 0 ]; then
+    # Not fatal: test/systemd then skips (fails with CI=true, which runs as root).
+    log "building the systemd root fs needs root; skipped"
+    return
+  fi
   command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
-  need_root "building the systemd root fs"
   mkdir -p "$(dirname "$out")"
   log "building the systemd root fs ($systemd_suite: $systemd_packages) into $out"
   local start
