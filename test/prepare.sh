@@ -113,6 +113,13 @@ ensure_systemd_rootfs() {
   fi
   command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
   mkdir -p "$(dirname "$out")"
+  # One build at a time (make test and a developer may prepare at once).
+  exec 8>"$out.lock"
+  flock 8
+  if [ -s "$out" ]; then
+    log "systemd root fs cached: $out"
+    return
+  fi
   log "building the systemd root fs ($systemd_suite: $systemd_packages) into $out"
   local start
   start=$(date +%s)
