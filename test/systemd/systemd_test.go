@@ -104,6 +104,7 @@ func TestAgentUnderSystemd(t *testing.T) {
 		n.restartedAfter(t, "SIGKILL", "status=9/KILL", time.Minute)
 	})
 	t.Run("reload", n.reload)
+	t.Run("upgrade", n.upgrade)
 	t.Run("reboot", n.reboot)
 	t.Run("no value leaked", n.noLeaks)
 	t.Run("unregister leaves nothing", n.unregister)
@@ -452,6 +453,37 @@ func (n *node) noLeaks(t *testing.T) {
 	}
 	leakscan.CheckContainers(t, n.ctx, n.m.Inner, n.c, n.ctr)
 	leakscan.CheckProcs(t, n.c)
+}
+
+// upgrade: installing the package over itself (what an upgrade runs: prerm upgrade, postinst
+// configure OLD) keeps the operator's config, restarts the running agent, and leaves the
+// service's container alone.
+func (n *node) upgrade(t *testing.T) {
+	before, err := n.m.MainPID(n.ctx, unit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	insp, err := n.m.Inner.ContainerInspect(n.ctx, n.ctr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := n.m.Run(n.ctx, "dpkg", "-i", "/share/anax-agent.deb"); err != nil {
+		t.Fatalf("dpkg -i over the installed package: %v\n%s", err, out)
+	}
+	cfg, err := n.m.Run(n.ctx, "cat", "/etc/anax-agent/config.json")
+	if err != nil || !strings.Contains(string(cfg), n.s.Agbot.URL) {
+		t.Errorf("the upgrade replaced the operator's config (%v)", err)
+	}
+	after, _ := n.m.MainPID(n.ctx, unit)
+	state, _ := n.m.Show(n.ctx, unit, "ActiveState")
+	if after == before || after == 0 || state != "active" {
+		t.Errorf("after the upgrade MainPID %d (was %d), %s: want a restarted, active agent", after, before, state)
+	}
+	now, err := n.m.Inner.ContainerInspect(n.ctx, n.ctr)
+	if err != nil || !now.State.Running || now.State.StartedAt != insp.State.StartedAt {
+		t.Errorf("the upgrade touched the service container: %v", err)
+	}
+	n.update(t, "an update after the upgrade")
 }
 
 // reboot: the machine shuts down and boots again while the value changes; the stores' tmpfs is
