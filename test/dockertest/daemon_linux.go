@@ -19,8 +19,8 @@ import (
 )
 
 // Daemon is a private dockerd for one test: its own socket, data root, exec root and pid file
-// under a temporary directory, no bridge and no iptables rules, so a test may stop, restart
-// or reconfigure it without touching the engine other tests share. The agent under test
+// under a temporary directory, its own network namespace, no bridge and no iptables rules, so
+// a test may stop, restart or reconfigure it without touching the engine other tests share. The agent under test
 // reaches it through DOCKER_HOST (Env).
 type Daemon struct {
 	Dir    string   // everything of this daemon lives below
@@ -86,7 +86,9 @@ func (d *Daemon) Start() error {
 	}
 	cmd := exec.Command("dockerd", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Its own network namespace: a dockerd with --bridge=none deletes the interface docker0 at
+	// start-up, which in the host's namespace is the shared engine's bridge.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Cloneflags: syscall.CLONE_NEWNET}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start dockerd: %w", err)
