@@ -87,8 +87,8 @@ systemd_rootfs() {
   key=$(printf '%s\n' "$systemd_suite" "$systemd_packages" "$(declare -f systemd_hooks)" | sha256sum | cut -c1-12)
   printf '%s/anax-agent/systemd-rootfs-%s.tar\n' "${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}" "$key"
 }
-# Run by mmdebstrap in the new root ($1): the inner dockerd leaves the host's network alone (the
-# container shares the host's network namespace so the agent reaches the agbot on loopback), and
+# Run by mmdebstrap in the new root ($1): the inner dockerd makes no bridge and no iptables rules
+# (the machine's network namespace has only loopback; the test relays the agbot into it), and
 # nothing waits for a console or a network that is not there.
 systemd_hooks() {
   mkdir -p "$1/etc/docker"

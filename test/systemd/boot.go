@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -71,7 +73,7 @@ func ImportImage(ctx context.Context, cli *client.Client, tarball string) (strin
 type Machine struct {
 	ID    string
 	Pid   int            // the container's init (systemd) on the host
-	Share string         // host directory mounted read-only at /share
+	Share string         // host directory mounted at /share
 	Host  *client.Client // the engine the container runs in
 	Inner *client.Client // the dockerd inside, through /proc/<pid>/root/run/docker.sock
 }
@@ -79,8 +81,10 @@ type Machine struct {
 // Boot starts systemd in a container of ref: all capabilities this process has (a container
 // runtime refuses to add one outside its own bounding set, so --privileged is not used),
 // seccomp and AppArmor off, its own cgroup namespace with a fresh cgroup mount that systemd
-// fills, the host's network (the agent reaches the agbot on loopback; the inner dockerd has no
-// bridge and no iptables), and dockerd's data on dataDir (overlay2 cannot stack on overlay).
+// fills, a network namespace with only loopback (the inner dockerd has no bridge: one with
+// --bridge=none in the host's namespace would delete the host's docker0; the agent reaches the
+// agbot through Relay), share mounted at /share and dockerd's data on dataDir (overlay2 cannot
+// stack on overlay).
 func Boot(ctx context.Context, cli *client.Client, ref, name, share, dataDir string) (*Machine, error) {
 	drop, err := missingCaps()
 	if err != nil {
@@ -105,9 +109,9 @@ func Boot(ctx context.Context, cli *client.Client, ref, name, share, dataDir str
 		CapDrop:      drop,
 		SecurityOpt:  []string{"seccomp=unconfined", "apparmor=unconfined"},
 		CgroupnsMode: container.CgroupnsModePrivate,
-		NetworkMode:  "host",
+		NetworkMode:  "none",
 		Tmpfs:        map[string]string{"/run": "", "/run/lock": "", "/sys/fs/cgroup": "", "/tmp": ""},
-		Binds:        []string{share + ":/share:ro", dataDir + ":/var/lib/docker"},
+		Binds:        []string{share + ":/share", dataDir + ":/var/lib/docker"},
 	}
 	resp, err := cli.ContainerCreate(ctx, cfg, host, &network.NetworkingConfig{}, nil, name)
 	if err != nil {
@@ -163,6 +167,38 @@ func (m *Machine) start(ctx context.Context) error {
 		_, err := m.Inner.Ping(ctx)
 		return err
 	})
+}
+
+// Relay carries connections on the unix socket sock (in the share, for the relay program in
+// the machine) to the TCP address target, until ctx ends.
+func Relay(ctx context.Context, sock, target string) error {
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		return err
+	}
+	go func() { <-ctx.Done(); l.Close() }()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				var d net.Dialer
+				up, err := d.DialContext(ctx, "tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{}, 2)
+				go func() { io.Copy(up, c); done <- struct{}{} }()
+				go func() { io.Copy(c, up); done <- struct{}{} }()
+				<-done
+			}()
+		}
+	}()
+	return nil
 }
 
 // Run runs a command in the container and returns its standard output.

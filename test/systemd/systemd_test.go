@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -183,7 +184,30 @@ func boot(t *testing.T) *node {
 	if err := copyFile(s.Agbot.CA, filepath.Join(share, "agbot-ca.pem")); err != nil {
 		t.Fatal(err)
 	}
-	return &node{t: t, ctx: ctx, m: m, s: s, c: leakscan.New("systemd")}
+	n := &node{t: t, ctx: ctx, m: m, s: s, c: leakscan.New("systemd")}
+	n.relay(root, share)
+	return n
+}
+
+// relay makes the agbot's loopback address reach the host's agbot from inside the machine:
+// the relay program as a unit of the machine (it survives the reboot) to a unix socket in the
+// share, and from there this process to the agbot.
+func (n *node) relay(root, share string) {
+	t := n.t
+	cmd := exec.CommandContext(n.ctx, "go", "build", "-trimpath", "-o", filepath.Join(share, "relay"), "./test/systemd/relay")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build relay: %v\n%s", err, out)
+	}
+	if err := Relay(n.ctx, filepath.Join(share, "agbot.sock"), n.s.Agbot.Addr); err != nil {
+		t.Fatal(err)
+	}
+	unitFile := fmt.Sprintf("[Unit]\nDescription=test relay to the agbot\nBefore=%s\n[Service]\nExecStart=/share/relay %s /share/agbot.sock\nRestart=always\n[Install]\nWantedBy=multi-user.target\n", unit, n.s.Agbot.Addr)
+	script := fmt.Sprintf("printf '%%s' '%s' >/etc/systemd/system/anax-test-relay.service && systemctl enable --now anax-test-relay.service", unitFile)
+	if out, err := n.m.Run(n.ctx, "sh", "-c", script); err != nil {
+		t.Fatalf("starting the relay in the machine: %v\n%s", err, out)
+	}
 }
 
 // install installs the .deb with dpkg: the unit is in place and neither enabled nor started,
