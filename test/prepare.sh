@@ -6,6 +6,7 @@
 #   test/prepare.sh docker     only the Docker engine
 #   test/prepare.sh qemu       only qemu-user-static
 #   test/prepare.sh openbao    only the OpenBao server binary (test/openbao.sh)
+#   test/prepare.sh systemd    only the Debian root file system of the systemd test (test/systemd)
 set -euo pipefail
 
 log() { printf 'prepare: %s\n' "$*" >&2; }
@@ -75,11 +76,67 @@ ensure_tools() {
 # the repository (several minutes the first time); no root needed.
 ensure_openbao() { log "openbao: $("$(dirname "$0")/openbao.sh")"; }
 
+# The root file system test/systemd boots systemd in: Debian bookworm with systemd, dbus and
+# docker.io, built with mmdebstrap from Debian's packages into a tarball cached under
+# ~/.cache/anax-agent (the name carries a hash of this recipe: change the recipe, get a new one).
+# The test imports it into the engine as an image. A few minutes the first time, then nothing.
+systemd_suite=bookworm
+systemd_packages=systemd,systemd-sysv,dbus,docker.io,procps
+systemd_rootfs() {
+  local key
+  key=$(printf '%s\n' "$systemd_suite" "$systemd_packages" "$(declare -f systemd_hooks)" | sha256sum | cut -c1-12)
+  printf '%s/anax-agent/systemd-rootfs-%s.tar\n' "${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}" "$key"
+}
+# Run by mmdebstrap in the new root ($1): the inner dockerd makes no bridge and no iptables rules
+# (the machine's network namespace has only loopback; the test relays the agbot into it), and
+# nothing waits for a console or a network that is not there.
+systemd_hooks() {
+  mkdir -p "$1/etc/docker"
+  printf '{"bridge": "none", "iptables": false, "ip6tables": false, "ip-masq": false}\n' >"$1/etc/docker/daemon.json"
+  for unit in getty@tty1.service console-getty.service systemd-networkd-wait-online.service \
+    systemd-resolved.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+    ln -sf /dev/null "$1/etc/systemd/system/$unit"
+  done
+  echo anax-systemd >"$1/etc/hostname"
+}
+ensure_systemd_rootfs() {
+  local out
+  out=$(systemd_rootfs)
+  if [ -s "$out" ]; then
+    log "systemd root fs cached: $out"
+    return
+  fi
+  if [ "$(id -u)" != 0 ]; then
+    # Not fatal: test/systemd then skips (fails with CI=true, which runs as root).
+    log "building the systemd root fs needs root; skipped"
+    return
+  fi
+  command -v mmdebstrap >/dev/null 2>&1 || apt_install mmdebstrap
+  mkdir -p "$(dirname "$out")"
+  # One build at a time (make test and a developer may prepare at once).
+  exec 8>"$out.lock"
+  flock 8
+  if [ -s "$out" ]; then
+    log "systemd root fs cached: $out"
+    return
+  fi
+  log "building the systemd root fs ($systemd_suite: $systemd_packages) into $out"
+  local start
+  start=$(date +%s)
+  mmdebstrap --quiet --format=tar --variant=apt --aptopt='Apt::Install-Recommends "false"' \
+    --include="$systemd_packages" --customize-hook="$(declare -f systemd_hooks); systemd_hooks \"\$1\"" \
+    "$systemd_suite" "$out.tmp" >&2
+  mv -f "$out.tmp" "$out"
+  log "built in $(( $(date +%s) - start ))s ($(du -h "$out" | cut -f1))"
+}
+
 case "${1:-all}" in
   docker) ensure_docker ;;
   qemu) ensure_qemu ;;
   openbao) ensure_openbao ;;
   tools) ensure_tools ;;
-  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao ;;
-  *) log "usage: $0 [docker|qemu|tools|openbao|all]"; exit 2 ;;
+  systemd) ensure_systemd_rootfs ;;
+  systemd-path) systemd_rootfs ;;
+  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao; ensure_systemd_rootfs ;;
+  *) log "usage: $0 [docker|qemu|tools|openbao|systemd|systemd-path|all]"; exit 2 ;;
 esac

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
+
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/e2e"
@@ -20,9 +22,15 @@ import (
 // the test's end.
 func newScenarioT(t *testing.T, name string, timeout time.Duration) *Scenario {
 	t.Helper()
-	bin := binaries(t)
+	binaries(t) // root first: skip before asking for Docker
 	cli := dockertest.Client(t)
-	image := readerImage(t, cli)
+	return newScenarioOn(t, name, timeout, cli, readerImage(t, cli))
+}
+
+// newScenarioOn is newScenarioT on the engine cli answers for (a private dockerd).
+func newScenarioOn(t *testing.T, name string, timeout time.Duration, cli *client.Client, image string) *Scenario {
+	t.Helper()
+	bin := binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	s, err := NewScenario(ctx, bin, cli, image, filepath.Join(t.TempDir(), name), nil)
 	if err != nil {
