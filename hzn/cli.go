@@ -350,6 +350,7 @@ func loadConfig(files []string) (map[string]string, error) {
 func jsonVars(file string, b []byte, vars map[string]string) error {
 	var doc map[string]any
 	if err := json.Unmarshal(b, &doc); err != nil {
+		//lint:ignore ST1005 anax's own message, which scripts may match
 		return fmt.Errorf("Unable to decode content of config file %s: %v", file, err)
 	}
 	for k, v := range doc {
