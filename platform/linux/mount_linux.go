@@ -3,10 +3,12 @@ package linux
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
 
+	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 )
 
@@ -136,6 +138,22 @@ func UnmountAll(path string) (int, error) {
 			return n, &os.PathError{Op: "umount", Path: path, Err: err}
 		}
 	}
+}
+
+// ParseMountinfo reads a mountinfo file with github.com/moby/sys/mountinfo's parser (no need
+// for one of our own) and the propagation fields secretfs needs (fromInfo).
+func ParseMountinfo(r io.Reader) ([]MountInfo, error) {
+	infos, err := mountinfo.GetMountsFromReader(r, nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]MountInfo, len(infos))
+	for i, info := range infos {
+		if out[i], err = fromInfo(info); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // SelfMountinfo parses /proc/self/mountinfo.

@@ -1,11 +1,11 @@
 package linux
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
+
+	"github.com/moby/sys/mountinfo"
 )
 
 // MountInfo is one line of /proc/<pid>/mountinfo (proc(5)).
@@ -38,106 +38,44 @@ func hasOption(list, opt string) bool {
 	return false
 }
 
-// ParseMountinfo reads every line of a mountinfo file.
-func ParseMountinfo(r io.Reader) ([]MountInfo, error) {
-	var out []MountInfo
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for n := 1; sc.Scan(); n++ {
-		if len(sc.Bytes()) == 0 {
-			continue
-		}
-		m, err := ParseMountinfoLine(sc.Text())
-		if err != nil {
-			return nil, fmt.Errorf("mountinfo line %d: %w", n, err)
-		}
-		out = append(out, m)
-	}
-	return out, sc.Err()
-}
-
-// ParseMountinfoLine parses one mountinfo line:
-//
-//	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-func ParseMountinfoLine(line string) (MountInfo, error) {
-	var m MountInfo
-	fields := strings.Fields(line)
-	sep := -1
-	for i := 6; i < len(fields); i++ {
-		if fields[i] == "-" {
-			sep = i
-			break
-		}
-	}
-	if sep < 0 || len(fields) < sep+3 {
-		return m, fmt.Errorf("malformed mountinfo line %q", line)
-	}
+// fromInfo converts a line that github.com/moby/sys/mountinfo parsed (it also undoes the
+// kernel's octal escapes) into a MountInfo, reading the propagation fields.
+func fromInfo(i *mountinfo.Info) (MountInfo, error) {
+	m := MountInfo{ID: i.ID, Parent: i.Parent, Major: i.Major, Minor: i.Minor, Root: i.Root,
+		Mountpoint: i.Mountpoint, Options: i.Options, FSType: i.FSType, Source: i.Source, SuperOptions: i.VFSOptions}
 	var err error
-	if m.ID, err = strconv.Atoi(fields[0]); err != nil {
-		return m, fmt.Errorf("mount id %q: %w", fields[0], err)
-	}
-	if m.Parent, err = strconv.Atoi(fields[1]); err != nil {
-		return m, fmt.Errorf("parent id %q: %w", fields[1], err)
-	}
-	maj, min, ok := strings.Cut(fields[2], ":")
-	if !ok {
-		return m, fmt.Errorf("device %q: want major:minor", fields[2])
-	}
-	if m.Major, err = strconv.Atoi(maj); err != nil {
-		return m, fmt.Errorf("device %q: %w", fields[2], err)
-	}
-	if m.Minor, err = strconv.Atoi(min); err != nil {
-		return m, fmt.Errorf("device %q: %w", fields[2], err)
-	}
-	m.Root = unescapeOctal(fields[3])
-	m.Mountpoint = unescapeOctal(fields[4])
-	m.Options = fields[5]
-	for _, f := range fields[6:sep] {
-		tag, val, _ := strings.Cut(f, ":")
-		var dst *int
-		switch tag {
-		case "shared":
-			dst = &m.Shared
-		case "master":
-			dst = &m.Master
-		case "propagate_from":
-			dst = &m.PropagateFrom
-		case "unbindable":
-			m.Unbindable = true
-			continue
-		default:
-			continue // fields added by future kernels are ignored, as proc(5) asks
-		}
-		if *dst, err = strconv.Atoi(val); err != nil {
-			return m, fmt.Errorf("optional field %q: %w", f, err)
-		}
-	}
-	m.FSType = fields[sep+1]
-	m.Source = unescapeOctal(fields[sep+2])
-	if len(fields) > sep+3 {
-		m.SuperOptions = fields[sep+3]
+	m.Shared, m.Master, m.PropagateFrom, m.Unbindable, err = parseOptional(i.Optional)
+	if err != nil {
+		return m, fmt.Errorf("mount %d at %s: %w", i.ID, i.Mountpoint, err)
 	}
 	return m, nil
 }
 
-// unescapeOctal undoes the kernel's mangling of space, tab, newline and backslash as \ooo.
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && isOctal(s[i+1]) && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
+// parseOptional reads mountinfo's optional fields ("shared:7 master:2 unbindable ...");
+// fields added by future kernels are ignored, as proc(5) asks.
+func parseOptional(fields string) (shared, master, propagateFrom int, unbindable bool, err error) {
+	for _, f := range strings.Fields(fields) {
+		tag, val, _ := strings.Cut(f, ":")
+		var dst *int
+		switch tag {
+		case "shared":
+			dst = &shared
+		case "master":
+			dst = &master
+		case "propagate_from":
+			dst = &propagateFrom
+		case "unbindable":
+			unbindable = true
+			continue
+		default:
 			continue
 		}
-		b.WriteByte(s[i])
+		if *dst, err = strconv.Atoi(val); err != nil {
+			return 0, 0, 0, false, fmt.Errorf("optional field %q: %w", f, err)
+		}
 	}
-	return b.String()
+	return shared, master, propagateFrom, unbindable, nil
 }
-
-func isOctal(c byte) bool { return c >= '0' && c <= '7' }
 
 // Stack returns the mounts stacked at mountpoint, bottom first. Mounts whose parent is at the
 // same mountpoint are stacked on it; the bottom one has its parent elsewhere.
