@@ -4,7 +4,7 @@ BIN         ?= bin
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 # Packages with no Linux or Docker dependency: their unit tests also run on arm64 and armv7
 # under qemu-user-static.
-PURE_PKGS   ?= ./protocol/... ./platform/arm/...
+PURE_PKGS   ?= ./protocol/... ./platform/arch/...
 TEST_TIMEOUT ?= 25m
 LDFLAGS     := -s -w
 CMDS        := anax-agent agbot hzn

@@ -20,7 +20,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/container"
 	"github.com/edge-secrets/anax-agent/ess"
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	linuxp "github.com/edge-secrets/anax-agent/platform/linux"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
@@ -235,7 +235,7 @@ func (a *Agent) openStores() error {
 		"move_mount_set_group", feat.MoveMountSetGroup, "tmpfs_noswap", feat.TmpfsNoswap,
 		"mount_privilege", feat.MountPrivilege, "shared_root", feat.SharedRoot)
 	a.mgr, err = agreement.Open(agreement.Options{
-		StateDir: cfg.StateDir, Stores: a.stores, Runner: a.worker, NodeArch: arm.Node(),
+		StateDir: cfg.StateDir, Stores: a.stores, Runner: a.worker, NodeArch: arch.Node(),
 		Admit: a.admitService, Node: a.nodeContext, Logger: a.log,
 	})
 	if err != nil {

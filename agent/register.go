@@ -10,7 +10,7 @@ import (
 	"unicode"
 
 	"github.com/edge-secrets/anax-agent/agreement"
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
@@ -122,7 +122,7 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 		return NodeInfo{}, fmt.Errorf("node keys: %w", err)
 	}
 	reg := &Registration{Org: org, Node: req.Node, Token: req.Token, Pattern: req.Pattern, Policy: policy,
-		UserInput: req.UserInput, Arch: arm.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
+		UserInput: req.UserInput, Arch: arch.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
 	// 4. The agbot matches deployment policies against the effective properties and the
 	// built-in ones.
 	props := policy.reportedProperties(reg.Arch, a.facts)

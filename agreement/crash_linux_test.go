@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/container"
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/platform/linux"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
@@ -268,7 +268,7 @@ func TestCrashKill9(t *testing.T) {
 
 	agbot := &crashAgbot{t: t, acked: map[string]string{}, id: "agr-crash-" + hex.EncodeToString(b)}
 	agbot.svc = testService()
-	agbot.svc.Arch = arm.Node()
+	agbot.svc.Arch = arch.Node()
 	for name, c := range agbot.svc.Deployment.Services {
 		c.Image = image
 		agbot.svc.Deployment.Services[name] = c

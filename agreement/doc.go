@@ -35,5 +35,5 @@
 //     orphan stores and containers removed.
 //
 // Only the agent (package agent) imports this package; it imports container, secretfs,
-// protocol and platform/arm. test/deptest enforces both.
+// protocol and platform/arch. test/deptest enforces both.
 package agreement

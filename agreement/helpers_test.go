@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/test/syncbuf"
 )
@@ -29,7 +29,7 @@ func canary(name, tag string) string { return canaryMark + "-" + name + "-" + ta
 // testService runs three containers: web and worker declare secrets (api_token in both),
 // sidecar declares none.
 func testService() protocol.Service {
-	return protocol.Service{Org: "acme", URL: "svc.example", Version: "1.2.0", Arch: arm.Node(),
+	return protocol.Service{Org: "acme", URL: "svc.example", Version: "1.2.0", Arch: arch.Node(),
 		Deployment: protocol.Deployment{Services: map[string]protocol.Container{
 			"web": {Image: "web:1", Secrets: map[string]protocol.SecretDecl{
 				"db_password": {}, "api_token": {OnUpdate: "signal:SIGHUP"}}},

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
@@ -30,7 +30,7 @@ type Options struct {
 	Stores SecretStore
 	// Runner is the container worker (*container.Worker). Required.
 	Runner Runner
-	// NodeArch is the node's architecture in Open Horizon naming. Default arm.Node().
+	// NodeArch is the node's architecture in Open Horizon naming. Default arch.Node().
 	NodeArch string
 	// Admit is the node policy. It gets the properties of a proposal (ProposalProperties: the
 	// deployment policy's and the service's built-in ones) and returns nil to run it, or an error saying which constraint
@@ -92,7 +92,7 @@ func Open(opts Options) (*Manager, error) {
 		opts.StateDir = DefaultStateDir
 	}
 	if opts.NodeArch == "" {
-		opts.NodeArch = arm.Node()
+		opts.NodeArch = arch.Node()
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -121,7 +121,7 @@ func Open(opts Options) (*Manager, error) {
 	m := &Manager{
 		stores:  opts.Stores,
 		runner:  opts.Runner,
-		arch:    arm.Normalize(opts.NodeArch),
+		arch:    arch.Normalize(opts.NodeArch),
 		admit:   opts.Admit,
 		node:    opts.Node,
 		limits:  opts.Limits,

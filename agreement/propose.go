@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/container"
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
@@ -69,7 +69,7 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 
 	// 3. Will this node run it?
 	for _, svc := range p.Service.All() {
-		if !arm.Matches(svc.Arch, m.arch) {
+		if !arch.Matches(svc.Arch, m.arch) {
 			return decline(fmt.Errorf("service %s/%s is built for arch %q and this node is %q", svc.Org, svc.URL, svc.Arch, m.arch))
 		}
 	}

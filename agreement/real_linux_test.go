@@ -18,7 +18,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/edge-secrets/anax-agent/container"
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/platform/linux"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
@@ -166,7 +166,7 @@ func (n *realNode) meta(t protocol.MessageType, id string, seq uint64) protocol.
 // service: web (api_token with SIGHUP, db_password), worker (api_token, tls_cert raw), sidecar.
 func (n *realNode) service() protocol.Service {
 	s := testService()
-	s.Arch = arm.Node()
+	s.Arch = arch.Node()
 	for name, c := range s.Deployment.Services {
 		c.Image = n.image
 		s.Deployment.Services[name] = c

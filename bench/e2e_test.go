@@ -14,7 +14,7 @@ import (
 
 	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agreement"
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/e2e"
 	"github.com/edge-secrets/anax-agent/test/openbaotest"
@@ -341,4 +341,4 @@ func publishAndBind(s *reliability.Scenario, url string) error {
 	return nil
 }
 
-func archOf() string { return arm.Node() }
+func archOf() string { return arch.Node() }

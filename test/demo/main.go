@@ -23,7 +23,7 @@ import (
 
 	"github.com/docker/docker/client"
 
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/test/e2e"
 )
 
@@ -179,7 +179,7 @@ func (d *demo) run(ctx context.Context) error {
 	d.say(t, "user alice created; she creates node %q with its token", node)
 
 	t = time.Now()
-	svc := map[string]any{"org": org, "url": service, "version": "1.0.0", "arch": arm.Node(),
+	svc := map[string]any{"org": org, "url": service, "version": "1.0.0", "arch": arch.Node(),
 		"deployment": map[string]any{"services": map[string]any{"reader": map[string]any{
 			"image": d.image,
 			"secrets": map[string]any{

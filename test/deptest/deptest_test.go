@@ -22,15 +22,15 @@ var allowed = map[string][]string{
 	// Leaves: the wire protocol and the platform layer import nothing of the module.
 	"protocol":            {},
 	"protocol/constraint": {},
-	"platform/arm":        {},
+	"platform/arch":        {},
 	"platform/linux":      {},
 
 	// The node side, bottom up.
 	"secretfs":  {"platform/linux", "protocol"},
 	"ess":       {"platform/linux", "protocol"},
 	"container": {"ess", "protocol", "secretfs"},
-	"agreement": {"container", "platform/arm", "protocol", "secretfs"},
-	"agent":     {"agreement", "container", "ess", "platform/arm", "platform/linux", "protocol", "protocol/constraint", "secretfs"},
+	"agreement": {"container", "platform/arch", "protocol", "secretfs"},
+	"agent":     {"agreement", "container", "ess", "platform/arch", "platform/linux", "protocol", "protocol/constraint", "secretfs"},
 
 	// The agbot: never the node's packages.
 	"agbot/access":                {},
@@ -46,7 +46,7 @@ var allowed = map[string][]string{
 	"agbot":                       {"agbot/access", "agbot/api", "agbot/engine", "agbot/exchange", "agbot/secrets", "agbot/secrets/embedded", "agbot/secrets/vault", "agbot/store", "platform/linux", "protocol"},
 
 	// The CLI talks HTTP to both; it shares only the wire types.
-	"hzn": {"protocol", "platform/arm"},
+	"hzn": {"protocol", "platform/arch"},
 
 	// Thin mains.
 	"cmd/agbot":      {"agbot", "agbot/secrets", "agbot/secrets/vault"},

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 )
 
 // anaxFile reads one of anax's test/gov documents (agbot/exchange/testdata/anax) as a JSON
@@ -36,12 +36,12 @@ func anaxFile(t *testing.T, dir, name string) map[string]any {
 func testAnaxFormats(t *testing.T, s *suite) {
 	e := s.newEnv(t, "anax-formats", nil)
 	admin := e.agbot.Admin
-	arch := arm.Node()
+	nodeArch := arch.Node()
 	const url = "https://bluehorizon.network/services/netspeed"
 
 	// The required service: anax's IBM service-cpu (a bind of /tmp, a secret, user input).
 	cpu := anaxFile(t, "agbot/exchange", "service_defs__IBM__service-cpu_1.2.2_secrets.json")
-	cpu["org"], cpu["arch"] = org, arch
+	cpu["org"], cpu["arch"] = org, nodeArch
 	cpuc := cpu["deployment"].(map[string]any)["services"].(map[string]any)["cpu"].(map[string]any)
 	cpuc["image"] = e.s.image
 	// anax's file binds /tmp, which here holds the agent's secrets root: the node would
@@ -50,13 +50,13 @@ func testAnaxFormats(t *testing.T, s *suite) {
 	e.hzn(admin, "exchange", "service", "publish", "-f", e.writeJSON("anax-service-cpu.json", cpu))
 
 	svc := anaxFile(t, "agbot/exchange", "service_defs__e2edev__netspeed_2.3.0_secrets.json")
-	svc["org"], svc["arch"] = org, arch
+	svc["org"], svc["arch"] = org, nodeArch
 	dep := svc["deployment"].(map[string]any)["services"].(map[string]any)["netspeed"].(map[string]any)
 	dep["image"] = e.s.image
 	// One of its four required services, in this org: two service-cpu of different orgs
 	// would both name their container cpu, which one agreement's network can not hold.
 	svc["requiredServices"] = []any{map[string]any{"url": "https://bluehorizon.network/service-cpu", "org": org,
-		"versionRange": "1.0.0", "arch": arch}}
+		"versionRange": "1.0.0", "arch": nodeArch}}
 	e.hzn(admin, "exchange", "service", "publish", "-f", e.writeJSON("anax-service.json", svc))
 
 	pol := anaxFile(t, "agbot/exchange", "deployment_policies__userdev__netspeed_secrets.json")
@@ -107,7 +107,7 @@ func testAnaxFormats(t *testing.T, s *suite) {
 	// The required service's own secret reached it, through the policy's binding for it.
 	e.wantFiles(ids["cpu"], map[string]string{"secret-dep1": file("k1", sec1, "")})
 	want := map[string]string{
-		"HZN_ORGANIZATION": org, "HZN_DEVICE_ID": "nodeX", "HZN_ARCH": arch, "HZN_EXCHANGE_URL": a.Config.AgbotURL, "HZN_AGREEMENTID": ag,
+		"HZN_ORGANIZATION": org, "HZN_DEVICE_ID": "nodeX", "HZN_ARCH": nodeArch, "HZN_EXCHANGE_URL": a.Config.AgbotURL, "HZN_AGREEMENTID": ag,
 		"var1": "bp_string", "var2": "10", "var3": "10.220000", "var4": "bp_abcd bp_1234",
 		"var5": "node_value", "var6": "default",
 	}

@@ -13,7 +13,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/pkg/stdcopy"
 
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 )
 
 // testESS deploys an anax-style service (a bash script with curl and jq, as
@@ -39,10 +39,10 @@ func testESS(t *testing.T, s *suite) {
 	admin := e.agbot.Admin
 	e.hzn(admin, "exchange", "user", "create", "bob", "bob-pw")
 	e.hzn(bob, "exchange", "node", "create", "-n", "nodeE:tokE")
-	arch := arm.Node()
+	nodeArch := arch.Node()
 	e.hzn(admin, "exchange", "service", "publish", "-f", e.writeJSON("hello-secret.json", map[string]any{
-		"org": org, "label": "hello-secret for " + arch, "description": "a service that uses a secret",
-		"documentation": "", "url": "hello-secret", "version": "1.0.0", "arch": arch, "sharable": "multiple",
+		"org": org, "label": "hello-secret for " + nodeArch, "description": "a service that uses a secret",
+		"documentation": "", "url": "hello-secret", "version": "1.0.0", "arch": nodeArch, "sharable": "multiple",
 		"requiredServices": []any{}, "userInput": []any{},
 		"deployment": map[string]any{"services": map[string]any{"hello-secret": map[string]any{
 			"image": img, "command": []string{"/service.sh"},
@@ -51,8 +51,8 @@ func testESS(t *testing.T, s *suite) {
 	}))
 	e.hzn(admin, "exchange", "pattern", "publish", "-p", "pattern-hello-secret", "-f", e.writeJSON("pattern.json", map[string]any{
 		"label": "hello secret", "services": []any{map[string]any{"serviceUrl": "hello-secret", "serviceOrgid": org,
-			"serviceArch": arch, "serviceVersions": []any{map[string]any{"version": "1.0.0"}}}},
-		"secretBinding": []any{map[string]any{"serviceOrgid": org, "serviceUrl": "hello-secret", "serviceArch": arch,
+			"serviceArch": nodeArch, "serviceVersions": []any{map[string]any{"version": "1.0.0"}}}},
+		"secretBinding": []any{map[string]any{"serviceOrgid": org, "serviceUrl": "hello-secret", "serviceArch": nodeArch,
 			"serviceVersionRange": "[0.0.0,INFINITY)", "secrets": []any{map[string]string{"hw_who": "who"}}}},
 	}))
 	// The service prints whom it greets (as the example does): plain words, not canaries.

@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
@@ -284,7 +284,7 @@ func testHostile(t *testing.T, s *suite) {
 	// 3. Register with the fake agbot (its key pinned at registration).
 	e.register(a, "node1", "tok1")
 	node := org + "/node1"
-	svc := protocol.Service{Org: org, URL: "reader", Version: "1.0.0", Arch: arm.Node(), Deployment: protocol.Deployment{
+	svc := protocol.Service{Org: org, URL: "reader", Version: "1.0.0", Arch: arch.Node(), Deployment: protocol.Deployment{
 		Services: map[string]protocol.Container{"main": {Image: s.image, Secrets: map[string]protocol.SecretDecl{
 			"db_password": {}, "api_token": {Format: "value_only"}}}}}}
 	v1, tok := s.canaries.Next("hostile-db-v1"), s.canaries.Next("hostile-token")
@@ -343,7 +343,7 @@ func testHostile(t *testing.T, s *suite) {
 	// A proposal the node can not run (another architecture): declined with the reason.
 	other := svc
 	other.Arch = "s390x"
-	if arm.Node() == "s390x" {
+	if arch.Node() == "s390x" {
 		other.Arch = "riscv64"
 	}
 	f.push("ag-arch", "proposal", 1, f.seal(proposal("ag-arch", 1, other, good)))

@@ -13,7 +13,7 @@ import (
 
 	"github.com/docker/docker/client"
 
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/leakscan"
@@ -282,7 +282,7 @@ func (e *env) serviceDef(url string, secrets map[string]string) map[string]any {
 		}
 		decl[name] = d
 	}
-	return map[string]any{"org": org, "url": url, "version": "1.0.0", "arch": arm.Node(),
+	return map[string]any{"org": org, "url": url, "version": "1.0.0", "arch": arch.Node(),
 		"deployment": map[string]any{"services": map[string]any{"main": map[string]any{"image": e.s.image, "secrets": decl}}}}
 }
 

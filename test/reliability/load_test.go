@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agreement"
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/test/e2e"
 	"github.com/edge-secrets/anax-agent/test/leakscan"
 )
@@ -20,7 +20,7 @@ import (
 // publishAndBind publishes a one-container service declaring db_password and a policy that
 // binds it to the manager secret mgr, through the API (hzn would be hundreds of processes).
 func (s *Scenario) publishAndBind(url, mgr string) error {
-	svc := map[string]any{"org": Org, "url": url, "version": "1.0.0", "arch": arm.Node(),
+	svc := map[string]any{"org": Org, "url": url, "version": "1.0.0", "arch": arch.Node(),
 		"deployment": map[string]any{"services": map[string]any{"main": map[string]any{"image": s.Image,
 			"secrets": map[string]any{"db_password": map[string]any{}}}}}}
 	auth := Org + "/" + s.Admin

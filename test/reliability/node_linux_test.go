@@ -18,7 +18,7 @@ import (
 
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/container"
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/platform/linux"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
@@ -147,7 +147,7 @@ func (n *node) service(names ...string) protocol.Service {
 	for _, name := range names {
 		decl[name] = protocol.SecretDecl{Format: protocol.FormatValueOnly}
 	}
-	return protocol.Service{Org: "myorg", URL: "reader", Version: "1.0.0", Arch: arm.Node(),
+	return protocol.Service{Org: "myorg", URL: "reader", Version: "1.0.0", Arch: arch.Node(),
 		Deployment: protocol.Deployment{Services: map[string]protocol.Container{"reader": {Image: n.image, Secrets: decl}}}}
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/client"
 
-	"github.com/edge-secrets/anax-agent/platform/arm"
+	"github.com/edge-secrets/anax-agent/platform/arch"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/test/e2e"
 )
@@ -168,7 +168,7 @@ func (s *Scenario) PublishService(url string, secrets map[string]string) error {
 		}
 		decl[name] = d
 	}
-	svc := map[string]any{"org": Org, "url": url, "version": "1.0.0", "arch": arm.Node(),
+	svc := map[string]any{"org": Org, "url": url, "version": "1.0.0", "arch": arch.Node(),
 		"deployment": map[string]any{"services": map[string]any{"main": map[string]any{"image": s.Image, "secrets": decl}}}}
 	f, err := s.writeJSON("service-"+url+".json", svc)
 	if err != nil {
