@@ -320,12 +320,12 @@ func (a *Agent) sweep(ctx context.Context) (int, error) {
 	}
 	stopped := map[string]bool{}
 	for _, c := range cs {
-		if ownedInstances[c.AgreementID] || stopped[c.AgreementID] {
+		if ownedInstances[c.InstanceID] || stopped[c.InstanceID] {
 			continue
 		}
-		stopped[c.AgreementID] = true
-		a.log.Warn("removing containers that belong to no agreement", "instance", c.AgreementID)
-		if err := a.worker.Stop(ctx, c.AgreementID); err != nil {
+		stopped[c.InstanceID] = true
+		a.log.Warn("removing containers that belong to no agreement", "instance", c.InstanceID)
+		if err := a.worker.Stop(ctx, c.InstanceID); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -110,7 +110,7 @@ func (a *Agent) watchDeaths(ctx context.Context) {
 		err := a.worker.Watch(ctx, func(d container.Death) {
 			a.metrics.Failures.WithLabelValues("container").Inc()
 			a.log.Warn("a service container exited; the engine restarts it", "container", d.Name,
-				"agreement", d.AgreementID, "exit_code", d.ExitCode)
+				"agreement", d.InstanceID, "exit_code", d.ExitCode)
 		})
 		if ctx.Err() != nil {
 			return

@@ -159,7 +159,7 @@ func TestContainerDied(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.accept("ag1", "1")
-			d := container.Death{Container: container.Container{ID: "c9", AgreementID: tc.instance, Spec: "web"}, ExitCode: 3, Time: e.now}
+			d := container.Death{Container: container.Container{ID: "c9", InstanceID: tc.instance, Spec: "web"}, ExitCode: 3, Time: e.now}
 			if err := e.m.ContainerDied(e.ctx, d); err != nil {
 				t.Fatal(err)
 			}

@@ -219,7 +219,7 @@ func TestCrashKill9(t *testing.T) {
 		if w, err := container.NewFromEnv(container.Options{AllowHostUIDs: []int{1000}, AgentID: "test-crash-" + hex.EncodeToString(b), StopTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}); err == nil {
 			list, _ := w.List(ctx)
 			for _, c := range list {
-				w.Stop(ctx, c.AgreementID)
+				w.Stop(ctx, c.InstanceID)
 			}
 			w.Close()
 		}

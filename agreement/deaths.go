@@ -18,13 +18,13 @@ func (m *Manager) ContainerDied(ctx context.Context, d container.Death) error {
 	}
 	var id string
 	for _, r := range recs {
-		if r.Instance == d.AgreementID {
+		if r.Instance == d.InstanceID {
 			id = r.ID
 		}
 	}
 	if id == "" {
-		m.log.Warn("a container of no agreement died; removing it", "instance", d.AgreementID, "container", d.Name, "id", d.ID)
-		return m.runner.Stop(ctx, d.AgreementID)
+		m.log.Warn("a container of no agreement died; removing it", "instance", d.InstanceID, "container", d.Name, "id", d.ID)
+		return m.runner.Stop(ctx, d.InstanceID)
 	}
 	release, err := m.begin(id)
 	if err != nil {

@@ -242,29 +242,29 @@ func (r *fakeRunner) ResolveUser(ctx context.Context, image, user string) (int, 
 func (r *fakeRunner) Start(ctx context.Context, inst container.Instance) ([]container.Container, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.calls = append(r.calls, "start "+inst.AgreementID)
+	r.calls = append(r.calls, "start "+inst.InstanceID)
 	if r.failStart != nil {
 		return nil, r.failStart
 	}
-	if len(r.containers[inst.AgreementID]) > 0 {
-		return nil, fmt.Errorf("containers of %q exist", inst.AgreementID)
+	if len(r.containers[inst.InstanceID]) > 0 {
+		return nil, fmt.Errorf("containers of %q exist", inst.InstanceID)
 	}
 	if r.specs == nil {
 		r.specs = map[string][]container.Spec{}
 	}
-	r.specs[inst.AgreementID] = inst.Containers
+	r.specs[inst.InstanceID] = inst.Containers
 	if r.insts == nil {
 		r.insts = map[string]container.Instance{}
 	}
-	r.insts[inst.AgreementID] = inst
+	r.insts[inst.InstanceID] = inst
 	var out []container.Container
 	for _, s := range inst.Containers {
 		if len(s.Secrets) > 0 && s.Store == nil {
 			return nil, errors.New("secrets without a store")
 		}
 		r.next++
-		c := container.Container{ID: fmt.Sprintf("c%d", r.next), Name: inst.AgreementID + "-" + s.Name,
-			AgreementID: inst.AgreementID, Spec: s.Name, State: "running"}
+		c := container.Container{ID: fmt.Sprintf("c%d", r.next), Name: inst.InstanceID + "-" + s.Name,
+			InstanceID: inst.InstanceID, Spec: s.Name, State: "running"}
 		if s.Store != nil {
 			c.StoreID = s.Store.ID
 		}
@@ -273,7 +273,7 @@ func (r *fakeRunner) Start(ctx context.Context, inst container.Instance) ([]cont
 		}
 		out = append(out, c)
 	}
-	r.containers[inst.AgreementID] = out
+	r.containers[inst.InstanceID] = out
 	return out, nil
 }
 

@@ -144,7 +144,7 @@ func (n *realNode) cleanup() {
 	if w, err := container.NewFromEnv(container.Options{AllowHostUIDs: []int{1000}, AgentID: n.agent, StopTimeout: time.Second, Logger: slog.New(slog.DiscardHandler)}); err == nil {
 		list, _ := w.List(ctx)
 		for _, c := range list {
-			w.Stop(ctx, c.AgreementID)
+			w.Stop(ctx, c.InstanceID)
 		}
 		w.Close()
 	}
@@ -195,7 +195,7 @@ func (n *realNode) containers(id string) map[string]container.Container {
 	}
 	out := map[string]container.Container{}
 	for _, c := range list {
-		if c.AgreementID == instanceID(id) {
+		if c.InstanceID == instanceID(id) {
 			out[c.Spec] = c
 		}
 	}
@@ -351,7 +351,7 @@ func TestRealLifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := n.worker.Start(n.ctx, container.Instance{AgreementID: "orphan-" + n.suffix, Service: container.Service{Org: "acme", URL: "gone", Version: "1.0.0"}, Containers: []container.Spec{
+		if _, err := n.worker.Start(n.ctx, container.Instance{InstanceID: "orphan-" + n.suffix, Service: container.Service{Org: "acme", URL: "gone", Version: "1.0.0"}, Containers: []container.Spec{
 			{Name: "web", Image: n.image, Secrets: []container.Secret{{Name: "x"}}, Store: st}}}); err != nil {
 			t.Fatal(err)
 		}

@@ -45,7 +45,7 @@ func (m *Manager) Recover(ctx context.Context) ([]*protocol.Resync, error) {
 	}
 	byInstance := map[string][]container.Container{}
 	for _, c := range containers {
-		byInstance[c.AgreementID] = append(byInstance[c.AgreementID], c)
+		byInstance[c.InstanceID] = append(byInstance[c.InstanceID], c)
 	}
 
 	var errs []error

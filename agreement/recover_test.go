@@ -117,7 +117,7 @@ func TestRecover(t *testing.T) {
 			name: "orphans are removed",
 			prep: func(e *env) {
 				e.stores.Create(StoreSpec{ID: "zz-web", Secrets: []StoreSecret{{Name: "x", Value: []byte(canary("x", "o"))}}})
-				e.runner.Start(e.ctx, container.Instance{AgreementID: "zz", Containers: []container.Spec{{Name: "web"}}})
+				e.runner.Start(e.ctx, container.Instance{InstanceID: "zz", Containers: []container.Spec{{Name: "web"}}})
 			},
 			phase: PhaseActive, storeCalls: []string{"wipe zz-web"}, runnerCalls: []string{"stop zz"},
 			stores: []string{web, worker}, instances: []string{inst}, files: all1,

@@ -24,7 +24,7 @@ func planWorker(t *testing.T, opts Options) *Worker {
 
 func deployInstance(s Spec, allowPriv bool) Instance {
 	s.Name, s.Image = "web", "example/web:1"
-	return Instance{AgreementID: "agr", Service: Service{Org: "o", URL: "u", Version: "1.0.0"},
+	return Instance{InstanceID: "agr", Service: Service{Org: "o", URL: "u", Version: "1.0.0"},
 		Containers: []Spec{s}, AllowPrivileged: allowPriv}
 }
 
@@ -153,7 +153,7 @@ func TestDeploymentOnEngine(t *testing.T) {
 	if err := os.Chmod(hostDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	inst := Instance{AgreementID: "agr-deploy", Service: testService,
+	inst := Instance{InstanceID: "agr-deploy", Service: testService,
 		Env: map[string]string{"HZN_AGREEMENTID": "agr-deploy", "HZN_ORGANIZATION": "org1", "HZN_DEVICE_ID": "node1", "var1": "bp_string"},
 		Containers: []Spec{{
 			Name: "web", Image: ref, Entrypoint: []string{"/prog"}, Command: []string{"serve"},
@@ -223,7 +223,7 @@ func TestLoneContainerNoNetwork(t *testing.T) {
 	h := testWorker(t, cli)
 	ctx := bg(t)
 	ref := testImage(t, cli, "1000:1000", nil)
-	if _, err := h.Start(ctx, Instance{AgreementID: "agr-lone", Service: testService, Containers: []Spec{{Name: "web", Image: ref}}}); err != nil {
+	if _, err := h.Start(ctx, Instance{InstanceID: "agr-lone", Service: testService, Containers: []Spec{{Name: "web", Image: ref}}}); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.rec.n("NetworkCreate"); n != 0 {

@@ -39,7 +39,7 @@
 //	uid, gid, err := w.ResolveUser(ctx, spec.Image, spec.User)
 //	store, err := fs.Create(secretfs.Spec{ID: ..., UID: uid, GID: gid, Secrets: ...})
 //	spec.Store = store // for each container, then
-//	w.Start(ctx, container.Instance{AgreementID: ..., Service: ..., Containers: specs})
+//	w.Start(ctx, container.Instance{InstanceID: ..., Service: ..., Containers: specs})
 //
 // After secretfs applied an update: w.AfterUpdate(ctx, agreementID, changedNames). At the end:
 // w.Stop, then secretfs Wipe. Everything the worker needs later lives in container labels

@@ -42,7 +42,7 @@ func TestPlanHostConfig(t *testing.T) {
 			}
 			spec := tc.spec
 			spec.Name, spec.Image = "c", "img"
-			plans, err := w.plan(Instance{AgreementID: "agr", Service: testService, Containers: []Spec{spec}})
+			plans, err := w.plan(Instance{InstanceID: "agr", Service: testService, Containers: []Spec{spec}})
 			if tc.wantErr != "" {
 				want := tc.wantIs
 				if want == nil {

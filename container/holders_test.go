@@ -43,7 +43,7 @@ func TestHoldersFollowTheEngine(t *testing.T) {
 		t.Fatalf("%s: %s", what, last)
 	}
 
-	started, err := h.Start(ctx, Instance{AgreementID: "agr-held", Service: testService, Containers: []Spec{
+	started, err := h.Start(ctx, Instance{InstanceID: "agr-held", Service: testService, Containers: []Spec{
 		{Name: "main", Image: ref, Secrets: []Secret{{Name: "tok"}}, Store: st}}})
 	if err != nil {
 		t.Fatal(err)

@@ -153,7 +153,7 @@ func TestRequireImageDigest(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, _, rerr := w.ResolveUser(context.Background(), tc.ref, "")
-			_, perr := w.plan(Instance{AgreementID: "agr", Service: testService, Containers: []Spec{{Name: "c", Image: tc.ref}}})
+			_, perr := w.plan(Instance{InstanceID: "agr", Service: testService, Containers: []Spec{{Name: "c", Image: tc.ref}}})
 			for what, err := range map[string]error{"ResolveUser": rerr, "Start's plan": perr} {
 				if tc.wantErr == nil {
 					if err != nil {

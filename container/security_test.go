@@ -17,7 +17,7 @@ func TestHardenedContainer(t *testing.T) {
 	h := testWorker(t, cli)
 	ctx := bg(t)
 	ref := testImage(t, cli, "1000:1000", nil)
-	got, err := h.Start(ctx, Instance{AgreementID: "agr-hard", Service: testService, Containers: []Spec{
+	got, err := h.Start(ctx, Instance{InstanceID: "agr-hard", Service: testService, Containers: []Spec{
 		{Name: "plain", Image: ref},
 		{Name: "bind", Image: ref, CapAdd: []string{"net_bind_service"}, MemoryMB: 64},
 	}})
@@ -117,7 +117,7 @@ func TestImageDigestPinning(t *testing.T) {
 	if uid, _, err := h.ResolveUser(ctx, pinned, ""); err != nil || uid != 1000 {
 		t.Fatalf("ResolveUser(%s) = %d, %v; want 1000", pinned, uid, err)
 	}
-	got, err := h.Start(ctx, Instance{AgreementID: "agr-pinned", Service: testService, Containers: []Spec{{Name: "web", Image: pinned}}})
+	got, err := h.Start(ctx, Instance{InstanceID: "agr-pinned", Service: testService, Containers: []Spec{{Name: "web", Image: pinned}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestImageDigestPinning(t *testing.T) {
 		if _, _, err := h.ResolveUser(ctx, ref, ""); !errors.Is(err, ErrPolicy) {
 			t.Errorf("ResolveUser(%s) = %v, want ErrPolicy", ref, err)
 		}
-		_, err := h.Start(ctx, Instance{AgreementID: "agr-tag", Service: testService, Containers: []Spec{{Name: "web", Image: ref}}})
+		_, err := h.Start(ctx, Instance{InstanceID: "agr-tag", Service: testService, Containers: []Spec{{Name: "web", Image: ref}}})
 		if !errors.Is(err, ErrPolicy) {
 			t.Fatalf("Start(%s) = %v, want ErrPolicy", ref, err)
 		}

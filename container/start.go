@@ -72,9 +72,11 @@ type Spec struct {
 
 // Instance is one service instance: the containers an agreement runs.
 type Instance struct {
-	AgreementID string // [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 bytes
-	Service     Service
-	Containers  []Spec
+	// InstanceID is the agreement's name on the node (container names, labels):
+	// [A-Za-z0-9][A-Za-z0-9_.-]*, at most 128 bytes.
+	InstanceID string
+	Service    Service
+	Containers []Spec
 	// Env is set in every container over its Spec.Env: the service's user input and the
 	// platform's HZN_* variables. Never a secret: env is visible in docker inspect.
 	Env map[string]string
@@ -85,14 +87,14 @@ type Instance struct {
 
 // Container is a container this worker's agent owns, as its labels and the engine describe it.
 type Container struct {
-	ID          string
-	Name        string // engine name: "<agreement id>-<spec name>"
-	AgreementID string
-	Service     Service
-	Spec        string   // Spec.Name it was created from
-	StoreID     string   // "" when it has no secrets
-	Secrets     []string // secret names mounted
-	State       string   // engine state: created, running, restarting, exited, dead, ...
+	ID         string
+	Name       string // engine name: "<instance id>-<spec name>"
+	InstanceID string // Instance.InstanceID it was started for
+	Service    Service
+	Spec       string   // Spec.Name it was created from
+	StoreID    string   // "" when it has no secrets
+	Secrets    []string // secret names mounted
+	State      string   // engine state: created, running, restarting, exited, dead, ...
 }
 
 // Start creates and starts the containers of inst, each with its secrets bind-mounted
@@ -109,7 +111,7 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 	}
 	for _, p := range plans {
 		if _, err := w.ensureImage(ctx, p.cfg.Image); err != nil {
-			return nil, fmt.Errorf("agreement %q container %q: %w", inst.AgreementID, p.spec, err)
+			return nil, fmt.Errorf("agreement %q container %q: %w", inst.InstanceID, p.spec, err)
 		}
 	}
 
@@ -126,7 +128,7 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 			}
 		}
 		if madeNet {
-			if err := w.removeNetworks(rctx, inst.AgreementID); err != nil {
+			if err := w.removeNetworks(rctx, inst.InstanceID); err != nil {
 				errs = append(errs, fmt.Errorf("rollback: %w", err))
 			}
 		}
@@ -143,20 +145,20 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 		}
 	}
 	if shared > 1 {
-		if madeNet, err = w.ensureNetwork(ctx, inst.AgreementID); err != nil {
-			return rollback(fmt.Errorf("agreement %q: %w", inst.AgreementID, err))
+		if madeNet, err = w.ensureNetwork(ctx, inst.InstanceID); err != nil {
+			return rollback(fmt.Errorf("agreement %q: %w", inst.InstanceID, err))
 		}
 	}
 	for _, p := range plans {
 		var netCfg *network.NetworkingConfig
 		if shared > 1 && !p.host.NetworkMode.IsHost() {
-			p.host.NetworkMode = container.NetworkMode(NetworkName(inst.AgreementID))
+			p.host.NetworkMode = container.NetworkMode(NetworkName(inst.InstanceID))
 			netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-				NetworkName(inst.AgreementID): {Aliases: []string{p.spec}}}}
+				NetworkName(inst.InstanceID): {Aliases: []string{p.spec}}}}
 		}
 		created, err := w.api.ContainerCreate(ctx, p.cfg, p.host, netCfg, nil, p.name)
 		if err != nil {
-			return rollback(fmt.Errorf("agreement %q: create container %q: %w", inst.AgreementID, p.name, err))
+			return rollback(fmt.Errorf("agreement %q: create container %q: %w", inst.InstanceID, p.name, err))
 		}
 		c := p.container(created.ID)
 		started = append(started, c)
@@ -166,10 +168,10 @@ func (w *Worker) Start(ctx context.Context, inst Instance) ([]Container, error) 
 		err = w.api.ContainerStart(ctx, created.ID, container.StartOptions{})
 		w.refreshHolder(ctx, created.ID)
 		if err != nil {
-			return rollback(fmt.Errorf("agreement %q: start container %q: %w", inst.AgreementID, p.name, err))
+			return rollback(fmt.Errorf("agreement %q: start container %q: %w", inst.InstanceID, p.name, err))
 		}
 		started[len(started)-1].State = "running"
-		w.log.Info("started container", "agreement", inst.AgreementID, "container", p.name,
+		w.log.Info("started container", "agreement", inst.InstanceID, "container", p.name,
 			"id", created.ID, "image", p.cfg.Image, "secrets", len(c.Secrets))
 	}
 	return started, nil
@@ -185,16 +187,16 @@ type plan struct {
 }
 
 func (p plan) container(id string) Container {
-	return Container{ID: id, Name: p.name, AgreementID: p.inst.AgreementID, Service: p.inst.Service,
+	return Container{ID: id, Name: p.name, InstanceID: p.inst.InstanceID, Service: p.inst.Service,
 		Spec: p.spec, StoreID: p.storeID, Secrets: p.secrets, State: "created"}
 }
 
 // plan checks inst and turns it into engine requests, without calling the engine.
 func (w *Worker) plan(inst Instance) ([]plan, error) {
 	bad := func(format string, args ...any) error {
-		return fmt.Errorf("agreement %q: "+format+": %w", append(append([]any{inst.AgreementID}, args...), ErrInvalid)...)
+		return fmt.Errorf("agreement %q: "+format+": %w", append(append([]any{inst.InstanceID}, args...), ErrInvalid)...)
 	}
-	if err := checkName("agreement id", inst.AgreementID); err != nil {
+	if err := checkName("agreement id", inst.InstanceID); err != nil {
 		return nil, err
 	}
 	for field, v := range map[string]string{"service org": inst.Service.Org, "service url": inst.Service.URL, "service version": inst.Service.Version} {
@@ -212,7 +214,7 @@ func (w *Worker) plan(inst Instance) ([]plan, error) {
 	plans := make([]plan, 0, len(inst.Containers))
 	for _, spec := range inst.Containers {
 		if err := checkName("container name", spec.Name); err != nil {
-			return nil, fmt.Errorf("agreement %q: %w", inst.AgreementID, err)
+			return nil, fmt.Errorf("agreement %q: %w", inst.InstanceID, err)
 		}
 		if seen[spec.Name] {
 			return nil, bad("container %q declared twice", spec.Name)
@@ -220,7 +222,7 @@ func (w *Worker) plan(inst Instance) ([]plan, error) {
 		seen[spec.Name] = true
 		p, err := w.planOne(&inst, spec)
 		if err != nil {
-			return nil, fmt.Errorf("agreement %q container %q: %w", inst.AgreementID, spec.Name, err)
+			return nil, fmt.Errorf("agreement %q container %q: %w", inst.InstanceID, spec.Name, err)
 		}
 		plans = append(plans, p)
 	}
@@ -267,7 +269,7 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	labels := map[string]string{
 		labelAgent:      w.agent,
 		labelRole:       roleService,
-		labelAgreement:  inst.AgreementID,
+		labelAgreement:  inst.InstanceID,
 		labelServiceOrg: inst.Service.Org,
 		labelServiceURL: inst.Service.URL,
 		labelServiceVer: inst.Service.Version,
@@ -324,7 +326,7 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if err := w.applyDeployment(inst, spec, names, cfg, host); err != nil {
 		return plan{}, err
 	}
-	return plan{name: inst.AgreementID + "-" + spec.Name, spec: spec.Name, inst: inst,
+	return plan{name: inst.InstanceID + "-" + spec.Name, spec: spec.Name, inst: inst,
 		secrets: names, storeID: storeID, cfg: cfg, host: host}, nil
 }
 

@@ -50,7 +50,7 @@ func (w *Worker) remove(ctx context.Context, c Container) error {
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %q: %w", c.Name, err)
 	}
-	w.log.Info("removed container", "agreement", c.AgreementID, "container", c.Name, "id", c.ID)
+	w.log.Info("removed container", "agreement", c.InstanceID, "container", c.Name, "id", c.ID)
 	return nil
 }
 
@@ -96,7 +96,7 @@ func (w *Worker) listLabels(ctx context.Context, agreementID string) ([]labelled
 func fromLabels(id string, l map[string]string) Container {
 	return Container{
 		ID:          id,
-		AgreementID: l[labelAgreement],
+		InstanceID: l[labelAgreement],
 		Service:     Service{Org: l[labelServiceOrg], URL: l[labelServiceURL], Version: l[labelServiceVer]},
 		Spec:        l[labelSpecName],
 		StoreID:     l[labelStore],

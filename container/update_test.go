@@ -35,7 +35,7 @@ func TestUpdateLive(t *testing.T) {
 		jsonSecret("tok", "tok-key", c+"-tok-1"),
 		jsonSecret("cfg", "cfg-key", c+"-cfg-1"),
 	)
-	got, err := h.Start(ctx, Instance{AgreementID: "agr-live", Service: testService, Containers: []Spec{{
+	got, err := h.Start(ctx, Instance{InstanceID: "agr-live", Service: testService, Containers: []Spec{{
 		Name: "app", Image: ref, Store: st,
 		Secrets: []Secret{{Name: "plain"}, {Name: "tok", OnUpdate: sighup}, {Name: "cfg", OnUpdate: protocol.OnUpdate{Kind: protocol.OnUpdateRestart}}},
 	}}})
@@ -131,7 +131,7 @@ func TestUpdateRestartMode(t *testing.T) {
 	c := canary(t)
 	st := h.newStore(t, fs, "store-restart", 1000, 1000,
 		jsonSecret("tok", "k", c+"-1"), jsonSecret("other", "k", c+"-other"))
-	got, err := h.Start(ctx, Instance{AgreementID: "agr-restart", Service: testService, Containers: []Spec{{
+	got, err := h.Start(ctx, Instance{InstanceID: "agr-restart", Service: testService, Containers: []Spec{{
 		Name: "app", Image: ref, Store: st,
 		Secrets: []Secret{{Name: "tok", OnUpdate: sighup}, {Name: "other"}},
 	}}})

@@ -46,7 +46,7 @@ func TestSecretReadableOnlyByOwner(t *testing.T) {
 	value := `{"key":"k","value":"` + needle + `"}`
 	st := h.newStore(t, fs, "store-owner", uid, gid, jsonSecret("db_token", "k", needle))
 
-	got, err := h.Start(ctx, Instance{AgreementID: "agr-read", Service: testService, Containers: []Spec{
+	got, err := h.Start(ctx, Instance{InstanceID: "agr-read", Service: testService, Containers: []Spec{
 		{Name: "owner", Image: ref, Env: map[string]string{"GREETING": "hello"}, Secrets: []Secret{{Name: "db_token"}}, Store: st},
 		{Name: "intruder", Image: intruderRef, Secrets: []Secret{{Name: "db_token"}}, Store: st},
 	}})
@@ -211,7 +211,7 @@ func TestNamedImageUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := h.newStore(t, testFS(t, ""), "store-named", uid, gid, jsonSecret("api_key", "k", canary(t)))
-	got, err := h.Start(ctx, Instance{AgreementID: "agr-named", Service: testService, Containers: []Spec{
+	got, err := h.Start(ctx, Instance{InstanceID: "agr-named", Service: testService, Containers: []Spec{
 		{Name: "app", Image: ref, Secrets: []Secret{{Name: "api_key"}}, Store: st},
 	}})
 	if err != nil {
@@ -248,7 +248,7 @@ func TestRefusedBeforeDocker(t *testing.T) {
 		if s.Image == "" {
 			s.Image = ref
 		}
-		return Instance{AgreementID: "agr", Service: testService, Containers: []Spec{s}}
+		return Instance{InstanceID: "agr", Service: testService, Containers: []Spec{s}}
 	}
 	secret := func(name string) Spec {
 		return Spec{Secrets: []Secret{{Name: name}}, Store: store(name)}
@@ -275,11 +275,11 @@ func TestRefusedBeforeDocker(t *testing.T) {
 		{"env key with =", one(Spec{Env: map[string]string{"A=B": "x"}}), "env key"},
 		{"empty env key", one(Spec{Env: map[string]string{"": "x"}}), "env key"},
 		{"bad container name", one(Spec{Name: "../x"}), "container name"},
-		{"bad agreement id", Instance{AgreementID: "a b", Service: testService, Containers: []Spec{{Name: "c", Image: ref}}}, "agreement id"},
-		{"no service url", Instance{AgreementID: "a", Service: Service{Org: "o"}, Containers: []Spec{{Name: "c", Image: ref}}}, "service org and url"},
-		{"no containers", Instance{AgreementID: "a", Service: testService}, "no containers"},
-		{"duplicate container", Instance{AgreementID: "a", Service: testService, Containers: []Spec{{Name: "c", Image: ref}, {Name: "c", Image: ref}}}, "declared twice"},
-		{"one bad of two", Instance{AgreementID: "a", Service: testService, Containers: []Spec{{Name: "ok", Image: ref}, {Name: "bad", Image: ref, Secrets: []Secret{{Name: "usr"}}, Store: store("usr")}}}, "reserved"},
+		{"bad agreement id", Instance{InstanceID: "a b", Service: testService, Containers: []Spec{{Name: "c", Image: ref}}}, "agreement id"},
+		{"no service url", Instance{InstanceID: "a", Service: Service{Org: "o"}, Containers: []Spec{{Name: "c", Image: ref}}}, "service org and url"},
+		{"no containers", Instance{InstanceID: "a", Service: testService}, "no containers"},
+		{"duplicate container", Instance{InstanceID: "a", Service: testService, Containers: []Spec{{Name: "c", Image: ref}, {Name: "c", Image: ref}}}, "declared twice"},
+		{"one bad of two", Instance{InstanceID: "a", Service: testService, Containers: []Spec{{Name: "ok", Image: ref}, {Name: "bad", Image: ref, Secrets: []Secret{{Name: "usr"}}, Store: store("usr")}}}, "reserved"},
 	}
 	before := countContainers(t, cli, h.agent)
 	for _, tc := range tests {
@@ -306,7 +306,7 @@ func TestImageNotPresent(t *testing.T) {
 	h := testWorker(t, cli)
 	ctx := bg(t)
 	ref := "anax-test-container-absent:never-built"
-	_, err := h.Start(ctx, Instance{AgreementID: "agr", Service: testService, Containers: []Spec{{Name: "c", Image: ref}}})
+	_, err := h.Start(ctx, Instance{InstanceID: "agr", Service: testService, Containers: []Spec{{Name: "c", Image: ref}}})
 	if !errors.Is(err, ErrImageNotFound) {
 		t.Fatalf("Start with an absent image = %v, want ErrImageNotFound", err)
 	}
@@ -326,7 +326,7 @@ func TestStartRollsBack(t *testing.T) {
 	ctx := bg(t)
 	ref := testImage(t, cli, "1000:1000", nil)
 	gone := &Store{ID: "gone", Mode: "mount-swap", Files: map[string]string{"tok": "/nonexistent/anax-test/tok"}, DirView: "/nonexistent/anax-test/view"}
-	_, err := h.Start(ctx, Instance{AgreementID: "agr-rollback", Service: testService, Containers: []Spec{
+	_, err := h.Start(ctx, Instance{InstanceID: "agr-rollback", Service: testService, Containers: []Spec{
 		{Name: "first", Image: ref},
 		{Name: "second", Image: ref, Secrets: []Secret{{Name: "tok"}}, Store: gone},
 	}})
@@ -350,10 +350,10 @@ func TestRecovery(t *testing.T) {
 	ref := testImage(t, cli, "1000:1000", nil)
 	st := h.newStore(t, testFS(t, ""), "store-rec", 1000, 1000, jsonSecret("tok", "k", canary(t)))
 	for _, inst := range []Instance{
-		{AgreementID: "agr-1", Service: testService, Containers: []Spec{
+		{InstanceID: "agr-1", Service: testService, Containers: []Spec{
 			{Name: "web", Image: ref, Secrets: []Secret{{Name: "tok", OnUpdate: protocol.OnUpdate{Kind: protocol.OnUpdateSignal, Signal: "SIGHUP"}}}, Store: st},
 			{Name: "worker", Image: ref, Command: []string{"exit", "0"}}}},
-		{AgreementID: "agr-2", Service: Service{Org: "o2", URL: "svc2", Version: "2.0.0"}, Containers: []Spec{
+		{InstanceID: "agr-2", Service: Service{Org: "o2", URL: "svc2", Version: "2.0.0"}, Containers: []Spec{
 			{Name: "web", Image: ref}}},
 	} {
 		if _, err := h.Start(ctx, inst); err != nil {
@@ -363,7 +363,7 @@ func TestRecovery(t *testing.T) {
 
 	// Starting an agreement again fails on the engine's name check and removes only what that
 	// call created.
-	if _, err := h.Start(ctx, Instance{AgreementID: "agr-2", Service: testService, Containers: []Spec{{Name: "web", Image: ref}}}); err == nil {
+	if _, err := h.Start(ctx, Instance{InstanceID: "agr-2", Service: testService, Containers: []Spec{{Name: "web", Image: ref}}}); err == nil {
 		t.Error("starting agr-2 twice succeeded")
 	}
 	if err := h.Close(); err != nil {
@@ -385,9 +385,9 @@ func TestRecovery(t *testing.T) {
 		byName[c.Name] = c
 	}
 	want := map[string]Container{
-		"agr-1-web":    {AgreementID: "agr-1", Service: testService, Spec: "web", StoreID: "store-rec", Secrets: []string{"tok"}},
-		"agr-1-worker": {AgreementID: "agr-1", Service: testService, Spec: "worker"},
-		"agr-2-web":    {AgreementID: "agr-2", Service: Service{Org: "o2", URL: "svc2", Version: "2.0.0"}, Spec: "web"},
+		"agr-1-web":    {InstanceID: "agr-1", Service: testService, Spec: "web", StoreID: "store-rec", Secrets: []string{"tok"}},
+		"agr-1-worker": {InstanceID: "agr-1", Service: testService, Spec: "worker"},
+		"agr-2-web":    {InstanceID: "agr-2", Service: Service{Org: "o2", URL: "svc2", Version: "2.0.0"}, Spec: "web"},
 	}
 	if len(list) != len(want) {
 		t.Fatalf("List = %+v, want %d containers", list, len(want))
@@ -398,7 +398,7 @@ func TestRecovery(t *testing.T) {
 			t.Errorf("List lacks %s", name)
 			continue
 		}
-		if g.ID == "" || g.State == "" || g.AgreementID != w.AgreementID || g.Service != w.Service || g.Spec != w.Spec ||
+		if g.ID == "" || g.State == "" || g.InstanceID != w.InstanceID || g.Service != w.Service || g.Spec != w.Spec ||
 			g.StoreID != w.StoreID || strings.Join(g.Secrets, ",") != strings.Join(w.Secrets, ",") {
 			t.Errorf("List %s = %+v, want %+v", name, g, w)
 		}
@@ -421,7 +421,7 @@ func TestRecovery(t *testing.T) {
 	if err := again.Stop(ctx, "agr-1"); err != nil {
 		t.Fatal(err)
 	}
-	if l, _ := again.List(ctx); len(l) != 1 || l[0].AgreementID != "agr-2" {
+	if l, _ := again.List(ctx); len(l) != 1 || l[0].InstanceID != "agr-2" {
 		t.Errorf("after Stop(agr-1) List = %+v, want agr-2 only", l)
 	}
 }
@@ -434,7 +434,7 @@ func TestWatchReportsDeaths(t *testing.T) {
 	ref := testImage(t, cli, "1000:1000", nil)
 	started := map[string]Container{}
 	for _, agr := range []string{"agr-die", "agr-stop"} {
-		got, err := h.Start(ctx, Instance{AgreementID: agr, Service: testService, Containers: []Spec{{Name: "web", Image: ref}}})
+		got, err := h.Start(ctx, Instance{InstanceID: agr, Service: testService, Containers: []Spec{{Name: "web", Image: ref}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -472,7 +472,7 @@ func TestWatchReportsDeaths(t *testing.T) {
 	}
 	select {
 	case d := <-deaths:
-		if d.ID != started["agr-die"].ID || d.AgreementID != "agr-die" || d.Spec != "web" || d.ExitCode != 137 || d.Name != "agr-die-web" {
+		if d.ID != started["agr-die"].ID || d.InstanceID != "agr-die" || d.Spec != "web" || d.ExitCode != 137 || d.Name != "agr-die-web" {
 			t.Errorf("Death = %+v, want agr-die-web with exit code 137", d)
 		}
 	case err := <-done:
@@ -492,7 +492,7 @@ func TestStopStubborn(t *testing.T) {
 	h := testWorker(t, cli)
 	ctx := bg(t)
 	ref := testImage(t, cli, "1000:1000", nil)
-	got, err := h.Start(ctx, Instance{AgreementID: "agr-stubborn", Service: testService, Containers: []Spec{
+	got, err := h.Start(ctx, Instance{InstanceID: "agr-stubborn", Service: testService, Containers: []Spec{
 		{Name: "a", Image: ref, Command: []string{"stubborn"}}, {Name: "b", Image: ref}}})
 	if err != nil {
 		t.Fatal(err)
