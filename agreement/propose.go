@@ -254,7 +254,7 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 // instance is what the worker starts for r.
 func (r *record) instance(specs []container.Spec) container.Instance {
 	return container.Instance{
-		InstanceID:     r.Instance,
+		InstanceID:      r.Instance,
 		Service:         container.Service{Org: r.Service.Org, URL: r.Service.URL, Version: r.Service.Version},
 		Containers:      specs,
 		Env:             r.Env,

@@ -95,12 +95,12 @@ func (w *Worker) listLabels(ctx context.Context, agreementID string) ([]labelled
 
 func fromLabels(id string, l map[string]string) Container {
 	return Container{
-		ID:          id,
+		ID:         id,
 		InstanceID: l[labelAgreement],
-		Service:     Service{Org: l[labelServiceOrg], URL: l[labelServiceURL], Version: l[labelServiceVer]},
-		Spec:        l[labelSpecName],
-		StoreID:     l[labelStore],
-		Secrets:     splitList(l[labelSecrets]),
+		Service:    Service{Org: l[labelServiceOrg], URL: l[labelServiceURL], Version: l[labelServiceVer]},
+		Spec:       l[labelSpecName],
+		StoreID:    l[labelStore],
+		Secrets:    splitList(l[labelSecrets]),
 	}
 }
 

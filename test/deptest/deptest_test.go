@@ -22,7 +22,7 @@ var allowed = map[string][]string{
 	// Leaves: the wire protocol and the platform layer import nothing of the module.
 	"protocol":            {},
 	"protocol/constraint": {},
-	"platform/arch":        {},
+	"platform/arch":       {},
 	"platform/linux":      {},
 
 	// The node side, bottom up.
