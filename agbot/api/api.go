@@ -118,9 +118,12 @@ func (a *API) routes() {
 
 	// Secure secrets API (anax routes).
 	// Refusals are JSON strings there, as anax's (anaxErrors).
-	for _, method := range []string{"GET", "LIST", "PUT", "POST", "DELETE"} {
-		m.HandleFunc(method+" /org/{org}/secrets", anaxErrors(a.auth(a.secrets)))
-		m.HandleFunc(method+" /org/{org}/secrets/{name...}", anaxErrors(a.auth(a.secrets)))
+	for method, h := range map[string]http.HandlerFunc{
+		"LIST": a.listSecrets, http.MethodGet: a.getSecret, http.MethodPut: a.putSecret,
+		http.MethodPost: a.putSecret, http.MethodDelete: a.deleteSecret,
+	} {
+		m.HandleFunc(method+" /org/{org}/secrets", anaxErrors(a.auth(h)))
+		m.HandleFunc(method+" /org/{org}/secrets/{name...}", anaxErrors(a.auth(h)))
 	}
 	m.HandleFunc("LIST /org/{org}/allsecrets", anaxErrors(a.auth(a.allSecrets)))
 

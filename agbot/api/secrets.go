@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/edge-secrets/anax-agent/agbot/access"
+	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 )
 
@@ -47,164 +48,232 @@ func isScope(p string) bool {
 	return false
 }
 
-func (a *API) secrets(w http.ResponseWriter, r *http.Request) {
-	c := callerOf(r)
-	org, path := r.PathValue("org"), r.PathValue("name")
-	audit := func(op, name string, code int, why string) {
-		a.log.Info("audit", "op", "secret "+op, "org", org, "secret", name, "caller", c.String(), "result", code, "why", why)
-	}
-	refuse := func(op, name string, err error) {
-		code := status(err)
-		audit(op, name, code, err.Error())
-		if code == http.StatusInternalServerError {
-			a.log.Error("internal error", "err", err)
-		}
-		writeJSON(w, code, anaxMessage(c, op, org, name, code, err))
-	}
-	if err := secrets.ValidateOrg(org); err != nil {
-		refuse(strings.ToLower(r.Method), path, err)
-		return
-	}
+// secretReq is one request on the secrets API: who asks, for what, and how to answer.
+type secretReq struct {
+	a         *API
+	w         http.ResponseWriter
+	r         *http.Request
+	c         access.Caller
+	org, path string
+}
 
-	// anax's refusals of names that are only a scope keyword, or a scope where a secret is meant.
+func (q *secretReq) audit(op, name string, code int, why string) {
+	q.a.log.Info("audit", "op", "secret "+op, "org", q.org, "secret", name, "caller", q.c.String(), "result", code, "why", why)
+}
+
+// refuse answers err in anax's shape (a JSON string) and audits it.
+func (q *secretReq) refuse(op string, err error) {
+	code := status(err)
+	q.audit(op, q.path, code, err.Error())
+	if code == http.StatusInternalServerError {
+		q.a.log.Error("internal error", "err", err)
+	}
+	writeJSON(q.w, code, anaxMessage(q.c, op, q.org, q.path, code, err))
+}
+
+// secretRequest checks what every secrets call shares: the org, and anax's refusals of a name
+// that is only a scope keyword or a scope where a secret is meant. ok false: answered.
+func (a *API) secretRequest(w http.ResponseWriter, r *http.Request) (*secretReq, bool) {
+	q := &secretReq{a: a, w: w, r: r, c: callerOf(r), org: r.PathValue("org"), path: r.PathValue("name")}
+	op := strings.ToLower(r.Method)
+	if err := secrets.ValidateOrg(q.org); err != nil {
+		q.refuse(op, err)
+		return nil, false
+	}
 	switch {
-	case path == "user" || path == "node":
-		refuse(strings.ToLower(r.Method), path, fmt.Errorf("%w: %s must be specified in the API path", errBadRequest, strings.ToUpper(path[:1])+path[1:]))
-		return
-	case isScope(path) && r.Method != "LIST":
-		refuse(strings.ToLower(r.Method), path, fmt.Errorf("%w: Incorrect secret name provided: %q cannot refer to a secret in the secrets manager (it is a collection: LIST it)", errBadRequest, path))
-		return
+	case q.path == "user" || q.path == "node":
+		q.refuse(op, fmt.Errorf("%w: %s must be specified in the API path", errBadRequest, strings.ToUpper(q.path[:1])+q.path[1:]))
+		return nil, false
+	case isScope(q.path) && r.Method != "LIST":
+		q.refuse(op, fmt.Errorf("%w: Incorrect secret name provided: %q cannot refer to a secret in the secrets manager (it is a collection: LIST it)", errBadRequest, q.path))
+		return nil, false
+	case q.collection() && r.Method != http.MethodGet && r.Method != "LIST":
+		q.refuse(op, fmt.Errorf("%w: %s on a collection of secrets: use GET or LIST", errBadRequest, r.Method))
+		return nil, false
 	}
+	return q, true
+}
 
-	// Collections: list.
-	if path == "" || isScope(path) {
-		if r.Method != "GET" && r.Method != "LIST" {
-			refuse(strings.ToLower(r.Method), path, fmt.Errorf("%w: %s on a collection of secrets: use GET or LIST", errBadRequest, r.Method))
-			return
-		}
-		scope, err := secrets.ParseScope(path)
-		if err != nil {
-			refuse("list", path, err)
-			return
-		}
-		t := access.Target{Org: org, User: scope.User, Node: scope.Node}
-		if err := access.Secret(c, access.List, t, a.nodeOwner); err != nil {
-			refuse("list", path, err)
-			return
-		}
-		names, err := a.sm.List(r.Context(), org, path)
-		if err != nil {
-			refuse("list", path, err)
-			return
-		}
-		if names == nil {
-			names = []string{}
-		}
-		audit("list", path, 200, "")
-		writeJSON(w, 200, names)
-		return
-	}
+func (q *secretReq) collection() bool { return q.path == "" || isScope(q.path) }
 
-	op := map[string]access.Action{"GET": access.Read, "LIST": access.List, "PUT": access.Write, "POST": access.Write, "DELETE": access.Delete}[r.Method]
-	n, err := secrets.ParseName(path)
+// allowed parses the secret name and checks the caller may act on it. ok false: answered.
+func (q *secretReq) allowed(op access.Action) bool {
+	n, err := secrets.ParseName(q.path)
 	if err != nil {
-		refuse(string(op), path, err)
+		q.refuse(string(op), err)
+		return false
+	}
+	t := access.Target{Org: q.org, User: n.User, Node: n.Node, Name: n.Secret}
+	if err := access.Secret(q.c, op, t, q.a.nodeOwner); err != nil {
+		q.refuse(string(op), err)
+		return false
+	}
+	return true
+}
+
+// listSecrets serves LIST and GET on a collection (the names in a scope), and LIST of one name
+// (anax's {"exists": bool}).
+func (a *API) listSecrets(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.secretRequest(w, r)
+	if !ok {
 		return
 	}
-	t := access.Target{Org: org, User: n.User, Node: n.Node, Name: n.Secret}
-	if err := access.Secret(c, op, t, a.nodeOwner); err != nil {
-		refuse(string(op), path, err)
+	if !q.collection() {
+		q.exists()
+		return
+	}
+	scope, err := secrets.ParseScope(q.path)
+	if err != nil {
+		q.refuse("list", err)
+		return
+	}
+	t := access.Target{Org: q.org, User: scope.User, Node: scope.Node}
+	if err := access.Secret(q.c, access.List, t, a.nodeOwner); err != nil {
+		q.refuse("list", err)
+		return
+	}
+	names, err := a.sm.List(r.Context(), q.org, q.path)
+	if err != nil {
+		q.refuse("list", err)
+		return
+	}
+	if names == nil {
+		names = []string{}
+	}
+	q.audit("list", q.path, http.StatusOK, "")
+	writeJSON(w, http.StatusOK, names)
+}
+
+// exists answers LIST of one name: {"exists": true|false}, as anax.
+func (q *secretReq) exists() {
+	if !q.allowed(access.List) {
+		return
+	}
+	_, _, err := q.a.sm.Get(q.r.Context(), q.org, q.path)
+	switch {
+	case err == nil:
+		q.audit("list", q.path, http.StatusOK, "exists")
+		writeJSON(q.w, http.StatusOK, map[string]bool{"exists": true})
+	case errors.Is(err, secrets.ErrNotFound):
+		q.audit("list", q.path, http.StatusOK, "absent")
+		writeJSON(q.w, http.StatusOK, map[string]bool{"exists": false})
+	default:
+		q.refuse("list", err)
+	}
+}
+
+// getSecret serves GET of one name (GET of a collection lists it).
+func (a *API) getSecret(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.secretRequest(w, r)
+	if !ok {
+		return
+	}
+	if q.collection() {
+		a.listSecrets(w, r)
+		return
+	}
+	if !q.allowed(access.Read) {
+		return
+	}
+	s, _, err := a.sm.Get(r.Context(), q.org, q.path)
+	if err != nil {
+		q.refuse("read", err)
+		return
+	}
+	q.audit("read", q.path, http.StatusOK, "")
+	writeJSON(w, http.StatusOK, SecretBody{Key: s.Key, Value: s.Value})
+}
+
+// putSecret serves PUT (create or replace) and POST (create only): 201, as anax.
+func (a *API) putSecret(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.secretRequest(w, r)
+	if !ok || !q.allowed(access.Write) {
+		return
+	}
+	var body SecretBody
+	if err := readJSON(r, int64(a.cfg.MaxValue)+4096, &body); err != nil {
+		q.refuse("write", err)
+		return
+	}
+	if len(body.Value) > a.cfg.MaxValue {
+		q.refuse("write", fmt.Errorf("%w: value is %d bytes, the limit is %d", errTooLarge, len(body.Value), a.cfg.MaxValue))
+		return
+	}
+	if body.Key == "" {
+		q.refuse("write", fmt.Errorf("%w: field key: must not be empty", errBadRequest))
+		return
+	}
+	sec := secrets.Secret{Key: body.Key, Value: body.Value}
+	var ver int64
+	var err error
+	if r.Method == http.MethodPost {
+		ver, err = a.sm.Create(r.Context(), q.org, q.path, sec)
+	} else {
+		ver, err = a.sm.Put(r.Context(), q.org, q.path, sec)
+	}
+	if err != nil {
+		q.refuse("write", err)
+		return
+	}
+	q.audit("write", q.path, http.StatusCreated, fmt.Sprintf("version %d", ver))
+	writeJSON(w, http.StatusCreated, map[string]any{"name": q.path, "version": ver})
+}
+
+// deleteSecret serves DELETE: 409 naming the agreements that would lose the secret with no
+// fallback, unless force=true, which cancels them; 204 (anax) with the count in a header.
+func (a *API) deleteSecret(w http.ResponseWriter, r *http.Request) {
+	q, ok := a.secretRequest(w, r)
+	if !ok || !q.allowed(access.Delete) {
 		return
 	}
 	ctx := r.Context()
-	switch r.Method {
-	case "LIST":
-		_, _, err := a.sm.Get(ctx, org, path)
-		switch {
-		case err == nil:
-			audit("list", path, 200, "exists")
-			writeJSON(w, 200, map[string]bool{"exists": true})
-		case errors.Is(err, secrets.ErrNotFound):
-			audit("list", path, 200, "absent")
-			writeJSON(w, 200, map[string]bool{"exists": false})
-		default:
-			refuse("list", path, err)
-		}
-	case "GET":
-		s, _, err := a.sm.Get(ctx, org, path)
-		if err != nil {
-			refuse("read", path, err)
-			return
-		}
-		audit("read", path, 200, "")
-		writeJSON(w, 200, SecretBody{Key: s.Key, Value: s.Value})
-	case "PUT", "POST":
-		var body SecretBody
-		if err := readJSON(r, int64(a.cfg.MaxValue)+4096, &body); err != nil {
-			refuse("write", path, err)
-			return
-		}
-		if len(body.Value) > a.cfg.MaxValue {
-			refuse("write", path, fmt.Errorf("%w: value is %d bytes, the limit is %d", errTooLarge, len(body.Value), a.cfg.MaxValue))
-			return
-		}
-		if body.Key == "" {
-			refuse("write", path, fmt.Errorf("%w: field key: must not be empty", errBadRequest))
-			return
-		}
-		sec := secrets.Secret{Key: body.Key, Value: body.Value}
-		var ver int64
-		code := 201 // anax: created or updated
-		if r.Method == "POST" {
-			ver, err = a.sm.Create(ctx, org, path, sec)
-		} else {
-			ver, err = a.sm.Put(ctx, org, path, sec)
-		}
-		if err != nil {
-			refuse("write", path, err)
-			return
-		}
-		audit("write", path, code, fmt.Sprintf("version %d", ver))
-		writeJSON(w, code, map[string]any{"name": path, "version": ver})
-	case "DELETE":
-		force := r.URL.Query().Get("force") == "true"
-		uses, err := a.eng.Users(ctx, org, path)
-		if err != nil {
-			refuse("delete", path, err)
-			return
-		}
-		if len(uses) > 0 && !force {
-			body := Conflict{Code: 409, Users: make([]SecretUser, 0, len(uses))}
-			var who []string
-			for _, u := range uses {
-				body.Users = append(body.Users, SecretUser(u))
-				who = append(who, fmt.Sprintf("node %s (owner %s, %s, agreement %s)", u.Node, u.Owner, u.Source, u.Agreement))
-			}
-			body.Error = fmt.Sprintf("secret %q is used with no fallback by %d agreement(s): %s; delete with force=true to cancel them", path, len(uses), strings.Join(who, ", "))
-			audit("delete", path, 409, body.Error)
-			writeJSON(w, 409, body)
-			return
-		}
-		if err := a.sm.Delete(ctx, org, path); err != nil {
-			refuse("delete", path, err)
-			return
-		}
-		if len(uses) > 0 {
-			ids := make([]string, 0, len(uses))
-			for _, u := range uses {
-				ids = append(ids, u.Agreement)
-			}
-			if err := a.eng.CancelAgreements(ids, fmt.Sprintf("secret %q deleted with force", path)); err != nil {
-				a.log.Error("cancel after forced delete", "secret", path, "err", err)
-			}
-			// Hold new agreements for those nodes until the secret is back.
-			if err := a.eng.Reconcile(ctx, org); err != nil {
-				a.log.Warn("reconcile after forced delete", "org", org, "err", err)
-			}
-		}
-		audit("delete", path, 204, fmt.Sprintf("force=%v cancelled=%d", force, len(uses)))
-		w.Header().Set(CancelledHeader, strconv.Itoa(len(uses)))
-		w.WriteHeader(http.StatusNoContent) // anax: 204, no body
+	force := r.URL.Query().Get("force") == "true"
+	uses, err := a.eng.Users(ctx, q.org, q.path)
+	if err != nil {
+		q.refuse("delete", err)
+		return
+	}
+	if len(uses) > 0 && !force {
+		q.conflict(uses)
+		return
+	}
+	if err := a.sm.Delete(ctx, q.org, q.path); err != nil {
+		q.refuse("delete", err)
+		return
+	}
+	if len(uses) > 0 {
+		q.cancelUsers(uses)
+	}
+	q.audit("delete", q.path, http.StatusNoContent, fmt.Sprintf("force=%v cancelled=%d", force, len(uses)))
+	w.Header().Set(CancelledHeader, strconv.Itoa(len(uses)))
+	w.WriteHeader(http.StatusNoContent) // anax: 204, no body
+}
+
+// conflict answers 409 with the agreements a delete would leave with no value.
+func (q *secretReq) conflict(uses []engine.Use) {
+	body := Conflict{Code: http.StatusConflict, Users: make([]SecretUser, 0, len(uses))}
+	var who []string
+	for _, u := range uses {
+		body.Users = append(body.Users, SecretUser(u))
+		who = append(who, fmt.Sprintf("node %s (owner %s, %s, agreement %s)", u.Node, u.Owner, u.Source, u.Agreement))
+	}
+	body.Error = fmt.Sprintf("secret %q is used with no fallback by %d agreement(s): %s; delete with force=true to cancel them", q.path, len(uses), strings.Join(who, ", "))
+	q.audit("delete", q.path, http.StatusConflict, body.Error)
+	writeJSON(q.w, http.StatusConflict, body)
+}
+
+// cancelUsers ends the agreements a forced delete left with no value, and holds new ones for
+// those nodes until the secret is back.
+func (q *secretReq) cancelUsers(uses []engine.Use) {
+	ids := make([]string, 0, len(uses))
+	for _, u := range uses {
+		ids = append(ids, u.Agreement)
+	}
+	if err := q.a.eng.CancelAgreements(ids, fmt.Sprintf("secret %q deleted with force", q.path)); err != nil {
+		q.a.log.Error("cancel after forced delete", "secret", q.path, "err", err)
+	}
+	if err := q.a.eng.Reconcile(q.r.Context(), q.org); err != nil {
+		q.a.log.Warn("reconcile after forced delete", "org", q.org, "err", err)
 	}
 }
 
