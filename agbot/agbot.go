@@ -241,6 +241,9 @@ type Options struct {
 	// Limits: argon2id slots and queue, login throttles (zero: the api package's defaults).
 	Verifier                    access.VerifierConfig
 	AddressLimit, IdentityLimit access.LimitPolicy
+	// OfflineAfter: rollout status shows a node offline when it has no poll in flight and
+	// its last poll ended longer ago (zero: the engine's default, a long-poll plus 30s).
+	OfflineAfter time.Duration
 }
 
 // DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; each long-polling
@@ -307,7 +310,8 @@ func Open(o Options) (*Server, error) {
 	if len(id) == 0 {
 		id = []byte("agbot")
 	}
-	s.Engine, err = engine.New(engine.Config{Store: st, Secrets: s.sm, Keys: keys, ID: string(id), Log: o.Log, Retry: o.Retry, MaxRetry: o.MaxRetry})
+	s.Engine, err = engine.New(engine.Config{Store: st, Secrets: s.sm, Keys: keys, ID: string(id), Log: o.Log, Retry: o.Retry, MaxRetry: o.MaxRetry,
+		OfflineAfter: o.OfflineAfter})
 	if err != nil {
 		s.close()
 		return nil, err

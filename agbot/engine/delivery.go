@@ -168,6 +168,8 @@ func (e *Engine) Poll(ctx context.Context, org, node string, after uint64, wait 
 		wait = e.cfg.MaxWait
 	}
 	id := NodeID(org, node)
+	e.seen.begin(id)
+	defer func() { e.seen.end(id, time.Now()) }()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
@@ -316,10 +318,18 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	e.mu.Unlock()
 
 	// ack removes the queued message of type t that the reply answers (same agreement and seq).
-	ack := func(t protocol.MessageType) bool {
+	// With applied, the node now holds the versions that message carried (rollout status).
+	ack := func(t protocol.MessageType, applied bool) bool {
 		mid, ok := e.q.find(id, h.Agreement, h.Seq, t)
+		if ok || applied {
+			if !ok {
+				mid = 0
+			}
+			if err := e.recordReply(org, node, h.Agreement, h.Seq, mid, ""); err != nil {
+				e.log.Warn("acknowledgement not recorded", "agreement", h.Agreement, "node", id, "err", err)
+			}
+		}
 		if ok {
-			_ = e.st.Update(func(tx *bolt.Tx) error { e.st.RemoveTx(tx, org, node, mid); return nil })
 			e.q.remove(id, mid)
 		}
 		return ok
@@ -332,7 +342,7 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		if a := e.live[h.Agreement]; a != nil {
 			c = *a
 		}
-		queued := ack(protocol.TypeProposal)
+		queued := ack(protocol.TypeProposal, false)
 		// Only the answer to the agreement's outstanding proposal decides it: a duplicate
 		// (the proposal was offered again or resealed and the node answered each copy), a
 		// reply to a proposal since superseded, or one arriving after the agreement moved on
@@ -346,6 +356,9 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		}
 		if m.Status == protocol.StatusAccepted {
 			c.State = StateAgreed
+			if err := e.recordReply(org, node, c.ID, h.Seq, 0, ""); err != nil {
+				e.log.Warn("acceptance not recorded in the rollout", "agreement", c.ID, "node", id, "err", err)
+			}
 		} else {
 			c.State, c.Held = StateDeclined, m.Reason
 		}
@@ -356,15 +369,22 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		if m.Status == protocol.StatusFailed {
 			// Nothing changed on the node; the update stays queued and is offered again.
 			e.log.Warn("update failed on node, will resend", "agreement", c.ID, "node", id, "seq", m.Seq, "reason", m.Reason)
+			reason := m.Reason
+			if reason == "" {
+				reason = "failed (no reason given)"
+			}
+			if err := e.recordReply(org, node, c.ID, h.Seq, 0, reason); err != nil {
+				e.log.Warn("failure not recorded in the rollout", "agreement", c.ID, "node", id, "err", err)
+			}
 			return nil
 		}
-		ack(protocol.TypeUpdate)
+		ack(protocol.TypeUpdate, true)
 		e.log.Info("update acknowledged", "agreement", c.ID, "node", id, "seq", m.Seq, "status", m.Status)
 		return nil
 	case *protocol.CancelReply:
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		ack(protocol.TypeCancel)
+		ack(protocol.TypeCancel, false)
 		if a := e.live[h.Agreement]; a == nil || a.State != StateEnding {
 			return nil // the agbot did not cancel it (or it is gone already): nothing to end
 		}
@@ -537,18 +557,30 @@ func (e *Engine) NodeDeleted(org, node string) error {
 			drop = append(drop, a)
 		}
 	}
+	e.hold.mu.Lock()
+	defer e.hold.mu.Unlock()
+	rc := e.planSaved(nil, drop, nil, time.Now())
 	err := e.st.Update(func(tx *bolt.Tx) error {
 		for _, a := range drop {
 			_ = e.agreements.DeleteTx(tx, a.Org, a.ID)
+		}
+		_ = e.lastPoll.DeleteTx(tx, org, node)
+		if err := rc.apply(tx, e.holdTable); err != nil {
+			return err
 		}
 		return e.st.DropNodeTx(tx, org, node)
 	})
 	if err != nil {
 		return err
 	}
+	rc.commit(&e.hold)
 	for _, a := range drop {
 		delete(e.live, a.ID)
 	}
+	e.seen.mu.Lock()
+	delete(e.seen.m, NodeID(org, node))
+	delete(e.seen.dirty, NodeID(org, node))
+	e.seen.mu.Unlock()
 	e.q.mu.Lock()
 	delete(e.q.m, NodeID(org, node))
 	e.q.mu.Unlock()
