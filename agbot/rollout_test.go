@@ -2,6 +2,7 @@ package agbot_test
 
 import (
 	"encoding/json"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 // the test, not by a clock.
 func rolloutFleet(t *testing.T) (*harness, []*simNode) {
 	h := newHarness(t, nil)
-	h.offlineAfter = time.Nanosecond
+	h.offlineAfter, h.metricsNames = time.Nanosecond, true
 	h.restart()
 	h.people()
 	for _, id := range []string{"node2", "node3"} {
@@ -96,6 +97,11 @@ func TestRolloutStatus(t *testing.T) {
 	if ro.Summary != want {
 		t.Fatalf("summary %q, want %q", ro.Summary, want)
 	}
+	// db: 2 acknowledged, 1 offline; api_token: 3 acknowledged.
+	h.wantMetrics(`anax_agbot_secret_updates{org="myorg",state="acknowledged"} 5`,
+		`anax_agbot_secret_updates{org="myorg",state="offline"} 1`,
+		`anax_agbot_secret_updates_by_secret{org="myorg",secret="db",state="acknowledged"} 2`,
+		`anax_agbot_secret_updates_by_secret{org="myorg",secret="db",state="offline"} 1`)
 
 	// Version 3: node1 applies it, node2 fails, node3 is still away (2 superseded).
 	putSecret(h, admin, "db", "canary-rollout-v3")
@@ -126,6 +132,11 @@ func TestRolloutStatus(t *testing.T) {
 	if ro := h.rollout("db", ""); ro.Summary != "version 3: 3 of 3 nodes acknowledged" {
 		t.Fatalf("after node3 is back: %q", ro.Summary)
 	}
+	// 6 acknowledged with the proposals, 2 of version 2, 3 of version 3.
+	h.wantMetrics(`anax_agbot_secret_updates_by_secret{org="myorg",secret="db",state="acknowledged"} 3`,
+		`anax_agbot_secret_updates_by_secret{org="myorg",secret="db",state="offline"} 0`,
+		`anax_agbot_secret_updates_by_secret{org="myorg",secret="db",state="failed"} 0`,
+		`anax_agbot_secret_fanout_seconds_count{org="myorg"} 11`)
 	h.restart()
 	if ro := h.rollout("db", ""); ro.Summary != "version 3: 3 of 3 nodes acknowledged" || ro.Total != 3 {
 		t.Fatalf("after a restart: %q (%d)", ro.Summary, ro.Total)
@@ -152,6 +163,12 @@ func TestRolloutStatusAccess(t *testing.T) {
 		{"dot-dot segment", admin, "/org/myorg/rollouts/a/../db", 400},
 		{"bad node filter", admin, "/org/myorg/rollouts/db?node=a/b", 400},
 	}
+	t.Run("metrics name no secret by default", func(t *testing.T) {
+		m := h.scrape()
+		if strings.Contains(m, "secret=") || strings.Contains(m, "canary") || !strings.Contains(m, "go_goroutines") {
+			t.Fatalf("metrics without --metrics-secret-names:\n%s", grepLines(m, "anax_agbot"))
+		}
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			code, raw := h.do(c.auth, "GET", c.path, nil)
@@ -163,6 +180,37 @@ func TestRolloutStatusAccess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// scrape reads the agbot's metrics.
+func (h *harness) scrape() string {
+	h.t.Helper()
+	rec := httptest.NewRecorder()
+	h.srv.MetricsServer().Handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if rec.Code != 200 {
+		h.t.Fatalf("metrics = %d", rec.Code)
+	}
+	return rec.Body.String()
+}
+
+func (h *harness) wantMetrics(lines ...string) {
+	h.t.Helper()
+	got := h.scrape()
+	for _, l := range lines {
+		if !strings.Contains(got, "\n"+l+"\n") {
+			h.t.Errorf("metrics lack %s; rollout lines:\n%s", l, grepLines(got, "anax_agbot_secret_"))
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && !strings.HasPrefix(l, "#") {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func mustJSON(t *testing.T, raw []byte, v any) {

@@ -321,13 +321,16 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	// With applied, the node now holds the versions that message carried (rollout status).
 	ack := func(t protocol.MessageType, applied bool) bool {
 		mid, ok := e.q.find(id, h.Agreement, h.Seq, t)
-		if ok || applied {
-			if !ok {
-				mid = 0
-			}
+		if !ok {
+			mid = 0
+		}
+		switch {
+		case applied:
 			if err := e.recordReply(org, node, h.Agreement, h.Seq, mid, ""); err != nil {
 				e.log.Warn("acknowledgement not recorded", "agreement", h.Agreement, "node", id, "err", err)
 			}
+		case ok:
+			_ = e.st.Update(func(tx *bolt.Tx) error { e.st.RemoveTx(tx, org, node, mid); return nil })
 		}
 		if ok {
 			e.q.remove(id, mid)
