@@ -2,6 +2,9 @@ package agbot_test
 
 import (
 	"encoding/json"
+	"html"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -102,6 +105,15 @@ func TestRolloutStatus(t *testing.T) {
 		`anax_agbot_secret_updates{org="myorg",state="offline"} 1`,
 		`anax_agbot_secret_updates_by_secret{org="myorg",secret="db",state="acknowledged"} 2`,
 		`anax_agbot_secret_updates_by_secret{org="myorg",secret="db",state="offline"} 1`)
+	page := h.page("/ui/org/myorg/rollouts/db")
+	for _, want := range []string{html.EscapeString(want), "<td>node3</td><td class=\"offline\">offline</td>"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("rollout page lacks %q:\n%s", want, page)
+		}
+	}
+	if nodes := h.page("/ui/org/myorg/nodes"); !strings.Contains(nodes, `href="/ui/org/myorg/rollouts/db"`) {
+		t.Errorf("nodes page lacks the link to db's rollout:\n%s", nodes)
+	}
 
 	// Version 3: node1 applies it, node2 fails, node3 is still away (2 superseded).
 	putSecret(h, admin, "db", "canary-rollout-v3")
@@ -180,6 +192,27 @@ func TestRolloutStatusAccess(t *testing.T) {
 			}
 		})
 	}
+}
+
+// page GETs a page as the admin: HTML, with a policy that allows only its own script.
+func (h *harness) page(path string) string {
+	h.t.Helper()
+	req, _ := http.NewRequest("GET", h.url+path, nil)
+	req.SetBasicAuth("myorg/admin", "adminpw")
+	resp, err := h.client.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	csp := resp.Header.Get("Content-Security-Policy")
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(csp, "default-src 'none'") {
+		h.t.Fatalf("GET %s = %d %s (CSP %q): %s", path, resp.StatusCode, resp.Header.Get("Content-Type"), csp, raw)
+	}
+	if strings.Contains(string(raw), "canary") {
+		h.t.Fatalf("page %s holds a secret value", path)
+	}
+	return string(raw)
 }
 
 // scrape reads the agbot's metrics.

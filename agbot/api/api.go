@@ -172,6 +172,8 @@ func (a *API) routes() {
 
 	m.HandleFunc("GET /org/{org}/agreements", a.auth(a.listAgreements))
 	m.HandleFunc("GET /org/{org}/rollouts/{name...}", a.auth(a.rollout))
+	m.HandleFunc("GET /ui/org/{org}/rollouts/{name...}", a.auth(a.rolloutPage))
+	m.HandleFunc("GET /ui/org/{org}/nodes", a.auth(a.nodesPage))
 }
 
 // Error is the body of every refusal.

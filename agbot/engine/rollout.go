@@ -538,3 +538,9 @@ func count(c *RolloutCounts, state string) {
 		c.Pending++
 	}
 }
+
+// LastPoll says when node last polled (zero: never) and whether it is online now.
+func (e *Engine) LastPoll(org, node string) (time.Time, bool) {
+	off, last := e.seen.offline(NodeID(org, node), time.Now(), e.cfg.OfflineAfter)
+	return last, !off
+}
