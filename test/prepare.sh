@@ -6,6 +6,7 @@
 #   test/prepare.sh docker     only the Docker engine
 #   test/prepare.sh qemu       only qemu-user-static
 #   test/prepare.sh openbao    only the OpenBao server binary (test/openbao.sh)
+#   test/prepare.sh browser    only Debian's chromium and its driver (the agbot page test)
 set -euo pipefail
 
 log() { printf 'prepare: %s\n' "$*" >&2; }
@@ -75,11 +76,22 @@ ensure_tools() {
 # the repository (several minutes the first time); no root needed.
 ensure_openbao() { log "openbao: $("$(dirname "$0")/openbao.sh")"; }
 
+# Debian's chromium, driven headless by the agbot's page test (agbot/page_browser_test.go,
+# through github.com/chromedp/chromedp); chromium-driver for WebDriver clients.
+ensure_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return
+  fi
+  log "installing Debian's chromium and chromium-driver"
+  apt_install chromium chromium-driver
+}
+
 case "${1:-all}" in
   docker) ensure_docker ;;
   qemu) ensure_qemu ;;
   openbao) ensure_openbao ;;
   tools) ensure_tools ;;
-  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao ;;
-  *) log "usage: $0 [docker|qemu|tools|openbao|all]"; exit 2 ;;
+  browser) ensure_browser ;;
+  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao; ensure_browser ;;
+  *) log "usage: $0 [docker|qemu|tools|openbao|browser|all]"; exit 2 ;;
 esac

@@ -79,8 +79,8 @@ var rolloutTmpl = template.Must(template.Must(pages.Clone()).Parse(`{{define "bo
 <tr><td>{{.Node}}</td><td class="{{.State}}">{{.State}}</td><td>{{if .Acked}}version {{.Acked}}{{else}}none{{end}}</td><td>version {{.Version}}{{if .Superseded}} (superseded {{.Superseded}}){{end}}</td><td>{{when .LastPoll}}</td><td>{{.Reason}}</td></tr>
 {{end}}{{end}}</table>
 <h2>All agreements ({{.Total}})</h2>
-<table id="all"><tr><th>node</th><th>agreement</th><th>service</th><th>state</th><th>version</th><th>acknowledged</th></tr>
-{{range .Nodes}}<tr><td>{{.Node}}</td><td><code>{{.Agreement}}</code></td><td>{{.Service}}</td><td class="{{.State}}">{{.State}}</td><td>{{.Version}}</td><td>{{when .AckedAt}}</td></tr>
+<table id="all"><tr><th>node</th><th>agreement</th><th>service</th><th>state</th><th>sent</th><th>holds</th></tr>
+{{range .Nodes}}<tr><td>{{.Node}}</td><td><code>{{.Agreement}}</code></td><td>{{.Service}}</td><td class="{{.State}}">{{.State}}</td><td>version {{.Version}}</td><td>{{if .Acked}}version {{.Acked}}, acknowledged {{when .AckedAt}}{{else}}none yet{{end}}</td></tr>
 {{end}}</table>
 {{end}}{{end}}`))
 
