@@ -143,6 +143,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	fs.DurationVar(&v.poll, "vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
 	metricsListen := fs.String("metrics-listen", "", "plain-HTTP address serving /metrics without authentication (counts by org only; off when empty)")
 	metricsNames := fs.Bool("metrics-secret-names", false, "also label rollout metrics with secret manager names")
+	offlineAfter := fs.Duration("offline-after", 0, "rollout status: a node not polling for this long is offline (default: a long-poll plus 30s)")
 	skey := fs.String("secrets-key", "", "embedded manager's key file, kept apart from the data dir (default DIR/secrets.key; or $"+EnvSecretsKey+")")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -156,7 +157,8 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	}
 	dumpable, _ := linux.Dumpable()
 	log.Info("process hardened", "dumpable", dumpable, "core_limit", 0, "umask", "0077")
-	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey, MetricsSecretNames: *metricsNames}
+	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey, MetricsSecretNames: *metricsNames,
+		OfflineAfter: *offlineAfter}
 	key, err := keyFromEnv()
 	if err != nil {
 		return err
