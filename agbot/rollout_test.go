@@ -174,6 +174,14 @@ func TestRolloutStatusAccess(t *testing.T) {
 		{"no credentials", "", "/org/myorg/rollouts/db", 401},
 		{"dot-dot segment", admin, "/org/myorg/rollouts/a/../db", 400},
 		{"bad node filter", admin, "/org/myorg/rollouts/db?node=a/b", 400},
+		{"page: admin", admin, "/ui/org/myorg/rollouts/db", 200},
+		{"page: user may not read an org secret's", bob, "/ui/org/myorg/rollouts/db", 403},
+		{"page: owner reads his user secret's", bob, "/ui/org/myorg/rollouts/user/bob/db", 200},
+		{"page: no credentials", "", "/ui/org/myorg/rollouts/db", 401},
+		{"page: dot-dot segment", admin, "/ui/org/myorg/rollouts/db/../x", 400},
+		{"nodes page: user sees his own", bob, "/ui/org/myorg/nodes", 200},
+		{"nodes page: node credentials may not", "myorg/node1:node1tok", "/ui/org/myorg/nodes", 403},
+		{"nodes page: another org may not", admin, "/ui/org/otherorg/nodes", 403},
 	}
 	t.Run("metrics name no secret by default", func(t *testing.T) {
 		m := h.scrape()

@@ -50,6 +50,7 @@ var pages = template.Must(template.New("layout").Funcs(template.FuncMap{
 body{font:14px system-ui,sans-serif;margin:2em;color:#222}
 h1{font-size:1.4em} h2{font-size:1.1em;margin-top:1.5em}
 table{border-collapse:collapse;margin-top:.5em} th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}
+td:not(:last-child){white-space:nowrap}
 .summary{white-space:pre-line;font-weight:600}
 .acknowledged{color:#1a7f37} .failed{color:#cf222e} .offline{color:#6e7781} .sent{color:#0969da}
 .legend span{margin-right:1.2em} .muted{color:#6e7781;font-size:.9em}
