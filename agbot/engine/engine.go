@@ -129,7 +129,7 @@ func New(cfg Config) (*Engine, error) {
 		agreements: store.NewTable[Agreement](cfg.Store, "agreements"),
 		holdTable:  store.NewTable[Holding](cfg.Store, "holdings"), lastPoll: store.NewTable[time.Time](cfg.Store, "lastpoll"),
 		live: map[string]*Agreement{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
-	e.hold.m = map[string]map[string]*Holding{}
+	e.hold.m, e.hold.byAg = map[string]map[string]*Holding{}, map[string]map[string]*Holding{}
 	e.seen.m, e.seen.dirty = map[string]*seenRec{}, map[string]bool{}
 	e.keys.m = map[string]*protocol.PublicKeys{}
 	e.retired.m = map[string]*protocol.PublicKeys{}

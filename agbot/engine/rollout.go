@@ -44,10 +44,12 @@ const (
 	RolloutFailed       = "failed"       // the node answered with a failure (resent until applied)
 )
 
-// holdings is the in-memory index of every Holding, mirrored in the store.
+// holdings is the in-memory index of every Holding, mirrored in the store: by secret (the
+// status) and by agreement (every reply and save looks its agreement up).
 type holdings struct {
-	mu sync.Mutex
-	m  map[string]map[string]*Holding // org\x00name -> agreement -> holding
+	mu   sync.Mutex
+	m    map[string]map[string]*Holding // org\x00name -> agreement -> holding
+	byAg map[string]map[string]*Holding // agreement -> name -> the same holding
 }
 
 func hkey(org, name string) string { return org + "\x00" + name }
@@ -57,7 +59,11 @@ func (h *holdings) put(x Holding) {
 	if h.m[k] == nil {
 		h.m[k] = map[string]*Holding{}
 	}
+	if h.byAg[x.Agreement] == nil {
+		h.byAg[x.Agreement] = map[string]*Holding{}
+	}
 	h.m[k][x.Agreement] = &x
+	h.byAg[x.Agreement][x.Name] = &x
 }
 
 func (h *holdings) del(org, name, ag string) {
@@ -66,16 +72,17 @@ func (h *holdings) del(org, name, ag string) {
 	if len(h.m[k]) == 0 {
 		delete(h.m, k)
 	}
+	delete(h.byAg[ag], name)
+	if len(h.byAg[ag]) == 0 {
+		delete(h.byAg, ag)
+	}
 }
 
 // ofAgreement lists an agreement's holdings. Caller holds h.mu.
 func (h *holdings) ofAgreement(org, ag string) []Holding {
 	var out []Holding
-	for k, byAg := range h.m {
-		if !strings.HasPrefix(k, org+"\x00") {
-			continue
-		}
-		if x := byAg[ag]; x != nil {
+	for _, x := range h.byAg[ag] {
+		if x.Org == org {
 			out = append(out, *x)
 		}
 	}
