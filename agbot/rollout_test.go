@@ -153,6 +153,16 @@ func TestRolloutStatus(t *testing.T) {
 	if ro := h.rollout("db", ""); ro.Summary != "version 3: 3 of 3 nodes acknowledged" || ro.Total != 3 {
 		t.Fatalf("after a restart: %q (%d)", ro.Summary, ro.Total)
 	}
+
+	// A node-specific db for node1: its agreement now holds that name, not db.
+	putSecret(h, admin, "node/node1/db", "canary-node1")
+	n1.ack(n1.next())
+	if ro := h.rollout("db", ""); ro.Total != 2 || len(h.rollout("db", "?node=node1").Nodes) != 0 {
+		t.Fatalf("db after node1 got its own: %q (%d)", ro.Summary, ro.Total)
+	}
+	if ro := h.rollout("node/node1/db", ""); ro.Summary != "version 1: 1 of 1 nodes acknowledged" {
+		t.Fatalf("node/node1/db: %q", ro.Summary)
+	}
 }
 
 // TestRolloutStatusAccess: reading a rollout is allowed to whom may read the secret.
