@@ -24,6 +24,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agbot/api"
 	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/metrics"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/secrets/embedded"
 	"github.com/edge-secrets/anax-agent/agbot/store"
@@ -241,6 +242,11 @@ type Options struct {
 	// Limits: argon2id slots and queue, login throttles (zero: the api package's defaults).
 	Verifier                    access.VerifierConfig
 	AddressLimit, IdentityLimit access.LimitPolicy
+	// OfflineAfter: rollout status shows a node offline when it has no poll in flight and
+	// its last poll ended longer ago (zero: the engine's default, a long-poll plus 30s).
+	OfflineAfter time.Duration
+	// MetricsSecretNames adds per-secret-name series to the metrics (off: by org only).
+	MetricsSecretNames bool
 }
 
 // DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; each long-polling
@@ -258,16 +264,17 @@ const (
 
 // Server is a running agbot: state, secrets manager, agreement engine and HTTP API.
 type Server struct {
-	opts   Options
-	st     *store.Store
-	sm     secrets.Manager
-	ownSM  bool
-	Engine *engine.Engine
-	API    *api.API
-	http   *http.Server
-	ctx    context.Context // cancelled by Shutdown: ends the engine and every long-poll
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	opts    Options
+	st      *store.Store
+	sm      secrets.Manager
+	ownSM   bool
+	Engine  *engine.Engine
+	API     *api.API
+	Metrics *metrics.Metrics
+	http    *http.Server
+	ctx     context.Context // cancelled by Shutdown: ends the engine and every long-poll
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // Open opens an initialised data directory and starts the engine (not the listener).
@@ -307,16 +314,30 @@ func Open(o Options) (*Server, error) {
 	if len(id) == 0 {
 		id = []byte("agbot")
 	}
-	s.Engine, err = engine.New(engine.Config{Store: st, Secrets: s.sm, Keys: keys, ID: string(id), Log: o.Log, Retry: o.Retry, MaxRetry: o.MaxRetry})
+	s.Metrics = metrics.New(o.MetricsSecretNames)
+	s.Engine, err = engine.New(engine.Config{Observe: s.Metrics.Observe, Store: st, Secrets: s.sm, Keys: keys, ID: string(id), Log: o.Log, Retry: o.Retry, MaxRetry: o.MaxRetry,
+		OfflineAfter: o.OfflineAfter})
 	if err != nil {
 		s.close()
 		return nil, err
 	}
+	s.Metrics.SetSource(s.Engine)
 	s.API = api.New(api.Config{Store: st, Secrets: s.sm, Engine: s.Engine, Log: o.Log, Hash: o.Hash,
 		Verifier: o.Verifier, AddressLimit: o.AddressLimit, IdentityLimit: o.IdentityLimit})
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Go(func() { s.Engine.Run(s.ctx) })
 	return s, nil
+}
+
+// MetricsServer serves GET /metrics only, in plain HTTP and without authentication: it says
+// how many agreements of each org hold, wait for or failed their secrets' latest versions
+// (per secret name only with Options.MetricsSecretNames), never a value (README, Decisions).
+func (s *Server) MetricsServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.Metrics.Handler())
+	return &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: time.Minute, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
 }
 
 // Handler is the HTTP API.

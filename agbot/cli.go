@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -140,6 +141,9 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	fs.StringVar(&v.mount, "vault-mount", "openhorizon", "KV v2 mount")
 	fs.StringVar(&v.ca, "vault-ca", "", "PEM file with the CA that verifies Vault's TLS certificate (default: system roots)")
 	fs.DurationVar(&v.poll, "vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
+	metricsListen := fs.String("metrics-listen", "", "plain-HTTP address serving /metrics without authentication (counts by org only; off when empty)")
+	metricsNames := fs.Bool("metrics-secret-names", false, "also label rollout metrics with secret manager names")
+	offlineAfter := fs.Duration("offline-after", 0, "rollout status: a node not polling for this long is offline (default: a long-poll plus 30s)")
 	skey := fs.String("secrets-key", "", "embedded manager's key file, kept apart from the data dir (default DIR/secrets.key; or $"+EnvSecretsKey+")")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -153,7 +157,8 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	}
 	dumpable, _ := linux.Dumpable()
 	log.Info("process hardened", "dumpable", dumpable, "core_limit", 0, "umask", "0077")
-	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey}
+	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey, MetricsSecretNames: *metricsNames,
+		OfflineAfter: *offlineAfter}
 	key, err := keyFromEnv()
 	if err != nil {
 		return err
@@ -178,6 +183,22 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
+	}
+	if *metricsListen != "" {
+		mln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			ln.Close()
+			srv.Shutdown(context.Background())
+			return fmt.Errorf("--metrics-listen %s: %w", *metricsListen, err)
+		}
+		msrv := srv.MetricsServer()
+		defer msrv.Close()
+		go func() {
+			if err := msrv.Serve(mln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("metrics server stopped", "err", err)
+			}
+		}()
+		log.Info("metrics", "addr", mln.Addr().String())
 	}
 	log.Info("agbot serving", "addr", ln.Addr().String(), "secrets_manager", *kind, "fingerprint", srv.Engine.PublicKeys().Fingerprint())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

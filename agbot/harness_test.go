@@ -38,6 +38,10 @@ type harness struct {
 	done    chan error
 	agbotID string
 	keys    *protocol.PublicKeys
+	// offlineAfter is passed to agbot.Options (zero: the default).
+	offlineAfter time.Duration
+	// metricsNames is agbot.Options.MetricsSecretNames.
+	metricsNames bool
 }
 
 const org = "myorg"
@@ -68,7 +72,8 @@ func (h *harness) start() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	srv, err := agbot.Open(agbot.Options{DataDir: h.dir, Secrets: sm, Log: log, Hash: access.CheapParams,
-		Retry: 200 * time.Millisecond, MaxRetry: time.Second})
+		Retry: 200 * time.Millisecond, MaxRetry: time.Second, OfflineAfter: h.offlineAfter,
+		MetricsSecretNames: h.metricsNames})
 	if err != nil {
 		t.Fatal(err)
 	}

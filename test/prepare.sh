@@ -2,11 +2,12 @@
 # Prepares a machine for the test suite: a Docker engine that answers, and qemu-user-static for
 # the ARM unit tests. Idempotent; safe to call before every `make test`. Needs root for installs.
 #
-#   test/prepare.sh            docker + qemu + tools + openbao
+#   test/prepare.sh            everything below
 #   test/prepare.sh docker     only the Docker engine
 #   test/prepare.sh qemu       only qemu-user-static
 #   test/prepare.sh openbao    only the OpenBao server binary (test/openbao.sh)
 #   test/prepare.sh systemd    only the Debian root file system of the systemd test (test/systemd)
+#   test/prepare.sh browser    only Debian's chromium and its driver (the agbot page test)
 set -euo pipefail
 
 log() { printf 'prepare: %s\n' "$*" >&2; }
@@ -130,6 +131,16 @@ ensure_systemd_rootfs() {
   log "built in $(( $(date +%s) - start ))s ($(du -h "$out" | cut -f1))"
 }
 
+# Debian's chromium, driven headless by the agbot's page test (agbot/page_browser_test.go,
+# through github.com/chromedp/chromedp); chromium-driver for WebDriver clients.
+ensure_browser() {
+  if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+    return
+  fi
+  log "installing Debian's chromium and chromium-driver"
+  apt_install chromium chromium-driver
+}
+
 case "${1:-all}" in
   docker) ensure_docker ;;
   qemu) ensure_qemu ;;
@@ -137,6 +148,7 @@ case "${1:-all}" in
   tools) ensure_tools ;;
   systemd) ensure_systemd_rootfs ;;
   systemd-path) systemd_rootfs ;;
-  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao; ensure_systemd_rootfs ;;
-  *) log "usage: $0 [docker|qemu|tools|openbao|systemd|systemd-path|all]"; exit 2 ;;
+  browser) ensure_browser ;;
+  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao; ensure_systemd_rootfs; ensure_browser ;;
+  *) log "usage: $0 [docker|qemu|tools|openbao|systemd|systemd-path|browser|all]"; exit 2 ;;
 esac

@@ -91,7 +91,7 @@ func setDeadlines(w http.ResponseWriter, d time.Duration) {
 // would otherwise clean the path and redirect to another name.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	setDeadlines(w, requestTimeout)
-	if _, rest, ok := strings.Cut(r.URL.Path, "/secrets/"); ok && strings.HasPrefix(r.URL.Path, "/org/") {
+	if rest, ok := secretPath(r.URL.Path); ok {
 		for _, seg := range strings.Split(rest, "/") {
 			if seg == "" || seg == "." || seg == ".." {
 				a.log.Info("audit", "op", "secret "+strings.ToLower(r.Method), "secret", rest, "caller", "-", "result", 400)
@@ -101,6 +101,20 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	a.mux.ServeHTTP(w, r)
+}
+
+// secretPath returns the secret name of a path that names one (secrets, rollouts, pages).
+func secretPath(p string) (string, bool) {
+	p = strings.TrimPrefix(p, "/ui")
+	if !strings.HasPrefix(p, "/org/") {
+		return "", false
+	}
+	for _, sep := range []string{"/secrets/", "/rollouts/"} {
+		if _, rest, ok := strings.Cut(p, sep); ok {
+			return rest, true
+		}
+	}
+	return "", false
 }
 
 func (a *API) routes() {
@@ -171,6 +185,9 @@ func (a *API) routes() {
 
 	m.HandleFunc("GET /org/{org}/agreements", a.auth(a.listAgreements))
 	a.v1Routes()
+	m.HandleFunc("GET /org/{org}/rollouts/{name...}", a.auth(a.rollout))
+	m.HandleFunc("GET /ui/org/{org}/rollouts/{name...}", a.auth(a.rolloutPage))
+	m.HandleFunc("GET /ui/org/{org}/nodes", a.auth(a.nodesPage))
 }
 
 // ExchangeVersion is the Open Horizon Exchange version this agbot answers at

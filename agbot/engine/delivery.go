@@ -167,6 +167,8 @@ func (e *Engine) Poll(ctx context.Context, org, node string, after uint64, wait 
 		wait = e.cfg.MaxWait
 	}
 	id := NodeID(org, node)
+	e.seen.begin(id)
+	defer func() { e.seen.end(id, time.Now()) }()
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
@@ -315,18 +317,28 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	e.mu.Unlock()
 
 	// ack removes the queued message of type t that the reply answers (same agreement and seq).
-	ack := func(t protocol.MessageType) bool {
+	// With applied, the node now holds the versions that message carried (rollout status).
+	ack := func(t protocol.MessageType, applied bool) bool {
 		mid, ok := e.q.find(id, h.Agreement, h.Seq, t)
 		if !ok {
-			return false
+			mid = 0
 		}
-		if err := e.st.Update(func(tx *bolt.Tx) error { _, err := e.st.RemoveTx(tx, org, node, mid); return err }); err != nil {
+		var err error
+		switch {
+		case applied:
+			err = e.recordReply(org, node, h.Agreement, h.Seq, mid, "")
+		case ok:
+			err = e.st.Update(func(tx *bolt.Tx) error { _, err := e.st.RemoveTx(tx, org, node, mid); return err })
+		}
+		if err != nil {
 			// Kept queued: the message is offered again and its answer acknowledged again.
 			e.log.Warn("acknowledgement not recorded; the message stays queued", "node", id, "agreement", h.Agreement, "seq", h.Seq, "err", err)
-			return true
+			return ok
 		}
-		e.q.remove(id, mid)
-		return true
+		if ok {
+			e.q.remove(id, mid)
+		}
+		return ok
 	}
 	switch m := msg.(type) {
 	case *protocol.ProposalReply:
@@ -336,7 +348,7 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		if a := e.live[h.Agreement]; a != nil {
 			c = *a
 		}
-		queued := ack(protocol.TypeProposal)
+		queued := ack(protocol.TypeProposal, false)
 		// Only the answer to the agreement's outstanding proposal decides it: a duplicate
 		// (the proposal was offered again or resealed and the node answered each copy), a
 		// reply to a proposal since superseded, or one arriving after the agreement moved on
@@ -350,6 +362,9 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		}
 		if m.Status == protocol.StatusAccepted {
 			c.State = StateAgreed
+			if err := e.recordReply(org, node, c.ID, h.Seq, 0, ""); err != nil {
+				e.log.Warn("acceptance not recorded in the rollout", "agreement", c.ID, "node", id, "err", err)
+			}
 		} else {
 			c.State, c.Held = StateDeclined, m.Reason
 		}
@@ -360,15 +375,22 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		if m.Status == protocol.StatusFailed {
 			// Nothing changed on the node; the update stays queued and is offered again.
 			e.log.Warn("update failed on node, will resend", "agreement", c.ID, "node", id, "seq", m.Seq, "reason", m.Reason)
+			reason := m.Reason
+			if reason == "" {
+				reason = "failed (no reason given)"
+			}
+			if err := e.recordReply(org, node, c.ID, h.Seq, 0, reason); err != nil {
+				e.log.Warn("failure not recorded in the rollout", "agreement", c.ID, "node", id, "err", err)
+			}
 			return nil
 		}
-		ack(protocol.TypeUpdate)
+		ack(protocol.TypeUpdate, true)
 		e.log.Info("update acknowledged", "agreement", c.ID, "node", id, "seq", m.Seq, "status", m.Status)
 		return nil
 	case *protocol.CancelReply:
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		ack(protocol.TypeCancel)
+		ack(protocol.TypeCancel, false)
 		if a := e.live[h.Agreement]; a == nil || a.State != StateEnding {
 			return nil // the agbot did not cancel it (or it is gone already): nothing to end
 		}

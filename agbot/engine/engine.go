@@ -69,6 +69,12 @@ type Config struct {
 	// MaxWait caps a long-poll.
 	MaxWait time.Duration
 	Limits  protocol.Limits
+	// OfflineAfter: a node with no poll in flight whose last poll ended longer ago than
+	// this is shown offline (zero: MaxWait plus 30s).
+	OfflineAfter time.Duration
+	// Observe, when set, is told the delivery time (sent to acknowledged) of every
+	// secret version a node acknowledges (metrics).
+	Observe func(org string, d time.Duration)
 }
 
 // Engine is the agreement engine. Safe for concurrent use.
@@ -80,6 +86,10 @@ type Engine struct {
 	log *slog.Logger
 
 	agreements *store.Table[Agreement]
+	holdTable  *store.Table[Holding]   // org, name\x00agreement
+	lastPoll   *store.Table[time.Time] // org, node
+	hold       holdings
+	seen       seen
 
 	mu   sync.Mutex            // serialises reconciliation and agreement changes
 	live map[string]*Agreement // by id
@@ -115,9 +125,15 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.MaxWait <= 0 {
 		cfg.MaxWait = 60 * time.Second
 	}
+	if cfg.OfflineAfter <= 0 {
+		cfg.OfflineAfter = cfg.MaxWait + 30*time.Second
+	}
 	e := &Engine{cfg: cfg, st: cfg.Store, sm: cfg.Secrets, log: cfg.Log,
 		agreements: store.NewTable[Agreement](cfg.Store, "agreements"),
-		live:       map[string]*Agreement{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+		holdTable:  store.NewTable[Holding](cfg.Store, "holdings"), lastPoll: store.NewTable[time.Time](cfg.Store, "lastpoll"),
+		live: map[string]*Agreement{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+	e.hold.m, e.hold.byAg = map[string]map[string]*Holding{}, map[string]map[string]*Holding{}
+	e.seen.m, e.seen.dirty = map[string]*seenRec{}, map[string]bool{}
 	e.keys.m = map[string]*protocol.PublicKeys{}
 	e.retired.m = map[string]*protocol.PublicKeys{}
 	e.q.init(cfg.Retry, cfg.MaxRetry)
@@ -142,6 +158,9 @@ func New(cfg Config) (*Engine, error) {
 	for i := range all {
 		a := all[i]
 		e.live[a.ID] = &a
+	}
+	if err := e.loadRollout(); err != nil {
+		return nil, err
 	}
 	err = e.st.Outbox(func(org, node string, m store.Message) error {
 		e.q.restore(NodeID(org, node), m)
@@ -173,6 +192,7 @@ func (e *Engine) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			e.flushSeen()
 			return
 		case c, ok := <-changes:
 			if !ok {
@@ -181,6 +201,7 @@ func (e *Engine) Run(ctx context.Context) {
 			e.SecretChanged(ctx, c.Org, c.Name)
 		case <-retry.C:
 			e.retryDirty(ctx)
+			e.flushSeen()
 		case <-e.kick:
 			e.retryDirty(ctx)
 		}
@@ -270,7 +291,13 @@ func (k *keyRing) set(id string, p *protocol.PublicKeys) {
 // persist writes agreements and queues messages in one transaction, then offers the
 // messages to the nodes' polls: a message is on disk before any node can see it.
 func (e *Engine) persist(save []*Agreement, drop []*Agreement, msgs []outgoing) error {
+	e.hold.mu.Lock()
+	defer e.hold.mu.Unlock()
+	rc := e.planSaved(save, drop, msgs, time.Now())
 	err := e.st.Update(func(tx *bolt.Tx) error {
+		if err := rc.apply(tx, e.holdTable); err != nil {
+			return err
+		}
 		for _, a := range save {
 			if err := e.agreements.PutTx(tx, a.Org, a.ID, *a); err != nil {
 				return err
@@ -291,6 +318,7 @@ func (e *Engine) persist(save []*Agreement, drop []*Agreement, msgs []outgoing) 
 	if err != nil {
 		return fmt.Errorf("persist agreements: %w", err)
 	}
+	rc.commit(&e.hold)
 	for _, a := range save {
 		e.live[a.ID] = a
 	}
@@ -307,3 +335,22 @@ type outgoing struct {
 	org, node string
 	m         store.Message
 }
+
+// loadRollout reads the holdings and poll times kept across restarts.
+func (e *Engine) loadRollout() error {
+	hs, err := e.holdTable.List("")
+	if err != nil {
+		return err
+	}
+	for _, x := range hs {
+		e.hold.put(x)
+	}
+	return e.st.View(func(tx *bolt.Tx) error {
+		return e.lastPoll.EachTx(tx, "", func(org, node string, t time.Time) error {
+			e.seen.m[NodeID(org, node)] = &seenRec{last: t}
+			return nil
+		})
+	})
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -126,18 +126,30 @@ func (e *Engine) NodeDeleted(org, node string) error {
 			drop = append(drop, a)
 		}
 	}
+	e.hold.mu.Lock()
+	defer e.hold.mu.Unlock()
+	rc := e.planSaved(nil, drop, nil, time.Now())
 	err := e.st.Update(func(tx *bolt.Tx) error {
 		for _, a := range drop {
 			_ = e.agreements.DeleteTx(tx, a.Org, a.ID)
+		}
+		_ = e.lastPoll.DeleteTx(tx, org, node)
+		if err := rc.apply(tx, e.holdTable); err != nil {
+			return err
 		}
 		return e.st.DropNodeTx(tx, org, node)
 	})
 	if err != nil {
 		return err
 	}
+	rc.commit(&e.hold)
 	for _, a := range drop {
 		delete(e.live, a.ID)
 	}
+	e.seen.mu.Lock()
+	delete(e.seen.m, NodeID(org, node))
+	delete(e.seen.dirty, NodeID(org, node))
+	e.seen.mu.Unlock()
 	e.q.mu.Lock()
 	delete(e.q.m, NodeID(org, node))
 	e.q.mu.Unlock()

@@ -42,8 +42,9 @@ var allowed = map[string][]string{
 	"agbot/secrets/vault":         {"agbot/secrets", "agbot/secrets/internal/feed"},
 	"agbot/secrets/secretstest":   {"agbot/secrets"},
 	"agbot/engine":                {"agbot/access", "agbot/exchange", "agbot/secrets", "agbot/store", "protocol", "protocol/constraint"},
+	"agbot/metrics":               {"agbot/engine"},
 	"agbot/api":                   {"agbot/access", "agbot/engine", "agbot/exchange", "agbot/secrets", "agbot/store", "protocol", "protocol/constraint"},
-	"agbot":                       {"agbot/access", "agbot/api", "agbot/engine", "agbot/exchange", "agbot/secrets", "agbot/secrets/embedded", "agbot/secrets/vault", "agbot/store", "platform/linux", "protocol"},
+	"agbot":                       {"agbot/access", "agbot/api", "agbot/engine", "agbot/exchange", "agbot/secrets", "agbot/secrets/embedded", "agbot/secrets/vault", "agbot/metrics", "agbot/store", "platform/linux", "protocol"},
 
 	// The CLI talks HTTP to both; it shares only the wire types.
 	"hzn": {"protocol", "platform/arch"},

@@ -245,6 +245,7 @@ type Agbot struct {
 	Admin       string // "user:password" of the org admin
 	Vault       *Vault
 	LogPath     string
+	ServeArgs   []string // extra `agbot serve` flags, from the next Start
 	proc        *Proc
 	http        *http.Client
 }
@@ -289,6 +290,7 @@ func (b *Agbot) Start(ctx context.Context) error {
 	if b.Vault != nil {
 		args = append(args, "--secrets-manager", "vault", "--vault-addr", b.Vault.Addr, "--vault-token-file", b.Vault.TokenFile, "--vault-poll", "500ms")
 	}
+	args = append(args, b.ServeArgs...)
 	p, err := startProc("agbot", b.LogPath, baseEnv(), b.Bin.Agbot, args...)
 	if err != nil {
 		return err
