@@ -270,3 +270,40 @@ func TestNodeTokensOffArgv(t *testing.T) {
 		}
 	}
 }
+
+// TestSecretStatus: hzn sm secret status prints the agbot's rollout summary (-o json: the whole
+// answer), authorised like read: a user can not see an org secret's rollout. The rollout data
+// itself is tested with real agents in agbot and test/reliability.
+func TestSecretStatus(t *testing.T) {
+	h := startHub(t, "myorg", "admin", "adminpw")
+	admin := []string{"HZN_ORG_ID=myorg", "HZN_EXCHANGE_USER_AUTH=admin:adminpw"}
+	if _, errOut, code := h.run(admin, "", "exchange", "user", "create", "bob", "bobpw"); code != 0 {
+		t.Fatalf("user create: %d %s", code, errOut)
+	}
+	if _, errOut, code := h.run(admin, "v1\n", "sm", "secret", "add", "--secretKey", "k", "-f", "-", "db_password"); code != 0 {
+		t.Fatalf("add: %d %s", code, errOut)
+	}
+	tests := []struct {
+		name     string
+		env      []string
+		args     []string
+		code     int
+		out, err string
+	}{
+		{"summary", admin, []string{"sm", "secret", "status", "db_password"}, 0, "db_password: not delivered to any agreement", ""},
+		{"json", admin, []string{"sm", "secret", "status", "--output", "json", "db_password"}, 0, `"summary": "db_password: not delivered to any agreement"`, ""},
+		{"node filter", admin, []string{"sm", "secret", "status", "-n", "node1", "db_password"}, 0, "not delivered", ""},
+		{"a user may not see an org secret's rollout", []string{"HZN_ORG_ID=myorg", "HZN_EXCHANGE_USER_AUTH=bob:bobpw"}, []string{"sm", "secret", "status", "db_password"}, 7, "", "Error: forbidden"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, errOut, code := h.run(tc.env, "", tc.args...)
+			if code != tc.code || !strings.Contains(out, tc.out) || !strings.Contains(errOut, tc.err) {
+				t.Fatalf("hzn %q = %d, stdout %q, stderr %q; want %d, %q, %q", tc.args, code, out, errOut, tc.code, tc.out, tc.err)
+			}
+			if strings.Contains(out+errOut, "v1") && tc.code == 0 && !strings.Contains(tc.out, "v1") {
+				t.Error("the status printed the secret's value")
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 )
@@ -49,6 +50,13 @@ func (c *cli) addSecretsManager() {
 	readNode := read.Flag("nodeId", "The node id of the node secret to read. Include only if this secret is specific to a single node.").Short('n').String()
 	readName := read.Arg("secretName", "The name of the secret to read in the secrets manager.").Required().String()
 	c.on(read, func() error { return c.smRead(org, userPw, secretName(*readName, *readNode)) })
+
+	status := secret.Command("status", "Show a secret's rollout: which version each node's agreements hold (acknowledged, sent, offline since when, failed and why). Authorised like read, without reading the value. This project's; anax has no such command.")
+	stNode := status.Flag("nodeId", "Show the agreements of this node only, one line each.").Short('n').String()
+	// --output only: -o is the org on every sm command, as in anax.
+	stOut := status.Flag("output", "json: the agbot's answer as it is.").Enum("json", "text")
+	stName := status.Arg("secretName", "The secret manager name (org, user/U/... or node/N/...).").Required().String()
+	c.on(status, func() error { return c.smStatus(org, userPw, *stName, *stNode, *stOut == "json") })
 }
 
 // secretName trims slashes and applies -n NODE as anax does: name -> node/NODE/name,
@@ -284,4 +292,63 @@ func (c *cli) smRead(org, userPw *string, name string) error {
 		return refused(raw)
 	}
 	return badCode("GET", cl.Base+path, code, raw)
+}
+
+// rollout is the agbot's answer to GET /org/{org}/rollouts/{name} (the fields hzn prints).
+type rollout struct {
+	Summary string `json:"summary"`
+	Nodes   []struct {
+		Node         string `json:"node"`
+		Agreement    string `json:"agreementId"`
+		State        string `json:"state"`
+		Version      int64  `json:"version"`
+		Acknowledged int64  `json:"acknowledgedVersion"`
+		LastPoll     string `json:"lastPoll,omitempty"`
+		Reason       string `json:"reason,omitempty"`
+	} `json:"nodes"`
+}
+
+// smStatus prints a secret's rollout: the summary, or with -n the node's agreements, or with
+// -o json the whole answer.
+func (c *cli) smStatus(org, userPw *string, name, node string, asJSON bool) error {
+	cl, err := c.client(org, userPw)
+	if err != nil {
+		return err
+	}
+	path := "/org/" + url.PathEscape(cl.Org) + "/rollouts/" + strings.Trim(name, "/")
+	if node != "" {
+		path += "?node=" + url.QueryEscape(node)
+	}
+	code, raw, err := cl.retry503(http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		if code == 400 || code == 401 || code == 403 || code == 404 || code == 429 || code == 503 {
+			return refused(raw)
+		}
+		return badCode("GET", cl.Base+path, code, raw)
+	}
+	if asJSON {
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fail(ExitJSON, "failed to unmarshal REST API response: %v", err)
+		}
+		return printJSON(c.env.Stdout, v)
+	}
+	var r rollout
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return fail(ExitJSON, "failed to unmarshal REST API response: %v", err)
+	}
+	fmt.Fprintln(c.env.Stdout, r.Summary)
+	if node != "" {
+		for _, n := range r.Nodes {
+			line := fmt.Sprintf("%s agreement %s: %s, version %d (acknowledged %d)", n.Node, n.Agreement, n.State, n.Version, n.Acknowledged)
+			if n.Reason != "" {
+				line += ": " + n.Reason
+			}
+			fmt.Fprintln(c.env.Stdout, line)
+		}
+	}
+	return nil
 }
