@@ -50,36 +50,59 @@ func (f *FS) create(spec Spec) (*store, error) {
 	}
 	f.crashPoint("create: store directory made")
 	if f.feat.MountPrivilege {
-		t := linux.Tmpfs{Size: f.size, Inodes: f.inodes, Mode: 0o700, NoSwap: f.feat.TmpfsNoswap}
-		if err := linux.MountTmpfs(dir, storeSource, t); err != nil {
+		if err := f.mountStore(st, dir); err != nil {
 			return nil, err
-		}
-		f.crashPoint("create: store mounted")
-		// Private, so that binds of versions are not peers of the store (design §4.5). In restart
-		// mode containers bind files straight from here, and Docker wants rslave sources to be
-		// shared; nothing is ever mounted below it then.
-		prop := uintptr(linux.Private)
-		if st.mode == ModeRestart {
-			prop = linux.Shared
-		}
-		if err := linux.SetPropagation(dir, prop); err != nil {
-			return nil, err
-		}
-		mounts, err := linux.SelfMountinfo()
-		if err != nil {
-			return nil, err
-		}
-		if s := linux.Stack(mounts, dir); len(s) > 0 {
-			st.dev = [2]int{s[len(s)-1].Major, s[len(s)-1].Minor}
 		}
 	}
+	gens, err := f.writeFirstVersions(st, dir, spec.Secrets)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.createView(st, gens); err != nil {
+		return nil, fmt.Errorf("directory view: %w", err)
+	}
+	f.crashPoint("create: view made")
+	if st.mode == ModeRestart {
+		return st, f.publishFiles(st, dir)
+	}
+	return st, f.publishMounts(st)
+}
 
-	// 1. The first version of every secret, complete and owned before anything is mounted.
+// mountStore mounts the store's private tmpfs and records its device.
+func (f *FS) mountStore(st *store, dir string) error {
+	t := linux.Tmpfs{Size: f.size, Inodes: f.inodes, Mode: 0o700, NoSwap: f.feat.TmpfsNoswap}
+	if err := linux.MountTmpfs(dir, storeSource, t); err != nil {
+		return err
+	}
+	f.crashPoint("create: store mounted")
+	// Private, so that binds of versions are not peers of the store (design §4.5). In restart
+	// mode containers bind files straight from here, and Docker wants rslave sources to be
+	// shared; nothing is ever mounted below it then.
+	prop := uintptr(linux.Private)
+	if st.mode == ModeRestart {
+		prop = linux.Shared
+	}
+	if err := linux.SetPropagation(dir, prop); err != nil {
+		return err
+	}
+	mounts, err := linux.SelfMountinfo()
+	if err != nil {
+		return err
+	}
+	if s := linux.Stack(mounts, dir); len(s) > 0 {
+		st.dev = [2]int{s[len(s)-1].Major, s[len(s)-1].Minor}
+	}
+	return nil
+}
+
+// writeFirstVersions writes version 1 of every secret, complete and owned before anything is
+// mounted, and returns the generation of each.
+func (f *FS) writeFirstVersions(st *store, dir string, secrets []Secret) (map[string]uint64, error) {
 	if err := os.Mkdir(filepath.Join(dir, "v"), 0o700); err != nil {
 		return nil, err
 	}
-	gens := make(map[string]uint64, len(spec.Secrets))
-	for _, s := range spec.Secrets {
+	gens := make(map[string]uint64, len(secrets))
+	for _, s := range secrets {
 		data, err := content(s)
 		if err != nil {
 			return nil, err
@@ -98,47 +121,48 @@ func (f *FS) create(spec Spec) (*store, error) {
 		st.secrets[s.Name] = &secret{cur: 1, next: 2, size: int64(len(data)), bases: map[uint64]*base{}}
 		gens[s.Name] = 1
 	}
-	// 2. The directory view.
-	if err := f.createView(st, gens); err != nil {
-		return nil, fmt.Errorf("directory view: %w", err)
-	}
-	f.crashPoint("create: view made")
-	// 3. Publish.
+	return gens, nil
+}
+
+// publishMounts (mount modes) mounts the feed (mount-swap), every publish point and the view.
+func (f *FS) publishMounts(st *store) error {
 	tx := &swapTx{f: f}
-	switch st.mode {
-	case ModeMountSwap, ModeMountStack:
-		if st.mode == ModeMountSwap {
-			group, err := f.mountFeed(st)
-			if err != nil {
-				return nil, fmt.Errorf("feed: %w", err)
-			}
-			st.group = group
+	if st.mode == ModeMountSwap {
+		group, err := f.mountFeed(st)
+		if err != nil {
+			return fmt.Errorf("feed: %w", err)
 		}
-		if err := os.Mkdir(f.lay.publishDir(st.id), 0o700); err != nil {
-			return nil, err
+		st.group = group
+	}
+	if err := os.Mkdir(f.lay.publishDir(st.id), 0o700); err != nil {
+		return err
+	}
+	for _, name := range st.names() {
+		if err := tx.do(func() error { return f.publishFirst(st, name, 1) }, nil); err != nil {
+			return fmt.Errorf("secret %q: publish: %w", name, err)
 		}
-		for _, name := range st.names() {
-			if err := tx.do(func() error { return f.publishFirst(st, name, 1) }, nil); err != nil {
-				return nil, fmt.Errorf("secret %q: publish: %w", name, err)
-			}
-			f.crashPoint("create: published")
-		}
-		if err := f.mountView(st); err != nil {
-			return nil, fmt.Errorf("directory view: %w", err)
-		}
-		f.crashPoint("create: view mounted")
-	default:
-		if err := os.Mkdir(filepath.Join(dir, "files"), 0o700); err != nil {
-			return nil, err
-		}
-		for _, name := range st.names() {
-			err := tx.do(func() error { return linkOver(f.lay.version(st.id, name, 1), f.lay.file(st.id, name)) }, nil)
-			if err != nil {
-				return nil, fmt.Errorf("secret %q: publish: %w", name, err)
-			}
+		f.crashPoint("create: published")
+	}
+	if err := f.mountView(st); err != nil {
+		return fmt.Errorf("directory view: %w", err)
+	}
+	f.crashPoint("create: view mounted")
+	return nil
+}
+
+// publishFiles (restart mode) links every secret's current version under files/.
+func (f *FS) publishFiles(st *store, dir string) error {
+	tx := &swapTx{f: f}
+	if err := os.Mkdir(filepath.Join(dir, "files"), 0o700); err != nil {
+		return err
+	}
+	for _, name := range st.names() {
+		err := tx.do(func() error { return linkOver(f.lay.version(st.id, name, 1), f.lay.file(st.id, name)) }, nil)
+		if err != nil {
+			return fmt.Errorf("secret %q: publish: %w", name, err)
 		}
 	}
-	return st, nil
+	return nil
 }
 
 // swapTx runs the swaps of one Update and undoes them, newest first, if a later one fails.
