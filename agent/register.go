@@ -54,47 +54,8 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 	if reg := a.registration(); reg != nil {
 		return NodeInfo{}, fmt.Errorf("%w as %s; run hzn unregister first", ErrRegistered, reg.ID())
 	}
-	// 1.
-	org := req.Org
-	switch {
-	case org == "":
-		org = a.cfg.Org
-	case a.cfg.Org != "" && org != a.cfg.Org:
-		return NodeInfo{}, fmt.Errorf("%w: org %q: this agent is configured for org %q", ErrInvalidRequest, org, a.cfg.Org)
-	}
-	if org == "" {
-		return NodeInfo{}, fmt.Errorf("%w: org: not set (start the agent with --org, or pass -o ORG)", ErrInvalidRequest)
-	}
-	if err := validSegment("org", org); err != nil {
-		return NodeInfo{}, err
-	}
-	if err := validSegment("node", req.Node); err != nil {
-		return NodeInfo{}, err
-	}
-	if err := validToken(req.Token); err != nil {
-		return NodeInfo{}, err
-	}
-	user, err := userCredential(org, req.User)
+	org, policy, user, err := a.checkRegisterRequest(req)
 	if err != nil {
-		return NodeInfo{}, err
-	}
-	if req.Pattern != "" {
-		po, pn, ok := strings.Cut(req.Pattern, "/")
-		if !ok {
-			po, pn = org, req.Pattern
-		}
-		if validSegment("pattern org", po) != nil || validSegment("pattern name", pn) != nil {
-			return NodeInfo{}, fmt.Errorf("%w: pattern %q: must be ORG/NAME or NAME, each one segment of [A-Za-z0-9_.@+-]", ErrInvalidRequest, req.Pattern)
-		}
-	}
-	policy := NodePolicy{}
-	if req.Policy != nil {
-		policy = *req.Policy
-		if err := policy.Validate(); err != nil {
-			return NodeInfo{}, err
-		}
-	}
-	if err := validateUserInput(req.UserInput); err != nil {
 		return NodeInfo{}, err
 	}
 	if a.cfg.AgbotURL == "" {
@@ -107,39 +68,10 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 	defer client.close()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-
-	// 2.
-	info, err := client.info(ctx)
+	reg, err := a.registerWithAgbot(ctx, client, org, req, policy, user)
 	if err != nil {
 		return NodeInfo{}, err
 	}
-	if want := a.cfg.AgbotFingerprint; want != "" && info.Fingerprint != want {
-		return NodeInfo{}, fmt.Errorf("%w: the agbot at %s has signing key %s, --agbot-fingerprint says %s", ErrAgbotKey, a.cfg.AgbotURL, info.Fingerprint, want)
-	}
-	// 3.
-	keys, err := protocol.LoadOrCreateKeys(a.stateFile(nodeKeysFile))
-	if err != nil {
-		return NodeInfo{}, fmt.Errorf("node keys: %w", err)
-	}
-	reg := &Registration{Org: org, Node: req.Node, Token: req.Token, Pattern: req.Pattern, Policy: policy,
-		UserInput: req.UserInput, Arch: arch.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
-	// 4. The agbot matches deployment policies against the effective properties and the
-	// built-in ones.
-	props := policy.reportedProperties(reg.Arch, a.facts)
-	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props,
-		Constraints: policy.Effective().Constraints, Pattern: req.Pattern}, user)
-	if err != nil {
-		if code := httpStatus(err); code == 401 || code == 403 {
-			return NodeInfo{}, fmt.Errorf("%w: the agbot refused the registration of node %s/%s: %w", ErrInvalidRequest, org, req.Node, err)
-		}
-		return NodeInfo{}, err
-	}
-	if got.ID != info.ID || !got.PublicKeys.Equal(info.PublicKeys) {
-		return NodeInfo{}, fmt.Errorf("%w: the agbot answered the registration with keys %s, not the %s it showed first", ErrAgbotKey, got.Fingerprint, info.Fingerprint)
-	}
-	reg.AgbotID, reg.AgbotKeys, reg.AgbotFingerprint = info.ID, info.PublicKeys, info.Fingerprint
-	reg.RegisteredAt = time.Now().UTC().Truncate(time.Second)
-	// 5.
 	if err := saveRegistration(a.cfg.StateDir, reg); err != nil {
 		return NodeInfo{}, fmt.Errorf("remember the registration: %w", err)
 	}
@@ -149,12 +81,91 @@ func (a *Agent) Register(ctx context.Context, req RegisterRequest) (NodeInfo, er
 	a.log.Info("registered", "node", reg.ID(), "agbot", reg.AgbotID, "agbot_fingerprint", reg.AgbotFingerprint,
 		"node_fingerprint", reg.NodeFingerprint, "pattern", reg.Pattern, "properties", len(policy.Properties),
 		"constraints", len(policy.Constraints))
-	// 6.
 	if a.ctx.Err() == nil {
 		a.startConnection(reg)
 	}
 	_ = a.notify.Status(a.statusLine())
 	return reg.Info(), nil
+}
+
+// checkRegisterRequest checks everything of a registration that needs no agbot: the org (the
+// agent's, or the one given if it agrees), node, token, owner credentials, pattern, policy and
+// user input.
+func (a *Agent) checkRegisterRequest(req RegisterRequest) (org string, policy NodePolicy, user string, err error) {
+	org = req.Org
+	switch {
+	case org == "":
+		org = a.cfg.Org
+	case a.cfg.Org != "" && org != a.cfg.Org:
+		return "", policy, "", fmt.Errorf("%w: org %q: this agent is configured for org %q", ErrInvalidRequest, org, a.cfg.Org)
+	}
+	if org == "" {
+		return "", policy, "", fmt.Errorf("%w: org: not set (start the agent with --org, or pass -o ORG)", ErrInvalidRequest)
+	}
+	for _, c := range []struct{ field, v string }{{"org", org}, {"node", req.Node}} {
+		if err := validSegment(c.field, c.v); err != nil {
+			return "", policy, "", err
+		}
+	}
+	if err := validToken(req.Token); err != nil {
+		return "", policy, "", err
+	}
+	if user, err = userCredential(org, req.User); err != nil {
+		return "", policy, "", err
+	}
+	if req.Pattern != "" {
+		po, pn, ok := strings.Cut(req.Pattern, "/")
+		if !ok {
+			po, pn = org, req.Pattern
+		}
+		if validSegment("pattern org", po) != nil || validSegment("pattern name", pn) != nil {
+			return "", policy, "", fmt.Errorf("%w: pattern %q: must be ORG/NAME or NAME, each one segment of [A-Za-z0-9_.@+-]", ErrInvalidRequest, req.Pattern)
+		}
+	}
+	if req.Policy != nil {
+		policy = *req.Policy
+		if err := policy.Validate(); err != nil {
+			return "", policy, "", err
+		}
+	}
+	if err := validateUserInput(req.UserInput); err != nil {
+		return "", policy, "", err
+	}
+	return org, policy, user, nil
+}
+
+// registerWithAgbot checks the agbot's key (against --agbot-fingerprint when set), registers the
+// node's keys, properties and constraints with it, and returns the registration to keep.
+func (a *Agent) registerWithAgbot(ctx context.Context, client *agbotClient, org string, req RegisterRequest, policy NodePolicy, user string) (*Registration, error) {
+	info, err := client.info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if want := a.cfg.AgbotFingerprint; want != "" && info.Fingerprint != want {
+		return nil, fmt.Errorf("%w: the agbot at %s has signing key %s, --agbot-fingerprint says %s", ErrAgbotKey, a.cfg.AgbotURL, info.Fingerprint, want)
+	}
+	keys, err := protocol.LoadOrCreateKeys(a.stateFile(nodeKeysFile))
+	if err != nil {
+		return nil, fmt.Errorf("node keys: %w", err)
+	}
+	reg := &Registration{Org: org, Node: req.Node, Token: req.Token, Pattern: req.Pattern, Policy: policy,
+		UserInput: req.UserInput, Arch: arch.Node(), AgbotURL: a.cfg.AgbotURL, NodeFingerprint: keys.Public().Fingerprint()}
+	// The agbot matches deployment policies against the effective properties and the built-in ones.
+	props := policy.reportedProperties(reg.Arch, a.facts)
+	got, err := client.register(ctx, reg, registrationBody{PublicKeys: keys.Public(), Arch: reg.Arch, Properties: props,
+		Constraints: policy.Effective().Constraints, Pattern: req.Pattern}, user)
+	if err != nil {
+		if code := httpStatus(err); code == 401 || code == 403 {
+			return nil, fmt.Errorf("%w: the agbot refused the registration of node %s/%s: %w", ErrInvalidRequest, org, req.Node, err)
+		}
+		return nil, err
+	}
+	if got.ID != info.ID || !got.PublicKeys.Equal(info.PublicKeys) {
+		return nil, fmt.Errorf("%w: the agbot answered the registration with keys %s, not the %s it showed first", ErrAgbotKey, got.Fingerprint, info.Fingerprint)
+	}
+	reg.AgbotID, reg.AgbotKeys, reg.AgbotFingerprint = info.ID, info.PublicKeys, info.Fingerprint
+	reg.RegisteredAt = time.Now().UTC().Truncate(time.Second)
+	return reg, nil
 }
 
 // userCredential checks "[org/]user:password" and returns it as "org/user:password" ("" for "").
