@@ -27,7 +27,7 @@ func testESS(t *testing.T, s *suite) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := HostToolsImage(e.ctx, s.docker, "anax-e2e-ess", "app", []string{"curl", "jq", "sleep"},
+	img, err := HostToolsImage(e.ctx, s.docker, "anax-e2e-ess-"+s.canaries.RunID(), "app", []string{"curl", "jq", "sleep"},
 		map[string][]byte{"service.sh": script,
 			"etc/passwd": []byte("root:x:0:0:root:/:/prog\napp:x:1000:1000:app:/:/prog\n"),
 			"etc/group":  []byte("root:x:0:\napp:x:1000:\n")}, "service.sh")

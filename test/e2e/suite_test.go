@@ -72,7 +72,10 @@ func getSuite(t testing.TB) *suite {
 		if s.docker, suiteErr = Docker(ctx); suiteErr != nil {
 			return
 		}
-		s.image, suiteErr = BuildImage(ctx, s.docker, s.bin.Reader, Image{Name: "anax-e2e-reader", User: "app",
+		// A name of this run's own: the tag is a content hash, so two runs on one engine (a
+		// developer's beside CI's) would otherwise share it, and the first to finish would
+		// remove the image under the other.
+		s.image, suiteErr = BuildImage(ctx, s.docker, s.bin.Reader, Image{Name: "anax-e2e-reader-" + s.canaries.RunID(), User: "app",
 			Files: map[string][]byte{
 				"etc/passwd": []byte("root:x:0:0:root:/:/prog\napp:x:1000:1000:app:/:/prog\n"),
 				"etc/group":  []byte("root:x:0:\napp:x:1000:\n"),

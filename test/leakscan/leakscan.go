@@ -37,6 +37,10 @@ func New(tag string) *Canaries {
 	return &Canaries{tag: tag, run: hex.EncodeToString(b), vals: map[string]string{}}
 }
 
+// RunID is the random id of this registry's run (in every canary it makes): a name unique to
+// the run, for what two runs on one machine must not share.
+func (c *Canaries) RunID() string { return c.run }
+
 // Next makes a fresh value for label and remembers it.
 func (c *Canaries) Next(label string) string {
 	c.mu.Lock()
