@@ -203,7 +203,63 @@ func (a *Agent) apiHandler() http.Handler {
 		}
 		writeJSON(w, 200, in)
 	})
+	mux.HandleFunc("GET /service/log", a.serviceLog)
 	return requirePeer(mux)
+}
+
+// serviceLog streams the output of a running service's container (hzn service log [-f]):
+// ?service=[ORG/]URL, &container=NAME when it has several, &follow=true to keep streaming.
+// It is the service's own output; the agent only relays it.
+func (a *Agent) serviceLog(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	org, url, ok := strings.Cut(q.Get("service"), "/")
+	if !ok {
+		org, url = "", q.Get("service")
+	}
+	if url == "" {
+		writeError(w, fmt.Errorf("%w: service: required, [ORG/]URL", ErrInvalidRequest))
+		return
+	}
+	list, err := a.mgr.Agreements()
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	id := ""
+	for _, in := range list {
+		if in.Service.URL != url || (org != "" && in.Service.Org != org) {
+			continue
+		}
+		for _, c := range in.Containers {
+			if name := q.Get("container"); (name == "" || c.Name == name) && c.ContainerID != "" {
+				id = c.ContainerID
+			}
+		}
+	}
+	if id == "" {
+		writeError(w, fmt.Errorf("%w: service %s: no running container of it on this node", agreement.ErrNotFound, q.Get("service")))
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	fw := flushWriter{w: w, rc: http.NewResponseController(w)}
+	if err := a.worker.Logs(r.Context(), id, q.Get("follow") == "true", fw); err != nil {
+		a.log.Warn("service log", "container", id, "err", err)
+	}
+}
+
+// flushWriter sends each write to the client at once (a followed log).
+type flushWriter struct {
+	w  io.Writer
+	rc *http.ResponseController
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.rc.Flush()
+	}
+	return n, err
 }
 
 // readJSON decodes a request body strictly (unknown fields refused, 1 MiB at most).

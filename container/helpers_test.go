@@ -370,6 +370,10 @@ func (r *recorder) ContainerInspect(ctx context.Context, id string) (container.I
 	r.count("ContainerInspect")
 	return r.api.ContainerInspect(ctx, id)
 }
+func (r *recorder) ContainerLogs(ctx context.Context, id string, opts container.LogsOptions) (io.ReadCloser, error) {
+	r.count("ContainerLogs")
+	return r.api.ContainerLogs(ctx, id, opts)
+}
 func (r *recorder) CopyFromContainer(ctx context.Context, id, srcPath string) (io.ReadCloser, container.PathStat, error) {
 	r.count("CopyFromContainer")
 	return r.api.CopyFromContainer(ctx, id, srcPath)

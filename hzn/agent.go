@@ -130,6 +130,44 @@ func (a *agentClient) do(method, path string, body any) ([]byte, error) {
 	return raw, nil
 }
 
+// stream sends a GET to the agent and copies the answer to w as it arrives (a followed log).
+// No client timeout: it lasts as long as the agent streams (Ctrl-C ends it).
+func (a *agentClient) stream(path string, w io.Writer) error {
+	hc := *a.http
+	hc.Timeout = 0
+	resp, err := hc.Get("http://anax-agent" + path)
+	if err != nil {
+		return fail(ExitHTTP, "Can't connect to the agent at %s (set HZN_AGENT_SOCKET; the socket is root only): %v", a.socket, unwrapURL(err))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return &ExitError{Code: ExitGeneral, Err: &APIError{Status: resp.StatusCode, Msg: apiMessage(raw)}}
+	}
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// addServiceLog is anax's `hzn service log [-f] [-c CONTAINER] SERVICE`: the output of a
+// service's container running on this node.
+func (c *cli) addServiceLog() {
+	svc := c.app.Command("service", "List or manage the services that are currently registered on this Horizon edge node.").Alias("serv")
+	logCmd := svc.Command("log", "Show the container logs for a service.")
+	follow := logCmd.Flag("tail", "Continuously polls the service's logs to display the most recent records, similar to tail -F behavior.").Short('f').Bool()
+	cont := logCmd.Flag("container", "The name of the service container whose log to show, when the service has several.").Short('c').String()
+	name := logCmd.Arg("service", "The name of the service whose log records should be displayed: [ORG/]URL. The service name is the same as the url field of a service definition.").Required().String()
+	c.on(logCmd, func() error {
+		q := url.Values{"service": {*name}}
+		if *follow {
+			q.Set("follow", "true")
+		}
+		if *cont != "" {
+			q.Set("container", *cont)
+		}
+		return newAgentClient(c.get).stream("/service/log?"+q.Encode(), c.env.Stdout)
+	})
+}
+
 // printRaw re-indents a JSON answer.
 func printRaw(w io.Writer, raw []byte) error {
 	var v any

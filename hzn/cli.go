@@ -118,6 +118,7 @@ func Run(args []string, env Env) (code int) {
 	c.addSecretsManager()
 	c.addExchange()
 	c.addAgent()
+	c.addServiceLog()
 
 	defer func() {
 		if r := recover(); r != nil {

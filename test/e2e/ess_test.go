@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -58,17 +60,24 @@ func testESS(t *testing.T, s *suite) {
 	// The service prints whom it greets (as the example does): plain words, not canaries.
 	e.putSecret(admin, "who", "name", "World", "")
 
+	// The helloSecretWorld README's flow: register with the pattern and wait for the service
+	// (-s, --serviceorg), then follow its log with hzn service log -f.
 	a := e.agent("nodeE", "")
-	if _, err := a.Hzn(e.ctx, "register", "-n", "nodeE:tokE", "--pattern", org+"/pattern-hello-secret"); err != nil {
+	if _, err := a.Hzn(e.ctx, "register", "-n", "nodeE:tokE", "-p", org+"/pattern-hello-secret",
+		"-s", "hello-secret", "--serviceorg", org, "-t", "120"); err != nil {
 		t.Fatal(err)
 	}
 	_, c := e.active(a, "hello-secret")
+	follow := startServiceLog(t, a, "hello-secret")
+	follow.want(t, "Hello World! (read from /open-horizon-secrets/hw_who)")
 	e.waitLog(c, "Hello World! (read from /open-horizon-secrets/hw_who)")
 	before := e.startInfo(c)
 	e.addESSCanaries(a)
 
 	e.putSecret(admin, "who", "name", "Universe", "")
 	e.waitLog(c, "Hello Universe! (update of hw_who learnt through the ESS API and acknowledged)")
+	follow.want(t, "Hello Universe! (update of hw_who learnt through the ESS API and acknowledged)")
+	follow.stop()
 	if after := e.startInfo(c); after != before {
 		t.Errorf("the container restarted: %s -> %s", before, after)
 	}
@@ -140,5 +149,60 @@ func (e *env) waitLog(id, line string) {
 	})
 	if err != nil {
 		e.t.Fatal(err)
+	}
+}
+
+// serviceLog is a running `hzn service log -f SERVICE`, read line by line.
+type serviceLog struct {
+	cmd   *exec.Cmd
+	lines chan string
+}
+
+func startServiceLog(t *testing.T, a *Agent, service string) *serviceLog {
+	t.Helper()
+	cmd := exec.Command(a.Bin.Hzn, "service", "log", "-f", service)
+	cmd.Env = a.HznEnv()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l := &serviceLog{cmd: cmd, lines: make(chan string, 1024)}
+	go func() {
+		defer close(l.lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			l.lines <- sc.Text()
+		}
+	}()
+	t.Cleanup(l.stop)
+	return l
+}
+
+// want waits for a line of the followed log that holds s.
+func (l *serviceLog) want(t *testing.T, s string) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case line, ok := <-l.lines:
+			if !ok {
+				t.Fatalf("hzn service log -f ended before printing %q", s)
+			}
+			if strings.Contains(line, s) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("hzn service log -f did not print %q within a minute", s)
+		}
+	}
+}
+
+func (l *serviceLog) stop() {
+	if l.cmd.Process != nil && l.cmd.ProcessState == nil {
+		l.cmd.Process.Kill()
+		l.cmd.Wait()
 	}
 }
