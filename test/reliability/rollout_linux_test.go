@@ -56,6 +56,7 @@ func TestRolloutStatusAgents(t *testing.T) {
 		t.Fatalf("summary %q, node3's last poll %q", ro.Summary, since)
 	}
 	s.wantMetrics(t, metricsAddr, `secret="db",state="acknowledged"} 2`, `secret="db",state="offline"} 1`)
+	s.wantStatusCLI(t, ro.Summary, "node3", "offline")
 
 	b := browsertest.Start(t, filepath.Join(s.Agbot.Dir, "tls", "cert.pem"), Org+"/admin", strings.TrimPrefix(s.Admin, "admin:"))
 	b.Open(s.Agbot.URL + "/ui/org/" + Org + "/rollouts/db")
@@ -71,6 +72,7 @@ func TestRolloutStatusAgents(t *testing.T) {
 	}
 	ro = s.waitRollout(t, done)
 	s.wantMetrics(t, metricsAddr, `secret="db",state="acknowledged"} 3`, `secret="db",state="offline"} 0`)
+	s.wantStatusCLI(t, ro.Summary, "node3", "acknowledged")
 	b.WaitText("summary", ro.Summary, time.Minute)
 }
 
@@ -151,5 +153,23 @@ func (s *Scenario) wantMetrics(t *testing.T, addr string, want ...string) {
 		if !strings.Contains(string(raw), `anax_agbot_secret_updates_by_secret{org="`+Org+`",`+w+"\n") {
 			t.Errorf("metrics lack %s", w)
 		}
+	}
+}
+
+// wantStatusCLI checks hzn sm secret status db prints summary, and with -n node the node's line
+// holds state.
+func (s *Scenario) wantStatusCLI(t *testing.T, summary, node, state string) {
+	t.Helper()
+	out, err := s.Hzn("sm", "secret", "status", "db")
+	if err != nil || !strings.Contains(out, summary) {
+		t.Fatalf("hzn sm secret status db = %q, %v; want %q", out, err, summary)
+	}
+	out, err = s.Hzn("sm", "secret", "status", "-n", node, "db")
+	if err != nil || !strings.Contains(out, node+" agreement ") || !strings.Contains(out, ": "+state+", version") {
+		t.Fatalf("hzn sm secret status -n %s db = %q, %v; want its agreement %s", node, out, err, state)
+	}
+	out, err = s.Hzn("sm", "secret", "status", "--output", "json", "db")
+	if err != nil || !strings.Contains(out, `"summary"`) {
+		t.Fatalf("hzn sm secret status --output json db = %q, %v", out, err)
 	}
 }
