@@ -13,7 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edge-secrets/anax-agent/platform/linux"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
@@ -112,22 +111,6 @@ func Open(opts Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// prepareRoot makes root 0700 and mounts a tmpfs on it unless it is on memory already: the
-// credentials must never reach a disk.
-func prepareRoot(root string) error {
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return fmt.Errorf("ess root: %w", err)
-	}
-	if mem, err := linux.IsMemoryFS(root); err != nil {
-		return fmt.Errorf("ess root: %w", err)
-	} else if !mem {
-		if err := linux.MountTmpfs(root, rootSource, linux.Tmpfs{Size: rootSize, Inodes: rootInodes, Mode: 0o700}); err != nil {
-			return fmt.Errorf("ess root %s is not on tmpfs and a tmpfs can not be mounted there: %w", root, err)
-		}
-	}
-	return os.Chmod(root, 0o700)
 }
 
 // recover serves the stores found under the root.

@@ -3,13 +3,10 @@ package ess
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
@@ -128,33 +125,6 @@ func (s *Server) serve(inst *instance) error {
 		}
 	}()
 	return nil
-}
-
-// listenIn binds essapi.sock in dir (replacing a stale one) through /proc/self/fd, so that
-// the path length limit of unix sockets (108 bytes) never bites, and gives it to uid:gid, 0600.
-func listenIn(dir string, uid, gid int) (*net.UnixListener, error) {
-	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
-	}
-	defer unix.Close(fd)
-	_ = unix.Unlinkat(fd, socketName, 0)
-	via := "/proc/self/fd/" + strconv.Itoa(fd) + "/" + socketName
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: via, Net: "unix"})
-	if err != nil {
-		return nil, fmt.Errorf("listen %s/%s: %w", dir, socketName, err)
-	}
-	ln.SetUnlinkOnClose(false)
-	path := filepath.Join(dir, socketName)
-	if err := os.Chown(path, uid, gid); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		ln.Close()
-		return nil, err
-	}
-	return ln, nil
 }
 
 // stop shuts the server down, waiting briefly for requests in flight.
