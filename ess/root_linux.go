@@ -7,8 +7,9 @@ import (
 	"path/filepath"
 	"strconv"
 
-	"github.com/edge-secrets/anax-agent/platform/linux"
 	"golang.org/x/sys/unix"
+
+	"github.com/edge-secrets/anax-agent/platform/linux"
 )
 
 // prepareRoot makes root 0700 and mounts a tmpfs on it unless it is on memory already: the
