@@ -212,7 +212,9 @@ func (e *Engine) recordReply(org, node, ag string, seq, mid uint64, failed strin
 	}
 	err := e.st.Update(func(tx *bolt.Tx) error {
 		if mid != 0 {
-			e.st.RemoveTx(tx, org, node, mid)
+			if _, err := e.st.RemoveTx(tx, org, node, mid); err != nil {
+				return err
+			}
 		}
 		return rc.apply(tx, e.holdTable)
 	})
