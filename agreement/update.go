@@ -111,11 +111,26 @@ func (m *Manager) Update(ctx context.Context, u *protocol.Update) *protocol.Upda
 // the old digests: start-up checks every file against its digest, finds the ones that differ
 // and asks for a resync (Recover), so no intent record is written before the swap.
 func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, changed []string) error {
+	plan := storePlan(r, u, changed)
 	decls := declared(&r.Service)
-	type storeUpdate struct {
-		id      string
-		secrets []StoreSecret
+	newDigests := map[string]string{}
+	for _, name := range changed {
+		newDigests[name] = m.digest(decls[name], u.Secrets[name].SecretValue)
 	}
+	if err := m.swapStores(r, u, changed, plan); err != nil {
+		return err
+	}
+	return m.recordSwap(ctx, r, u, changed, plan, newDigests)
+}
+
+// storeUpdate is what one store gets of an update.
+type storeUpdate struct {
+	id      string
+	secrets []StoreSecret
+}
+
+// storePlan splits an update's changed secrets by the stores of the containers that use them.
+func storePlan(r *record, u *protocol.Update, changed []string) []storeUpdate {
 	var plan []storeUpdate
 	for _, cr := range r.Containers {
 		if cr.StoreID == "" {
@@ -134,12 +149,12 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 			plan = append(plan, storeUpdate{id: cr.StoreID, secrets: secrets})
 		}
 	}
-	newDigests := map[string]string{}
-	for _, name := range changed {
-		newDigests[name] = m.digest(decls[name], u.Secrets[name].SecretValue)
-	}
+	return plan
+}
 
-	// 1.
+// swapStores applies the plan store by store, all or nothing: with several stores the current
+// values are read first, and a failure puts the earlier stores back.
+func (m *Manager) swapStores(r *record, u *protocol.Update, changed []string, plan []storeUpdate) error {
 	var old [][]StoreSecret
 	if len(plan) > 1 {
 		for _, su := range plan {
@@ -150,7 +165,6 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 			old = append(old, prev)
 		}
 	}
-	// 2.
 	for i, su := range plan {
 		err := m.stores.Update(su.id, su.secrets)
 		if err == nil {
@@ -175,7 +189,12 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 		}
 		return fmt.Errorf("%w (every secret keeps its old value)", err)
 	}
-	// 3.
+	return nil
+}
+
+// recordSwap runs the onUpdate actions and records the new digests and sequences in one
+// transaction.
+func (m *Manager) recordSwap(ctx context.Context, r *record, u *protocol.Update, changed []string, plan []storeUpdate, newDigests map[string]string) error {
 	note := ""
 	if !m.needsAfterUpdate(r, changed) {
 		// Nothing to signal or restart: the engine is not asked (listing containers costs in
@@ -184,7 +203,6 @@ func (m *Manager) swap(ctx context.Context, r *record, u *protocol.Update, chang
 		note = fmt.Sprintf("update %d applied, onUpdate action failed: %s", u.Seq, reason(err))
 		m.log.Warn("onUpdate action failed; the update itself is in place", "agreement", r.ID, "seq", u.Seq, "err", err)
 	}
-	// 4.
 	for name, d := range newDigests {
 		r.Digests[name] = d
 		r.SecretSeq[name] = u.Seq
