@@ -42,45 +42,77 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		return decline(err)
 	}
 	defer release()
-
-	// 2. Known agreement. The agbot offers a proposal again when the node's accept was lost,
-	// resealed with a fresh time (and current values) if it waited long, and meanwhile an
-	// update may have moved the agreement past the proposal's seq. The node did accept it:
-	// declining now would make the agbot drop an agreement the node keeps running. So a
-	// proposal from the same agbot for the same service is accepted again, whatever its seq,
-	// and changes nothing (newer values reach the node as updates, which the agbot queues
-	// behind the proposal). Anything else for a known id is a replay. An ended agreement has
-	// no record; its tombstone in the tracker refuses the proposal below.
-	old, err := m.db.get(p.Agreement)
+	if known, err := m.knownProposal(p); err != nil {
+		return decline(err)
+	} else if known {
+		return reply
+	}
+	r, err := m.admitProposal(ctx, p)
 	if err != nil {
 		return decline(err)
 	}
+	// Intent first: a crash after this line leaves a record that Recover undoes.
+	if err := m.db.put(r); err != nil {
+		return decline(err)
+	}
+	if err := m.install(ctx, r, p.Secrets); err != nil {
+		m.undo(ctx, r)
+		return decline(err)
+	}
+	r.Phase = PhaseActive
+	if err := m.db.put(r); err != nil {
+		m.undo(ctx, r)
+		return decline(err)
+	}
+	if err := m.tracker.Commit(p); err != nil {
+		m.tracker.Restore(p.Agreement, p.Seq)
+	}
+	m.log.Info("accepted proposal", "agreement", p.Agreement, "agbot", p.From, "seq", p.Seq,
+		"service", p.Service.Org+"/"+p.Service.URL, "version", p.Service.Version,
+		"containers", len(r.Containers), "secrets", digestAttrs(r.Digests))
+	return reply
+}
+
+// knownProposal decides a proposal for an agreement id the node knows. The agbot offers a
+// proposal again when the node's accept was lost, resealed with a fresh time (and current
+// values) if it waited long, and meanwhile an update may have moved the agreement past the
+// proposal's seq. The node did accept it: declining now would make the agbot drop an
+// agreement the node keeps running. So a proposal from the same agbot for the same service is
+// accepted again (known, nil), whatever its seq, and changes nothing (newer values reach the
+// node as updates, which the agbot queues behind the proposal). Anything else for a known id
+// is a replay. An ended agreement has no record; its tombstone in the tracker refuses it.
+func (m *Manager) knownProposal(p *protocol.Proposal) (bool, error) {
+	old, err := m.db.get(p.Agreement)
+	if err != nil {
+		return false, err
+	}
 	if old != nil {
 		if err := sameAgreement(old, p); err != nil {
-			return decline(fmt.Errorf("proposal for agreement %q: %w: %w", p.Agreement, err, protocol.ErrKnownAgreement))
+			return false, fmt.Errorf("proposal for agreement %q: %w: %w", p.Agreement, err, protocol.ErrKnownAgreement)
 		}
 		m.log.Debug("proposal for an agreement the node runs, accepted again", "agreement", p.Agreement,
 			"agbot", p.From, "seq", p.Seq, "applied_seq", old.Sequence, "phase", old.Phase)
-		return reply
+		return true, nil
 	}
-	if err := m.tracker.Check(p); err != nil {
-		return decline(err)
-	}
+	return false, m.tracker.Check(p)
+}
 
-	// 3. Will this node run it?
+// admitProposal decides whether this node runs the proposal (architecture, node policy, user
+// input, container users, names free) and returns the record to keep, still accepting.
+func (m *Manager) admitProposal(ctx context.Context, p *protocol.Proposal) (*record, error) {
 	for _, svc := range p.Service.All() {
 		if !arch.Matches(svc.Arch, m.arch) {
-			return decline(fmt.Errorf("service %s/%s is built for arch %q and this node is %q", svc.Org, svc.URL, svc.Arch, m.arch))
+			return nil, fmt.Errorf("service %s/%s is built for arch %q and this node is %q", svc.Org, svc.URL, svc.Arch, m.arch)
 		}
 	}
 	if m.admit != nil {
 		if err := m.admit(ProposalProperties(p)); err != nil {
-			return decline(fmt.Errorf("node policy refuses service %s/%s %s: %w", p.Service.Org, p.Service.URL, p.Service.Version, err))
+			return nil, fmt.Errorf("node policy refuses service %s/%s %s: %w", p.Service.Org, p.Service.URL, p.Service.Version, err)
 		}
 	}
 	env, inputs, allowPriv, err := m.containerEnv(p)
 	if err != nil {
-		return decline(fmt.Errorf("user input: %w", err))
+		return nil, fmt.Errorf("user input: %w", err)
 	}
 	now := m.now().UTC()
 	r := &record{
@@ -95,34 +127,12 @@ func (m *Manager) Propose(ctx context.Context, p *protocol.Proposal) *protocol.P
 		r.SecretSeq[name] = p.Seq
 	}
 	if err := m.addContainers(ctx, r, &p.Service); err != nil {
-		return decline(err)
+		return nil, err
 	}
 	if err := m.checkInstanceFree(r); err != nil {
-		return decline(err)
+		return nil, err
 	}
-
-	// 4. Intent first: a crash after this line leaves a record that Recover undoes.
-	if err := m.db.put(r); err != nil {
-		return decline(err)
-	}
-	// 5. Stores and containers.
-	if err := m.install(ctx, r, p.Secrets); err != nil {
-		m.undo(ctx, r)
-		return decline(err)
-	}
-	// 6. Active.
-	r.Phase = PhaseActive
-	if err := m.db.put(r); err != nil {
-		m.undo(ctx, r)
-		return decline(err)
-	}
-	if err := m.tracker.Commit(p); err != nil {
-		m.tracker.Restore(p.Agreement, p.Seq)
-	}
-	m.log.Info("accepted proposal", "agreement", p.Agreement, "agbot", p.From, "seq", p.Seq,
-		"service", p.Service.Org+"/"+p.Service.URL, "version", p.Service.Version,
-		"containers", len(r.Containers), "secrets", digestAttrs(r.Digests))
-	return reply
+	return r, nil
 }
 
 // addContainers records the containers of every service of the agreement with the user
