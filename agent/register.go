@@ -210,8 +210,40 @@ func (a *Agent) Unregister(ctx context.Context) (UnregisterResult, error) {
 		return UnregisterResult{}, ErrNotRegistered
 	}
 	res := UnregisterResult{Node: reg.ID(), Cancelled: []string{}}
-	// 1. No new messages from here: stop the loop and let the ones being handled finish.
-	var client *agbotClient
+	ep := a.quiesce(ctx, reg)
+	client, _ := newAgbotClient(reg.AgbotURL, a.cfg.AgbotCA)
+	if client != nil {
+		defer client.close()
+	}
+	if err := a.endAll(ctx, reg, ep, client, &res); err != nil {
+		a.restartConnection(reg)
+		return res, err
+	}
+	// Anything of this agent left on the node (a store or container no agreement owns).
+	n, err := a.sweep(ctx)
+	res.Removed = n
+	if err != nil {
+		a.restartConnection(reg)
+		return res, fmt.Errorf("unregister: %w", err)
+	}
+	if ep != nil && client != nil {
+		res.KeysReleased = a.releaseKeys(ctx, client, reg, ep)
+	}
+	if err := forgetRegistration(a.cfg.StateDir); err != nil {
+		return res, fmt.Errorf("unregister: forget the registration: %w", err)
+	}
+	_ = a.setRegistration(nil)
+	a.setLink(func(l *linkStatus) { *l = linkStatus{} })
+	a.guard.forgetAll()
+	a.log.Info("unregistered", "node", reg.ID(), "cancelled", len(res.Cancelled), "not_delivered", len(res.NotDelivered), "removed", n,
+		"keys_released", res.KeysReleased)
+	a.refreshGauges()
+	return res, nil
+}
+
+// quiesce stops the message loop (no new messages from here; those in hand finish) and returns
+// the protocol endpoint to seal the cancels with.
+func (a *Agent) quiesce(ctx context.Context, reg *Registration) *protocol.Endpoint {
 	var ep *protocol.Endpoint
 	if c := a.takeConnection(); c != nil {
 		if err := c.stop(ctx); err != nil {
@@ -224,13 +256,15 @@ func (a *Agent) Unregister(ctx context.Context) (UnregisterResult, error) {
 			ep = c.ep
 		}
 	}
-	client, _ = newAgbotClient(reg.AgbotURL, a.cfg.AgbotCA)
+	return ep
+}
 
-	// 2. End every agreement.
+// endAll ends every agreement and tells the agbot (best effort: it may be away; what it did
+// not get is listed in res.NotDelivered). An agreement that could not be ended fails it.
+func (a *Agent) endAll(ctx context.Context, reg *Registration, ep *protocol.Endpoint, client *agbotClient, res *UnregisterResult) error {
 	list, err := a.mgr.Agreements()
 	if err != nil {
-		a.restartConnection(reg)
-		return res, err
+		return err
 	}
 	var errs []error
 	var cancels []*protocol.Cancel
@@ -247,7 +281,6 @@ func (a *Agent) Unregister(ctx context.Context) (UnregisterResult, error) {
 		cancels = append(cancels, c)
 		a.changed(in.ID)
 	}
-	// 3. Tell the agbot (best effort: it may be away).
 	for _, c := range cancels {
 		if ep == nil || client == nil {
 			res.NotDelivered = append(res.NotDelivered, c.Agreement)
@@ -262,46 +295,25 @@ func (a *Agent) Unregister(ctx context.Context) (UnregisterResult, error) {
 			res.NotDelivered = append(res.NotDelivered, c.Agreement)
 		}
 	}
-	if client != nil {
-		defer client.close()
-	}
 	if err := errors.Join(errs...); err != nil {
 		a.log.Error("unregister: some agreements could not be ended; the node stays registered", "err", err)
-		a.restartConnection(reg)
-		return res, err
+		return err
 	}
-	// 4. Anything of this agent left on the node (a store or container no agreement owns).
-	n, err := a.sweep(ctx)
-	res.Removed = n
-	if err != nil {
-		a.restartConnection(reg)
-		return res, fmt.Errorf("unregister: %w", err)
+	return nil
+}
+
+// releaseKeys gives the node's keys up at the agbot, signed with them, so that the token alone
+// registers this node again (best effort: otherwise that needs the owner or an org admin).
+func (a *Agent) releaseKeys(ctx context.Context, client *agbotClient, reg *Registration, ep *protocol.Endpoint) bool {
+	held, err := client.release(ctx, reg, ep.Keys)
+	switch {
+	case err != nil && httpStatus(err) == 403:
+		// Other keys are registered now (the owner replaced them): nothing of ours to release.
+		a.log.Info("unregister: the agbot holds other keys for this node; nothing to release", "err", err)
+	case err != nil:
+		a.log.Warn("unregister: the agbot still holds this node's keys; registering the node again needs its owner or an org admin (hzn register -u USER:PASSWORD)", "err", err)
 	}
-	// 5. Release the keys at the agbot, signed with them, so that the token alone registers
-	// this node again (best effort: otherwise that needs the owner or an org admin).
-	if ep != nil && client != nil {
-		held, err := client.release(ctx, reg, ep.Keys)
-		switch {
-		case err != nil && httpStatus(err) == 403:
-			// Other keys are registered now (the owner replaced them): nothing of ours to release.
-			a.log.Info("unregister: the agbot holds other keys for this node; nothing to release", "err", err)
-		case err != nil:
-			a.log.Warn("unregister: the agbot still holds this node's keys; registering the node again needs its owner or an org admin (hzn register -u USER:PASSWORD)", "err", err)
-		default:
-			res.KeysReleased = held
-		}
-	}
-	// 6. Forget.
-	if err := forgetRegistration(a.cfg.StateDir); err != nil {
-		return res, fmt.Errorf("unregister: forget the registration: %w", err)
-	}
-	_ = a.setRegistration(nil)
-	a.setLink(func(l *linkStatus) { *l = linkStatus{} })
-	a.guard.forgetAll()
-	a.log.Info("unregistered", "node", reg.ID(), "cancelled", len(res.Cancelled), "not_delivered", len(res.NotDelivered), "removed", n,
-		"keys_released", res.KeysReleased)
-	a.refreshGauges()
-	return res, nil
+	return err == nil && held
 }
 
 func (a *Agent) restartConnection(reg *Registration) {
