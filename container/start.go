@@ -246,26 +246,10 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	if err != nil {
 		return plan{}, err
 	}
-
-	// Secrets: the mount target comes only from a validated name.
-	names := make([]string, 0, len(spec.Secrets))
-	actions := map[string]string{}
-	for _, s := range spec.Secrets {
-		if err := protocol.ValidateSecretName(s.Name); err != nil {
-			return plan{}, fmt.Errorf("%w: %w", err, ErrInvalid)
-		}
-		if _, dup := actions[s.Name]; dup {
-			return plan{}, bad("secret %q declared twice", s.Name)
-		}
-		a, err := onUpdateLabel(s.OnUpdate)
-		if err != nil {
-			return plan{}, fmt.Errorf("secret %q: %w", s.Name, err)
-		}
-		actions[s.Name] = a
-		names = append(names, s.Name)
+	names, actions, err := secretNames(spec.Secrets)
+	if err != nil {
+		return plan{}, err
 	}
-	sort.Strings(names)
-
 	labels := map[string]string{
 		labelAgent:      w.agent,
 		labelRole:       roleService,
@@ -278,44 +262,15 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	var mounts []mount.Mount
 	storeID := ""
 	if len(names) > 0 {
-		st := spec.Store
-		if st == nil {
+		if spec.Store == nil {
 			return plan{}, bad("%d secrets but no store", len(names))
 		}
-		if err := checkStore(st, names); err != nil {
+		storeID = spec.Store.ID
+		if mounts, env, err = w.secretMounts(spec.Store, names, actions, env, labels); err != nil {
 			return plan{}, err
 		}
-		storeID = st.ID
-		// rslave lets a swap under the publish point reach the container; it needs a shared
-		// source mount, which restart mode (plain directory) does not have and does not need.
-		var bind *mount.BindOptions
-		if st.Mode != modeRestart {
-			bind = &mount.BindOptions{Propagation: mount.PropagationRSlave}
-		}
-		for _, name := range names {
-			mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: st.Files[name],
-				Target: "/" + name, ReadOnly: true, BindOptions: bind})
-		}
-		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: st.DirView,
-			Target: DirViewTarget, ReadOnly: true})
-		if m, ok := w.essMounts(st.ID); ok {
-			mounts = append(mounts, m...)
-			env = essEnv(env)
-		}
-		labels[labelStore] = st.ID
-		labels[labelStoreMode] = string(st.Mode)
-		labels[labelSecrets] = strings.Join(names, listSep)
-		if ou := joinOnUpdate(actions); ou != "" {
-			labels[labelOnUpdate] = ou
-		}
 	}
-
-	cfg := &container.Config{
-		Image:  spec.Image,
-		User:   spec.User,
-		Env:    env,
-		Labels: labels,
-	}
+	cfg := &container.Config{Image: spec.Image, User: spec.User, Env: env, Labels: labels}
 	if spec.Command != nil {
 		cfg.Cmd = append([]string(nil), spec.Command...)
 	}
@@ -328,6 +283,61 @@ func (w *Worker) planOne(inst *Instance, spec Spec) (plan, error) {
 	}
 	return plan{name: inst.InstanceID + "-" + spec.Name, spec: spec.Name, inst: inst,
 		secrets: names, storeID: storeID, cfg: cfg, host: host}, nil
+}
+
+// secretNames checks a container's secrets (the mount target comes only from a validated
+// name) and returns their names, sorted, and onUpdate actions.
+func secretNames(secrets []Secret) ([]string, map[string]string, error) {
+	names := make([]string, 0, len(secrets))
+	actions := map[string]string{}
+	for _, s := range secrets {
+		if err := protocol.ValidateSecretName(s.Name); err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", err, ErrInvalid)
+		}
+		if _, dup := actions[s.Name]; dup {
+			return nil, nil, fmt.Errorf("secret %q declared twice: %w", s.Name, ErrInvalid)
+		}
+		a, err := onUpdateLabel(s.OnUpdate)
+		if err != nil {
+			return nil, nil, fmt.Errorf("secret %q: %w", s.Name, err)
+		}
+		actions[s.Name] = a
+		names = append(names, s.Name)
+	}
+	sort.Strings(names)
+	return names, actions, nil
+}
+
+// secretMounts are a container's mounts of its store (each secret at /<name>, the directory
+// view, the ESS API's files) and its store labels; env gains the HZN_ESS_* variables.
+func (w *Worker) secretMounts(st *Store, names []string, actions map[string]string, env []string, labels map[string]string) ([]mount.Mount, []string, error) {
+	if err := checkStore(st, names); err != nil {
+		return nil, nil, err
+	}
+	// rslave lets a swap under the publish point reach the container; it needs a shared
+	// source mount, which restart mode (plain directory) does not have and does not need.
+	var bind *mount.BindOptions
+	if st.Mode != modeRestart {
+		bind = &mount.BindOptions{Propagation: mount.PropagationRSlave}
+	}
+	var mounts []mount.Mount
+	for _, name := range names {
+		mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: st.Files[name],
+			Target: "/" + name, ReadOnly: true, BindOptions: bind})
+	}
+	mounts = append(mounts, mount.Mount{Type: mount.TypeBind, Source: st.DirView,
+		Target: DirViewTarget, ReadOnly: true})
+	if m, ok := w.essMounts(st.ID); ok {
+		mounts = append(mounts, m...)
+		env = essEnv(env)
+	}
+	labels[labelStore] = st.ID
+	labels[labelStoreMode] = string(st.Mode)
+	labels[labelSecrets] = strings.Join(names, listSep)
+	if ou := joinOnUpdate(actions); ou != "" {
+		labels[labelOnUpdate] = ou
+	}
+	return mounts, env, nil
 }
 
 // checkStore requires a file for every declared secret and nothing else, and absolute paths.
