@@ -313,100 +313,23 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		// An acknowledgement of something already forgotten is harmless: say so, change nothing.
 		return fmt.Errorf("%w: agreement %q: %w", ErrBadMessage, h.Agreement, ErrUnknown)
 	}
-	c := *a
+	in := &received{e: e, org: org, node: node, id: id, h: h, c: *a}
 	e.mu.Unlock()
-
-	// ack removes the queued message of type t that the reply answers (same agreement and seq).
-	// With applied, the node now holds the versions that message carried (rollout status).
-	ack := func(t protocol.MessageType, applied bool) bool {
-		mid, ok := e.q.find(id, h.Agreement, h.Seq, t)
-		if !ok {
-			mid = 0
-		}
-		var err error
-		switch {
-		case applied:
-			err = e.recordReply(org, node, h.Agreement, h.Seq, mid, "")
-		case ok:
-			err = e.st.Update(func(tx *bolt.Tx) error { _, err := e.st.RemoveTx(tx, org, node, mid); return err })
-		}
-		if err != nil {
-			// Kept queued: the message is offered again and its answer acknowledged again.
-			e.log.Warn("acknowledgement not recorded; the message stays queued", "node", id, "agreement", h.Agreement, "seq", h.Seq, "err", err)
-			return ok
-		}
-		if ok {
-			e.q.remove(id, mid)
-		}
-		return ok
-	}
 	switch m := msg.(type) {
 	case *protocol.ProposalReply:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		// Re-read under the lock: another reply may have decided meanwhile.
-		if a := e.live[h.Agreement]; a != nil {
-			c = *a
-		}
-		queued := ack(protocol.TypeProposal, false)
-		// Only the answer to the agreement's outstanding proposal decides it: a duplicate
-		// (the proposal was offered again or resealed and the node answered each copy), a
-		// reply to a proposal since superseded, or one arriving after the agreement moved on
-		// is acknowledged and changes nothing. Records from before ProposalSeq existed fall
-		// back to "its proposal is still queued".
-		current := c.State == StateProposed && (h.Seq == c.ProposalSeq || c.ProposalSeq == 0 && queued)
-		if !current {
-			e.log.Info("stale proposal reply ignored", "agreement", c.ID, "node", id, "seq", h.Seq,
-				"proposal_seq", c.ProposalSeq, "state", c.State, "status", m.Status)
-			return nil
-		}
-		if m.Status == protocol.StatusAccepted {
-			c.State = StateAgreed
-			if err := e.recordReply(org, node, c.ID, h.Seq, 0, ""); err != nil {
-				e.log.Warn("acceptance not recorded in the rollout", "agreement", c.ID, "node", id, "err", err)
-			}
-		} else {
-			c.State, c.Held = StateDeclined, m.Reason
-		}
-		c.Updated = time.Now()
-		e.log.Info("proposal reply", "agreement", c.ID, "node", id, "status", m.Status, "reason", m.Reason)
-		return e.persist([]*Agreement{&c}, nil, nil)
+		return in.proposalReply(m)
 	case *protocol.UpdateReply:
-		if m.Status == protocol.StatusFailed {
-			// Nothing changed on the node; the update stays queued and is offered again.
-			e.log.Warn("update failed on node, will resend", "agreement", c.ID, "node", id, "seq", m.Seq, "reason", m.Reason)
-			reason := m.Reason
-			if reason == "" {
-				reason = "failed (no reason given)"
-			}
-			if err := e.recordReply(org, node, c.ID, h.Seq, 0, reason); err != nil {
-				e.log.Warn("failure not recorded in the rollout", "agreement", c.ID, "node", id, "err", err)
-			}
-			return nil
-		}
-		ack(protocol.TypeUpdate, true)
-		e.log.Info("update acknowledged", "agreement", c.ID, "node", id, "seq", m.Seq, "status", m.Status)
-		return nil
+		return in.updateReply(m)
 	case *protocol.CancelReply:
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		ack(protocol.TypeCancel, false)
+		in.ack(protocol.TypeCancel, false)
 		if a := e.live[h.Agreement]; a == nil || a.State != StateEnding {
 			return nil // the agbot did not cancel it (or it is gone already): nothing to end
 		}
-		return e.persist(nil, []*Agreement{&c}, nil)
+		return e.persist(nil, []*Agreement{&in.c}, nil)
 	case *protocol.Cancel:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		c.State, c.Held, c.Updated = StateDeclined, "cancelled by the node: "+m.Reason, time.Now()
-		p := &pass{e: e, now: time.Now()}
-		reply := &protocol.CancelReply{Meta: p.metaSeq(&c, protocol.TypeCancelReply, m.Seq), Status: protocol.StatusApplied}
-		p.jobs = append(p.jobs, &job{a: &c, msg: reply})
-		p.save = append(p.save, &c)
-		if err := e.dropQueued(org, node, c.ID); err != nil {
-			return err
-		}
-		return p.commit()
+		return in.cancel(m)
 	case *protocol.Resync:
 		e.mu.Lock()
 		defer e.mu.Unlock()
@@ -414,12 +337,116 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 		if err != nil {
 			return err
 		}
-		r := e.newResolver(ctx, org)
 		p := &pass{e: e, now: time.Now()}
-		p.update(r, &c, n, "", true)
+		p.update(e.newResolver(ctx, org), &in.c, n, "", true)
 		return p.commit()
 	}
 	return fmt.Errorf("%w: a node may not send %s", ErrBadMessage, h.Type)
+}
+
+// received is one opened message from a node, about agreement c (a copy).
+type received struct {
+	e             *Engine
+	org, node, id string
+	h             *protocol.Meta
+	c             Agreement
+}
+
+// ack removes the queued message of type t that the reply answers (same agreement and seq).
+// With applied, the node now holds the versions that message carried (rollout status).
+func (in *received) ack(t protocol.MessageType, applied bool) bool {
+	e, h := in.e, in.h
+	mid, ok := e.q.find(in.id, h.Agreement, h.Seq, t)
+	if !ok {
+		mid = 0
+	}
+	var err error
+	switch {
+	case applied:
+		err = e.recordReply(in.org, in.node, h.Agreement, h.Seq, mid, "")
+	case ok:
+		err = e.st.Update(func(tx *bolt.Tx) error { _, err := e.st.RemoveTx(tx, in.org, in.node, mid); return err })
+	}
+	if err != nil {
+		// Kept queued: the message is offered again and its answer acknowledged again.
+		e.log.Warn("acknowledgement not recorded; the message stays queued", "node", in.id, "agreement", h.Agreement, "seq", h.Seq, "err", err)
+		return ok
+	}
+	if ok {
+		e.q.remove(in.id, mid)
+	}
+	return ok
+}
+
+// proposalReply decides the agreement, if the reply answers its outstanding proposal.
+func (in *received) proposalReply(m *protocol.ProposalReply) error {
+	e, h := in.e, in.h
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := in.c
+	// Re-read under the lock: another reply may have decided meanwhile.
+	if a := e.live[h.Agreement]; a != nil {
+		c = *a
+	}
+	queued := in.ack(protocol.TypeProposal, false)
+	// Only the answer to the agreement's outstanding proposal decides it: a duplicate (the
+	// proposal was offered again or resealed and the node answered each copy), a reply to a
+	// proposal since superseded, or one arriving after the agreement moved on is acknowledged
+	// and changes nothing. Records from before ProposalSeq existed fall back to "its proposal
+	// is still queued".
+	current := c.State == StateProposed && (h.Seq == c.ProposalSeq || c.ProposalSeq == 0 && queued)
+	if !current {
+		e.log.Info("stale proposal reply ignored", "agreement", c.ID, "node", in.id, "seq", h.Seq,
+			"proposal_seq", c.ProposalSeq, "state", c.State, "status", m.Status)
+		return nil
+	}
+	if m.Status == protocol.StatusAccepted {
+		c.State = StateAgreed
+		if err := e.recordReply(in.org, in.node, c.ID, h.Seq, 0, ""); err != nil {
+			e.log.Warn("acceptance not recorded in the rollout", "agreement", c.ID, "node", in.id, "err", err)
+		}
+	} else {
+		c.State, c.Held = StateDeclined, m.Reason
+	}
+	c.Updated = time.Now()
+	e.log.Info("proposal reply", "agreement", c.ID, "node", in.id, "status", m.Status, "reason", m.Reason)
+	return e.persist([]*Agreement{&c}, nil, nil)
+}
+
+// updateReply acknowledges an applied update; a failed one stays queued and is offered again.
+func (in *received) updateReply(m *protocol.UpdateReply) error {
+	e, c := in.e, &in.c
+	if m.Status == protocol.StatusFailed {
+		e.log.Warn("update failed on node, will resend", "agreement", c.ID, "node", in.id, "seq", m.Seq, "reason", m.Reason)
+		reason := m.Reason
+		if reason == "" {
+			reason = "failed (no reason given)"
+		}
+		if err := e.recordReply(in.org, in.node, c.ID, in.h.Seq, 0, reason); err != nil {
+			e.log.Warn("failure not recorded in the rollout", "agreement", c.ID, "node", in.id, "err", err)
+		}
+		return nil
+	}
+	in.ack(protocol.TypeUpdate, true)
+	e.log.Info("update acknowledged", "agreement", c.ID, "node", in.id, "seq", m.Seq, "status", m.Status)
+	return nil
+}
+
+// cancel ends an agreement the node cancelled, answering with a CancelReply.
+func (in *received) cancel(m *protocol.Cancel) error {
+	e := in.e
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := in.c
+	c.State, c.Held, c.Updated = StateDeclined, "cancelled by the node: "+m.Reason, time.Now()
+	p := &pass{e: e, now: time.Now()}
+	reply := &protocol.CancelReply{Meta: p.metaSeq(&c, protocol.TypeCancelReply, m.Seq), Status: protocol.StatusApplied}
+	p.jobs = append(p.jobs, &job{a: &c, msg: reply})
+	p.save = append(p.save, &c)
+	if err := e.dropQueued(in.org, in.node, c.ID); err != nil {
+		return err
+	}
+	return p.commit()
 }
 
 // dropQueued forgets every queued message of an agreement ("" for every agreement of the
