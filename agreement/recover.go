@@ -109,29 +109,40 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 	}
 
 	if lost := m.lostSecrets(r, stores); lost != "" || r.Phase == PhaseResync {
-		if r.Phase != PhaseResync {
-			m.log.Warn("the node lost an agreement's secrets (reboot?); stopping its containers until a resync restores them",
-				"agreement", r.ID, "why", lost)
-		}
-		// The containers can not run without their mounts: the restart policy would keep
-		// failing. They start again when the values arrive.
-		if err := m.teardown(ctx, r); err != nil {
-			return err
-		}
-		r.Phase = PhaseResync
-		r.Note = "secrets lost on the node (" + lost + "); waiting for resync"
-		if lost == "" {
-			r.Note = "waiting for resync"
-		}
-		for i := range r.Containers {
-			r.Containers[i].ContainerID = ""
-		}
-		return m.db.put(r)
+		return m.awaitResync(ctx, r, lost)
 	}
+	if err := m.checkDigests(r, stores); err != nil {
+		return err
+	}
+	return m.runOnStores(ctx, r, stores, found)
+}
 
-	// Every file must hold the value its digest records. A mismatch is a swap the agent died
-	// in (old or new value), or a change made behind its back: either way the agbot's current
-	// values settle it. A name whose every copy matches is certain again.
+// awaitResync stops an agreement whose stores were lost (a reboot) until the agbot's full
+// update restores them: the containers can not run without their mounts (the restart policy
+// would keep failing). They start again when the values arrive.
+func (m *Manager) awaitResync(ctx context.Context, r *record, lost string) error {
+	if r.Phase != PhaseResync {
+		m.log.Warn("the node lost an agreement's secrets (reboot?); stopping its containers until a resync restores them",
+			"agreement", r.ID, "why", lost)
+	}
+	if err := m.teardown(ctx, r); err != nil {
+		return err
+	}
+	r.Phase = PhaseResync
+	r.Note = "secrets lost on the node (" + lost + "); waiting for resync"
+	if lost == "" {
+		r.Note = "waiting for resync"
+	}
+	for i := range r.Containers {
+		r.Containers[i].ContainerID = ""
+	}
+	return m.db.put(r)
+}
+
+// checkDigests: every file must hold the value its digest records. A mismatch is a swap the
+// agent died in (old or new value), or a change made behind its back: either way the agbot's
+// current values settle it. A name whose every copy matches is certain again.
+func (m *Manager) checkDigests(r *record, stores map[string]*Store) error {
 	mismatch := m.verify(r, stores)
 	for _, name := range mismatch {
 		if !slices.Contains(r.Uncertain, name) {
@@ -153,8 +164,12 @@ func (m *Manager) recoverOne(ctx context.Context, r *record, stores map[string]*
 			return err
 		}
 	}
+	return nil
+}
 
-	// Stores intact: the containers must run on them.
+// runOnStores makes an agreement whose stores are intact run: its containers as they are,
+// restarted when stopped, or made again.
+func (m *Manager) runOnStores(ctx context.Context, r *record, stores map[string]*Store, found []container.Container) error {
 	ids := map[string]container.Container{}
 	for _, c := range found {
 		ids[c.Spec] = c
