@@ -27,8 +27,10 @@ const (
 
 	DefaultRoot = "/run/anax-agent/ess"
 	rootSource  = "anax-ess"
-	rootSize    = 4 << 20
-	rootInodes  = 16384
+	// A store takes about 12 KiB (three files of a page each, a directory, a socket): room for
+	// 5,000 containers. tmpfs uses memory only for what is written.
+	rootSize   = 64 << 20
+	rootInodes = 65536
 )
 
 // Sentinel errors, checked with errors.Is.

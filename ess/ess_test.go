@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -288,4 +289,22 @@ type zeros struct{}
 func (zeros) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// TestManyStores: a node with hundreds of services (the 1,000-service load test found the root
+// full at 512 stores with a 4 MiB tmpfs).
+func TestManyStores(t *testing.T) {
+	f := newFixture(t)
+	s := f.open()
+	const n = 1200
+	for i := range n {
+		if _, err := s.Attach(fmt.Sprintf("s%04d", i), 1000, 1000); err != nil {
+			t.Fatalf("store %d of %d: %v", i+1, n, err)
+		}
+	}
+	for i := range n {
+		if err := s.Detach(fmt.Sprintf("s%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
