@@ -158,7 +158,7 @@ func (a *API) routes() {
 	m.HandleFunc("GET /org/{org}/nodes/{node}/msgs", a.auth(a.poll))
 	m.HandleFunc("POST /org/{org}/nodes/{node}/msgs", a.auth(a.reply))
 
-	m.HandleFunc("GET /org/{org}/services", a.auth(a.listServices))
+	m.HandleFunc("GET /org/{org}/services", a.auth(listOrg(a, a.st.Services, func(s exchange.Service) string { return s.ID() })))
 	m.HandleFunc("POST /org/{org}/services", a.auth(a.putService))
 	m.HandleFunc("GET /org/{org}/services/{id}", a.auth(a.getService))
 	m.HandleFunc("PUT /org/{org}/services/{id}", a.auth(a.putService))

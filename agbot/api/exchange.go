@@ -401,24 +401,6 @@ type Published struct {
 	exchange.Report
 }
 
-func (a *API) listServices(w http.ResponseWriter, r *http.Request) {
-	org := r.PathValue("org")
-	if err := sameOrgUser(callerOf(r), org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	list, err := a.st.Services.List(org)
-	if err != nil {
-		a.fail(w, err)
-		return
-	}
-	out := map[string]exchange.Service{}
-	for _, s := range list {
-		out[org+"/"+s.ID()] = s
-	}
-	writeJSON(w, 200, out)
-}
-
 func (a *API) getService(w http.ResponseWriter, r *http.Request) {
 	org := r.PathValue("org")
 	if err := sameOrgUser(callerOf(r), org); err != nil {
