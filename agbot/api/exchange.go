@@ -132,23 +132,37 @@ type NodeBody struct {
 }
 
 func (a *API) listNodes(w http.ResponseWriter, r *http.Request) {
-	org, c := r.PathValue("org"), callerOf(r)
-	if err := sameOrgUser(c, org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	nodes, err := a.st.Nodes.List(org)
-	if err != nil {
-		a.fail(w, err)
+	_, nodes, ok := a.visibleNodes(w, r)
+	if !ok {
 		return
 	}
 	out := map[string]exchange.NodeView{}
 	for _, n := range nodes {
-		if c.Admin || n.Owner == c.ID {
-			out[n.ID] = n.View()
-		}
+		out[n.ID] = n.View()
 	}
 	writeJSON(w, 200, out)
+}
+
+// visibleNodes lists the nodes of the path's org the caller may see: an admin all, a user the
+// ones they own. ok false: the refusal is answered.
+func (a *API) visibleNodes(w http.ResponseWriter, r *http.Request) (string, []exchange.Node, bool) {
+	org, c := r.PathValue("org"), callerOf(r)
+	if err := sameOrgUser(c, org); err != nil {
+		a.fail(w, err)
+		return org, nil, false
+	}
+	nodes, err := a.st.Nodes.List(org)
+	if err != nil {
+		a.fail(w, err)
+		return org, nil, false
+	}
+	out := nodes[:0]
+	for _, n := range nodes {
+		if c.Admin || n.Owner == c.ID {
+			out = append(out, n)
+		}
+	}
+	return org, out, true
 }
 
 // nodeAccess: the node itself, its owner or an org admin.

@@ -139,14 +139,8 @@ func (a *API) rolloutPage(w http.ResponseWriter, r *http.Request) {
 // nodesPage is GET /ui/org/{org}/nodes: the nodes the caller may see (an admin all of the
 // org's, a user the ones they own) and their agreements.
 func (a *API) nodesPage(w http.ResponseWriter, r *http.Request) {
-	org, c := r.PathValue("org"), callerOf(r)
-	if err := sameOrgUser(c, org); err != nil {
-		a.fail(w, err)
-		return
-	}
-	nodes, err := a.st.Nodes.List(org)
-	if err != nil {
-		a.fail(w, err)
+	org, nodes, ok := a.visibleNodes(w, r)
+	if !ok {
 		return
 	}
 	byNode := map[string][]engine.Agreement{}
@@ -155,9 +149,6 @@ func (a *API) nodesPage(w http.ResponseWriter, r *http.Request) {
 	}
 	var rows []nodeRow
 	for _, n := range nodes {
-		if !c.Admin && n.Owner != c.ID {
-			continue
-		}
 		last, online := a.eng.LastPoll(org, n.ID)
 		rows = append(rows, nodeRow{Node: n.ID, Owner: n.Owner, LastPoll: last, Online: online, Agreements: byNode[n.ID]})
 	}
