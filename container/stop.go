@@ -119,12 +119,9 @@ func (w *Worker) Restart(ctx context.Context, agreementID string) error {
 	if err := checkName("agreement id", agreementID); err != nil {
 		return err
 	}
-	list, err := w.listLabels(ctx, agreementID)
+	list, err := w.containersOf(ctx, agreementID)
 	if err != nil {
-		return fmt.Errorf("agreement %q: %w", agreementID, err)
-	}
-	if len(list) == 0 {
-		return fmt.Errorf("agreement %q: %w", agreementID, ErrNotFound)
+		return err
 	}
 	var errs []error
 	for _, c := range list {
@@ -138,4 +135,16 @@ func (w *Worker) Restart(ctx context.Context, agreementID string) error {
 		w.log.Info("restarted container", "agreement", agreementID, "container", c.Name, "id", c.ID)
 	}
 	return errors.Join(errs...)
+}
+
+// containersOf lists an agreement's containers; none is ErrNotFound.
+func (w *Worker) containersOf(ctx context.Context, agreementID string) ([]labelled, error) {
+	list, err := w.listLabels(ctx, agreementID)
+	if err != nil {
+		return nil, fmt.Errorf("agreement %q: %w", agreementID, err)
+	}
+	if len(list) == 0 {
+		return nil, fmt.Errorf("agreement %q: %w", agreementID, ErrNotFound)
+	}
+	return list, nil
 }

@@ -53,12 +53,9 @@ func (w *Worker) AfterUpdate(ctx context.Context, agreementID string, changed []
 			return fmt.Errorf("agreement %q: %w: %w", agreementID, err, ErrInvalid)
 		}
 	}
-	list, err := w.listLabels(ctx, agreementID)
+	list, err := w.containersOf(ctx, agreementID)
 	if err != nil {
-		return fmt.Errorf("agreement %q: %w", agreementID, err)
-	}
-	if len(list) == 0 {
-		return fmt.Errorf("agreement %q: %w", agreementID, ErrNotFound)
+		return err
 	}
 	var errs []error
 	for _, lc := range list {
