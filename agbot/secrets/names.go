@@ -156,6 +156,18 @@ func parse(field, input, name string) (Name, error) {
 	return Name{User: m.User, Node: m.Node, Secret: m.Name}, nil
 }
 
+// CheckWrite checks what every manager's Put and Create check first: the org and name, then
+// the secret itself.
+func CheckWrite(org, name string, s Secret) error {
+	if _, err := Check(org, name); err != nil {
+		return err
+	}
+	if err := CheckSecret(s); err != nil {
+		return fmt.Errorf("secret %q: %w", name, err)
+	}
+	return nil
+}
+
 // CheckSecret refuses what a backend can not store faithfully: Vault keeps JSON strings, so a
 // key or value that is not valid UTF-8 would come back changed.
 func CheckSecret(s Secret) error {

@@ -129,11 +129,8 @@ func (m *Manager) Create(ctx context.Context, org, name string, s secrets.Secret
 }
 
 func (m *Manager) write(ctx context.Context, org, name string, s secrets.Secret, onlyNew bool) (int64, error) {
-	if _, err := secrets.Check(org, name); err != nil {
+	if err := secrets.CheckWrite(org, name, s); err != nil {
 		return 0, err
-	}
-	if err := secrets.CheckSecret(s); err != nil {
-		return 0, fmt.Errorf("secret %q: %w", name, err)
 	}
 	done, err := m.begin(ctx)
 	if err != nil {
