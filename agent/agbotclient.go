@@ -27,31 +27,13 @@ type agbotClient struct {
 }
 
 // agbotInfo is GET /agbot and the registration answer.
-type agbotInfo struct {
-	ID          string               `json:"agbotId"`
-	PublicKeys  *protocol.PublicKeys `json:"publicKeys"`
-	Fingerprint string               `json:"fingerprint"`
-}
+type agbotInfo = protocol.AgbotInfo
 
 // polledMessage is one message of a long-poll answer.
-type polledMessage struct {
-	ID        uint64 `json:"id"`
-	Agreement string `json:"agreementId"`
-	Type      string `json:"type"`
-	Seq       uint64 `json:"seq"`
-	Envelope  []byte `json:"envelope"`
-}
+type polledMessage = protocol.PolledMessage
 
 // registrationBody is PUT .../registration.
-type registrationBody struct {
-	PublicKeys *protocol.PublicKeys `json:"publicKeys"`
-	Arch       string               `json:"arch"`
-	Properties []Property           `json:"properties"`
-	// Constraints are the node policy's effective constraints, which the agbot checks against
-	// a deployment policy's properties before it proposes (the node checks them again).
-	Constraints []string `json:"constraints,omitempty"`
-	Pattern     string   `json:"pattern,omitempty"`
-}
+type registrationBody = protocol.Registration
 
 // newAgbotClient builds a client for base that trusts caFile (PEM) when given, else the
 // system roots.
@@ -161,13 +143,13 @@ func (c *agbotClient) info(ctx context.Context) (*agbotInfo, error) {
 	if err := c.do(ctx, "GET", "/agbot", nil, nil, "", &in); err != nil {
 		return nil, err
 	}
-	if err := in.check(); err != nil {
+	if err := checkAgbotInfo(&in); err != nil {
 		return nil, err
 	}
 	return &in, nil
 }
 
-func (in *agbotInfo) check() error {
+func checkAgbotInfo(in *agbotInfo) error {
 	if in.ID == "" || in.PublicKeys == nil {
 		return fmt.Errorf("%w: the agbot's answer lacks agbotId or publicKeys", ErrAgbot)
 	}
@@ -195,7 +177,7 @@ func (c *agbotClient) register(ctx context.Context, r *Registration, body regist
 	if err := c.doWith(ctx, hdr, "PUT", nodePath(r, "/registration"), r, b, "application/json", &in); err != nil {
 		return nil, err
 	}
-	if err := in.check(); err != nil {
+	if err := checkAgbotInfo(&in); err != nil {
 		return nil, err
 	}
 	return &in, nil
@@ -208,10 +190,7 @@ func (c *agbotClient) release(ctx context.Context, r *Registration, keys *protoc
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	now := time.Now().UTC()
-	b, err := json.Marshal(struct {
-		Time      time.Time `json:"time"`
-		Signature []byte    `json:"signature"`
-	}{now, protocol.SignKeyRelease(keys, r.ID(), now)})
+	b, err := json.Marshal(protocol.KeyRelease{Time: now, Signature: protocol.SignKeyRelease(keys, r.ID(), now)})
 	if err != nil {
 		return false, err
 	}

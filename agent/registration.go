@@ -38,11 +38,7 @@ var (
 )
 
 // Property is an anax node policy property.
-type Property struct {
-	Name  string `json:"name"`
-	Value any    `json:"value"`
-	Type  string `json:"type,omitempty"`
-}
+type Property = protocol.Property
 
 // NodePolicy is anax's node policy file (exchangecommon.NodePolicy): top-level properties and
 // constraints, and the nested deployment and management sections. The deployment policy the

@@ -428,8 +428,4 @@ func (a *API) agbotInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // AgbotInfo is GET /agbot and the registration response.
-type AgbotInfo struct {
-	ID          string               `json:"agbotId"`
-	PublicKeys  *protocol.PublicKeys `json:"publicKeys"`
-	Fingerprint string               `json:"fingerprint"`
-}
+type AgbotInfo = protocol.AgbotInfo

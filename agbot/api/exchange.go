@@ -325,13 +325,7 @@ type Messages struct {
 }
 
 // Message is one sealed protocol message for the node.
-type Message struct {
-	ID        uint64 `json:"id"`
-	Agreement string `json:"agreementId"`
-	Type      string `json:"type"`
-	Seq       uint64 `json:"seq"`
-	Envelope  []byte `json:"envelope"` // the protocol envelope JSON, base64
-}
+type Message = protocol.PolledMessage
 
 func (a *API) nodeOnly(r *http.Request) (string, string, error) {
 	org, id, c := r.PathValue("org"), r.PathValue("node"), callerOf(r)

@@ -19,20 +19,11 @@ import (
 const UserAuthHeader = "X-Anax-User-Authorization"
 
 // Registration is what a node sends to register (node auth).
-type Registration struct {
-	PublicKeys  *protocol.PublicKeys `json:"publicKeys"`
-	Arch        string               `json:"arch"`
-	Properties  []exchange.Property  `json:"properties,omitempty"`
-	Constraints []string             `json:"constraints,omitempty"` // the node policy's, for two-way matching
-	Pattern     string               `json:"pattern,omitempty"`
-}
+type Registration = protocol.Registration
 
 // KeyRelease is DELETE .../registration: the node gives up its registered keys (`hzn
 // unregister`), proving it holds them. Signature is protocol.SignKeyRelease's.
-type KeyRelease struct {
-	Time      time.Time `json:"time"`
-	Signature []byte    `json:"signature"`
-}
+type KeyRelease = protocol.KeyRelease
 
 // register records a node's keys, arch, properties and pattern. The node token registers a
 // node that has no keys (never registered, or released) or the keys it has; other keys need
