@@ -179,17 +179,23 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	return serveUntilSignal(srv, log, *listen, *metricsListen, *kind)
+}
+
+// serveUntilSignal serves the API (and the metrics listener when given) until SIGTERM or
+// SIGINT, then shuts down within 15 s.
+func serveUntilSignal(srv *Server, log *slog.Logger, listen, metricsListen, kind string) error {
+	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		srv.Shutdown(context.Background())
 		return err
 	}
-	if *metricsListen != "" {
-		mln, err := net.Listen("tcp", *metricsListen)
+	if metricsListen != "" {
+		mln, err := net.Listen("tcp", metricsListen)
 		if err != nil {
 			ln.Close()
 			srv.Shutdown(context.Background())
-			return fmt.Errorf("--metrics-listen %s: %w", *metricsListen, err)
+			return fmt.Errorf("--metrics-listen %s: %w", metricsListen, err)
 		}
 		msrv := srv.MetricsServer()
 		defer msrv.Close()
@@ -200,7 +206,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 		}()
 		log.Info("metrics", "addr", mln.Addr().String())
 	}
-	log.Info("agbot serving", "addr", ln.Addr().String(), "secrets_manager", *kind, "fingerprint", srv.Engine.PublicKeys().Fingerprint())
+	log.Info("agbot serving", "addr", ln.Addr().String(), "secrets_manager", kind, "fingerprint", srv.Engine.PublicKeys().Fingerprint())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)
