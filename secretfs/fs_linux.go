@@ -230,32 +230,9 @@ func Open(opts Options) (*FS, error) {
 // prepareRoot creates the root, mounts its tmpfs when allowed, probes and chooses the mode.
 func (f *FS) prepareRoot(forced Mode) error {
 	root := f.lay.root
-	if err := os.MkdirAll(root, 0o700); err != nil {
-		return fmt.Errorf("secretfs: root: %w", err)
-	}
-	if err := os.Chmod(root, 0o700); err != nil {
-		return fmt.Errorf("secretfs: root: %w", err)
-	}
-	mounts, err := linux.SelfMountinfo()
+	owned, err := mountRoot(root)
 	if err != nil {
-		return fmt.Errorf("secretfs: mountinfo: %w", err)
-	}
-	owned := false
-	if st := linux.Stack(mounts, root); len(st) > 0 {
-		top := st[len(st)-1]
-		owned = top.FSType == "tmpfs" && top.Source == rootSource
-	}
-	if !owned {
-		// A failure here means no mount privilege; the probe below reports it.
-		if linux.MountTmpfs(root, rootSource, linux.Tmpfs{Size: rootSize, Inodes: rootInodes, Mode: 0o700}) == nil {
-			owned = true
-		}
-	}
-	if owned {
-		// Private: our mounts must not propagate to copies of the root in other namespaces.
-		if err := linux.SetPropagation(root, linux.Private); err != nil {
-			return fmt.Errorf("secretfs: root: %w", err)
-		}
+		return err
 	}
 	probe := f.lay.probe()
 	os.Remove(probe)
@@ -316,6 +293,39 @@ func (f *FS) prepareRoot(forced Mode) error {
 		}
 	}
 	return nil
+}
+
+// mountRoot makes root 0700 and mounts the root's small private tmpfs unless an earlier run
+// left it; owned false means no mount privilege (the probe then says so).
+func mountRoot(root string) (bool, error) {
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return false, fmt.Errorf("secretfs: root: %w", err)
+	}
+	if err := os.Chmod(root, 0o700); err != nil {
+		return false, fmt.Errorf("secretfs: root: %w", err)
+	}
+	mounts, err := linux.SelfMountinfo()
+	if err != nil {
+		return false, fmt.Errorf("secretfs: mountinfo: %w", err)
+	}
+	owned := false
+	if st := linux.Stack(mounts, root); len(st) > 0 {
+		top := st[len(st)-1]
+		owned = top.FSType == "tmpfs" && top.Source == rootSource
+	}
+	if !owned {
+		// A failure here means no mount privilege; the probe reports it.
+		if linux.MountTmpfs(root, rootSource, linux.Tmpfs{Size: rootSize, Inodes: rootInodes, Mode: 0o700}) == nil {
+			owned = true
+		}
+	}
+	if owned {
+		// Private: our mounts must not propagate to copies of the root in other namespaces.
+		if err := linux.SetPropagation(root, linux.Private); err != nil {
+			return false, fmt.Errorf("secretfs: root: %w", err)
+		}
+	}
+	return owned, nil
 }
 
 // crashPoint marks a step after which a kill leaves a state that recovery must handle; tests
