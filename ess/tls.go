@@ -2,18 +2,16 @@ package ess
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/edge-secrets/anax-agent/pki"
 )
 
 // authority is the CA every container trusts and the server certificate for "localhost" it
@@ -36,20 +34,7 @@ func loadAuthority(dir string) (*authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ess CA in %s: %w", dir, err)
 	}
-	leafKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     caCert.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &leafKey.PublicKey, caKey)
+	der, leafKey, err := pki.NewServerLeaf(caCert, caKey, "localhost", []string{"localhost"}, caCert.NotAfter)
 	if err != nil {
 		return nil, err
 	}
@@ -82,25 +67,7 @@ func readCA(keyPath, certPath string) (*ecdsa.PrivateKey, *x509.Certificate, []b
 }
 
 func makeCA(keyPath, certPath string) (*ecdsa.PrivateKey, *x509.Certificate, []byte, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "anax-agent ESS CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
+	cert, key, err := pki.NewCA("anax-agent ESS CA", time.Now().AddDate(10, 0, 0))
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -108,7 +75,7 @@ func makeCA(keyPath, certPath string) (*ecdsa.PrivateKey, *x509.Certificate, []b
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
 		return nil, nil, nil, err
 	}
@@ -116,12 +83,4 @@ func makeCA(keyPath, certPath string) (*ecdsa.PrivateKey, *x509.Certificate, []b
 		return nil, nil, nil, err
 	}
 	return key, cert, certPEM, nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return n
 }

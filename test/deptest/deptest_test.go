@@ -21,13 +21,14 @@ const module = "github.com/edge-secrets/anax-agent/"
 var allowed = map[string][]string{
 	// Leaves: the wire protocol and the platform layer import nothing of the module.
 	"protocol":            {},
+	"pki":                 {},
 	"protocol/constraint": {},
 	"platform/arch":       {},
 	"platform/linux":      {},
 
 	// The node side, bottom up.
 	"secretfs":  {"platform/linux", "protocol"},
-	"ess":       {"platform/linux", "protocol"},
+	"ess":       {"pki", "platform/linux", "protocol"},
 	"container": {"ess", "protocol", "secretfs"},
 	"agreement": {"container", "platform/arch", "protocol", "secretfs"},
 	"agent":     {"agreement", "container", "ess", "platform/arch", "platform/linux", "protocol", "protocol/constraint", "secretfs"},
@@ -44,7 +45,7 @@ var allowed = map[string][]string{
 	"agbot/engine":                {"agbot/access", "agbot/exchange", "agbot/secrets", "agbot/store", "protocol", "protocol/constraint"},
 	"agbot/metrics":               {"agbot/engine"},
 	"agbot/api":                   {"agbot/access", "agbot/engine", "agbot/exchange", "agbot/secrets", "agbot/store", "protocol", "protocol/constraint"},
-	"agbot":                       {"agbot/access", "agbot/api", "agbot/engine", "agbot/exchange", "agbot/secrets", "agbot/secrets/embedded", "agbot/secrets/vault", "agbot/metrics", "agbot/store", "platform/linux", "protocol"},
+	"agbot":                       {"agbot/access", "agbot/api", "agbot/engine", "agbot/exchange", "agbot/secrets", "agbot/secrets/embedded", "agbot/secrets/vault", "agbot/metrics", "agbot/store", "pki", "platform/linux", "protocol"},
 
 	// The CLI talks HTTP to both; it shares only the wire types.
 	"hzn": {"protocol", "platform/arch"},
