@@ -158,11 +158,9 @@ func sealRaw(hdr Header, sign ed25519.PrivateKey, body []byte, pub hpke.PublicKe
 // not check replay or order: that is the receiver's Tracker.
 func (e *Endpoint) Open(data []byte) (Message, error) {
 	l := e.Limits.withDefaults()
-	// 1. Size before anything else.
-	if len(data) > l.MaxEnvelope {
+	if len(data) > l.MaxEnvelope { // size before anything else
 		return nil, fmt.Errorf("open: envelope is %d bytes, more than the limit %d: %w", len(data), l.MaxEnvelope, ErrTooLarge)
 	}
-	// 2. Envelope and header, strictly.
 	env, hdr, err := parseEnvelope(data)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
@@ -170,33 +168,54 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 	if hdr.Version != ProtocolVersion {
 		return nil, fmt.Errorf("open: header version %d, this build speaks %d: %w", hdr.Version, ProtocolVersion, ErrUnsupported)
 	}
-	// 3. Addressed to this party and to one of its keys.
+	priv, aead, err := e.recipientKey(hdr)
+	if err != nil {
+		return nil, err
+	}
+	peer, err := e.senderKeys(hdr)
+	if err != nil {
+		return nil, err
+	}
+	body, err := openBody(env, hdr, priv, aead, peer)
+	if err != nil {
+		return nil, err
+	}
+	return decodeAgainstHeader(body, hdr, l)
+}
+
+// recipientKey checks that hdr is addressed to this party and to one of its keys under an
+// allowed KEM, and returns that private key and the header's AEAD.
+func (e *Endpoint) recipientKey(hdr *Header) (hpke.PrivateKey, hpke.AEAD, error) {
 	if hdr.To != e.ID {
-		return nil, fmt.Errorf("open: addressed to %s, this is %s: %w", quote(hdr.To), quote(e.ID), ErrWrongRecipient)
+		return nil, nil, fmt.Errorf("open: addressed to %s, this is %s: %w", quote(hdr.To), quote(e.ID), ErrWrongRecipient)
 	}
 	var priv hpke.PrivateKey
 	switch hdr.KEM {
 	case KEMMLKEM768X25519:
 		if e.Keys.hybrid == nil {
-			return nil, fmt.Errorf("open: KEM %s not enabled here: %w", hdr.KEM, ErrUnsupported)
+			return nil, nil, fmt.Errorf("open: KEM %s not enabled here: %w", hdr.KEM, ErrUnsupported)
 		}
 		priv = e.Keys.hybrid
 	case KEMX25519:
 		if e.RequireHybrid && e.Keys.hybrid != nil {
-			return nil, fmt.Errorf("open: KEM %s refused, %s is required: %w", hdr.KEM, KEMMLKEM768X25519, ErrUnsupported)
+			return nil, nil, fmt.Errorf("open: KEM %s refused, %s is required: %w", hdr.KEM, KEMMLKEM768X25519, ErrUnsupported)
 		}
 		priv = e.Keys.x25519
 	default:
-		return nil, fmt.Errorf("open: KEM %s: %w", quote(hdr.KEM), ErrUnsupported)
+		return nil, nil, fmt.Errorf("open: KEM %s: %w", quote(hdr.KEM), ErrUnsupported)
 	}
 	if hdr.RecipientKey != KeyID(priv.PublicKey().Bytes()) {
-		return nil, fmt.Errorf("open: sealed to key %s, not this party's %s key: %w", quote(hdr.RecipientKey), hdr.KEM, ErrWrongRecipient)
+		return nil, nil, fmt.Errorf("open: sealed to key %s, not this party's %s key: %w", quote(hdr.RecipientKey), hdr.KEM, ErrWrongRecipient)
 	}
 	aead, err := aeadByName(hdr.AEAD)
 	if err != nil {
-		return nil, fmt.Errorf("open: %w", err)
+		return nil, nil, fmt.Errorf("open: %w", err)
 	}
-	// 4. The sender and its pinned key.
+	return priv, aead, nil
+}
+
+// senderKeys looks up hdr's sender, checks its pinned signing key and refuses a KEM downgrade.
+func (e *Endpoint) senderKeys(hdr *Header) (*PublicKeys, error) {
 	peer, err := e.Peers.PeerKeys(hdr.From)
 	if err != nil {
 		if !errors.Is(err, ErrUnknownSender) {
@@ -213,7 +232,12 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 		return nil, fmt.Errorf("open: KEM %s refused: %s and this party both registered %s keys: %w",
 			hdr.KEM, quote(hdr.From), KEMMLKEM768X25519, ErrUnsupported)
 	}
-	// 5. Decrypt; the header is the AAD.
+	return peer, nil
+}
+
+// openBody decrypts env (the header is the AAD) and verifies the sender's signature over
+// header and message, returning the signed message bytes.
+func openBody(env *Envelope, hdr *Header, priv hpke.PrivateKey, aead hpke.AEAD, peer *PublicKeys) ([]byte, error) {
 	r, err := hpke.NewRecipient(env.Enc, priv, hpke.HKDFSHA256(), aead, []byte(hpkeInfo))
 	if err != nil {
 		return nil, fmt.Errorf("open: encapsulated key: %w", ErrDecrypt)
@@ -222,7 +246,6 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", ErrDecrypt)
 	}
-	// 6. Verify the signature over header and message.
 	if len(pt) < ed25519.SignatureSize {
 		return nil, fmt.Errorf("open: plaintext shorter than a signature: %w", ErrBadSignature)
 	}
@@ -230,7 +253,12 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 	if !ed25519.Verify(peer.Signing, signInput(env.Header, body), sig) {
 		return nil, fmt.Errorf("open: from %s: %w", quote(hdr.From), ErrBadSignature)
 	}
-	// 7. Decode; the signed message must agree with its header.
+	return body, nil
+}
+
+// decodeAgainstHeader decodes the signed message, checks it agrees with its header and
+// validates it against l.
+func decodeAgainstHeader(body []byte, hdr *Header, l Limits) (Message, error) {
 	m, err := Decode(body)
 	if err != nil {
 		return nil, fmt.Errorf("open: %w", err)
@@ -240,7 +268,6 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 		return nil, fmt.Errorf("open: message %s from %s to %s in header %s from %s to %s: %w",
 			quote(string(mh.Type)), quote(mh.From), quote(mh.To), quote(string(hdr.Type)), quote(hdr.From), quote(hdr.To), ErrHeaderMismatch)
 	}
-	// 8. Validate.
 	if err := m.Validate(l); err != nil {
 		return nil, fmt.Errorf("open: %s %s: %w", mh.Type, quote(mh.Agreement), err)
 	}
