@@ -73,51 +73,9 @@ func (f *FS) recoverStore(id string, mounts []linux.MountInfo) *store {
 
 	names, _ := os.ReadDir(filepath.Join(dir, "v"))
 	for _, n := range names {
-		name := n.Name()
-		entries, _ := os.ReadDir(filepath.Join(dir, "v", name))
-		var gens []uint64
-		var max uint64
-		for _, e := range entries {
-			if g, ok := parseGen(e.Name()); ok {
-				gens = append(gens, g)
-				if g > max {
-					max = g
-				}
-			}
+		if sec := f.recoverSecret(st, n.Name(), mounts); sec != nil {
+			st.secrets[n.Name()] = sec
 		}
-		if max == 0 {
-			continue
-		}
-		sec := &secret{cur: max, next: max + 1, bases: map[uint64]*base{}}
-		if st.mode == ModeRestart {
-			sec.cur = sameFile(f.lay.file(id, name), func(g uint64) string { return f.lay.version(id, name, g) }, gens, max)
-		} else if s := linux.Stack(mounts, f.lay.publish(id, name)); len(s) > 0 {
-			if n, g, ok := parseVersionRoot(s[len(s)-1].Root); ok && n == name {
-				sec.cur = g
-			}
-		}
-		if fi, err := os.Stat(f.lay.version(id, name, sec.cur)); err == nil {
-			sec.size = fi.Size()
-		}
-		for _, g := range gens {
-			if g == sec.cur {
-				continue
-			}
-			if st.mode == ModeMountSwap && len(linux.Stack(mounts, f.lay.feedPoint(id, name, g))) > 0 {
-				sec.bases[g] = &base{fed: true} // fedAt zero: its own content is zeroed at the next reconcile
-				continue
-			}
-			if st.mode == ModeRestart {
-				os.Remove(f.lay.version(id, name, g)) // a running container holds its inode if it needs it
-				continue
-			}
-			r := retired{gen: g} // epoch 0: the first scan decides
-			if fi, err := os.Stat(f.lay.version(id, name, g)); err == nil {
-				r.size = fi.Size()
-			}
-			sec.retired = append(sec.retired, r)
-		}
-		st.secrets[name] = sec
 	}
 
 	if link, err := os.Readlink(filepath.Join(f.lay.view(id), ViewCurrent)); err == nil {
@@ -131,6 +89,52 @@ func (f *FS) recoverStore(id string, mounts []linux.MountInfo) *store {
 		}
 	}
 	return st
+}
+
+// recoverSecret rebuilds one secret of st from its version files and the mount table: the
+// current generation, retired ones still to clear and, in mount-swap mode, fed bases. It
+// returns nil when no version of name is left.
+func (f *FS) recoverSecret(st *store, name string, mounts []linux.MountInfo) *secret {
+	id := st.id
+	entries, _ := os.ReadDir(filepath.Join(f.lay.store(id), "v", name))
+	var gens []uint64
+	var top uint64
+	for _, e := range entries {
+		if g, ok := parseGen(e.Name()); ok {
+			gens = append(gens, g)
+			top = max(top, g)
+		}
+	}
+	if top == 0 {
+		return nil
+	}
+	sec := &secret{cur: top, next: top + 1, bases: map[uint64]*base{}}
+	if st.mode == ModeRestart {
+		sec.cur = sameFile(f.lay.file(id, name), func(g uint64) string { return f.lay.version(id, name, g) }, gens, top)
+	} else if s := linux.Stack(mounts, f.lay.publish(id, name)); len(s) > 0 {
+		if n, g, ok := parseVersionRoot(s[len(s)-1].Root); ok && n == name {
+			sec.cur = g
+		}
+	}
+	if fi, err := os.Stat(f.lay.version(id, name, sec.cur)); err == nil {
+		sec.size = fi.Size()
+	}
+	for _, g := range gens {
+		switch {
+		case g == sec.cur:
+		case st.mode == ModeMountSwap && len(linux.Stack(mounts, f.lay.feedPoint(id, name, g))) > 0:
+			sec.bases[g] = &base{fed: true} // fedAt zero: its own content is zeroed at the next reconcile
+		case st.mode == ModeRestart:
+			os.Remove(f.lay.version(id, name, g)) // a running container holds its inode if it needs it
+		default:
+			r := retired{gen: g} // epoch 0: the first scan decides
+			if fi, err := os.Stat(f.lay.version(id, name, g)); err == nil {
+				r.size = fi.Size()
+			}
+			sec.retired = append(sec.retired, r)
+		}
+	}
+	return sec
 }
 
 func exists(path string) bool {
