@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -382,12 +384,7 @@ func (g *storeGuard) changes() []change {
 func (g *storeGuard) baselineIDs() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	ids := make([]string, 0, len(g.baseline))
-	for id := range g.baseline {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	return ids
+	return slices.Sorted(maps.Keys(g.baseline))
 }
 
 // repair fixes what it can in place and asks for a resync for the rest.

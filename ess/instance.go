@@ -3,6 +3,7 @@ package ess
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -164,12 +165,7 @@ func (inst *instance) ack(name string) (bool, error) {
 func (inst *instance) list() []string {
 	inst.mu.Lock()
 	defer inst.mu.Unlock()
-	out := make([]string, 0, len(inst.updated))
-	for n := range inst.updated {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
+	return slices.Sorted(maps.Keys(inst.updated))
 }
 
 // persist writes the updated names (no value) root-only. Call with inst.mu held.

@@ -17,20 +17,13 @@ import (
 // NewCA makes a self-signed CA named name, valid from an hour ago until notAfter, that may sign
 // leaves only (path length zero).
 func NewCA(name string, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, tpl, err := newKeyAndTemplate(name, notAfter)
 	if err != nil {
 		return nil, nil, err
 	}
-	tpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
+	tpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	tpl.IsCA = true
+	tpl.MaxPathLenZero = true
 	der, err := x509.CreateCertificate(rand.Reader, tpl, tpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, nil, err
@@ -42,19 +35,12 @@ func NewCA(name string, notAfter time.Time) (*x509.Certificate, *ecdsa.PrivateKe
 // NewServerLeaf makes a server certificate (CA:FALSE) for the DNS names and IP addresses in
 // hosts, signed by ca, and returns its DER and its key.
 func NewServerLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, hosts []string, notAfter time.Time) ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	key, tpl, err := newKeyAndTemplate(name, notAfter)
 	if err != nil {
 		return nil, nil, err
 	}
-	tpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-	}
+	tpl.KeyUsage = x509.KeyUsageDigitalSignature
+	tpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
 	for _, h := range hosts {
 		if h == "" {
 			continue
@@ -70,6 +56,22 @@ func NewServerLeaf(ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, h
 		return nil, nil, err
 	}
 	return der, key, nil
+}
+
+// newKeyAndTemplate makes a P-256 key and the fields every certificate here shares: a random
+// serial, the name, validity from an hour ago (clock skew) until notAfter, basic constraints.
+func newKeyAndTemplate(name string, notAfter time.Time) (*ecdsa.PrivateKey, *x509.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	return key, &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              notAfter,
+		BasicConstraintsValid: true,
+	}, nil
 }
 
 func serial() *big.Int {

@@ -6,25 +6,23 @@
 package dockertest
 
 import (
-	"archive/tar"
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/client"
 
 	"github.com/edge-secrets/anax-agent/test/testenv"
@@ -79,24 +77,10 @@ func BuildImage(t testing.TB, cli *client.Client, img Image) string {
 		built[ref] = true
 		return ref
 	}
-	bin := compile(t, img.Program)
-	buildCtx, err := img.context(bin)
-	if err != nil {
-		t.Fatalf("image %s: build context: %v", ref, err)
-	}
-	resp, err := cli.ImageBuild(ctx, bytes.NewReader(buildCtx), build.ImageBuildOptions{
-		Tags:        []string{ref},
-		Remove:      true,
-		ForceRemove: true,
-		Version:     build.BuilderV1, // dockerd 20.10 without BuildKit
-		Labels:      map[string]string{"org.edge-secrets.anax-agent.test": "true"},
-	})
-	if err != nil {
-		t.Fatalf("image %s: build: %v", ref, err)
-	}
-	defer resp.Body.Close()
-	if err := readBuildStream(resp.Body); err != nil {
-		t.Fatalf("image %s: build: %v", ref, err)
+	spec := Spec{Prog: compile(t, img.Program), User: img.User, Files: img.Files, Cmd: img.Cmd,
+		Labels: map[string]string{"org.edge-secrets.anax-agent.test": "true"}}
+	if err := Build(ctx, cli, ref, spec); err != nil {
+		t.Fatal(err)
 	}
 	built[ref] = true
 	return ref
@@ -138,52 +122,6 @@ func compile(t testing.TB, program string) []byte {
 	return bin
 }
 
-// context returns the tar build context: Dockerfile, /prog and the extra files under rootfs/.
-func (img Image) context(bin []byte) ([]byte, error) {
-	var df strings.Builder
-	df.WriteString("FROM scratch\n")
-	if len(img.Files) > 0 {
-		df.WriteString("COPY rootfs/ /\n")
-	}
-	df.WriteString("COPY prog /prog\n")
-	if img.User != "" {
-		fmt.Fprintf(&df, "USER %s\n", img.User)
-	}
-	df.WriteString("ENTRYPOINT [\"/prog\"]\n")
-	if len(img.Cmd) > 0 {
-		cmd, err := json.Marshal(img.Cmd)
-		if err != nil {
-			return nil, err
-		}
-		fmt.Fprintf(&df, "CMD %s\n", cmd)
-	}
-
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(name string, mode int64, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
-	if err := add("Dockerfile", 0o644, []byte(df.String())); err != nil {
-		return nil, err
-	}
-	if err := add("prog", 0o755, bin); err != nil {
-		return nil, err
-	}
-	for _, name := range sortedKeys(img.Files) {
-		if err := add("rootfs/"+strings.TrimPrefix(name, "/"), 0o644, img.Files[name]); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
-}
-
 // readBuildStream drains the engine's JSON progress stream and returns the first error it reports.
 func readBuildStream(r interface{ Read([]byte) (int, error) }) error {
 	sc := bufio.NewScanner(r)
@@ -210,11 +148,4 @@ func readBuildStream(r interface{ Read([]byte) (int, error) }) error {
 	return sc.Err()
 }
 
-func sortedKeys(m map[string][]byte) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys(m map[string][]byte) []string { return slices.Sorted(maps.Keys(m)) }

@@ -1,23 +1,18 @@
 package e2e
 
 import (
-	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -26,6 +21,7 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/edge-secrets/anax-agent/platform/linux"
+	"github.com/edge-secrets/anax-agent/test/dockertest"
 )
 
 // LabelAgent is the container label the agent's worker writes with its agent id (package
@@ -65,78 +61,10 @@ func BuildImage(ctx context.Context, cli *client.Client, reader string, img Imag
 	if err != nil {
 		return "", err
 	}
-	names := make([]string, 0, len(img.Files))
-	for n := range img.Files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00", img.Name, img.User)
-	h.Write(prog)
-	for _, n := range names {
-		fmt.Fprintf(h, "\x00%s\x00%d\x00%v\x00", n, len(img.Files[n]), img.Exec[n])
-		h.Write(img.Files[n])
-	}
-	ref := img.Name + ":" + hex.EncodeToString(h.Sum(nil))[:16]
-	if _, err := cli.ImageInspect(ctx, ref); err == nil {
-		return ref, nil
-	}
-	var df strings.Builder
-	df.WriteString("FROM scratch\n")
-	if len(names) > 0 {
-		df.WriteString("COPY rootfs/ /\n")
-	}
-	df.WriteString("COPY prog /prog\n")
-	if img.User != "" {
-		fmt.Fprintf(&df, "USER %s\n", img.User)
-	}
-	df.WriteString("ENTRYPOINT [\"/prog\"]\n")
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	add := func(name string, mode int64, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
-	if err := add("Dockerfile", 0o644, []byte(df.String())); err != nil {
-		return "", err
-	}
-	if err := add("prog", 0o755, prog); err != nil {
-		return "", err
-	}
-	for _, n := range names {
-		mode := int64(0o644)
-		if img.Exec[n] {
-			mode = 0o755
-		}
-		if err := add("rootfs/"+strings.TrimPrefix(n, "/"), mode, img.Files[n]); err != nil {
-			return "", err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return "", err
-	}
-	resp, err := cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{
-		Tags: []string{ref}, Remove: true, ForceRemove: true, Version: build.BuilderV1,
-		Labels: map[string]string{LabelImage: "true"},
-	})
-	if err != nil {
-		return "", fmt.Errorf("image %s: %w", ref, err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var msg struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(sc.Bytes(), &msg) == nil && msg.Error != "" {
-			return "", fmt.Errorf("image %s: %s", ref, msg.Error)
-		}
-	}
-	return ref, sc.Err()
+	spec := dockertest.Spec{Prog: prog, User: img.User, Files: img.Files, Exec: img.Exec,
+		Labels: map[string]string{LabelImage: "true"}}
+	ref := spec.Ref(img.Name)
+	return ref, dockertest.Build(ctx, cli, ref, spec)
 }
 
 // RemoveImage removes an image this harness built.
