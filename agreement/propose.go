@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -231,11 +232,9 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 					return fail(fmt.Errorf("container %q: no value for secret %q", cr.Name, name))
 				}
 				secrets = append(secrets, StoreSecret{Name: name, Key: v.Key, Value: []byte(v.Value), Format: storeFormat(c.Secrets[name])})
-				ou, err := protocol.ParseOnUpdate(c.Secrets[name].OnUpdate)
-				if err != nil {
-					return fail(fmt.Errorf("container %q secret %q: %w", cr.Name, name, err))
-				}
-				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: ou})
+			}
+			if spec.Secrets, err = containerSecrets(cr.Name, c); err != nil {
+				return fail(err)
 			}
 			st, err := m.stores.Create(StoreSpec{ID: cr.StoreID, UID: cr.UID, GID: cr.GID, Secrets: secrets})
 			if err != nil {
@@ -247,9 +246,31 @@ func (m *Manager) install(ctx context.Context, r *record, values map[string]prot
 		}
 		specs = append(specs, spec)
 	}
+	if err := m.start(ctx, r, specs); err != nil {
+		return fail(fmt.Errorf("start containers: %w", err))
+	}
+	return nil
+}
+
+// containerSecrets lists the secrets of container name as the runner takes them, with their
+// onUpdate parsed.
+func containerSecrets(name string, c protocol.Container) ([]container.Secret, error) {
+	out := make([]container.Secret, 0, len(c.Secrets))
+	for _, s := range sortedNames(c.Secrets) {
+		ou, err := protocol.ParseOnUpdate(c.Secrets[s].OnUpdate)
+		if err != nil {
+			return nil, fmt.Errorf("container %q secret %q: %w", name, s, err)
+		}
+		out = append(out, container.Secret{Name: s, OnUpdate: ou})
+	}
+	return out, nil
+}
+
+// start starts the containers of specs as r's instance and records their ids in r.
+func (m *Manager) start(ctx context.Context, r *record, specs []container.Spec) error {
 	started, err := m.runner.Start(ctx, r.instance(specs))
 	if err != nil {
-		return fail(fmt.Errorf("start containers: %w", err))
+		return err
 	}
 	ids := map[string]string{}
 	for _, c := range started {
@@ -361,14 +382,7 @@ func envMap(env []string) map[string]string {
 	return out
 }
 
-func sortedNames[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func sortedNames[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // digestAttrs lists secret names with digest prefixes for a log line.
 func digestAttrs(d map[string]string) []string {

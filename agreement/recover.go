@@ -281,29 +281,14 @@ func (m *Manager) restart(ctx context.Context, r *record, stores map[string]*Sto
 			return err
 		}
 		if cr.StoreID != "" {
-			for _, name := range sortedNames(c.Secrets) {
-				ou, err := protocol.ParseOnUpdate(c.Secrets[name].OnUpdate)
-				if err != nil {
-					return fmt.Errorf("container %q secret %q: %w", cr.Name, name, err)
-				}
-				spec.Secrets = append(spec.Secrets, container.Secret{Name: name, OnUpdate: ou})
+			if spec.Secrets, err = containerSecrets(cr.Name, c); err != nil {
+				return err
 			}
 			spec.Store = stores[cr.StoreID]
 		}
 		specs = append(specs, spec)
 	}
-	started, err := m.runner.Start(ctx, r.instance(specs))
-	if err != nil {
-		return err
-	}
-	ids := map[string]string{}
-	for _, c := range started {
-		ids[c.Spec] = c.ID
-	}
-	for i := range r.Containers {
-		r.Containers[i].ContainerID = ids[r.Containers[i].Name]
-	}
-	return nil
+	return m.start(ctx, r, specs)
 }
 
 // Resyncs returns a resync request for every agreement waiting for current values: the daemon

@@ -2,7 +2,8 @@ package protocol
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -550,14 +551,7 @@ func validateUser(f, u string) error {
 	return nil
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // keyField names a map entry in an error path, shortening a hostile key.
 func keyField(prefix, key string) string { return prefix + "[" + quote(key) + "]" }

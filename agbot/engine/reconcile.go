@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"runtime"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -294,14 +294,7 @@ func indexOf(s []string, v string) int {
 	return -1
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // job is one message to seal for an agreement.
 type job struct {

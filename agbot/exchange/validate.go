@@ -2,7 +2,8 @@ package exchange
 
 import (
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -163,14 +164,7 @@ func CheckPublish(bindings []protocol.SecretBinding, services []Service, exists 
 	return rep, nil
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
+func sortedKeys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // ValidatePolicy checks a deployment policy's own fields (not the services it names).
 func ValidatePolicy(p Policy) error {
