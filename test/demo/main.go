@@ -97,6 +97,7 @@ func dur(d time.Duration) string {
 	return fmt.Sprintf("%.1fs", d.Seconds())
 }
 
+// run is the demo, step by step; each step prints what it did and how long it took.
 func (d *demo) run(ctx context.Context) error {
 	var err error
 	d.dir, err = os.MkdirTemp("", "anax-demo-")
@@ -104,8 +105,17 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "anax-agent demo: agbot + agent on loopback, a container reading its secrets (work dir %s)\n\n", d.dir)
+	for _, step := range []func(context.Context) error{d.setUp, d.declare, d.register, d.showContainer, d.rotate, d.unregister} {
+		if err := step(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	// 1. Build.
+// setUp builds the programs, finds Docker, starts the agbot and the agent and builds the image.
+func (d *demo) setUp(ctx context.Context) error {
+	var err error
 	t := time.Now()
 	if d.binDir != "" {
 		d.bin, err = e2e.Prebuilt(ctx, d.binDir, filepath.Join(d.dir, "bin"))
@@ -166,9 +176,13 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say(t, "image %s built (FROM scratch, USER app)", d.image)
+	return nil
+}
 
-	// 6. Exchange: a user who owns the node, the node, the service, the policy, the secrets.
-	t = time.Now()
+// declare creates the user and node, publishes the service and the deployment policy, and
+// stores the org secrets.
+func (d *demo) declare(ctx context.Context) error {
+	t := time.Now()
 	admin := d.agbot.Admin
 	if _, err := d.agbot.Hzn(ctx, admin, "exchange", "user", "create", "alice", "alice-pw"); err != nil {
 		return err
@@ -215,9 +229,12 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say(t, "org secrets %s and %s stored", dbSecret, apiToken)
+	return nil
+}
 
-	// 7. Register.
-	t = time.Now()
+// register registers the node with its policy.
+func (d *demo) register(ctx context.Context) error {
+	t := time.Now()
 	nodePolicy := filepath.Join(d.dir, "node-policy.json")
 	if err := writeJSON(nodePolicy, map[string]any{"properties": []any{map[string]any{"name": "purpose", "value": "demo"}}, "constraints": []string{}}); err != nil {
 		return err
@@ -226,9 +243,12 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 	d.say(t, "hzn register -n %s:*** --policy node-policy.json", node)
+	return nil
+}
 
-	// 8. The container.
-	t = time.Now()
+// showContainer waits for the agreement and shows the secrets from inside its container.
+func (d *demo) showContainer(ctx context.Context) error {
+	t := time.Now()
 	in, err := d.agent.ActiveAgreement(ctx, service, 3*time.Minute)
 	if err != nil {
 		return err
@@ -244,12 +264,17 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	s := stats["/db_password"]
 	d.detail("owner %d:%d, mode %s, read-only; the same files under /open-horizon-secrets/", s.UID, s.GID, s.Mode)
+	return nil
+}
+
+// rotate updates the org secret, adds a node-specific one and removes it, each watched from
+// inside the container, and checks the container never restarted.
+func (d *demo) rotate(ctx context.Context) error {
+	admin := d.agbot.Admin
 	started, restarts, err := d.startInfo(ctx)
 	if err != nil {
 		return err
 	}
-
-	// 9. Update, node-specific override, fallback: each watched from inside the container.
 	if err := d.change(ctx, "/db_password", "org secret "+dbSecret+" updated", func() error {
 		_, err := d.agbot.HznStdin(ctx, admin, "pw-two", "sm", "secret", "add", "-O", "--secretKey", "db", "-f", "-", dbSecret)
 		return err
@@ -276,9 +301,12 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("the container restarted (started %s -> %s, restarts %d -> %d)", started, started2, restarts, restarts2)
 	}
 	d.detail("the container never restarted (started %s, restart count %d)", started[:19], restarts)
+	return nil
+}
 
-	// 10. Unregister.
-	t = time.Now()
+// unregister ends the agreement and checks the node is clean.
+func (d *demo) unregister(ctx context.Context) error {
+	t := time.Now()
 	if _, err := d.agent.Hzn(ctx, "unregister", "-f"); err != nil {
 		return err
 	}
@@ -287,12 +315,9 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.say(t, "hzn unregister -f: agreement cancelled, secrets wiped")
 	d.detail("node clean: no container of this agent, no store, no mount below the secrets root")
-
 	return nil
 }
 
-// change watches file inside the container, runs write, and reports what the container
-// read and how long after the write began it could read it.
 func (d *demo) change(ctx context.Context, file, what string, write func() error) error {
 	wait, err := e2e.Watch(ctx, d.docker, d.cont, file, time.Minute)
 	if err != nil {
