@@ -16,6 +16,7 @@ import (
 
 	"github.com/edge-secrets/anax-agent/agreement"
 	linuxp "github.com/edge-secrets/anax-agent/platform/linux"
+	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/secretfs"
 )
 
@@ -160,6 +161,26 @@ func (a *Agent) apiHandler() http.Handler {
 			return
 		}
 		writeJSON(w, 200, reg.Info())
+	})
+	mux.HandleFunc("GET /node/policy", func(w http.ResponseWriter, r *http.Request) {
+		reg := a.registration()
+		if reg == nil {
+			writeError(w, ErrNotRegistered)
+			return
+		}
+		writeJSON(w, 200, reg.Policy.withBuiltins(reg.Arch, a.facts))
+	})
+	mux.HandleFunc("GET /node/userinput", func(w http.ResponseWriter, r *http.Request) {
+		reg := a.registration()
+		if reg == nil {
+			writeError(w, ErrNotRegistered)
+			return
+		}
+		in := reg.UserInput
+		if in == nil {
+			in = []protocol.InputBlock{}
+		}
+		writeJSON(w, 200, in)
 	})
 	mux.HandleFunc("POST /node", func(w http.ResponseWriter, r *http.Request) {
 		var req RegisterRequest

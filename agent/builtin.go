@@ -125,6 +125,15 @@ func (p NodePolicy) reportedProperties(arch string, f nodeFacts) []Property {
 	return out
 }
 
+// withBuiltins is the node policy as `hzn policy list` shows it (anax's GET /node/policy):
+// as registered, with the deployment section holding the properties the agbot matches
+// against (built-in ones included) and the effective constraints.
+func (p NodePolicy) withBuiltins(arch string, f nodeFacts) NodePolicy {
+	eff := p.Effective()
+	p.Deployment = &ExternalPolicy{Properties: p.reportedProperties(arch, f), Constraints: eff.Constraints}
+	return p
+}
+
 // nodeContext is what containers of a new agreement see of the node.
 func (r *Registration) nodeContext(f nodeFacts) agreement.NodeContext {
 	pattern := r.Pattern

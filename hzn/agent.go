@@ -59,6 +59,13 @@ func (c *cli) addAgent() {
 	node := c.app.Command("node", "List general information about this edge node.")
 	c.on(node.Command("list", "Display general information about this edge node (anax's shape; never the token).").Alias("ls"), c.nodeList)
 
+	pol := c.app.Command("policy", "List the policy of this edge node.").Alias("pol")
+	c.on(pol.Command("list", "Display this edge node's policy as the agbot matches it: the registered policy, with the built-in properties (openhorizon.cpu, .memory, .arch, .hardwareId, .allowPrivileged) in its deployment section.").Alias("ls"),
+		func() error { return c.registeredJSON("/node/policy", "{}") })
+	ui := c.app.Command("userinput", "List the user input of this edge node.").Alias("u")
+	c.on(ui.Command("list", "Display the user input given at registration (hzn register -f): values of the services' variables, never a secret.").Alias("ls"),
+		func() error { return c.registeredJSON("/node/userinput", "[]") })
+
 	ag := c.app.Command("agreement", "List the agreements this edge node has made with the agbot.").Alias("ag")
 	agList := ag.Command("list", "List the active agreements (names, sequences, digest prefixes; never a value).").Alias("ls")
 	agID := agList.Arg("agreement-id", "Show the details of this active agreement.").String()
@@ -166,6 +173,20 @@ func (c *cli) addServiceLog() {
 		}
 		return newAgentClient(c.get).stream("/service/log?"+q.Encode(), c.env.Stdout)
 	})
+}
+
+// registeredJSON prints the agent's answer at path, or empty (as JSON) when the node is not
+// registered, as anax prints an empty policy or user input list for an unconfigured node.
+func (c *cli) registeredJSON(path, empty string) error {
+	raw, err := newAgentClient(c.get).do("GET", path, nil)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		raw, err = []byte(empty), nil
+	}
+	if err != nil {
+		return err
+	}
+	return printRaw(c.env.Stdout, raw)
 }
 
 // printRaw re-indents a JSON answer.

@@ -48,6 +48,20 @@ func newFakeAgent(t *testing.T) *fakeAgent {
 		}
 		w.Write([]byte(`{"id":"o/n1","agbotId":"ab","agbotFingerprint":"SHA256:x"}`))
 	})
+	for path, body := range map[string]string{
+		"/node/policy":    `{"properties":[{"name":"zone","value":"a"}],"constraints":[],"deployment":{"properties":[{"name":"openhorizon.cpu","value":2}]}}`,
+		"/node/userinput": `[{"serviceOrgid":"o","serviceUrl":"s","inputs":[{"name":"GREETING","value":"hi"}]}]`,
+	} {
+		mux.HandleFunc("GET "+path, func(w http.ResponseWriter, r *http.Request) {
+			record(r)
+			if !registered {
+				w.WriteHeader(404)
+				w.Write([]byte(`{"error":"node is not registered"}`))
+				return
+			}
+			w.Write([]byte(body))
+		})
+	}
 	mux.HandleFunc("POST /node", func(w http.ResponseWriter, r *http.Request) {
 		record(r)
 		w.WriteHeader(201)
@@ -109,6 +123,8 @@ func TestAgentCommands(t *testing.T) {
 		{"register -f with a missing file", "", []string{"register", "-n", "n1:t", "-f", "/nonexistent"}, 4, "", "--input-file", ""},
 		{"register -s waits for the service", "", []string{"register", "-n", "n1:t", "-s", "hello", "--serviceorg", "o", "-t", "5"}, 0, "Service o/hello is started.", "", "GET /agreement"},
 		{"node list", "", []string{"node", "list"}, 0, `"id": "n1"`, "", "GET /node"},
+		{"policy list", "", []string{"policy", "list"}, 0, "\"name\": \"openhorizon.cpu\",\n", "", "GET /node/policy"},
+		{"userinput list", "", []string{"u", "ls"}, 0, "\"serviceUrl\": \"s\"", "", "GET /node/userinput"},
 		{"agreement list", "", []string{"agreement", "list"}, 0, `"current_agreement_id": "a1"`, "", "GET /agreement"},
 		{"agreement list keeps digests", "", []string{"ag", "ls"}, 0, `"digest": "abc"`, "", "GET /agreement"},
 		{"agreement list -r", "", []string{"agreement", "list", "-r"}, 0, "[]", "", ""},
@@ -118,6 +134,8 @@ func TestAgentCommands(t *testing.T) {
 		{"unregister answered no", "n\n", []string{"unregister"}, 0, "[y/N]: Exiting.", "", "GET /node"},
 		{"unregister answered yes", "y\n", []string{"unreg"}, 0, "node o/n1 unregistered: 2 agreements cancelled, secrets wiped (1 cancels not delivered", "", "DELETE /node"},
 		{"node list after", "", []string{"node", "ls"}, 0, `"state": "unconfigured"`, "", "GET /node"},
+		{"policy list after", "", []string{"pol", "ls"}, 0, "{}\n", "", "GET /node/policy"},
+		{"userinput list after", "", []string{"userinput", "list"}, 0, "[]\n", "", "GET /node/userinput"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -84,6 +84,14 @@ func testAnaxFormats(t *testing.T, s *suite) {
 	if _, err := a.Hzn(e.ctx, "register", "-n", "nodeX:tokX", "--policy", nodePol, "-f", nodeUI); err != nil {
 		t.Fatal(err)
 	}
+	// What the node registered, as anax's hzn policy list and hzn userinput list show it: the
+	// built-in properties beside the file's, the user input as given.
+	if out, err := a.Hzn(e.ctx, "policy", "list"); err != nil || !strings.Contains(out, `"name": "openhorizon.cpu"`) || !strings.Contains(out, `"deployment"`) {
+		t.Errorf("hzn policy list: %v\n%s", err, out)
+	}
+	if out, err := a.Hzn(e.ctx, "userinput", "list"); err != nil || !strings.Contains(out, `"value": "node_value"`) {
+		t.Errorf("hzn userinput list: %v\n%s", err, out)
+	}
 	in, err := a.ActiveAgreement(e.ctx, url, time.Minute)
 	if err != nil {
 		var held any
