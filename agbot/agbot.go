@@ -37,6 +37,9 @@ const (
 	CAFile    = "tls/ca.pem"   // the CA clients trust (HZN_AGBOT_CA, --agbot-ca)
 	TLSKey    = "tls/key.pem"
 	metaID    = "agbot-id"
+	// metaKey holds the fingerprint of the agbot's signing key: every agbot sharing a
+	// database must load the same keys (nodes pin one identity). Never the key itself.
+	metaKey = "agbot-key"
 )
 
 // ErrInitialised: init found existing state.
@@ -50,6 +53,7 @@ type InitOptions struct {
 	Password string
 	Hash     access.HashParams // zero: access.DefaultParams
 	Hosts    []string          // extra certificate names; 127.0.0.1, ::1, localhost and the host name are always in
+	DB       DBOptions         // empty: the bbolt file DataDir/state.db
 }
 
 // Init creates the state, the agbot's keys and a self-signed TLS certificate, and returns the
@@ -73,24 +77,31 @@ func Init(o InitOptions) (fingerprint string, err error) {
 	if err := os.Chmod(o.DataDir, 0o700); err != nil {
 		return "", err
 	}
-	_, err = os.Stat(filepath.Join(o.DataDir, StateFile))
-	fresh := err != nil
 	keys, err := protocol.LoadOrCreateKeys(filepath.Join(o.DataDir, KeysFile))
 	if err != nil {
 		return "", err
 	}
-	st, err := store.Open(filepath.Join(o.DataDir, StateFile))
+	st, err := openState(o.DataDir, o.DB)
 	if err != nil {
 		return "", err
 	}
 	defer st.Close()
+	id, err := st.Meta(metaID)
+	if err != nil {
+		return "", err
+	}
+	fresh := len(id) == 0
 	host, _ := os.Hostname()
 	if !fresh {
 		// Adding an org to an existing agbot: keys, id and certificate stay.
+		if err := checkKeys(st, keys); err != nil {
+			return "", err
+		}
 		if _, err := st.Orgs.Get(o.Org, o.Org); err == nil {
 			return "", fmt.Errorf("org %q: %w", o.Org, ErrInitialised)
 		}
-	} else if err := st.SetMeta(metaID, []byte("agbot@"+sanitize(host))); err != nil {
+	} else if err := errors.Join(st.SetMeta(metaID, []byte("agbot@"+sanitize(host))),
+		st.SetMeta(metaKey, []byte(keys.Public().Fingerprint()))); err != nil {
 		return "", err
 	}
 	if err := st.Orgs.Put(o.Org, o.Org, store.Org{ID: o.Org, Created: time.Now().UTC().Format(time.RFC3339)}); err != nil {
@@ -170,6 +181,7 @@ func writeCert(dir string, hosts []string) error {
 // Options configure a Server.
 type Options struct {
 	DataDir string
+	DB      DBOptions // empty: the bbolt file DataDir/state.db
 	// Secrets is the secrets manager; nil opens the embedded one: DataDir/secrets.db sealed
 	// under SecretsKey when given, else under the file SecretsKeyFile, else DataDir/secrets.key.
 	Secrets        secrets.Manager
@@ -225,15 +237,19 @@ func Open(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	if _, err := os.Stat(filepath.Join(o.DataDir, StateFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(o.DataDir, StateFile)); err != nil && o.DB.URL == "" {
 		return nil, fmt.Errorf("%s is not initialised (run agbot init): %w", o.DataDir, err)
 	}
 	keys, err := protocol.LoadKeys(filepath.Join(o.DataDir, KeysFile))
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(o.DataDir, StateFile))
+	st, err := openState(o.DataDir, o.DB)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkInitialised(st, keys, o.DB); err != nil {
+		st.Close()
 		return nil, err
 	}
 	s := &Server{opts: o, st: st, sm: o.Secrets}
