@@ -182,6 +182,11 @@ func writeCert(dir string, hosts []string) error {
 type Options struct {
 	DataDir string
 	DB      DBOptions // empty: the bbolt file DataDir/state.db
+	// Advertise is where the other agbots of a fleet sharing DB reach this one
+	// (https://HOST:PORT; empty: the listener's address, unless it listens on all).
+	Advertise string
+	// LeaseTTL: with DB, how long the fleet's lease lasts unrenewed (zero: DefaultLeaseTTL).
+	LeaseTTL time.Duration
 	// Secrets is the secrets manager; nil opens the embedded one: DataDir/secrets.db sealed
 	// under SecretsKey when given, else under the file SecretsKeyFile, else DataDir/secrets.key.
 	Secrets        secrets.Manager
@@ -221,6 +226,9 @@ const (
 type Server struct {
 	opts    Options
 	st      *store.Store
+	keys    *protocol.PrivateKeys
+	id      string // the agbot's protocol id
+	ha      *ha    // nil: the only agbot on its state
 	sm      secrets.Manager
 	ownSM   bool
 	Engine  *engine.Engine
@@ -252,18 +260,9 @@ func Open(o Options) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s := &Server{opts: o, st: st, sm: o.Secrets}
+	s := &Server{opts: o, st: st, sm: o.Secrets, keys: keys}
 	if s.sm == nil {
-		db := filepath.Join(o.DataDir, embedded.DBFile)
-		switch {
-		case len(o.SecretsKey) > 0:
-			s.sm, err = embedded.OpenKey(db, o.SecretsKey, "the key from the environment ("+EnvSecretsKey+")")
-		case o.SecretsKeyFile != "":
-			s.sm, err = embedded.OpenFiles(db, o.SecretsKeyFile)
-		default:
-			s.sm, err = embedded.Open(o.DataDir)
-		}
-		if err != nil {
+		if s.sm, err = openEmbedded(o, st, s.fenceID); err != nil {
 			st.Close()
 			return nil, err
 		}
@@ -273,19 +272,80 @@ func Open(o Options) (*Server, error) {
 	if len(id) == 0 {
 		id = []byte("agbot")
 	}
+	s.id = string(id)
 	s.Metrics = metrics.New(o.MetricsSecretNames)
-	s.Engine, err = engine.New(engine.Config{Observe: s.Metrics.Observe, Store: st, Secrets: s.sm, Keys: keys, ID: string(id), Log: o.Log, Retry: o.Retry, MaxRetry: o.MaxRetry,
-		OfflineAfter: o.OfflineAfter})
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if o.DB.URL != "" {
+		// Several agbots may share the database: serve the fleet only while holding its lease.
+		if s.ha, err = newHA(s); err != nil {
+			s.cancel()
+			s.close()
+			return nil, err
+		}
+		s.Metrics.SetSource(s.ha)
+		return s, nil // the lease is taken when it serves
+	}
+	a, err := s.activate(s.ctx)
 	if err != nil {
+		s.cancel()
 		s.close()
 		return nil, err
 	}
+	s.Engine, s.API = a.eng, a.api
 	s.Metrics.SetSource(s.Engine)
-	s.API = api.New(api.Config{Store: st, Secrets: s.sm, Engine: s.Engine, Log: o.Log, Hash: o.Hash,
-		Verifier: o.Verifier, AddressLimit: o.AddressLimit, IdentityLimit: o.IdentityLimit})
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Go(func() { s.Engine.Run(s.ctx) })
 	return s, nil
+}
+
+// active is the part of a Server that serves the fleet: the engine running and the API on it.
+type active struct {
+	eng    *engine.Engine
+	api    *api.API
+	ctx    context.Context // ends when the engine stops (shutdown, lease lost)
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the engine has stopped
+}
+
+// activate loads the engine from the state and runs it until ctx ends or stop is called.
+func (s *Server) activate(ctx context.Context) (*active, error) {
+	o := s.opts
+	eng, err := engine.New(engine.Config{Observe: s.Metrics.Observe, Store: s.st, Secrets: s.sm, Keys: s.keys, ID: s.id, Log: o.Log,
+		Retry: o.Retry, MaxRetry: o.MaxRetry, OfflineAfter: o.OfflineAfter})
+	if err != nil {
+		return nil, err
+	}
+	a := &active{eng: eng, done: make(chan struct{})}
+	a.api = api.New(api.Config{Store: s.st, Secrets: s.sm, Engine: eng, Log: o.Log, Hash: o.Hash,
+		Verifier: o.Verifier, AddressLimit: o.AddressLimit, IdentityLimit: o.IdentityLimit})
+	a.ctx, a.cancel = context.WithCancel(ctx)
+	s.wg.Go(func() { defer close(a.done); eng.Run(a.ctx) })
+	return a, nil
+}
+
+// stop ends the engine and waits for it.
+func (a *active) stop() {
+	a.cancel()
+	<-a.done
+}
+
+// openEmbedded opens the embedded secrets manager: in the data dir's secrets.db next to a
+// bbolt state, in the database next to a PostgreSQL state (every agbot of the fleet sees the
+// same secrets), sealed under the key from the environment, --secrets-key or DIR/secrets.key.
+func openEmbedded(o Options, st *store.Store, fenceID func() string) (secrets.Manager, error) {
+	db := filepath.Join(o.DataDir, embedded.DBFile)
+	if o.DB.URL != "" {
+		if err := checkSecretsFile(o); err != nil {
+			return nil, err
+		}
+		return openEmbeddedPostgres(o, st, fenceID)
+	}
+	switch {
+	case len(o.SecretsKey) > 0:
+		return embedded.OpenKey(db, o.SecretsKey, "the key from the environment ("+EnvSecretsKey+")")
+	case o.SecretsKeyFile != "":
+		return embedded.OpenFiles(db, o.SecretsKeyFile)
+	default:
+		return embedded.Open(o.DataDir)
+	}
 }
 
 // MetricsServer serves GET /metrics only, in plain HTTP and without authentication: it says
@@ -299,8 +359,14 @@ func (s *Server) MetricsServer() *http.Server {
 		ErrorLog: slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
 }
 
-// Handler is the HTTP API.
-func (s *Server) Handler() http.Handler { return s.API }
+// Handler is the HTTP API: of this agbot, or, on a standby of a fleet sharing a database,
+// forwarded to the agbot holding the lease.
+func (s *Server) Handler() http.Handler {
+	if s.ha != nil {
+		return s.ha
+	}
+	return s.API
+}
 
 // TLSConfig loads the data dir's certificate.
 func TLSConfig(dataDir string) (*tls.Config, error) {
@@ -317,11 +383,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	if s.ha != nil {
+		if err := s.ha.start(ln); err != nil {
+			return err
+		}
+	}
 	maxConns := s.opts.MaxConns
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConns
 	}
-	s.http = &http.Server{Handler: s.API, TLSConfig: cfg,
+	s.http = &http.Server{Handler: s.Handler(), TLSConfig: cfg,
 		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:    slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
@@ -341,6 +412,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = s.http.Shutdown(ctx)
 	}
 	s.wg.Wait()
+	if s.ha != nil {
+		s.ha.release()
+	}
 	return errors.Join(err, s.close())
 }
 

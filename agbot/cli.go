@@ -73,6 +73,7 @@ const usage = `usage:
               [--db postgres://USER@HOST:PORT/DB [--db-password-file FILE]]
   agbot serve --data-dir DIR [--listen 127.0.0.1:3090] [--secrets-manager embedded|vault]
               [--db postgres://USER@HOST:PORT/DB [--db-password-file FILE]]  (or $PGPASSWORD, $PGPASSFILE)
+              [--advertise https://HOST:PORT] [--lease-ttl 6s]  (several agbots on one --db)
               [--max-conns 16384]
               [--secrets-key FILE]  (or $AGBOT_SECRETS_KEY, base64; default DIR/secrets.key)
               [--vault-addr URL --vault-token-file FILE --vault-ca FILE --vault-mount openhorizon --vault-poll 2s]
@@ -155,6 +156,8 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	skey := fs.String("secrets-key", "", "embedded manager's key file, kept apart from the data dir (default DIR/secrets.key; or $"+EnvSecretsKey+")")
 	var dbf dbFlags
 	dbf.register(fs)
+	advertise := fs.String("advertise", "", "with --db: where the fleet's other agbots reach this one, https://HOST:PORT (default: the --listen address)")
+	leaseTTL := fs.Duration("lease-ttl", DefaultLeaseTTL, "with --db: how long the fleet's lease outlives its holder's last renewal (takeover within 4/3 of it)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -165,6 +168,9 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	if *dir == "" {
 		return fmt.Errorf("serve needs --data-dir")
 	}
+	if *leaseTTL < time.Second {
+		return fmt.Errorf("--lease-ttl: must be at least 1s")
+	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if *maxConns < 1 {
 		return fmt.Errorf("--max-conns: must be at least 1")
@@ -172,7 +178,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	dumpable, _ := linux.Dumpable()
 	log.Info("process hardened", "dumpable", dumpable, "core_limit", 0, "umask", "0077")
 	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey, MetricsSecretNames: *metricsNames,
-		OfflineAfter: *offlineAfter, DB: db}
+		OfflineAfter: *offlineAfter, DB: db, Advertise: *advertise, LeaseTTL: *leaseTTL}
 	key, err := keyFromEnv()
 	if err != nil {
 		return err
@@ -220,7 +226,7 @@ func serveUntilSignal(srv *Server, log *slog.Logger, listen, metricsListen, kind
 		}()
 		log.Info("metrics", "addr", mln.Addr().String())
 	}
-	log.Info("agbot serving", "addr", ln.Addr().String(), "secrets_manager", kind, "fingerprint", srv.Engine.PublicKeys().Fingerprint())
+	log.Info("agbot serving", "addr", ln.Addr().String(), "secrets_manager", kind, "fingerprint", srv.Fingerprint())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)

@@ -9,6 +9,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/edge-secrets/anax-agent/agbot/secrets"
+	"github.com/edge-secrets/anax-agent/agbot/secrets/embedded"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -113,4 +117,31 @@ func (f dbFlags) options() (DBOptions, error) {
 		o.Password = pw
 	}
 	return o, nil
+}
+
+// openEmbeddedPostgres opens the embedded manager in the database beside the state, sealed
+// under the key from the environment, --secrets-key or DIR/secrets.key (every agbot of the
+// fleet is given the same key; a different one is refused). Its writes are fenced like the
+// store's: only the agbot serving the fleet writes.
+func openEmbeddedPostgres(o Options, st *store.Store, fenceID func() string) (secrets.Manager, error) {
+	key, from := o.SecretsKey, "the key from the environment ("+EnvSecretsKey+")"
+	if len(key) == 0 {
+		from = o.SecretsKeyFile
+		if from == "" {
+			from = filepath.Join(o.DataDir, embedded.KeyFile)
+		}
+		var err error
+		if key, err = embedded.LoadKey(from); err != nil {
+			return nil, err
+		}
+		defer clear(key)
+	}
+	fence := func(ctx context.Context, tx pgx.Tx) error {
+		id := fenceID()
+		if id == "" {
+			return nil // set-up before serving (the key check record), as the store's
+		}
+		return store.CheckFence(ctx, tx, leaseName, id)
+	}
+	return embedded.OpenPostgres(embedded.PostgresOptions{Pool: st.Pool(), Key: key, KeyFrom: from, Fence: fence})
 }

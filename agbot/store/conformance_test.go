@@ -48,6 +48,7 @@ func TestConformance(t *testing.T) {
 		pg := postgrestest.Start(t)
 		conformance(t, postgresBackend(pg))
 		t.Run("migrate together", func(t *testing.T) { testMigrateTogether(t, pg) })
+		t.Run("lease", func(t *testing.T) { testLease(t, postgresBackend(pg)) })
 	})
 }
 

@@ -32,6 +32,21 @@ var migrations = []string{
 		holder  text NOT NULL,
 		addr    text NOT NULL DEFAULT '',
 		expires timestamptz NOT NULL);`,
+	// The embedded secrets manager's records (agbot/secrets/embedded), sealed under a key
+	// that never enters the database.
+	3: `CREATE TABLE embedded_secrets (
+		org    text NOT NULL,
+		name   text NOT NULL,
+		sealed bytea NOT NULL,
+		PRIMARY KEY (org, name));
+	CREATE TABLE embedded_versions (
+		org     text NOT NULL,
+		name    text NOT NULL,
+		version bigint NOT NULL,
+		PRIMARY KEY (org, name));
+	CREATE TABLE embedded_meta (
+		k text PRIMARY KEY,
+		v bytea NOT NULL);`,
 }
 
 // migrateLock is the key of the session advisory lock held while migrating ("agbm").

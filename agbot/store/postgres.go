@@ -116,7 +116,12 @@ func redact(raw string) string {
 // pgBackend keeps the store in four tables (migrations.go): records (every Table, keyed by
 // table name and the bytewise key), outbox and outbox_seq (each node's messages and its
 // sequence), meta.
-type pgBackend struct{ pool *pgxpool.Pool }
+type pgBackend struct {
+	pool *pgxpool.Pool
+	// fenceName and fenceID, when set (Store.Fence, before serving), make every write
+	// check that this agbot holds the lease.
+	fenceName, fenceID string
+}
 
 // Pool is the connection pool of a PostgreSQL store (nil for bbolt): the lease and
 // notification code of several agbots shares it.
@@ -134,7 +139,13 @@ func (b *pgBackend) update(fn func(Tx) error) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(writeLock)); err != nil {
 			return fmt.Errorf("write lock: %w", err)
 		}
-		return fn(&pgTx{ctx: ctx, tx: tx})
+		t := &pgTx{ctx: ctx, tx: tx}
+		if b.fenceID != "" {
+			if err := t.checkFence(b.fenceName, b.fenceID); err != nil {
+				return err
+			}
+		}
+		return fn(t)
 	})
 }
 
