@@ -119,6 +119,15 @@ func Init(o InitOptions) (fingerprint string, err error) {
 			return "", err
 		}
 	}
+	if o.DB.URL != "" {
+		// The embedded manager's key, made now so that a copy of the data dir gives every
+		// agbot of the fleet the same one (it never enters the database).
+		key, err := embedded.LoadKey(filepath.Join(o.DataDir, embedded.KeyFile))
+		if err != nil {
+			return "", err
+		}
+		clear(key)
+	}
 	return keys.Public().Fingerprint(), nil
 }
 
