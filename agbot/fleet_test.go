@@ -42,15 +42,14 @@ func TestMain(m *testing.M) {
 // fleetTTL is the fleet test's lease TTL: the README's takeover bound is 4/3 of it.
 const fleetTTL = 2 * time.Second
 
-// TestFleetFailover: two agbot processes on one real PostgreSQL, behind a balancer that sends
+// testFleetFailover: two agbot processes on one real PostgreSQL, behind a balancer that sends
 // each connection to the next agbot that accepts it, serve three simulated nodes (the
 // protocol as an agent speaks it: long-poll, open, acknowledge). A stream of secret updates
 // runs; after the fourth acknowledged write the serving agbot is killed with SIGKILL. Every
 // node ends with the last acknowledged value, which the manager still holds, and the standby
 // took the lease within the documented bound. (test/e2e's ha-failover does the same with
 // real agents and containers.)
-func TestFleetFailover(t *testing.T) {
-	pg := postgrestest.Start(t)
+func testFleetFailover(t *testing.T, pg *postgrestest.Server) {
 	db := agbot.DBOptions{URL: pg.NewDatabase(t), Password: pg.Password}
 	dirA, dirB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
 	if _, err := agbot.Init(agbot.InitOptions{DataDir: dirA, Org: org, Admin: "admin", Password: "adminpw", Hash: access.CheapParams, DB: db}); err != nil {

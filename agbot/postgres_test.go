@@ -21,12 +21,13 @@ func TestPostgres(t *testing.T) {
 	t.Run("restart", func(t *testing.T) { testRestart(t, on(t)) })
 	t.Run("publishing", func(t *testing.T) { testPublishing(t, on(t)) })
 	t.Run("matrix", func(t *testing.T) { testMatrix(t, on(t)) })
+	t.Run("fleet keys", func(t *testing.T) { testFleetKeys(t, pg) })
+	t.Run("fleet failover", func(t *testing.T) { testFleetFailover(t, pg) })
 }
 
-// TestPostgresFleetKeys: a second agbot on the database with keys of its own is refused at
+// testFleetKeys: a second agbot on the database with keys of its own is refused at
 // init and at serve; with a copy of the first one's data dir it opens.
-func TestPostgresFleetKeys(t *testing.T) {
-	pg := postgrestest.Start(t)
+func testFleetKeys(t *testing.T, pg *postgrestest.Server) {
 	db := agbot.DBOptions{URL: pg.NewDatabase(t), Password: pg.Password}
 	first, second := t.TempDir(), t.TempDir()
 	if _, err := agbot.Init(agbot.InitOptions{DataDir: first, Org: org, Admin: "admin", Password: "pw", Hash: access.CheapParams, DB: db}); err != nil {
