@@ -1,5 +1,5 @@
 // Package postgrestest starts a real PostgreSQL server for tests (design §8): Debian's
-// postgresql package (initdb, pg_ctl, postgres under /usr/lib/postgresql/<v>/bin, or
+// postgresql package (initdb and postgres under /usr/lib/postgresql/<v>/bin, or
 // $PG_BIN), a cluster in a temporary directory, listening on a free loopback port only, run
 // as an unprivileged user (postgres refuses root): the "postgres" user the package creates,
 // else "nobody". Password authentication (scram-sha-256) for the user "agbot".
@@ -137,7 +137,7 @@ func (s *Server) start() error {
 		return err
 	}
 	s.Addr = "127.0.0.1:" + port
-	// The postmaster itself is the child (not pg_ctl's daemon), so it dies with the test
+	// The postmaster itself is the child (not a daemon pg_ctl leaves behind), so it dies with the test
 	// binary. Loopback only, no unix socket, no fsync (test data), small footprint.
 	cmd := s.command("postgres", "-D", filepath.Join(s.dir, "data"), "-c", "listen_addresses=127.0.0.1",
 		"-c", "port="+port, "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
@@ -244,7 +244,7 @@ var (
 	binErr  error
 )
 
-// BinDir returns the directory holding initdb, pg_ctl and postgres: $PG_BIN, or the newest
+// BinDir returns the directory holding initdb and postgres: $PG_BIN, or the newest
 // /usr/lib/postgresql/<v>/bin. Without one it skips the test, or fails it when CI=true.
 func BinDir(tb testing.TB) string {
 	tb.Helper()
