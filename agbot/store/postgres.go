@@ -258,17 +258,8 @@ func (t *pgTx) enqueue(org, node string, m *Message) error {
 		return err
 	}
 	_, err = t.tx.Exec(t.ctx, "INSERT INTO outbox (nk, id, msg) VALUES ($1, $2, $3)", nk, id, raw)
-	if err != nil {
-		return err
-	}
-	// Wakes the long-polls of this node on every agbot once the transaction commits.
-	_, err = t.tx.Exec(t.ctx, "SELECT pg_notify($1, $2)", NotifyChannel, org+"/"+node)
 	return err
 }
-
-// NotifyChannel is the LISTEN/NOTIFY channel on which every enqueue names its node
-// ("<org>/<node>") when its transaction commits.
-const NotifyChannel = "agbot_outbox"
 
 func (t *pgTx) remove(org, node string, id uint64) (bool, error) {
 	if t.ro {
