@@ -37,6 +37,9 @@ const (
 	CAFile    = "tls/ca.pem"   // the CA clients trust (HZN_AGBOT_CA, --agbot-ca)
 	TLSKey    = "tls/key.pem"
 	metaID    = "agbot-id"
+	// metaKey holds the fingerprint of the agbot's signing key: every agbot sharing a
+	// database must load the same keys (nodes pin one identity). Never the key itself.
+	metaKey = "agbot-key"
 )
 
 // ErrInitialised: init found existing state.
@@ -50,6 +53,7 @@ type InitOptions struct {
 	Password string
 	Hash     access.HashParams // zero: access.DefaultParams
 	Hosts    []string          // extra certificate names; 127.0.0.1, ::1, localhost and the host name are always in
+	DB       DBOptions         // empty: the bbolt file DataDir/state.db
 }
 
 // Init creates the state, the agbot's keys and a self-signed TLS certificate, and returns the
@@ -73,24 +77,31 @@ func Init(o InitOptions) (fingerprint string, err error) {
 	if err := os.Chmod(o.DataDir, 0o700); err != nil {
 		return "", err
 	}
-	_, err = os.Stat(filepath.Join(o.DataDir, StateFile))
-	fresh := err != nil
 	keys, err := protocol.LoadOrCreateKeys(filepath.Join(o.DataDir, KeysFile))
 	if err != nil {
 		return "", err
 	}
-	st, err := store.Open(filepath.Join(o.DataDir, StateFile))
+	st, err := openState(o.DataDir, o.DB)
 	if err != nil {
 		return "", err
 	}
 	defer st.Close()
+	id, err := st.Meta(metaID)
+	if err != nil {
+		return "", err
+	}
+	fresh := len(id) == 0
 	host, _ := os.Hostname()
 	if !fresh {
 		// Adding an org to an existing agbot: keys, id and certificate stay.
+		if err := checkKeys(st, keys); err != nil {
+			return "", err
+		}
 		if _, err := st.Orgs.Get(o.Org, o.Org); err == nil {
 			return "", fmt.Errorf("org %q: %w", o.Org, ErrInitialised)
 		}
-	} else if err := st.SetMeta(metaID, []byte("agbot@"+sanitize(host))); err != nil {
+	} else if err := errors.Join(st.SetMeta(metaID, []byte("agbot@"+sanitize(host))),
+		st.SetMeta(metaKey, []byte(keys.Public().Fingerprint()))); err != nil {
 		return "", err
 	}
 	if err := st.Orgs.Put(o.Org, o.Org, store.Org{ID: o.Org, Created: time.Now().UTC().Format(time.RFC3339)}); err != nil {
@@ -107,6 +118,15 @@ func Init(o InitOptions) (fingerprint string, err error) {
 		if err := writeCert(o.DataDir, append([]string{host}, o.Hosts...)); err != nil {
 			return "", err
 		}
+	}
+	if o.DB.URL != "" {
+		// The embedded manager's key, made now so that a copy of the data dir gives every
+		// agbot of the fleet the same one (it never enters the database).
+		key, err := embedded.LoadKey(filepath.Join(o.DataDir, embedded.KeyFile))
+		if err != nil {
+			return "", err
+		}
+		clear(key)
 	}
 	return keys.Public().Fingerprint(), nil
 }
@@ -170,6 +190,12 @@ func writeCert(dir string, hosts []string) error {
 // Options configure a Server.
 type Options struct {
 	DataDir string
+	DB      DBOptions // empty: the bbolt file DataDir/state.db
+	// Advertise is where the other agbots of a fleet sharing DB reach this one
+	// (https://HOST:PORT; empty: the listener's address, unless it listens on all).
+	Advertise string
+	// LeaseTTL: with DB, how long the fleet's lease lasts unrenewed (zero: DefaultLeaseTTL).
+	LeaseTTL time.Duration
 	// Secrets is the secrets manager; nil opens the embedded one: DataDir/secrets.db sealed
 	// under SecretsKey when given, else under the file SecretsKeyFile, else DataDir/secrets.key.
 	Secrets        secrets.Manager
@@ -209,6 +235,9 @@ const (
 type Server struct {
 	opts    Options
 	st      *store.Store
+	keys    *protocol.PrivateKeys
+	id      string // the agbot's protocol id
+	ha      *ha    // nil: the only agbot on its state
 	sm      secrets.Manager
 	ownSM   bool
 	Engine  *engine.Engine
@@ -225,29 +254,24 @@ func Open(o Options) (*Server, error) {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
-	if _, err := os.Stat(filepath.Join(o.DataDir, StateFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(o.DataDir, StateFile)); err != nil && o.DB.URL == "" {
 		return nil, fmt.Errorf("%s is not initialised (run agbot init): %w", o.DataDir, err)
 	}
 	keys, err := protocol.LoadKeys(filepath.Join(o.DataDir, KeysFile))
 	if err != nil {
 		return nil, err
 	}
-	st, err := store.Open(filepath.Join(o.DataDir, StateFile))
+	st, err := openState(o.DataDir, o.DB)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, st: st, sm: o.Secrets}
+	if err := checkInitialised(st, keys, o.DB); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s := &Server{opts: o, st: st, sm: o.Secrets, keys: keys}
 	if s.sm == nil {
-		db := filepath.Join(o.DataDir, embedded.DBFile)
-		switch {
-		case len(o.SecretsKey) > 0:
-			s.sm, err = embedded.OpenKey(db, o.SecretsKey, "the key from the environment ("+EnvSecretsKey+")")
-		case o.SecretsKeyFile != "":
-			s.sm, err = embedded.OpenFiles(db, o.SecretsKeyFile)
-		default:
-			s.sm, err = embedded.Open(o.DataDir)
-		}
-		if err != nil {
+		if s.sm, err = openEmbedded(o, st, s.fenceID); err != nil {
 			st.Close()
 			return nil, err
 		}
@@ -257,19 +281,80 @@ func Open(o Options) (*Server, error) {
 	if len(id) == 0 {
 		id = []byte("agbot")
 	}
+	s.id = string(id)
 	s.Metrics = metrics.New(o.MetricsSecretNames)
-	s.Engine, err = engine.New(engine.Config{Observe: s.Metrics.Observe, Store: st, Secrets: s.sm, Keys: keys, ID: string(id), Log: o.Log, Retry: o.Retry, MaxRetry: o.MaxRetry,
-		OfflineAfter: o.OfflineAfter})
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if o.DB.URL != "" {
+		// Several agbots may share the database: serve the fleet only while holding its lease.
+		if s.ha, err = newHA(s); err != nil {
+			s.cancel()
+			s.close()
+			return nil, err
+		}
+		s.Metrics.SetSource(s.ha)
+		return s, nil // the lease is taken when it serves
+	}
+	a, err := s.activate(s.ctx)
 	if err != nil {
+		s.cancel()
 		s.close()
 		return nil, err
 	}
+	s.Engine, s.API = a.eng, a.api
 	s.Metrics.SetSource(s.Engine)
-	s.API = api.New(api.Config{Store: st, Secrets: s.sm, Engine: s.Engine, Log: o.Log, Hash: o.Hash,
-		Verifier: o.Verifier, AddressLimit: o.AddressLimit, IdentityLimit: o.IdentityLimit})
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.wg.Go(func() { s.Engine.Run(s.ctx) })
 	return s, nil
+}
+
+// active is the part of a Server that serves the fleet: the engine running and the API on it.
+type active struct {
+	eng    *engine.Engine
+	api    *api.API
+	ctx    context.Context // ends when the engine stops (shutdown, lease lost)
+	cancel context.CancelFunc
+	done   chan struct{} // closed when the engine has stopped
+}
+
+// activate loads the engine from the state and runs it until ctx ends or stop is called.
+func (s *Server) activate(ctx context.Context) (*active, error) {
+	o := s.opts
+	eng, err := engine.New(engine.Config{Observe: s.Metrics.Observe, Store: s.st, Secrets: s.sm, Keys: s.keys, ID: s.id, Log: o.Log,
+		Retry: o.Retry, MaxRetry: o.MaxRetry, OfflineAfter: o.OfflineAfter})
+	if err != nil {
+		return nil, err
+	}
+	a := &active{eng: eng, done: make(chan struct{})}
+	a.api = api.New(api.Config{Store: s.st, Secrets: s.sm, Engine: eng, Log: o.Log, Hash: o.Hash,
+		Verifier: o.Verifier, AddressLimit: o.AddressLimit, IdentityLimit: o.IdentityLimit})
+	a.ctx, a.cancel = context.WithCancel(ctx)
+	s.wg.Go(func() { defer close(a.done); eng.Run(a.ctx) })
+	return a, nil
+}
+
+// stop ends the engine and waits for it.
+func (a *active) stop() {
+	a.cancel()
+	<-a.done
+}
+
+// openEmbedded opens the embedded secrets manager: in the data dir's secrets.db next to a
+// bbolt state, in the database next to a PostgreSQL state (every agbot of the fleet sees the
+// same secrets), sealed under the key from the environment, --secrets-key or DIR/secrets.key.
+func openEmbedded(o Options, st *store.Store, fenceID func() string) (secrets.Manager, error) {
+	db := filepath.Join(o.DataDir, embedded.DBFile)
+	if o.DB.URL != "" {
+		if err := checkSecretsFile(o); err != nil {
+			return nil, err
+		}
+		return openEmbeddedPostgres(o, st, fenceID)
+	}
+	switch {
+	case len(o.SecretsKey) > 0:
+		return embedded.OpenKey(db, o.SecretsKey, "the key from the environment ("+EnvSecretsKey+")")
+	case o.SecretsKeyFile != "":
+		return embedded.OpenFiles(db, o.SecretsKeyFile)
+	default:
+		return embedded.Open(o.DataDir)
+	}
 }
 
 // MetricsServer serves GET /metrics only, in plain HTTP and without authentication: it says
@@ -283,8 +368,14 @@ func (s *Server) MetricsServer() *http.Server {
 		ErrorLog: slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
 }
 
-// Handler is the HTTP API.
-func (s *Server) Handler() http.Handler { return s.API }
+// Handler is the HTTP API: of this agbot, or, on a standby of a fleet sharing a database,
+// forwarded to the agbot holding the lease.
+func (s *Server) Handler() http.Handler {
+	if s.ha != nil {
+		return s.ha
+	}
+	return s.API
+}
 
 // TLSConfig loads the data dir's certificate.
 func TLSConfig(dataDir string) (*tls.Config, error) {
@@ -301,11 +392,16 @@ func (s *Server) Serve(ln net.Listener) error {
 	if err != nil {
 		return err
 	}
+	if s.ha != nil {
+		if err := s.ha.start(ln); err != nil {
+			return err
+		}
+	}
 	maxConns := s.opts.MaxConns
 	if maxConns <= 0 {
 		maxConns = DefaultMaxConns
 	}
-	s.http = &http.Server{Handler: s.API, TLSConfig: cfg,
+	s.http = &http.Server{Handler: s.Handler(), TLSConfig: cfg,
 		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
 		ErrorLog:    slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
@@ -325,6 +421,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = s.http.Shutdown(ctx)
 	}
 	s.wg.Wait()
+	if s.ha != nil {
+		s.ha.release()
+	}
 	return errors.Join(err, s.close())
 }
 

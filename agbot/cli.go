@@ -70,7 +70,10 @@ func Main(args []string, stdout, stderr io.Writer, vault VaultOpener) int {
 
 const usage = `usage:
   agbot init  --data-dir DIR --org ORG --admin USER:PASSWORD|USER:-|USER [--admin-password-file FILE]
+              [--db postgres://USER@HOST:PORT/DB [--db-password-file FILE]]
   agbot serve --data-dir DIR [--listen 127.0.0.1:3090] [--secrets-manager embedded|vault]
+              [--db postgres://USER@HOST:PORT/DB [--db-password-file FILE]]  (or $PGPASSWORD, $PGPASSFILE)
+              [--advertise https://HOST:PORT] [--lease-ttl 6s]  (several agbots on one --db)
               [--max-conns 16384]
               [--secrets-key FILE]  (or $AGBOT_SECRETS_KEY, base64; default DIR/secrets.key)
               [--vault-addr URL --vault-token-file FILE --vault-ca FILE --vault-mount openhorizon --vault-poll 2s]
@@ -82,18 +85,24 @@ func runInit(args []string, stdin io.Reader, stdout io.Writer) error {
 	org := fs.String("org", "", "first organisation")
 	admin := fs.String("admin", "", "USER:PASSWORD of its first admin; USER:- reads the password from stdin")
 	pwFile := fs.String("admin-password-file", "", "file holding the admin's password (with --admin USER)")
+	var dbf dbFlags
+	dbf.register(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, err := dbf.options()
+	if err != nil {
 		return err
 	}
 	user, pw, _ := strings.Cut(*admin, ":")
 	if *dir == "" || *org == "" || user == "" || (pw == "" && *pwFile == "") {
 		return fmt.Errorf("init needs --data-dir, --org and --admin USER:PASSWORD (or USER:-, or USER with --admin-password-file FILE)")
 	}
-	pw, err := adminPassword(pw, *pwFile, stdin)
+	pw, err = adminPassword(pw, *pwFile, stdin)
 	if err != nil {
 		return err
 	}
-	fp, err := Init(InitOptions{DataDir: *dir, Org: *org, Admin: user, Password: pw})
+	fp, err := Init(InitOptions{DataDir: *dir, Org: *org, Admin: user, Password: pw, DB: db})
 	if err != nil {
 		return err
 	}
@@ -145,11 +154,22 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	metricsNames := fs.Bool("metrics-secret-names", false, "also label rollout metrics with secret manager names")
 	offlineAfter := fs.Duration("offline-after", 0, "rollout status: a node not polling for this long is offline (default: a long-poll plus 30s)")
 	skey := fs.String("secrets-key", "", "embedded manager's key file, kept apart from the data dir (default DIR/secrets.key; or $"+EnvSecretsKey+")")
+	var dbf dbFlags
+	dbf.register(fs)
+	advertise := fs.String("advertise", "", "with --db: where the fleet's other agbots reach this one, https://HOST:PORT (default: the --listen address)")
+	leaseTTL := fs.Duration("lease-ttl", DefaultLeaseTTL, "with --db: how long the fleet's lease outlives its holder's last renewal (takeover within 4/3 of it)")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	db, err := dbf.options()
+	if err != nil {
 		return err
 	}
 	if *dir == "" {
 		return fmt.Errorf("serve needs --data-dir")
+	}
+	if *leaseTTL < time.Second {
+		return fmt.Errorf("--lease-ttl: must be at least 1s")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
 	if *maxConns < 1 {
@@ -158,7 +178,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	dumpable, _ := linux.Dumpable()
 	log.Info("process hardened", "dumpable", dumpable, "core_limit", 0, "umask", "0077")
 	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey, MetricsSecretNames: *metricsNames,
-		OfflineAfter: *offlineAfter}
+		OfflineAfter: *offlineAfter, DB: db, Advertise: *advertise, LeaseTTL: *leaseTTL}
 	key, err := keyFromEnv()
 	if err != nil {
 		return err
@@ -206,7 +226,7 @@ func serveUntilSignal(srv *Server, log *slog.Logger, listen, metricsListen, kind
 		}()
 		log.Info("metrics", "addr", mln.Addr().String())
 	}
-	log.Info("agbot serving", "addr", ln.Addr().String(), "secrets_manager", kind, "fingerprint", srv.Engine.PublicKeys().Fingerprint())
+	log.Info("agbot serving", "addr", ln.Addr().String(), "secrets_manager", kind, "fingerprint", srv.Fingerprint())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errc := make(chan error, 1)
@@ -224,6 +244,11 @@ func serveUntilSignal(srv *Server, log *slog.Logger, listen, metricsListen, kind
 	<-errc
 	log.Info("agbot stopped")
 	return err
+}
+
+func (f *dbFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.url, "db", "", "PostgreSQL state, postgres://USER@HOST:PORT/DB (no password in it); default: the bbolt file DIR/"+StateFile)
+	fs.StringVar(&f.passwordFile, "db-password-file", "", "file holding the database password (mode 0600 or stricter; else $PGPASSWORD or $PGPASSFILE)")
 }
 
 type vaultFlags struct {

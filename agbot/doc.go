@@ -6,9 +6,11 @@
 //
 // # Data directory
 //
-//	state.db          bbolt: exchange records, agreements, the per-node outbox (sealed envelopes only)
+//	state.db          bbolt: exchange records, agreements, the per-node outbox (sealed envelopes only);
+//	                  with --db the same lives in PostgreSQL (agbot/store), shared by a fleet of agbots
 //	agbot-keys.json   the agbot's protocol keys (Ed25519 + HPKE), mode 0600
-//	secrets.db/.key   the embedded secrets manager (values sealed with AES-256-GCM)
+//	secrets.db/.key   the embedded secrets manager (values sealed with AES-256-GCM); with --db only
+//	                  the key is here, the sealed records are in the database
 //	tls/ca.pem        the CA clients trust (its private key is discarded at init)
 //	tls/cert.pem      leaf certificate (CA:FALSE) for 127.0.0.1, ::1, localhost and the host name,
 //	                  followed by the CA; tls/key.pem its key

@@ -61,8 +61,8 @@ func wantUpdate(t *testing.T, m protocol.Message, svc, val string, reason protoc
 }
 
 // testFlow walks one agreement through hold, proposal, updates, fallback and deletion rules.
-func testFlow(t *testing.T, mk managerFactory) {
-	h := newHarness(t, mk)
+func testFlow(t *testing.T, env backendEnv) {
+	h := newHarnessEnv(t, env)
 	h.people()
 	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
 	var pub struct {
@@ -197,8 +197,8 @@ func testFlow(t *testing.T, mk managerFactory) {
 }
 
 // testRestart: updates queued for an offline node survive an agbot restart.
-func testRestart(t *testing.T, mk managerFactory) {
-	h := newHarness(t, mk)
+func testRestart(t *testing.T, env backendEnv) {
+	h := newHarnessEnv(t, env)
 	h.people()
 	putSecret(h, admin, "db", "canary-r1")
 	putSecret(h, admin, "api_token", "canary-rt")
@@ -255,8 +255,8 @@ func testRestart(t *testing.T, mk managerFactory) {
 }
 
 // testPublishing checks the publishing rules.
-func testPublishing(t *testing.T, mk managerFactory) {
-	h := newHarness(t, mk)
+func testPublishing(t *testing.T, env backendEnv) {
+	h := newHarnessEnv(t, env)
 	bad := func(v any, path string) []byte {
 		t.Helper()
 		code, body := h.do(admin, "PUT", path, v)
@@ -308,6 +308,6 @@ func clone(m map[string]any) map[string]any {
 	return out
 }
 
-func TestFlowEmbedded(t *testing.T)       { testFlow(t, nil) }
-func TestRestartEmbedded(t *testing.T)    { testRestart(t, nil) }
-func TestPublishingEmbedded(t *testing.T) { testPublishing(t, nil) }
+func TestFlowEmbedded(t *testing.T)       { testFlow(t, backendEnv{}) }
+func TestRestartEmbedded(t *testing.T)    { testRestart(t, backendEnv{}) }
+func TestPublishingEmbedded(t *testing.T) { testPublishing(t, backendEnv{}) }

@@ -42,18 +42,29 @@ type harness struct {
 	offlineAfter time.Duration
 	// metricsNames is agbot.Options.MetricsSecretNames.
 	metricsNames bool
+	db           agbot.DBOptions
+}
+
+// backendEnv is where a suite keeps secrets (mk, nil: embedded) and state (db, empty: bbolt).
+type backendEnv struct {
+	mk managerFactory
+	db agbot.DBOptions
 }
 
 const org = "myorg"
 
 func newHarness(t *testing.T, mk managerFactory) *harness {
 	t.Helper()
+	return newHarnessEnv(t, backendEnv{mk: mk})
+}
+
+func newHarnessEnv(t *testing.T, env backendEnv) *harness {
+	t.Helper()
 	dir := t.TempDir()
-	if _, err := agbot.Init(agbot.InitOptions{DataDir: dir, Org: org, Admin: "admin", Password: "adminpw", Hash: access.CheapParams}); err != nil {
+	if _, err := agbot.Init(agbot.InitOptions{DataDir: dir, Org: org, Admin: "admin", Password: "adminpw", Hash: access.CheapParams, DB: env.db}); err != nil {
 		t.Fatal(err)
 	}
-	// A second org, for the cross-org cells of the matrix.
-	h := &harness{t: t, dir: dir, mk: mk}
+	h := &harness{t: t, dir: dir, mk: env.mk, db: env.db}
 	h.start()
 	t.Cleanup(h.stop)
 	return h
@@ -72,7 +83,7 @@ func (h *harness) start() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	srv, err := agbot.Open(agbot.Options{DataDir: h.dir, Secrets: sm, Log: log, Hash: access.CheapParams,
-		Retry: 200 * time.Millisecond, MaxRetry: time.Second, OfflineAfter: h.offlineAfter,
+		Retry: 200 * time.Millisecond, MaxRetry: time.Second, OfflineAfter: h.offlineAfter, DB: h.db,
 		MetricsSecretNames: h.metricsNames})
 	if err != nil {
 		t.Fatal(err)

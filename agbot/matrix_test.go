@@ -12,15 +12,15 @@ const other = "org2/admin2:admin2pw"
 // addOrg2 stops the agbot, adds org2 with its admin, and starts it again.
 func (h *harness) addOrg2() {
 	h.stop()
-	if _, err := agbot.Init(agbot.InitOptions{DataDir: h.dir, Org: "org2", Admin: "admin2", Password: "admin2pw", Hash: access.CheapParams}); err != nil {
+	if _, err := agbot.Init(agbot.InitOptions{DataDir: h.dir, Org: "org2", Admin: "admin2", Password: "admin2pw", Hash: access.CheapParams, DB: h.db}); err != nil {
 		h.t.Fatal(err)
 	}
 	h.start()
 }
 
 // testMatrix checks every cell of caller x secret level x action.
-func testMatrix(t *testing.T, mk managerFactory) {
-	h := newHarness(t, mk)
+func testMatrix(t *testing.T, env backendEnv) {
+	h := newHarnessEnv(t, env)
 	h.addOrg2()
 	h.people()
 	node := "myorg/node1:node1tok"
@@ -146,4 +146,4 @@ func indexOf(s, sub string) int {
 	return -1
 }
 
-func TestMatrixEmbedded(t *testing.T) { testMatrix(t, nil) }
+func TestMatrixEmbedded(t *testing.T) { testMatrix(t, backendEnv{}) }

@@ -22,10 +22,10 @@ func openBao(t *testing.T) managerFactory {
 	}
 }
 
-func TestMatrixOpenBao(t *testing.T)     { testMatrix(t, openBao(t)) }
-func TestFlowOpenBao(t *testing.T)       { testFlow(t, openBao(t)) }
-func TestRestartOpenBao(t *testing.T)    { testRestart(t, openBao(t)) }
-func TestPublishingOpenBao(t *testing.T) { testPublishing(t, openBao(t)) }
+func TestMatrixOpenBao(t *testing.T)     { testMatrix(t, backendEnv{mk: openBao(t)}) }
+func TestFlowOpenBao(t *testing.T)       { testFlow(t, backendEnv{mk: openBao(t)}) }
+func TestRestartOpenBao(t *testing.T)    { testRestart(t, backendEnv{mk: openBao(t)}) }
+func TestPublishingOpenBao(t *testing.T) { testPublishing(t, backendEnv{mk: openBao(t)}) }
 
 // TestDirectVaultWrite: a value written straight into OpenBao (not through the agbot) is
 // found by the manager's poll and reaches the node as an update.

@@ -8,6 +8,7 @@
 #   test/prepare.sh openbao    only the OpenBao server binary (test/openbao.sh)
 #   test/prepare.sh systemd    only the Debian root file system of the systemd test (test/systemd)
 #   test/prepare.sh browser    only Debian's chromium and its driver (the agbot page test)
+#   test/prepare.sh postgres   only Debian's PostgreSQL server (the agbot's PostgreSQL tests)
 set -euo pipefail
 
 log() { printf 'prepare: %s\n' "$*" >&2; }
@@ -141,6 +142,17 @@ ensure_browser() {
   apt_install chromium chromium-driver
 }
 
+# Debian's PostgreSQL server for the agbot's PostgreSQL store tests (test/postgrestest runs
+# initdb and postgres from /usr/lib/postgresql/<v>/bin in a temporary directory, as the
+# package's unprivileged postgres user). The cluster the package may start is not used.
+ensure_postgres() {
+  if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+    return
+  fi
+  log "installing Debian's postgresql"
+  apt_install postgresql
+}
+
 case "${1:-all}" in
   docker) ensure_docker ;;
   qemu) ensure_qemu ;;
@@ -149,6 +161,7 @@ case "${1:-all}" in
   systemd) ensure_systemd_rootfs ;;
   systemd-path) systemd_rootfs ;;
   browser) ensure_browser ;;
-  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao; ensure_systemd_rootfs; ensure_browser ;;
-  *) log "usage: $0 [docker|qemu|tools|openbao|systemd|systemd-path|browser|all]"; exit 2 ;;
+  postgres) ensure_postgres ;;
+  all) ensure_docker; ensure_qemu; ensure_tools; ensure_openbao; ensure_systemd_rootfs; ensure_browser; ensure_postgres ;;
+  *) log "usage: $0 [docker|qemu|tools|openbao|systemd|systemd-path|browser|postgres|all]"; exit 2 ;;
 esac

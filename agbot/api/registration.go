@@ -5,10 +5,9 @@ import (
 	"net/http"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/edge-secrets/anax-agent/agbot/access"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
 	"github.com/edge-secrets/anax-agent/protocol/constraint"
 )
@@ -70,7 +69,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	}
 	var n exchange.Node
 	var old *protocol.PublicKeys
-	err := a.st.Update(func(tx *bolt.Tx) error {
+	err := a.st.Update(func(tx store.Tx) error {
 		var err error
 		if n, err = a.st.Nodes.GetTx(tx, org, id); err != nil {
 			return err
@@ -167,7 +166,7 @@ func (a *API) releaseKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	released := false
-	err := a.st.Update(func(tx *bolt.Tx) error {
+	err := a.st.Update(func(tx store.Tx) error {
 		n, err := a.st.Nodes.GetTx(tx, org, id)
 		if err != nil || n.PublicKeys == nil {
 			return err

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -174,7 +172,7 @@ func (e *Engine) Poll(ctx context.Context, org, node string, after uint64, wait 
 	for {
 		msgs, wake, next, done := e.q.take(id, after, time.Now())
 		if len(done) > 0 {
-			err := e.st.Update(func(tx *bolt.Tx) error {
+			err := e.st.Update(func(tx store.Tx) error {
 				for _, mid := range done {
 					if _, err := e.st.RemoveTx(tx, org, node, mid); err != nil {
 						return err
@@ -262,7 +260,7 @@ func (e *Engine) reseal(ctx context.Context, org, node string, m store.Message) 
 		return m, err
 	}
 	m.Envelope, m.Queued = env, p.Time
-	err = e.st.Update(func(tx *bolt.Tx) error {
+	err = e.st.Update(func(tx store.Tx) error {
 		if ok, err := e.st.RemoveTx(tx, org, node, m.ID); err != nil {
 			return err
 		} else if !ok {
@@ -365,7 +363,7 @@ func (in *received) ack(t protocol.MessageType, applied bool) bool {
 	case applied:
 		err = e.recordReply(in.org, in.node, h.Agreement, h.Seq, mid, "")
 	case ok:
-		err = e.st.Update(func(tx *bolt.Tx) error { _, err := e.st.RemoveTx(tx, in.org, in.node, mid); return err })
+		err = e.st.Update(func(tx store.Tx) error { _, err := e.st.RemoveTx(tx, in.org, in.node, mid); return err })
 	}
 	if err != nil {
 		// Kept queued: the message is offered again and its answer acknowledged again.
@@ -463,7 +461,7 @@ func (e *Engine) dropQueued(org, node, agreement string) error {
 		}
 	}
 	e.q.mu.Unlock()
-	err := e.st.Update(func(tx *bolt.Tx) error {
+	err := e.st.Update(func(tx store.Tx) error {
 		for _, i := range ids {
 			if _, err := e.st.RemoveTx(tx, org, node, i); err != nil {
 				return err

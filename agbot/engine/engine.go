@@ -11,8 +11,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
@@ -294,7 +292,7 @@ func (e *Engine) persist(save []*Agreement, drop []*Agreement, msgs []outgoing) 
 	e.hold.mu.Lock()
 	defer e.hold.mu.Unlock()
 	rc := e.planSaved(save, drop, msgs, time.Now())
-	err := e.st.Update(func(tx *bolt.Tx) error {
+	err := e.st.Update(func(tx store.Tx) error {
 		if err := rc.apply(tx, e.holdTable); err != nil {
 			return err
 		}
@@ -345,7 +343,7 @@ func (e *Engine) loadRollout() error {
 	for _, x := range hs {
 		e.hold.put(x)
 	}
-	return e.st.View(func(tx *bolt.Tx) error {
+	return e.st.View(func(tx store.Tx) error {
 		return e.lastPoll.EachTx(tx, "", func(org, node string, t time.Time) error {
 			e.seen.m[NodeID(org, node)] = &seenRec{last: t}
 			return nil

@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -107,7 +105,7 @@ func (e *Engine) farewellAnswered(org, node string, envelope []byte) (bool, erro
 	}
 	mid, queued := e.q.find(id, h.Agreement, h.Seq, protocol.TypeCancel)
 	if queued {
-		if err := e.st.Update(func(tx *bolt.Tx) error { _, err := e.st.RemoveTx(tx, org, node, mid); return err }); err != nil {
+		if err := e.st.Update(func(tx store.Tx) error { _, err := e.st.RemoveTx(tx, org, node, mid); return err }); err != nil {
 			return true, err
 		}
 		e.q.remove(id, mid)
@@ -129,7 +127,7 @@ func (e *Engine) NodeDeleted(org, node string) error {
 	e.hold.mu.Lock()
 	defer e.hold.mu.Unlock()
 	rc := e.planSaved(nil, drop, nil, time.Now())
-	err := e.st.Update(func(tx *bolt.Tx) error {
+	err := e.st.Update(func(tx store.Tx) error {
 		for _, a := range drop {
 			_ = e.agreements.DeleteTx(tx, a.Org, a.ID)
 		}

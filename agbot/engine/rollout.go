@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -95,7 +93,7 @@ type rolloutChange struct {
 	del []Holding
 }
 
-func (c *rolloutChange) apply(tx *bolt.Tx, t *store.Table[Holding]) error {
+func (c *rolloutChange) apply(tx store.Tx, t *store.Table[Holding]) error {
 	for _, x := range c.del {
 		if err := t.DeleteTx(tx, x.Org, x.Name+"\x00"+x.Agreement); err != nil && !isNotFound(err) {
 			return err
@@ -210,7 +208,7 @@ func (e *Engine) recordReply(org, node, ag string, seq, mid uint64, failed strin
 	if mid == 0 && len(rc.put) == 0 {
 		return nil
 	}
-	err := e.st.Update(func(tx *bolt.Tx) error {
+	err := e.st.Update(func(tx store.Tx) error {
 		if mid != 0 {
 			if _, err := e.st.RemoveTx(tx, org, node, mid); err != nil {
 				return err
@@ -318,7 +316,7 @@ func (e *Engine) flushSeen() {
 	if len(out) == 0 {
 		return
 	}
-	err := e.st.Update(func(tx *bolt.Tx) error {
+	err := e.st.Update(func(tx store.Tx) error {
 		for id, t := range out {
 			org, node, _ := strings.Cut(id, "/")
 			if err := e.lastPoll.PutTx(tx, org, node, t); err != nil {

@@ -1,22 +1,20 @@
-// Package store keeps the agbot's state in one bbolt file: orgs, users, nodes, services,
-// deployment policies, patterns, agreements and the per-node outbox of sealed messages
-// awaiting acknowledgement. Records are JSON (anax shapes for the exchange ones). The file
-// never holds a secret value in clear: the outbox holds envelopes sealed to each node.
+// Package store keeps the agbot's state: orgs, users, nodes, services, deployment policies,
+// patterns, agreements and the per-node outbox of sealed messages awaiting acknowledgement.
+// Records are JSON (anax shapes for the exchange ones). The state never holds a secret value
+// in clear: the outbox holds envelopes sealed to each node.
 //
-// The generic Table keeps room for another backend (PostgreSQL when several agbots share
-// the work, design §6). Imported by the agbot's packages only.
+// Two backends implement the same Store: one bbolt file (Open, the zero-setup default) and a
+// PostgreSQL database (OpenPostgres), which several agbots of one fleet may share. Callers
+// see only Store, Table and Tx: a transaction is opaque and passed back to the *Tx methods.
+// Imported by the agbot's packages only.
 package store
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 )
@@ -27,9 +25,33 @@ var (
 	ErrExists   = errors.New("already exists")
 )
 
-// Store is the agbot's state file.
+// Tx is one transaction of a Store, given to the fn of Update or View. Only the store's own
+// *Tx methods use it; a read-only Tx refuses writes.
+type Tx interface {
+	get(table string, key []byte) ([]byte, error) // nil, nil when absent
+	put(table string, key, val []byte) error
+	del(table string, key []byte) (bool, error)
+	each(table string, prefix []byte, fn func(key, val []byte) error) error // key order
+	enqueue(org, node string, m *Message) error                             // assigns m.ID
+	remove(org, node string, id uint64) (bool, error)
+	dropNode(org, node string) error
+	outbox(fn func(org, node string, raw []byte) error) error // node key order, then id order
+	meta(key string) ([]byte, error)
+	setMeta(key string, val []byte) error
+}
+
+// backend is what a storage engine provides: transactions. Update's transactions are
+// serialised (one writer at a time, across every agbot sharing the backend); View's see a
+// consistent snapshot. A failing fn changes nothing.
+type backend interface {
+	update(fn func(Tx) error) error
+	view(fn func(Tx) error) error
+	close() error
+}
+
+// Store is the agbot's state.
 type Store struct {
-	db *bolt.DB
+	be backend
 
 	Orgs     *Table[Org]
 	Users    *Table[exchange.User]
@@ -45,73 +67,46 @@ type Org struct {
 	Created string `json:"created"`
 }
 
-const (
-	bucketMeta   = "meta"
-	bucketOutbox = "outbox"
-)
-
-// Open opens (creating if needed) the state file.
-func Open(path string) (*Store, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if err != nil {
-		return nil, fmt.Errorf("open state %s: %w", path, err)
-	}
-	s := &Store{db: db}
+func newStore(be backend) *Store {
+	s := &Store{be: be}
 	s.Orgs = NewTable[Org](s, "orgs")
 	s.Users = NewTable[exchange.User](s, "users")
 	s.Nodes = NewTable[exchange.Node](s, "nodes")
 	s.Services = NewTable[exchange.Service](s, "services")
 	s.Policies = NewTable[exchange.Policy](s, "policies")
 	s.Patterns = NewTable[exchange.Pattern](s, "patterns")
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range []string{bucketMeta, bucketOutbox} {
-			if _, err := tx.CreateBucketIfNotExists([]byte(b)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
+	return s
 }
 
-// Close closes the file.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the store.
+func (s *Store) Close() error { return s.be.close() }
 
-// Update runs fn in one read-write transaction.
-func (s *Store) Update(fn func(tx *bolt.Tx) error) error { return s.db.Update(fn) }
+// Update runs fn in one read-write transaction: all of it or, if fn fails, none of it.
+func (s *Store) Update(fn func(tx Tx) error) error { return s.be.update(fn) }
 
 // View runs fn in one read-only transaction.
-func (s *Store) View(fn func(tx *bolt.Tx) error) error { return s.db.View(fn) }
+func (s *Store) View(fn func(tx Tx) error) error { return s.be.view(fn) }
 
 // Meta reads a metadata value (nil if unset).
 func (s *Store) Meta(key string) (out []byte, err error) {
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if v := tx.Bucket([]byte(bucketMeta)).Get([]byte(key)); v != nil {
-			out = bytes.Clone(v)
-		}
-		return nil
-	})
+	err = s.be.view(func(tx Tx) error { out, err = tx.meta(key); return err })
 	return out, err
 }
 
 // SetMeta writes a metadata value.
 func (s *Store) SetMeta(key string, v []byte) error {
-	return s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket([]byte(bucketMeta)).Put([]byte(key), v) })
+	return s.be.update(func(tx Tx) error { return tx.setMeta(key, v) })
 }
 
-// Table is a bucket of JSON records keyed by org and id.
+// Table is a set of JSON records keyed by org and id.
 type Table[T any] struct {
-	s      *Store
-	bucket []byte
+	s    *Store
+	name string
 }
 
-// NewTable declares a table (its bucket is created on first write).
-func NewTable[T any](s *Store, bucket string) *Table[T] {
-	return &Table[T]{s: s, bucket: []byte(bucket)}
+// NewTable declares a table (created on first write).
+func NewTable[T any](s *Store, name string) *Table[T] {
+	return &Table[T]{s: s, name: name}
 }
 
 // Key joins org and id; NUL can not occur in either (names are validated before storing).
@@ -125,50 +120,49 @@ func SplitKey(k []byte) (org, id string) {
 
 // Get reads one record.
 func (t *Table[T]) Get(org, id string) (v T, err error) {
-	err = t.s.db.View(func(tx *bolt.Tx) error { v, err = t.GetTx(tx, org, id); return err })
+	err = t.s.be.view(func(tx Tx) error { v, err = t.GetTx(tx, org, id); return err })
 	return v, err
 }
 
 // GetTx reads one record inside tx.
-func (t *Table[T]) GetTx(tx *bolt.Tx, org, id string) (T, error) {
+func (t *Table[T]) GetTx(tx Tx, org, id string) (T, error) {
 	var v T
-	b := tx.Bucket(t.bucket)
-	if b == nil {
-		return v, fmt.Errorf("%s %s/%s: %w", t.bucket, org, id, ErrNotFound)
+	raw, err := tx.get(t.name, Key(org, id))
+	if err != nil {
+		return v, fmt.Errorf("%s %s/%s: %w", t.name, org, id, err)
 	}
-	raw := b.Get(Key(org, id))
 	if raw == nil {
-		return v, fmt.Errorf("%s %s/%s: %w", t.bucket, org, id, ErrNotFound)
+		return v, fmt.Errorf("%s %s/%s: %w", t.name, org, id, ErrNotFound)
 	}
 	if err := json.Unmarshal(raw, &v); err != nil {
-		return v, fmt.Errorf("%s %s/%s: corrupt record: %w", t.bucket, org, id, err)
+		return v, fmt.Errorf("%s %s/%s: corrupt record: %w", t.name, org, id, err)
 	}
 	return v, nil
 }
 
 // Put creates or replaces a record.
 func (t *Table[T]) Put(org, id string, v T) error {
-	return t.s.db.Update(func(tx *bolt.Tx) error { return t.PutTx(tx, org, id, v) })
+	return t.s.be.update(func(tx Tx) error { return t.PutTx(tx, org, id, v) })
 }
 
 // PutTx creates or replaces a record inside tx.
-func (t *Table[T]) PutTx(tx *bolt.Tx, org, id string, v T) error {
+func (t *Table[T]) PutTx(tx Tx, org, id string, v T) error {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	b, err := tx.CreateBucketIfNotExists(t.bucket)
-	if err != nil {
-		return err
-	}
-	return b.Put(Key(org, id), raw)
+	return tx.put(t.name, Key(org, id), raw)
 }
 
 // Create stores a record only if none exists under the key.
 func (t *Table[T]) Create(org, id string, v T) error {
-	return t.s.db.Update(func(tx *bolt.Tx) error {
-		if b := tx.Bucket(t.bucket); b != nil && b.Get(Key(org, id)) != nil {
-			return fmt.Errorf("%s %s/%s: %w", t.bucket, org, id, ErrExists)
+	return t.s.be.update(func(tx Tx) error {
+		raw, err := tx.get(t.name, Key(org, id))
+		if err != nil {
+			return err
+		}
+		if raw != nil {
+			return fmt.Errorf("%s %s/%s: %w", t.name, org, id, ErrExists)
 		}
 		return t.PutTx(tx, org, id, v)
 	})
@@ -176,48 +170,44 @@ func (t *Table[T]) Create(org, id string, v T) error {
 
 // Delete removes a record; ErrNotFound if there was none.
 func (t *Table[T]) Delete(org, id string) error {
-	return t.s.db.Update(func(tx *bolt.Tx) error { return t.DeleteTx(tx, org, id) })
+	return t.s.be.update(func(tx Tx) error { return t.DeleteTx(tx, org, id) })
 }
 
-// DeleteTx removes a record inside tx.
-func (t *Table[T]) DeleteTx(tx *bolt.Tx, org, id string) error {
-	b := tx.Bucket(t.bucket)
-	if b == nil || b.Get(Key(org, id)) == nil {
-		return fmt.Errorf("%s %s/%s: %w", t.bucket, org, id, ErrNotFound)
+// DeleteTx removes a record inside tx; ErrNotFound if there was none.
+func (t *Table[T]) DeleteTx(tx Tx, org, id string) error {
+	ok, err := tx.del(t.name, Key(org, id))
+	if err != nil {
+		return fmt.Errorf("%s %s/%s: %w", t.name, org, id, err)
 	}
-	return b.Delete(Key(org, id))
+	if !ok {
+		return fmt.Errorf("%s %s/%s: %w", t.name, org, id, ErrNotFound)
+	}
+	return nil
 }
 
 // List returns the records of an org ("" for every org) in key order.
 func (t *Table[T]) List(org string) (out []T, err error) {
-	err = t.s.db.View(func(tx *bolt.Tx) error {
+	err = t.s.be.view(func(tx Tx) error {
 		return t.EachTx(tx, org, func(_, _ string, v T) error { out = append(out, v); return nil })
 	})
 	return out, err
 }
 
-// EachTx calls fn for each record of an org ("" for every org) inside tx.
-func (t *Table[T]) EachTx(tx *bolt.Tx, org string, fn func(org, id string, v T) error) error {
-	b := tx.Bucket(t.bucket)
-	if b == nil {
-		return nil
-	}
+// EachTx calls fn for each record of an org ("" for every org) inside tx, in key order
+// (org, then id, bytewise).
+func (t *Table[T]) EachTx(tx Tx, org string, fn func(org, id string, v T) error) error {
 	var prefix []byte
 	if org != "" {
 		prefix = Key(org, "")
 	}
-	c := b.Cursor()
-	for k, raw := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, raw = c.Next() {
+	return tx.each(t.name, prefix, func(k, raw []byte) error {
 		var v T
 		o, id := SplitKey(k)
 		if err := json.Unmarshal(raw, &v); err != nil {
-			return fmt.Errorf("%s %s/%s: corrupt record: %w", t.bucket, o, id, err)
+			return fmt.Errorf("%s %s/%s: corrupt record: %w", t.name, o, id, err)
 		}
-		if err := fn(o, id, v); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(o, id, v)
+	})
 }
 
 // Message is one sealed message in a node's outbox, kept until the node acknowledges it.
@@ -233,64 +223,45 @@ type Message struct {
 	Farewell bool `json:"farewell,omitempty"`
 }
 
-func outboxKey(id uint64) []byte {
-	var k [8]byte
-	binary.BigEndian.PutUint64(k[:], id)
-	return k[:]
-}
-
-// EnqueueTx appends m to the outbox of node (key org/node) inside tx, assigning m.ID.
-func (s *Store) EnqueueTx(tx *bolt.Tx, org, node string, m *Message) error {
-	nb, err := tx.Bucket([]byte(bucketOutbox)).CreateBucketIfNotExists(Key(org, node))
-	if err != nil {
-		return err
+// EnqueueTx appends m to the outbox of node (key org/node) inside tx, assigning m.ID: one
+// more than any id the node's outbox has held since it was last dropped.
+func (s *Store) EnqueueTx(tx Tx, org, node string, m *Message) error {
+	if err := tx.enqueue(org, node, m); err != nil {
+		return fmt.Errorf("outbox of %s/%s: enqueue: %w", org, node, err)
 	}
-	id, err := nb.NextSequence()
-	if err != nil {
-		return err
-	}
-	m.ID = id
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	return nb.Put(outboxKey(id), raw)
+	return nil
 }
 
 // RemoveTx drops message id from node's outbox; it reports whether it was there.
-func (s *Store) RemoveTx(tx *bolt.Tx, org, node string, id uint64) (bool, error) {
-	nb := tx.Bucket([]byte(bucketOutbox)).Bucket(Key(org, node))
-	if nb == nil || nb.Get(outboxKey(id)) == nil {
-		return false, nil
-	}
-	if err := nb.Delete(outboxKey(id)); err != nil {
+func (s *Store) RemoveTx(tx Tx, org, node string, id uint64) (bool, error) {
+	ok, err := tx.remove(org, node, id)
+	if err != nil {
 		return false, fmt.Errorf("outbox of %s/%s: remove %d: %w", org, node, id, err)
 	}
-	return true, nil
+	return ok, nil
 }
 
 // DropNodeTx removes a node's whole outbox (node deleted).
-func (s *Store) DropNodeTx(tx *bolt.Tx, org, node string) error {
-	err := tx.Bucket([]byte(bucketOutbox)).DeleteBucket(Key(org, node))
-	if errors.Is(err, berrors.ErrBucketNotFound) {
-		return nil
+func (s *Store) DropNodeTx(tx Tx, org, node string) error {
+	if err := tx.dropNode(org, node); err != nil {
+		return fmt.Errorf("outbox of %s/%s: drop: %w", org, node, err)
 	}
-	return err
+	return nil
 }
 
 // Outbox calls fn for every queued message of every node, in id order per node: used to
 // rebuild the in-memory queues after a restart.
 func (s *Store) Outbox(fn func(org, node string, m Message) error) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bucketOutbox)).ForEachBucket(func(k []byte) error {
-			org, node := SplitKey(k)
-			return tx.Bucket([]byte(bucketOutbox)).Bucket(k).ForEach(func(_, raw []byte) error {
-				var m Message
-				if err := json.Unmarshal(raw, &m); err != nil {
-					return fmt.Errorf("outbox %s/%s: corrupt message: %w", org, node, err)
-				}
-				return fn(org, node, m)
-			})
+	return s.be.view(func(tx Tx) error {
+		return tx.outbox(func(org, node string, raw []byte) error {
+			var m Message
+			if err := json.Unmarshal(raw, &m); err != nil {
+				return fmt.Errorf("outbox %s/%s: corrupt message: %w", org, node, err)
+			}
+			return fn(org, node, m)
 		})
 	})
 }
+
+// encodeMessage is the stored form of m (its ID already assigned).
+func encodeMessage(m *Message) ([]byte, error) { return json.Marshal(m) }

@@ -133,3 +133,34 @@ func TestRulesCatchABreak(t *testing.T) {
 		})
 	}
 }
+
+// storageUsers are the module packages that may import a storage engine: the agbot's engine
+// and API see only agbot/store's opaque transaction, so bbolt and PostgreSQL serve them alike.
+var storageUsers = map[string][]string{
+	"go.etcd.io/bbolt":        {"agbot/store", "agbot/secrets/embedded", "agreement"},
+	"github.com/jackc/pgx/v5": {"agbot/store", "agbot/secrets/embedded", "agbot"},
+}
+
+func TestStorageEngines(t *testing.T) {
+	cmd := exec.Command("go", "list", "-f", "{{.ImportPath}} {{join .Imports \" \"}}", "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		pkg, ok := strings.CutPrefix(f[0], module)
+		if !ok || strings.HasPrefix(pkg, "test/") || strings.HasPrefix(pkg, "bench") {
+			continue
+		}
+		for _, imp := range f[1:] {
+			for engine, users := range storageUsers {
+				if (imp == engine || strings.HasPrefix(imp, engine+"/")) && !slices.Contains(users, pkg) {
+					t.Errorf("%s imports %s: only %v may (the others use agbot/store)", pkg, imp, users)
+				}
+			}
+		}
+	}
+}

@@ -252,12 +252,18 @@ type Agbot struct {
 
 // NewAgbot initialises an agbot data directory under dir for org with its admin.
 func NewAgbot(ctx context.Context, bin *Binaries, dir, org, admin, password string, vault *Vault) (*Agbot, error) {
+	return NewAgbotArgs(ctx, bin, dir, org, admin, password, vault, nil)
+}
+
+// NewAgbotArgs is NewAgbot with more `agbot init` flags (e.g. --db).
+func NewAgbotArgs(ctx context.Context, bin *Binaries, dir, org, admin, password string, vault *Vault, initArgs []string) (*Agbot, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	b := &Agbot{Bin: bin, Dir: filepath.Join(dir, "agbot"), Org: org, Admin: admin + ":" + password, Vault: vault,
 		LogPath: filepath.Join(dir, "agbot.log")}
-	out, err := exec.CommandContext(ctx, bin.Agbot, "init", "--data-dir", b.Dir, "--org", org, "--admin", admin+":"+password).CombinedOutput()
+	args := append([]string{"init", "--data-dir", b.Dir, "--org", org, "--admin", admin + ":" + password}, initArgs...)
+	out, err := exec.CommandContext(ctx, bin.Agbot, args...).CombinedOutput()
 	if err != nil {
 		return nil, fmt.Errorf("agbot init: %v: %s", err, out)
 	}

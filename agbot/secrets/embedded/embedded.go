@@ -2,11 +2,9 @@ package embedded
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -36,11 +34,12 @@ const checkOrg, checkName = "-", "key-check"
 
 // Manager is the embedded secrets manager. It implements secrets.Manager.
 type Manager struct {
-	db     *bolt.DB
-	seal   *sealer
-	feed   *feed.Feed
-	mu     sync.RWMutex // held for reading by every operation, for writing by Close
-	closed bool
+	db      kv
+	backend string
+	seal    *sealer
+	feed    *feed.Feed
+	mu      sync.RWMutex // held for reading by every operation, for writing by Close
+	closed  bool
 }
 
 var _ secrets.Manager = (*Manager)(nil)
@@ -79,31 +78,42 @@ func OpenKey(dbPath string, key []byte, from string) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening secrets store %s: %w", dbPath, err)
 	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketSecrets, bucketVersions, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		meta := tx.Bucket(bucketMeta)
-		if check := meta.Get(keyCheck); check != nil {
-			if _, _, err := s.open(checkOrg, checkName, check); err != nil {
-				return fmt.Errorf("%w: %s is not the key %s was sealed with", ErrKeyFile, keyPath, dbPath)
-			}
-			return nil
-		}
-		check, err := s.seal(checkOrg, checkName, record{version: 1, updated: time.Now()}, secrets.Secret{Key: "check"})
-		if err != nil {
-			return err
-		}
-		return meta.Put(keyCheck, check)
-	})
+	be, err := newBoltKV(db)
 	if err != nil {
 		db.Close()
 		return nil, err
 	}
-	return &Manager{db: db, seal: s, feed: feed.New()}, nil
+	return newManager(be, s, keyPath, dbPath, "embedded")
 }
+
+// newManager checks key against the store's check record (writing it into a new store).
+func newManager(be kv, s *sealer, keyPath, where, backend string) (*Manager, error) {
+	err := be.update(func(tx kvTx) error {
+		check, err := tx.check()
+		if err != nil {
+			return err
+		}
+		if check != nil {
+			if _, _, err := s.open(checkOrg, checkName, check); err != nil {
+				return fmt.Errorf("%w: %s is not the key %s was sealed with", ErrKeyFile, keyPath, where)
+			}
+			return nil
+		}
+		check, err = s.seal(checkOrg, checkName, record{version: 1, updated: time.Now()}, secrets.Secret{Key: "check"})
+		if err != nil {
+			return err
+		}
+		return tx.setCheck(check)
+	})
+	if err != nil {
+		be.close()
+		return nil, err
+	}
+	return &Manager{db: be, seal: s, feed: feed.New(), backend: backend}, nil
+}
+
+// Backend names the store for the check that the agbots of one fleet share one manager.
+func (m *Manager) Backend() string { return m.backend }
 
 // begin checks what every operation checks first, and holds the manager open until done is called.
 func (m *Manager) begin(ctx context.Context) (done func(), err error) {
@@ -138,30 +148,24 @@ func (m *Manager) write(ctx context.Context, org, name string, s secrets.Secret,
 	}
 	defer done()
 	var version uint64
-	err = m.db.Update(func(tx *bolt.Tx) error {
-		recs, err := tx.Bucket(bucketSecrets).CreateBucketIfNotExists([]byte(org))
+	err = m.db.update(func(tx kvTx) error {
+		if onlyNew {
+			if cur, err := tx.get(org, name); err != nil {
+				return err
+			} else if cur != nil {
+				return secrets.ErrExists
+			}
+		}
+		last, err := tx.version(org, name)
 		if err != nil {
 			return err
 		}
-		vers, err := tx.Bucket(bucketVersions).CreateBucketIfNotExists([]byte(org))
-		if err != nil {
-			return err
-		}
-		if onlyNew && recs.Get([]byte(name)) != nil {
-			return secrets.ErrExists
-		}
-		if last := vers.Get([]byte(name)); len(last) == 8 {
-			version = binary.BigEndian.Uint64(last)
-		}
-		version++
+		version = last + 1
 		sealed, err := m.seal.seal(org, name, record{version: version, updated: time.Now()}, s)
 		if err != nil {
 			return err
 		}
-		if err := recs.Put([]byte(name), sealed); err != nil {
-			return err
-		}
-		return vers.Put([]byte(name), binary.BigEndian.AppendUint64(nil, version))
+		return tx.put(org, name, sealed, version)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("storing secret %q in org %q: %w", name, org, err)
@@ -184,12 +188,11 @@ func (m *Manager) Get(ctx context.Context, org, name string) (secrets.Secret, in
 		sec secrets.Secret
 		rec record
 	)
-	err = m.db.View(func(tx *bolt.Tx) error {
-		recs := tx.Bucket(bucketSecrets).Bucket([]byte(org))
-		if recs == nil {
-			return secrets.ErrNotFound
+	err = m.db.view(func(tx kvTx) error {
+		sealed, err := tx.get(org, name)
+		if err != nil {
+			return err
 		}
-		sealed := recs.Get([]byte(name))
 		if sealed == nil {
 			return secrets.ErrNotFound
 		}
@@ -213,12 +216,12 @@ func (m *Manager) Delete(ctx context.Context, org, name string) error {
 		return err
 	}
 	defer done()
-	err = m.db.Update(func(tx *bolt.Tx) error {
-		recs := tx.Bucket(bucketSecrets).Bucket([]byte(org))
-		if recs == nil || recs.Get([]byte(name)) == nil {
-			return secrets.ErrNotFound
+	err = m.db.update(func(tx kvTx) error {
+		ok, err := tx.del(org, name)
+		if err == nil && !ok {
+			err = secrets.ErrNotFound
 		}
-		return recs.Delete([]byte(name))
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("deleting secret %q in org %q: %w", name, org, err)
@@ -245,24 +248,20 @@ func (m *Manager) List(ctx context.Context, org, scope string) ([]string, error)
 		prefix = scope + "/"
 	}
 	names := []string{}
-	err = m.db.View(func(tx *bolt.Tx) error {
-		recs := tx.Bucket(bucketSecrets).Bucket([]byte(org))
-		if recs == nil {
-			return nil
-		}
-		c := recs.Cursor()
-		for k, _ := c.Seek([]byte(prefix)); k != nil && strings.HasPrefix(string(k), prefix); k, _ = c.Next() {
+	err = m.db.view(func(tx kvTx) error {
+		all, err := tx.names(org, prefix)
+		for _, k := range all {
 			// Nested names ("test/password1") belong to the scope; other scopes do not.
-			if n, err := secrets.ParseName(string(k)); err == nil && n.Scope() == scope {
-				names = append(names, string(k))
+			if n, err := secrets.ParseName(k); err == nil && n.Scope() == scope {
+				names = append(names, k)
 			}
 		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing secrets in org %q scope %q: %w", org, scope, err)
 	}
-	sort.Strings(names) // bbolt order is byte order already; sort keeps the promise explicit
+	sort.Strings(names)
 	return names, nil
 }
 
@@ -278,7 +277,7 @@ func (m *Manager) Close() error {
 	}
 	m.closed = true
 	m.feed.Close()
-	if err := m.db.Close(); err != nil {
+	if err := m.db.close(); err != nil {
 		return fmt.Errorf("closing secrets store: %w", err)
 	}
 	return nil

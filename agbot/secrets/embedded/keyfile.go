@@ -95,3 +95,7 @@ func createKey(path string) error {
 	}
 	return nil
 }
+
+// LoadKey reads the sealing key at path, creating it (mode 0600, random) when it does not
+// exist yet; refused (ErrKeyFile) as Open refuses it. The caller clears it after use.
+func LoadKey(path string) ([]byte, error) { return loadKey(path) }

@@ -592,3 +592,7 @@ func stringList(v any) ([]string, error) {
 	}
 	return out, nil
 }
+
+// Backend names the Vault/OpenBao server and mount, for the check that the agbots of one
+// fleet share one secrets manager.
+func (m *Manager) Backend() string { return "vault " + m.client.Address() + " mount " + m.mount }
