@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -190,6 +191,10 @@ type Options struct {
 	OfflineAfter time.Duration
 	// MetricsSecretNames adds per-secret-name series to the metrics (off: by org only).
 	MetricsSecretNames bool
+	// DebugPprof also serves Go's profiles (/debug/pprof/) on the metrics listener, for
+	// measuring (README, Measurements: fan-out). They name no secret but show the process's
+	// internals: bind that listener to loopback.
+	DebugPprof bool
 }
 
 // DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; each long-polling
@@ -278,6 +283,11 @@ func Open(o Options) (*Server, error) {
 func (s *Server) MetricsServer() *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.Metrics.Handler())
+	if s.opts.DebugPprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
 		WriteTimeout: time.Minute, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		ErrorLog: slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
@@ -325,6 +335,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = s.http.Shutdown(ctx)
 	}
 	s.wg.Wait()
+	s.Engine.Close()
 	return errors.Join(err, s.close())
 }
 

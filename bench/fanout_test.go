@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,43 @@ type fanoutEnv struct {
 	firstErr  atomic.Pointer[string]
 	setup     time.Duration
 	idleRSS   int64 // KiB, every node connected and idle, before the first fan-out
+	pprofURL  string
+}
+
+// profileDir (ANAX_FANOUT_PROFILE=DIR) makes the benchmark record the agbot's CPU profile
+// during the first measured fan-out and its heap profile after it, in DIR.
+var profileDir = os.Getenv("ANAX_FANOUT_PROFILE")
+
+// startProfile records the agbot's CPU profile for secs seconds into DIR/name; the returned
+// function waits for it and then saves the heap profile.
+func (e *fanoutEnv) startProfile(b *testing.B, name string, secs int) func() {
+	if profileDir == "" || e.pprofURL == "" {
+		return func() {}
+	}
+	get := func(what, file string) {
+		resp, err := http.Get(e.pprofURL + what)
+		if err != nil {
+			b.Logf("profile %s: %v", what, err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(profileDir, file))
+		if err != nil {
+			b.Logf("profile %s: %v", what, err)
+			return
+		}
+		defer f.Close()
+		io.Copy(f, resp.Body)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		get(fmt.Sprintf("profile?seconds=%d", secs), name+".cpu.pprof")
+	}()
+	return func() {
+		<-done
+		get("heap", name+".heap.pprof")
+	}
 }
 
 var fanoutEnvs = map[int]*fanoutEnv{}
@@ -138,7 +176,11 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.agbot = exec.Command(binary(b, "agbot"), "serve", "--data-dir", dir, "--listen", "127.0.0.1:0")
+	args := []string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0"}
+	if profileDir != "" {
+		args = append(args, "--metrics-listen", "127.0.0.1:0", "--debug-pprof")
+	}
+	e.agbot = exec.Command(binary(b, "agbot"), args...)
 	e.agbot.Stdout = logf
 	pr, pw := io.Pipe()
 	e.agbot.Stderr = io.MultiWriter(logf, pw)
@@ -150,7 +192,11 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			if _, a, ok := strings.Cut(sc.Text(), " addr="); ok && strings.Contains(sc.Text(), "agbot serving") {
+			_, a, ok := strings.Cut(sc.Text(), " addr=")
+			if ok && strings.Contains(sc.Text(), "msg=metrics") {
+				e.pprofURL = "http://" + strings.Fields(a)[0] + "/debug/pprof/"
+			}
+			if ok && strings.Contains(sc.Text(), "agbot serving") {
 				addr <- strings.Fields(a)[0]
 				break
 			}
@@ -374,11 +420,16 @@ func BenchmarkFanout(b *testing.B) {
 				}
 				selfBefore := selfCPU()
 				target := e.updates.Load() + int64(nodes)
+				stopProfile := func() {}
+				if i == 0 {
+					stopProfile = e.startProfile(b, fmt.Sprintf("fanout-%d", nodes), fanoutProfileSecs(nodes))
+				}
 				b.StartTimer()
 				t0 := time.Now()
 				e.putSecret(b, fmt.Sprintf("CANARY-bench-fanout-%d-%d", nodes, time.Now().UnixNano()))
 				e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged")
 				b.StopTimer()
+				stopProfile()
 				times = append(times, time.Unix(0, e.lastAck.Load()).Sub(t0))
 				after, err := readProc(pid)
 				if err != nil {
@@ -440,6 +491,14 @@ func backoff(n int) time.Duration {
 	}
 	d = min(d, 30*time.Second)
 	return d/2 + rand.N(d/2+1)
+}
+
+// fanoutProfileSecs covers one fan-out of n nodes (ANAX_FANOUT_PROFILE_SECS overrides).
+func fanoutProfileSecs(n int) int {
+	if s, err := strconv.Atoi(os.Getenv("ANAX_FANOUT_PROFILE_SECS")); err == nil && s > 0 {
+		return s
+	}
+	return max(2, n/1000)
 }
 
 // runtimeSettle lets the previous round's stragglers (resends, GC) finish.

@@ -224,7 +224,7 @@ func status(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, secrets.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, engine.ErrUnknown):
 		return http.StatusNotFound
-	case errors.Is(err, secrets.ErrExists), errors.Is(err, store.ErrExists):
+	case errors.Is(err, secrets.ErrExists), errors.Is(err, store.ErrExists), errors.Is(err, engine.ErrNothingOutstanding):
 		return http.StatusConflict
 	case errors.Is(err, secrets.ErrInvalidName), errors.Is(err, secrets.ErrInvalidSecret), errors.Is(err, protocol.ErrInvalid),
 		errors.Is(err, protocol.ErrMalformed), errors.Is(err, errBadRequest), errors.Is(err, engine.ErrBadMessage):

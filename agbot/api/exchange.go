@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agbot/access"
+	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
@@ -396,7 +397,11 @@ func (a *API) reply(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if err := a.eng.Receive(r.Context(), org, id, body); err != nil {
-		a.log.Warn("node message refused", "org", org, "node", id, "err", err)
+		lvl := a.log.Warn
+		if errors.Is(err, engine.ErrNothingOutstanding) {
+			lvl = a.log.Debug // a node answering a resend again: common, harmless
+		}
+		lvl("node message refused", "org", org, "node", id, "err", err)
 		a.fail(w, err)
 		return
 	}
