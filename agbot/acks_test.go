@@ -1,6 +1,9 @@
 package agbot_test
 
 import (
+	"io"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -80,4 +83,50 @@ func TestAckForgedOrReplayed(t *testing.T) {
 			t.Fatalf("a replay changed the rollout:\nbefore %s\nafter  %s", before, after)
 		}
 	})
+}
+
+// A connection remembers the credentials that last logged in on it; changing the node's
+// token, replacing its keys or deleting it drops that at once: the old credentials on the
+// same keep-alive connection are refused on the next request.
+func TestConnLoginDroppedOnChange(t *testing.T) {
+	cases := []struct {
+		name   string
+		change func(h *harness, n *simNode)
+	}{
+		{"token changed", func(h *harness, n *simNode) {
+			h.mustDo(admin, "PUT", "/org/myorg/nodes/node1", map[string]any{"token": "another-token"}, 201, nil)
+		}},
+		{"node deleted", func(h *harness, n *simNode) {
+			h.mustDo(admin, "DELETE", "/org/myorg/nodes/node1", nil, 200, nil)
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h, n, _ := agreed(t)
+			// The node's own keep-alive connection: the admin's requests go on others.
+			nc := &http.Client{Transport: h.client.Transport.(*http.Transport).Clone()}
+			defer nc.CloseIdleConnections()
+			poll := func() int {
+				req, _ := http.NewRequest("GET", h.url+"/org/myorg/nodes/node1/msgs?wait=0", nil)
+				u, p, _ := strings.Cut(n.auth, ":")
+				req.SetBasicAuth(u, p)
+				resp, err := nc.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+				_, _ = io.Copy(io.Discard, resp.Body)
+				return resp.StatusCode
+			}
+			for range 3 { // logged in, then served from the connection's memory
+				if code := poll(); code != 200 {
+					t.Fatalf("poll = %d", code)
+				}
+			}
+			tc.change(h, n)
+			if code := poll(); code != 401 {
+				t.Fatalf("poll with the old credentials on the same connection after the change = %d, want 401", code)
+			}
+		})
+	}
 }

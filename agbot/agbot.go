@@ -318,6 +318,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.http = &http.Server{Handler: s.API, TLSConfig: cfg,
 		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
+		ConnContext: api.ConnContext,
 		ErrorLog:    slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
 	err = s.http.Serve(tls.NewListener(netutil.LimitListener(ln, maxConns), cfg))
 	if errors.Is(err, http.ErrServerClosed) {

@@ -91,7 +91,9 @@ func (a *API) putUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := exchange.User{Org: org, Name: name, Admin: body.Admin, PasswordHash: hash, LastUpdated: now()}
-	if err := a.st.Users.Put(org, name, u); err != nil {
+	err = a.st.Users.Put(org, name, u)
+	a.identityChanged()
+	if err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -112,7 +114,7 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.ver.Forget("user\x00" + org + "/" + name)
+	a.forget("user\x00" + org + "/" + name)
 	a.rightsChanged(r.Context(), org)
 	writeJSON(w, 200, map[string]any{"deleted": name})
 }
@@ -233,7 +235,7 @@ func (a *API) putNode(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.ver.Forget("node\x00" + org + "/" + id)
+	a.forget("node\x00" + org + "/" + id)
 	a.log.Info("audit", "op", "node put", "org", org, "node", id, "owner", n.Owner, "caller", c.String(), "result", 201)
 	writeJSON(w, 201, n.View())
 }
@@ -280,7 +282,7 @@ func (a *API) deleteNode(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.ver.Forget("node\x00" + org + "/" + id)
+	a.forget("node\x00" + org + "/" + id)
 	if err := a.eng.NodeDeleted(org, id); err != nil {
 		a.fail(w, err)
 		return
