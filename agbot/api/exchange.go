@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -385,18 +386,16 @@ func (a *API) reply(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	body := make([]byte, 0, 4096)
-	buf := make([]byte, 32<<10)
-	for {
-		n, rerr := r.Body.Read(buf)
-		body = append(body, buf[:n]...)
-		if len(body) > protocol.DefaultMaxEnvelope {
-			a.fail(w, fmt.Errorf("%w: envelope over %d bytes", errTooLarge, protocol.DefaultMaxEnvelope))
-			return
-		}
-		if rerr != nil {
-			break
-		}
+	// Sized by what arrives (a signed reply is under 1 KiB), not by a fixed buffer: thousands
+	// of replies wait for their group commit at once in a fan-out.
+	body, err := io.ReadAll(io.LimitReader(r.Body, protocol.DefaultMaxEnvelope+1))
+	if err != nil {
+		a.fail(w, fmt.Errorf("%w: reading body: %v", errBadRequest, err))
+		return
+	}
+	if len(body) > protocol.DefaultMaxEnvelope {
+		a.fail(w, fmt.Errorf("%w: envelope over %d bytes", errTooLarge, protocol.DefaultMaxEnvelope))
+		return
 	}
 	if err := a.eng.Receive(r.Context(), org, id, body); err != nil {
 		lvl := a.log.Warn
