@@ -198,7 +198,7 @@ type Options struct {
 }
 
 // DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; each long-polling
-// TLS connection costs the agbot some 100 KiB (README, Measurements: fan-out).
+// TLS connection costs the agbot some 90 KiB (README, Fleet fan-out).
 const DefaultMaxConns = 16384
 
 // Server-wide timeouts. There is no WriteTimeout and ReadTimeout is shorter than a long-poll
