@@ -151,6 +151,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	fs.StringVar(&v.ca, "vault-ca", "", "PEM file with the CA that verifies Vault's TLS certificate (default: system roots)")
 	fs.DurationVar(&v.poll, "vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
 	metricsListen := fs.String("metrics-listen", "", "plain-HTTP address serving /metrics without authentication (counts by org only; off when empty)")
+	debugPprof := fs.Bool("debug-pprof", false, "also serve Go's CPU and heap profiles at /debug/pprof/ on --metrics-listen (bind it to loopback)")
 	metricsNames := fs.Bool("metrics-secret-names", false, "also label rollout metrics with secret manager names")
 	offlineAfter := fs.Duration("offline-after", 0, "rollout status: a node not polling for this long is offline (default: a long-poll plus 30s)")
 	skey := fs.String("secrets-key", "", "embedded manager's key file, kept apart from the data dir (default DIR/secrets.key; or $"+EnvSecretsKey+")")
@@ -172,13 +173,16 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 		return fmt.Errorf("--lease-ttl: must be at least 1s")
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
+	if *debugPprof && *metricsListen == "" {
+		return fmt.Errorf("--debug-pprof: needs --metrics-listen")
+	}
 	if *maxConns < 1 {
 		return fmt.Errorf("--max-conns: must be at least 1")
 	}
 	dumpable, _ := linux.Dumpable()
 	log.Info("process hardened", "dumpable", dumpable, "core_limit", 0, "umask", "0077")
 	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey, MetricsSecretNames: *metricsNames,
-		OfflineAfter: *offlineAfter, DB: db, Advertise: *advertise, LeaseTTL: *leaseTTL}
+		OfflineAfter: *offlineAfter, DB: db, Advertise: *advertise, LeaseTTL: *leaseTTL, DebugPprof: *debugPprof}
 	key, err := keyFromEnv()
 	if err != nil {
 		return err

@@ -291,7 +291,7 @@ func (n *simNode) ack(m protocol.Message) {
 	default:
 		n.h.t.Fatalf("ack of %T", m)
 	}
-	env, err := n.ep.Seal(reply)
+	env, err := n.ep.Wrap(reply)
 	if err != nil {
 		n.h.t.Fatal(err)
 	}

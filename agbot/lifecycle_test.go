@@ -12,7 +12,7 @@ import (
 func (n *simNode) send(m protocol.Message, meta *protocol.Meta) {
 	n.h.t.Helper()
 	meta.Version, meta.From, meta.To, meta.Time = protocol.ProtocolVersion, n.ep.ID, n.h.agbotID, time.Now()
-	env, err := n.ep.Seal(m)
+	env, err := n.ep.Wrap(m)
 	if err != nil {
 		n.h.t.Fatal(err)
 	}

@@ -70,7 +70,7 @@ func (n *simNode) failUpdate(m protocol.Message, reason string) {
 	reply := &protocol.UpdateReply{Meta: protocol.Meta{Version: protocol.ProtocolVersion, Type: protocol.TypeUpdateReply,
 		Agreement: h.Agreement, From: n.ep.ID, To: n.h.agbotID, Seq: h.Seq, Time: time.Now()},
 		Status: protocol.StatusFailed, Reason: reason}
-	env, err := n.ep.Seal(reply)
+	env, err := n.ep.Wrap(reply)
 	if err != nil {
 		n.h.t.Fatal(err)
 	}

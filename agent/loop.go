@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -193,14 +194,16 @@ func (c *connection) sendResyncs(ctx context.Context) int {
 	return sent
 }
 
-// send seals m to the agbot and posts it.
+// send wraps m for the agbot (protocol.Endpoint.Wrap) and posts it.
 func (c *connection) send(ctx context.Context, m protocol.Message) error {
-	env, err := c.ep.Seal(m)
+	env, err := c.ep.Wrap(m) // replies signed only, the rest sealed
 	if err != nil {
 		return fmt.Errorf("seal %s: %w", m.Head().Type, err)
 	}
 	if err := c.client.post(ctx, c.reg, env); err != nil {
-		c.a.metrics.Failures.WithLabelValues("reply").Inc()
+		if httpStatus(err) != http.StatusConflict { // 409: recorded before, not a failure
+			c.a.metrics.Failures.WithLabelValues("reply").Inc()
+		}
 		return err
 	}
 	return nil
@@ -282,6 +285,11 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 	}
 	a.metrics.Messages.WithLabelValues(string(h.Type), result).Inc()
 	if err := c.send(ctx, reply); err != nil {
+		if httpStatus(err) == http.StatusConflict {
+			// The agbot had recorded this answer already (the node answered a resend).
+			a.log.Debug("reply already recorded by the agbot", "agreement", h.Agreement, "type", reply.Head().Type, "seq", reply.Head().Seq)
+			return
+		}
 		// The agbot offers the message again and gets the same answer (duplicates are
 		// acknowledged again).
 		a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,

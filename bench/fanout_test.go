@@ -6,17 +6,21 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,16 +37,21 @@ import (
 const fanoutOrg = "bench"
 
 // fanoutEnv is an agbot process with n registered nodes, each simulated in this process by a
-// goroutine that long-polls over its own HTTPS connection and acknowledges what it gets. It
+// goroutine that long-polls over its own TLS connection and acknowledges what it gets. It
 // lives across the runs of one benchmark (testing runs a benchmark with b.N=1 first).
 type fanoutEnv struct {
-	nodes  int
-	dir    string
-	agbot  *exec.Cmd
-	url    string
-	admin  *http.Client
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	nodes   int
+	dir     string
+	args    []string
+	agbot   *exec.Cmd
+	addr    string // host:port of the agbot's API
+	url     string
+	tlsConf *tls.Config // shared by every simulated node: roots and TLS session cache
+	admin   *http.Client
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	sim     []*simNode
 
 	proposals atomic.Int64 // proposals acknowledged (first time each)
 	updates   atomic.Int64 // updates acknowledged (first time each)
@@ -50,15 +59,48 @@ type fanoutEnv struct {
 	errs      atomic.Int64
 	firstErr  atomic.Pointer[string]
 	setup     time.Duration
+	baseRSS   int64 // KiB, agbot started, no node connected yet
 	idleRSS   int64 // KiB, every node connected and idle, before the first fan-out
+	pprofURL  string
+	logs      []*os.File
+	kill      *KillResult
+	closed    bool
 }
 
 var fanoutEnvs = map[int]*fanoutEnv{}
+
+// profileDir (ANAX_FANOUT_PROFILE=DIR) makes the benchmark record the agbot's CPU profile
+// during the first measured fan-out and its heap profile after it, in DIR.
+var profileDir = os.Getenv("ANAX_FANOUT_PROFILE")
 
 func (e *fanoutEnv) fail(err error) {
 	e.errs.Add(1)
 	s := err.Error()
 	e.firstErr.CompareAndSwap(nil, &s)
+}
+
+// raiseFileLimit lifts this process's RLIMIT_NOFILE to its hard limit (the agbot inherits
+// it) and checks that n connections fit on both ends.
+func raiseFileLimit(b *testing.B, n int) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
+	need := uint64(n) + 512
+	if lim.Max < need {
+		// Raising the hard limit needs CAP_SYS_RESOURCE (containers often lack it).
+		want := lim
+		want.Cur, want.Max = need, need
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
+			b.Fatalf("%d nodes need RLIMIT_NOFILE >= %d in this process and in the agbot (one connection each end); the hard limit here is %d and raising it failed: %v",
+				n, need, lim.Max, err)
+		}
+		return
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // newFanoutEnv prepares the state in process (cheap password hashes, so that 10,000 node
@@ -67,6 +109,7 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 	if e := fanoutEnvs[nodes]; e != nil {
 		return e
 	}
+	raiseFileLimit(b, nodes)
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "anax-bench-fanout-")
 	if err != nil {
@@ -75,6 +118,56 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 	e := &fanoutEnv{nodes: nodes, dir: dir}
 	fanoutEnvs[nodes] = e
 	onExit(e.close)
+	keys, info := prepareFanoutState(b, dir, nodes)
+
+	e.args = []string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--max-conns", strconv.Itoa(nodes + 1024)}
+	if profileDir != "" {
+		e.args = append(e.args, "--metrics-listen", "127.0.0.1:0", "--debug-pprof")
+	}
+	e.startAgbot(b)
+	// Restarts (kill -9) listen where the first start did: the nodes know one address.
+	e.args[4] = e.addr
+	pem, err := os.ReadFile(filepath.Join(dir, agbot.CertFile))
+	if err != nil {
+		b.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	e.tlsConf = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12, ServerName: "127.0.0.1",
+		ClientSessionCache: tls.NewLRUClientSessionCache(nodes)}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = e.tlsConf
+	e.admin = &http.Client{Transport: tr, Timeout: 2 * time.Minute}
+	if ps, err := readProc(e.agbot.Process.Pid); err == nil {
+		e.baseRSS = ps.RSSKiB
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	for i := range nodes {
+		s := &simNode{env: e, i: i, id: nodeName(i),
+			auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(fanoutOrg+"/"+nodeName(i)+":tok-"+nodeName(i))),
+			ep:   &protocol.Endpoint{ID: fanoutOrg + "/" + nodeName(i), Keys: keys[i], Peers: protocol.StaticKeyRing{info.ID: info.PublicKeys}}}
+		e.sim = append(e.sim, s)
+		e.wg.Go(func() { s.run(e.ctx) })
+	}
+	e.waitCount(b, &e.proposals, int64(nodes), 20*time.Minute, "proposals acknowledged")
+	e.setup = time.Since(start)
+	// 10,000 nodes connecting at once is a herd: some are answered 503 (password checks
+	// saturated) and retry with the agent's backoff. Only the errors during the measured
+	// fan-outs are reported.
+	b.Logf("%d nodes: setup (state, agbot process, every proposal acknowledged) took %v; %d poll/reply errors retried, first: %s",
+		nodes, e.setup.Round(time.Millisecond), e.errs.Load(), e.firstErrString())
+	e.errs.Store(0)
+	e.firstErr.Store(nil)
+	runtimeSettle()
+	if ps, err := readProc(e.agbot.Process.Pid); err == nil {
+		e.idleRSS = ps.RSSKiB
+	}
+	return e
+}
+
+// prepareFanoutState makes the agbot's state in process: a secret, a service, n registered
+// nodes with keys of their own, and a policy that proposes to all of them.
+func prepareFanoutState(b *testing.B, dir string, nodes int) ([]*protocol.PrivateKeys, api.AgbotInfo) {
 	if _, err := agbot.Init(agbot.InitOptions{DataDir: dir, Org: fanoutOrg, Admin: "admin", Password: "adminpw", Hash: access.CheapParams}); err != nil {
 		b.Fatal(err)
 	}
@@ -132,25 +225,37 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 	if err := srv.Shutdown(context.Background()); err != nil {
 		b.Fatal(err)
 	}
+	return keys, info
+}
 
-	// The agbot process, as an operator runs it.
-	logf, err := os.Create(filepath.Join(dir, "agbot.log"))
+// startAgbot starts `agbot serve` on the state, as an operator runs it, and waits until it
+// says where it listens.
+func (e *fanoutEnv) startAgbot(b *testing.B) {
+	logf, err := os.OpenFile(filepath.Join(e.dir, "agbot.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		b.Fatal(err)
 	}
-	e.agbot = exec.Command(binary(b, "agbot"), "serve", "--data-dir", dir, "--listen", "127.0.0.1:0")
-	e.agbot.Stdout = logf
+	// Open while the agbot runs: its stderr is copied there (a closed file would cut the
+	// pipe, and the agbot would die of SIGPIPE at its next log line).
+	e.logs = append(e.logs, logf)
+	cmd := exec.Command(binary(b, "agbot"), e.args...)
+	cmd.Stdout = logf
 	pr, pw := io.Pipe()
-	e.agbot.Stderr = io.MultiWriter(logf, pw)
-	e.agbot.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := e.agbot.Start(); err != nil {
+	cmd.Stderr = io.MultiWriter(logf, pw)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
+	e.agbot = cmd
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			if _, a, ok := strings.Cut(sc.Text(), " addr="); ok && strings.Contains(sc.Text(), "agbot serving") {
+			_, a, ok := strings.Cut(sc.Text(), " addr=")
+			if ok && strings.Contains(sc.Text(), "msg=metrics") {
+				e.pprofURL = "http://" + strings.Fields(a)[0] + "/debug/pprof/"
+			}
+			if ok && strings.Contains(sc.Text(), "agbot serving") {
 				addr <- strings.Fields(a)[0]
 				break
 			}
@@ -159,49 +264,22 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 	}()
 	select {
 	case a := <-addr:
-		e.url = "https://" + a
-	case <-time.After(2 * time.Minute):
+		e.addr, e.url = a, "https://"+a
+	case <-time.After(5 * time.Minute):
 		b.Fatal("agbot serve did not say where it listens")
 	}
-	pem, err := os.ReadFile(filepath.Join(dir, agbot.CertFile))
-	if err != nil {
-		b.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	newClient := func() *http.Client {
-		tr := http.DefaultTransport.(*http.Transport).Clone()
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-		tr.MaxIdleConnsPerHost = 1
-		return &http.Client{Transport: tr, Timeout: 2 * time.Minute}
-	}
-	e.admin = newClient()
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	for i := range nodes {
-		s := &simNode{env: e, id: nodeName(i), client: newClient(),
-			ep:      &protocol.Endpoint{ID: fanoutOrg + "/" + nodeName(i), Keys: keys[i], Peers: protocol.StaticKeyRing{info.ID: info.PublicKeys}},
-			agbotID: info.ID}
-		e.wg.Go(func() { s.run(ctx) })
-	}
-	e.waitCount(b, &e.proposals, int64(nodes), 10*time.Minute, "proposals acknowledged")
-	e.setup = time.Since(start)
-	// 10,000 nodes connecting at once is a herd: some TLS handshakes outlast the agbot's
-	// header timeout and are closed; those nodes retry, as agents do. Only the errors during
-	// the measured fan-outs are reported.
-	b.Logf("%d nodes: setup (state, agbot process, every proposal acknowledged) took %v; %d poll/reply errors retried, first: %s",
-		nodes, e.setup.Round(time.Millisecond), e.errs.Load(), e.firstErrString())
-	e.errs.Store(0)
-	e.firstErr.Store(nil)
-	if ps, err := readProc(e.agbot.Process.Pid); err == nil {
-		e.idleRSS = ps.RSSKiB
-	}
-	return e
 }
 
 func (e *fanoutEnv) close() {
+	if e.closed {
+		return
+	}
+	e.closed = true
 	if e.cancel != nil {
 		e.cancel()
+	}
+	for _, s := range e.sim {
+		s.closeConn()
 	}
 	if e.agbot != nil && e.agbot.Process != nil {
 		e.agbot.Process.Signal(syscall.SIGTERM)
@@ -215,6 +293,9 @@ func (e *fanoutEnv) close() {
 		}
 	}
 	e.wg.Wait()
+	for _, f := range e.logs {
+		f.Close()
+	}
 	os.RemoveAll(e.dir)
 }
 
@@ -229,6 +310,20 @@ func (e *fanoutEnv) waitCount(b *testing.B, c *atomic.Int64, want int64, timeout
 	}
 }
 
+// checkEveryNode fails unless every node has acknowledged exactly `updates` updates.
+func (e *fanoutEnv) checkEveryNode(b *testing.B, updates int64) {
+	b.Helper()
+	var short []string
+	for _, s := range e.sim {
+		if n := s.acked.Load(); n != updates {
+			short = append(short, fmt.Sprintf("%s: %d", s.id, n))
+		}
+	}
+	if len(short) > 0 {
+		b.Fatalf("%d of %d nodes did not acknowledge each of the %d updates exactly once (first: %v)", len(short), e.nodes, updates, short[:min(5, len(short))])
+	}
+}
+
 func (e *fanoutEnv) firstErrString() string {
 	if p := e.firstErr.Load(); p != nil {
 		return *p
@@ -236,144 +331,275 @@ func (e *fanoutEnv) firstErrString() string {
 	return "none"
 }
 
-func nodeName(i int) string { return fmt.Sprintf("n%05d", i) }
+func nodeName(i int) string { return fmt.Sprintf("n%06d", i) }
 
-// simNode is one node: poll, open, answer, poll again, on one keep-alive connection.
+// simNode is one node: its own keys, credentials and TLS connection, on which it polls,
+// opens, answers and polls again. Nodes are light so that 100,000 fit in this process: one
+// goroutine, one connection with a 4 KiB read buffer, requests written by hand; the TLS
+// configuration (roots, session cache) is shared.
 type simNode struct {
 	env     *fanoutEnv
+	i       int
 	id      string
-	client  *http.Client
+	auth    string // Authorization header value
 	ep      *protocol.Endpoint
-	agbotID string
 	after   uint64
 	lastUpd uint64
 	gotProp bool
+	acked   atomic.Int64 // distinct updates acknowledged
+
+	mu   sync.Mutex
+	conn *tls.Conn
+	br   *bufio.Reader
+	wbuf []byte
 }
 
-func (s *simNode) do(ctx context.Context, method, path string, body []byte, out any) error {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
+// sourceIP spreads nodes over loopback source addresses, 20,000 each: one address has
+// some 28,000 ephemeral ports towards one listener.
+func sourceIP(i int) net.IP { return net.IPv4(127, 0, byte(1+i/(20000*254)), byte(1+i/20000%254)) }
+
+func (s *simNode) closeConn() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conn != nil {
+		s.conn.Close()
+		s.conn, s.br = nil, nil
 	}
-	req, err := http.NewRequestWithContext(ctx, method, s.env.url+path, rd)
+}
+
+func (s *simNode) current() (*tls.Conn, *bufio.Reader) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conn, s.br
+}
+
+func (s *simNode) dial(ctx context.Context) error {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(s.i)}, Timeout: 30 * time.Second}
+	raw, err := d.DialContext(ctx, "tcp", s.env.addr)
 	if err != nil {
 		return err
 	}
-	req.SetBasicAuth(fanoutOrg+"/"+s.id, "tok-"+s.id)
-	resp, err := s.client.Do(req)
-	if err != nil {
+	c := tls.Client(raw, s.env.tlsConf)
+	hctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(hctx); err != nil {
+		raw.Close()
 		return err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
-	}
-	if out != nil {
-		return json.Unmarshal(raw, out)
+	s.mu.Lock()
+	s.conn, s.br = c, bufio.NewReaderSize(c, 4096)
+	s.mu.Unlock()
+	if ctx.Err() != nil { // close() may have run before the connection was known
+		s.closeConn()
 	}
 	return nil
 }
 
+// do sends one request on the node's connection (dialling it first when needed) and reads
+// the answer; a failed exchange drops the connection.
+func (s *simNode) do(ctx context.Context, method, path string, body []byte) ([]byte, error) {
+	c, br := s.current()
+	if c == nil {
+		if err := s.dial(ctx); err != nil {
+			return nil, err
+		}
+		if c, br = s.current(); c == nil {
+			return nil, context.Canceled
+		}
+	}
+	s.wbuf = fmt.Appendf(s.wbuf[:0], "%s %s HTTP/1.1\r\nHost: agbot\r\nAuthorization: %s\r\nContent-Length: %d\r\n\r\n", method, path, s.auth, len(body))
+	s.wbuf = append(s.wbuf, body...)
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	out, keep, code, err := exchange(c, br, s.wbuf)
+	if err != nil || !keep {
+		s.closeConn()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if code/100 != 2 {
+		return nil, &statusErr{code: code, msg: fmt.Sprintf("%s %s: %d %s", method, path, code, out)}
+	}
+	return out, nil
+}
+
+func exchange(c net.Conn, br *bufio.Reader, req []byte) ([]byte, bool, int, error) {
+	if _, err := c.Write(req); err != nil {
+		return nil, false, 0, err
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		return nil, false, 0, err
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return raw, err == nil && !resp.Close, resp.StatusCode, err
+}
+
+type statusErr struct {
+	code int
+	msg  string
+}
+
+func (e *statusErr) Error() string { return e.msg }
+
 func (s *simNode) run(ctx context.Context) {
-	defer s.client.CloseIdleConnections()
 	base := "/org/" + fanoutOrg + "/nodes/" + s.id + "/msgs"
 	failures := 0
 	for ctx.Err() == nil {
+		raw, err := s.do(ctx, "GET", base+"?wait=50&after="+strconv.FormatUint(s.after, 10), nil)
 		var out api.Messages
-		if err := s.do(ctx, "GET", fmt.Sprintf("%s?wait=50&after=%d", base, s.after), nil, &out); err != nil {
+		if err == nil {
+			err = json.Unmarshal(raw, &out)
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				s.env.fail(fmt.Errorf("node %s poll: %w", s.id, err))
 				failures++
-				time.Sleep(backoff(failures))
+				sleepCtx(ctx, backoff(failures))
 			}
 			continue
 		}
 		failures = 0
 		for _, m := range out.Messages {
 			s.after = max(s.after, m.ID)
-			msg, err := s.ep.Open(m.Envelope)
-			if err != nil {
-				s.env.fail(fmt.Errorf("node %s open %s: %w", s.id, m.Type, err))
-				continue
-			}
-			hd := msg.Head()
-			meta := hd.ReplyMeta(protocol.TypeProposalReply)
-			var reply protocol.Message
-			switch msg.(type) {
-			case *protocol.Proposal:
-				reply = &protocol.ProposalReply{Meta: meta, Status: protocol.StatusAccepted}
-			case *protocol.Update:
-				meta = hd.ReplyMeta(protocol.TypeUpdateReply)
-				reply = &protocol.UpdateReply{Meta: meta, Status: protocol.StatusApplied}
-			default:
-				s.env.fail(fmt.Errorf("node %s: unexpected %s", s.id, hd.Type))
-				continue
-			}
-			env, err := s.ep.Seal(reply)
-			if err != nil {
-				s.env.fail(fmt.Errorf("node %s seal: %w", s.id, err))
-				continue
-			}
-			if err := s.do(ctx, "POST", base, env, nil); err != nil {
-				if ctx.Err() == nil {
-					s.env.fail(fmt.Errorf("node %s reply: %w", s.id, err))
-				}
-				continue
-			}
-			// Count each message once: a resend (an acknowledgement slower than the agbot's
-			// retry) is answered again but not counted again.
-			switch msg.(type) {
-			case *protocol.Proposal:
-				if !s.gotProp {
-					s.gotProp = true
-					s.env.proposals.Add(1)
-				}
-			case *protocol.Update:
-				if hd.Seq > s.lastUpd {
-					s.lastUpd = hd.Seq
-					now := time.Now().UnixNano()
-					for {
-						old := s.env.lastAck.Load()
-						if old >= now || s.env.lastAck.CompareAndSwap(old, now) {
-							break
-						}
-					}
-					s.env.updates.Add(1)
-				}
-			}
+			s.answer(ctx, base, m.Type, m.Envelope)
 		}
 	}
 }
 
+// answer opens one message and acknowledges it as the agent does (a reply is signed only).
+func (s *simNode) answer(ctx context.Context, base, typ string, envelope []byte) {
+	msg, err := s.ep.Open(envelope)
+	if err != nil {
+		s.env.fail(fmt.Errorf("node %s open %s: %w", s.id, typ, err))
+		return
+	}
+	hd := msg.Head()
+	var reply protocol.Message
+	switch msg.(type) {
+	case *protocol.Proposal:
+		reply = &protocol.ProposalReply{Meta: hd.ReplyMeta(protocol.TypeProposalReply), Status: protocol.StatusAccepted}
+	case *protocol.Update:
+		reply = &protocol.UpdateReply{Meta: hd.ReplyMeta(protocol.TypeUpdateReply), Status: protocol.StatusApplied}
+	default:
+		s.env.fail(fmt.Errorf("node %s: unexpected %s", s.id, hd.Type))
+		return
+	}
+	env, err := s.ep.Wrap(reply)
+	if err != nil {
+		s.env.fail(fmt.Errorf("node %s wrap: %w", s.id, err))
+		return
+	}
+	if !s.post(ctx, base, env) {
+		return
+	}
+	// Count each message once: a resend (an acknowledgement slower than the agbot's retry,
+	// or lost in a crash) is answered again but not counted again.
+	switch msg.(type) {
+	case *protocol.Proposal:
+		if !s.gotProp {
+			s.gotProp = true
+			s.env.proposals.Add(1)
+		}
+	case *protocol.Update:
+		if hd.Seq > s.lastUpd {
+			s.lastUpd = hd.Seq
+			s.acked.Add(1)
+			now := time.Now().UnixNano()
+			for {
+				old := s.env.lastAck.Load()
+				if old >= now || s.env.lastAck.CompareAndSwap(old, now) {
+					break
+				}
+			}
+			s.env.updates.Add(1)
+		}
+	}
+}
+
+// post delivers a reply, again after a failed exchange (connection cut, agbot killed): the
+// answer to "was it recorded" may be what got lost, and the agbot does not offer a message
+// again once it has recorded its acknowledgement. 409 means recorded before.
+func (s *simNode) post(ctx context.Context, base string, env []byte) bool {
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		_, err := s.do(ctx, "POST", base, env)
+		var se *statusErr
+		switch {
+		case err == nil, errors.As(err, &se) && se.code == http.StatusConflict:
+			return true
+		case errors.As(err, &se) && se.code != http.StatusServiceUnavailable && se.code != http.StatusTooManyRequests:
+			s.env.fail(fmt.Errorf("node %s reply refused: %w", s.id, err))
+			return false
+		}
+		s.env.fail(fmt.Errorf("node %s reply: %w", s.id, err))
+		sleepCtx(ctx, backoff(attempt))
+	}
+	return false
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// fanoutNodes are the fleet sizes measured: 1,000 and 10,000, or ANAX_FANOUT_NODES (a comma
+// list, e.g. 100000: needs RLIMIT_NOFILE above the count in this process and the agbot).
+func fanoutNodes(b *testing.B) []int {
+	v := os.Getenv("ANAX_FANOUT_NODES")
+	if v == "" {
+		return []int{1000, 10000}
+	}
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			b.Fatalf("ANAX_FANOUT_NODES=%q: want node counts separated by commas", v)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
 // BenchmarkFanout: one agbot process (`agbot serve`, embedded secrets manager, HTTPS on
-// loopback) and 1,000 or 10,000 simulated nodes, each long-polling on its own TLS connection
-// from this process; one iteration writes a new value of the org-level secret every node's
-// agreement uses, through the secure API, and waits for the last node's acknowledgement.
-// Reported: time to the last acknowledgement, the agbot process's CPU per fan-out and its
-// resident memory (from /proc), and the CPU the simulated nodes used on the same 2 cores.
+// loopback) and 1,000 or 10,000 simulated nodes (ANAX_FANOUT_NODES for others), each
+// long-polling on its own TLS connection from this process; one iteration writes a new value
+// of the org-level secret every node's agreement uses, through the secure API, and waits
+// for the last node's acknowledgement, then checks that every node acknowledged it once.
+// Reported: time to the last acknowledgement; the agbot process's CPU per node per update,
+// resident memory, and resident memory per idle long-poll (from /proc); the CPU the
+// simulated nodes used on the same cores. After the measured fan-outs one more is
+// interrupted by a kill -9 of the agbot once half the nodes have acknowledged; the agbot
+// restarts on the same state and every node must still acknowledge (ANAX_FANOUT_KILL=0
+// skips it).
 //
 //	go test -run '^$' -bench Fanout -benchtime 5x -timeout 60m ./bench/
 func BenchmarkFanout(b *testing.B) {
-	for _, nodes := range []int{1000, 10000} {
+	for _, nodes := range fanoutNodes(b) {
 		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
 			e := newFanoutEnv(b, nodes)
-			pid := e.agbot.Process.Pid
 			var times []time.Duration
 			var agbotCPU, nodesCPU time.Duration
+			var hwm int64
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				runtimeSettle()
+				pid := e.agbot.Process.Pid
 				before, err := readProc(pid)
 				if err != nil {
 					b.Fatal(err)
 				}
 				selfBefore := selfCPU()
 				target := e.updates.Load() + int64(nodes)
+				stopProfile := func() {}
+				if i == 0 {
+					stopProfile = e.startProfile(b, fmt.Sprintf("fanout-%d", nodes), fanoutProfileSecs(nodes))
+				}
 				b.StartTimer()
 				t0 := time.Now()
 				e.putSecret(b, fmt.Sprintf("CANARY-bench-fanout-%d-%d", nodes, time.Now().UnixNano()))
@@ -384,33 +610,82 @@ func BenchmarkFanout(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				stopProfile()
+				e.checkEveryNode(b, target/int64(nodes))
 				agbotCPU += after.CPU - before.CPU
 				nodesCPU += selfCPU() - selfBefore
+				hwm = max(hwm, after.HWM)
 			}
-			ps, err := readProc(pid)
+			ps, err := readProc(e.agbot.Process.Pid)
 			if err != nil {
 				b.Fatal(err)
 			}
-			d := NewDist(times, "ms")
-			res := FanoutResult{Nodes: nodes, ToLastAck: d,
-				AgbotCPU:    round3((agbotCPU / time.Duration(b.N)).Seconds()),
-				AgbotRSSMiB: round3(float64(ps.RSSKiB) / 1024), AgbotHWMMiB: round3(float64(ps.HWM) / 1024),
-				NodesCPU: round3((nodesCPU / time.Duration(b.N)).Seconds()),
-				Note: fmt.Sprintf("agbot RSS with every node connected and idle before the first fan-out: %.0f MiB; %d threads, %d open files; setup %v; %d node errors retried during the fan-outs",
-					float64(e.idleRSS)/1024, ps.Threads, ps.FDs, e.setup.Round(time.Second), e.errs.Load())}
-			if n := e.errs.Load(); n > 0 {
-				b.Logf("%d errors between the nodes and the agbot during the fan-outs (retried), first: %s", n, e.firstErrString())
+			res := e.result(b, times, agbotCPU, nodesCPU, ps, hwm)
+			if e.kill == nil && os.Getenv("ANAX_FANOUT_KILL") != "0" {
+				e.kill = e.killedFanout(b) // once per fleet: testing runs the benchmark twice
 			}
-			b.ReportMetric(d.Median/1000, "s-to-last-ack")
-			b.ReportMetric(res.AgbotCPU, "agbot-cpu-s/op")
-			b.ReportMetric(res.AgbotRSSMiB, "agbot-rss-MiB")
+			res.Kill = e.kill
+			b.ReportMetric(res.ToLastAck.Median/1000, "s-to-last-ack")
+			b.ReportMetric(res.AgbotCPUPerNode, "agbot-cpu-ms/node")
+			b.ReportMetric(res.AgbotHWMMiB, "agbot-peak-rss-MiB")
+			b.ReportMetric(res.IdleKiBPerPoll, "idle-KiB/poll")
 			b.ReportMetric(res.NodesCPU, "nodes-cpu-s/op")
 			record(b, func(r *Results) {
 				r.Fanout = slices.DeleteFunc(r.Fanout, func(f FanoutResult) bool { return f.Nodes == nodes })
 				r.Fanout = append(r.Fanout, res)
 			})
 		})
+		// testing has run this fleet's benchmark for the last time: free its processes and
+		// connections before the next fleet.
+		if e := fanoutEnvs[nodes]; e != nil {
+			e.close()
+			delete(fanoutEnvs, nodes)
+		}
 	}
+}
+
+func (e *fanoutEnv) result(b *testing.B, times []time.Duration, agbotCPU, nodesCPU time.Duration, ps procStat, hwm int64) FanoutResult {
+	n := time.Duration(len(times))
+	d := NewDist(times, "ms")
+	res := FanoutResult{Nodes: e.nodes, ToLastAck: d,
+		AgbotCPU:        round3((agbotCPU / n).Seconds()),
+		AgbotCPUPerNode: round3(float64(agbotCPU/n) / float64(time.Millisecond) / float64(e.nodes)),
+		AgbotRSSMiB:     round3(float64(ps.RSSKiB) / 1024), AgbotHWMMiB: round3(float64(hwm) / 1024),
+		IdleRSSMiB:     round3(float64(e.idleRSS) / 1024),
+		IdleKiBPerPoll: round3(float64(e.idleRSS-e.baseRSS) / float64(e.nodes)),
+		NodesCPU:       round3((nodesCPU / n).Seconds()),
+		Note: fmt.Sprintf("agbot RSS before any node connected %.0f MiB, every node long-polling and idle %.0f MiB; %d threads, %d open files; setup %v; %d node errors retried during the fan-outs; every node acknowledged every update",
+			float64(e.baseRSS)/1024, float64(e.idleRSS)/1024, ps.Threads, ps.FDs, e.setup.Round(time.Second), e.errs.Load())}
+	if n := e.errs.Load(); n > 0 {
+		b.Logf("%d errors between the nodes and the agbot during the fan-outs (retried), first: %s", n, e.firstErrString())
+	}
+	return res
+}
+
+// killedFanout writes a new value, kills the agbot with SIGKILL once half the nodes have
+// acknowledged it, starts it again on the same state and address, and waits until every
+// node has acknowledged the update exactly once.
+func (e *fanoutEnv) killedFanout(b *testing.B) *KillResult {
+	runtimeSettle()
+	target := e.updates.Load() + int64(e.nodes)
+	t0 := time.Now()
+	e.putSecret(b, fmt.Sprintf("CANARY-bench-fanout-kill-%d", time.Now().UnixNano()))
+	e.waitCount(b, &e.updates, target-int64(e.nodes)/2, 10*time.Minute, "updates acknowledged before the kill")
+	if err := e.agbot.Process.Kill(); err != nil {
+		b.Fatal(err)
+	}
+	e.agbot.Wait()
+	killed := time.Now()
+	before := e.updates.Load() - (target - int64(e.nodes))
+	e.errs.Store(0)
+	e.startAgbot(b)
+	e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged after the agbot's kill -9 and restart")
+	e.checkEveryNode(b, target/int64(e.nodes))
+	k := &KillResult{AckedBefore: before, Restart: round3(time.Since(killed).Seconds()), Total: round3(time.Unix(0, e.lastAck.Load()).Sub(t0).Seconds()),
+		Errors: e.errs.Load()}
+	b.Logf("kill -9 after %d of %d acknowledgements: every node acknowledged %.1f s after the kill (%.1f s after the write; %d node errors retried)",
+		k.AckedBefore, e.nodes, k.Restart, k.Total, k.Errors)
+	return k
 }
 
 func (e *fanoutEnv) putSecret(b *testing.B, v string) {
@@ -429,6 +704,46 @@ func (e *fanoutEnv) putSecret(b *testing.B, v string) {
 	if resp.StatusCode != 201 {
 		b.Fatalf("PUT secret = %d %s", resp.StatusCode, raw)
 	}
+}
+
+// startProfile records the agbot's CPU profile for secs seconds into DIR/name; the returned
+// function waits for it and then saves the heap profile.
+func (e *fanoutEnv) startProfile(b *testing.B, name string, secs int) func() {
+	if profileDir == "" || e.pprofURL == "" {
+		return func() {}
+	}
+	get := func(what, file string) {
+		resp, err := http.Get(e.pprofURL + what)
+		if err != nil {
+			b.Logf("profile %s: %v", what, err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(profileDir, file))
+		if err != nil {
+			b.Logf("profile %s: %v", what, err)
+			return
+		}
+		defer f.Close()
+		io.Copy(f, resp.Body)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		get(fmt.Sprintf("profile?seconds=%d", secs), name+".cpu.pprof")
+	}()
+	return func() {
+		<-done
+		get("heap", name+".heap.pprof")
+	}
+}
+
+// fanoutProfileSecs covers one fan-out of n nodes (ANAX_FANOUT_PROFILE_SECS overrides).
+func fanoutProfileSecs(n int) int {
+	if s, err := strconv.Atoi(os.Getenv("ANAX_FANOUT_PROFILE_SECS")); err == nil && s > 0 {
+		return s
+	}
+	return max(5, n/500)
 }
 
 // backoff is the agent's reconnect backoff (agent/loop.go): 500 ms doubling up to 30 s,

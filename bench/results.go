@@ -98,13 +98,25 @@ type ProposalResult struct {
 
 // FanoutResult is one agbot pushing one org-level update to many nodes.
 type FanoutResult struct {
-	Nodes       int     `json:"nodes"`
-	ToLastAck   Dist    `json:"toLastAck"`   // secret written → last node's acknowledgement, ms
-	AgbotCPU    float64 `json:"agbotCpuS"`   // agbot process CPU seconds per fan-out (user+system)
-	AgbotRSSMiB float64 `json:"agbotRssMiB"` // agbot resident set after the fan-outs
-	AgbotHWMMiB float64 `json:"agbotHwmMiB"` // agbot peak resident set
-	NodesCPU    float64 `json:"nodesCpuS"`   // CPU seconds of the simulated nodes per fan-out (same machine)
-	Note        string  `json:"note,omitempty"`
+	Nodes           int         `json:"nodes"`
+	ToLastAck       Dist        `json:"toLastAck"`         // secret written → last node's acknowledgement, ms
+	AgbotCPU        float64     `json:"agbotCpuS"`         // agbot process CPU seconds per fan-out (user+system)
+	AgbotCPUPerNode float64     `json:"agbotCpuMsPerNode"` // the same, ms per node per update
+	AgbotRSSMiB     float64     `json:"agbotRssMiB"`       // agbot resident set after the fan-outs
+	AgbotHWMMiB     float64     `json:"agbotHwmMiB"`       // agbot peak resident set
+	IdleRSSMiB      float64     `json:"idleRssMiB"`        // agbot resident set, every node long-polling, idle
+	IdleKiBPerPoll  float64     `json:"idleKiBPerPoll"`    // (idle RSS − RSS before any node connected) / nodes
+	NodesCPU        float64     `json:"nodesCpuS"`         // CPU seconds of the simulated nodes per fan-out (same machine)
+	Kill            *KillResult `json:"kill,omitempty"`
+	Note            string      `json:"note,omitempty"`
+}
+
+// KillResult is one fan-out interrupted by a kill -9 of the agbot, which restarts on its state.
+type KillResult struct {
+	AckedBefore int64   `json:"ackedBefore"` // nodes that had acknowledged when it was killed
+	Restart     float64 `json:"restartS"`    // kill → every node acknowledged, s
+	Total       float64 `json:"totalS"`      // secret written → every node acknowledged, s
+	Errors      int64   `json:"errors"`      // node errors retried meanwhile (connections cut)
 }
 
 // FootprintResult is the agent's memory with a number of services.

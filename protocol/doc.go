@@ -28,6 +28,16 @@
 // AES-256-GCM) to the recipient with the [Header] as AAD, using the hybrid KEM when both
 // sides have a hybrid key.
 //
+// Replies (proposal_reply, update_reply, cancel_reply: [SignedOnly]) carry nothing
+// confidential, so [Endpoint.Sign] sends them signed only: header (kem and aead "none", no
+// recipient key), message and Ed25519 signature, which the receiver checks with one signature
+// verification instead of an HPKE decapsulation. [Endpoint.Wrap] picks Sign or Seal by type.
+// Compatibility: Open accepts both forms of a reply and only the sealed form of every other
+// type (a proposal or update in clear is ErrUnsupported). An agbot of this version opens
+// replies from older agents; an older agbot refuses a signed-only reply, so agbots are
+// upgraded before their agents. Whether a reply acknowledges anything, and only once, is the
+// receiver's check (agbot/engine), as for sealed replies.
+//
 // # Replay and order
 //
 // A receiver keeps a [Tracker]: [Tracker.Check] before applying a message and

@@ -19,8 +19,26 @@ type Header struct {
 	To           string      `json:"to"`
 	SenderKey    string      `json:"senderKey"`    // KeyID of the sender's Ed25519 key
 	RecipientKey string      `json:"recipientKey"` // KeyID of the recipient KEM key used
-	KEM          string      `json:"kem"`          // KEMX25519 or KEMMLKEM768X25519
-	AEAD         string      `json:"aead"`         // AEADChaCha20Poly1305 or AEADAES256GCM
+	KEM          string      `json:"kem"`          // KEMX25519, KEMMLKEM768X25519, or KEMNone (signed only)
+	AEAD         string      `json:"aead"`         // AEADChaCha20Poly1305 or AEADAES256GCM; AEADNone with KEMNone
+}
+
+// KEMNone and AEADNone mark a signed-only envelope (Sign): the message is in clear, signed,
+// and RecipientKey is empty. Only replies (SignedOnly) may travel that way.
+const (
+	KEMNone  = "none"
+	AEADNone = "none"
+)
+
+// SignedOnly reports whether messages of type t carry nothing confidential and may travel in
+// a signed-only envelope: the replies (proposal_reply, update_reply, cancel_reply), which say
+// which message they answer and how it went, never a value. Every other type must be sealed.
+func SignedOnly(t MessageType) bool {
+	switch t {
+	case TypeProposalReply, TypeUpdateReply, TypeCancelReply:
+		return true
+	}
+	return false
 }
 
 // AEAD names on the wire. The KDF is always HKDF-SHA256.
@@ -29,11 +47,14 @@ const (
 	AEADAES256GCM        = "aes256gcm"
 )
 
-// Envelope is the wire form of a sealed message (JSON).
+// Envelope is the wire form of a message (JSON): sealed (header, enc, ct) or, for a reply,
+// signed only (header, body, sig). No other combination of fields opens.
 type Envelope struct {
-	Header     json.RawMessage `json:"header"` // the Header, exact bytes
-	Enc        []byte          `json:"enc"`    // HPKE encapsulated key
-	Ciphertext []byte          `json:"ct"`     // HPKE ciphertext of signature || message
+	Header     json.RawMessage `json:"header"`         // the Header, exact bytes
+	Enc        []byte          `json:"enc,omitempty"`  // HPKE encapsulated key
+	Ciphertext []byte          `json:"ct,omitempty"`   // HPKE ciphertext of signature || message
+	Body       []byte          `json:"body,omitempty"` // signed-only: the message bytes
+	Sig        []byte          `json:"sig,omitempty"`  // signed-only: Ed25519 over header and body
 }
 
 const (
@@ -152,6 +173,60 @@ func sealRaw(hdr Header, sign ed25519.PrivateKey, body []byte, pub hpke.PublicKe
 	return json.Marshal(Envelope{Header: hdrBytes, Enc: enc, Ciphertext: ct})
 }
 
+// Sign validates a reply (SignedOnly(type)) and wraps it in a signed-only envelope for the
+// peer m.Head().To: the message in clear, the Ed25519 signature over header and message. A
+// reply says which message it answers and how it went, never a value, so it needs
+// authenticity and not confidentiality; verifying it costs the receiver one signature check
+// instead of an HPKE decapsulation. Other types are refused: use Seal.
+func (e *Endpoint) Sign(m Message) ([]byte, error) {
+	l := e.Limits.withDefaults()
+	h := m.Head()
+	if !SignedOnly(h.Type) {
+		return nil, fmt.Errorf("sign %s: %w: only replies travel signed-only, seal it", h.Type, ErrUnsupported)
+	}
+	if h.From != e.ID {
+		return nil, fmt.Errorf("sign %s: %w", h.Type, invalid("from", "must be this endpoint's id %s, got %s", quote(e.ID), quote(h.From)))
+	}
+	if err := m.Validate(l); err != nil {
+		return nil, fmt.Errorf("sign %s: %w", h.Type, err)
+	}
+	if _, err := e.Peers.PeerKeys(h.To); err != nil {
+		return nil, fmt.Errorf("sign %s: %w", h.Type, err)
+	}
+	body, err := Encode(m)
+	if err != nil {
+		return nil, err
+	}
+	hdr := Header{Version: ProtocolVersion, Type: h.Type, From: h.From, To: h.To,
+		SenderKey: KeyID(e.Keys.sign.Public().(ed25519.PublicKey)), KEM: KEMNone, AEAD: AEADNone}
+	out, err := signRaw(hdr, e.Keys.sign, body)
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > l.MaxEnvelope {
+		return nil, fmt.Errorf("sign %s: envelope is %d bytes, more than the limit %d: %w", h.Type, len(out), l.MaxEnvelope, ErrTooLarge)
+	}
+	return out, nil
+}
+
+// Wrap is how a party sends m: Sign for a reply, Seal for everything else.
+func (e *Endpoint) Wrap(m Message) ([]byte, error) {
+	if SignedOnly(m.Head().Type) {
+		return e.Sign(m)
+	}
+	return e.Seal(m)
+}
+
+// signRaw signs body under hdr. Tests call it to forge envelopes.
+func signRaw(hdr Header, sign ed25519.PrivateKey, body []byte) ([]byte, error) {
+	hdrBytes, err := json.Marshal(hdr)
+	if err != nil {
+		return nil, err
+	}
+	sig := ed25519.Sign(sign, signInput(hdrBytes, body))
+	return json.Marshal(Envelope{Header: hdrBytes, Body: body, Sig: sig})
+}
+
 // Open checks, decrypts, verifies, decodes and validates an envelope addressed to e. Each
 // refusal wraps one sentinel: ErrTooLarge, ErrMalformed, ErrUnsupported, ErrWrongRecipient,
 // ErrUnknownSender, ErrDecrypt, ErrBadSignature, ErrHeaderMismatch or ErrInvalid. It does
@@ -168,6 +243,12 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 	if hdr.Version != ProtocolVersion {
 		return nil, fmt.Errorf("open: header version %d, this build speaks %d: %w", hdr.Version, ProtocolVersion, ErrUnsupported)
 	}
+	if hdr.KEM == KEMNone {
+		return e.openSigned(env, hdr, l)
+	}
+	if env.Body != nil || env.Sig != nil {
+		return nil, fmt.Errorf("open: %w: a sealed envelope (kem %s) has the fields header, enc and ct", ErrMalformed, quote(hdr.KEM))
+	}
 	priv, aead, err := e.recipientKey(hdr)
 	if err != nil {
 		return nil, err
@@ -181,6 +262,31 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 		return nil, err
 	}
 	return decodeAgainstHeader(body, hdr, l)
+}
+
+// openSigned verifies a signed-only envelope: a reply type, addressed to e with no recipient
+// key or AEAD, signed by the sender's pinned key.
+func (e *Endpoint) openSigned(env *Envelope, hdr *Header, l Limits) (Message, error) {
+	if env.Body == nil || env.Sig == nil {
+		return nil, fmt.Errorf("open: %w: a signed-only envelope (kem %s) has the fields header, body and sig", ErrMalformed, KEMNone)
+	}
+	if !SignedOnly(hdr.Type) {
+		return nil, fmt.Errorf("open: a %s must be sealed, it came signed only: %w", quote(string(hdr.Type)), ErrUnsupported)
+	}
+	if hdr.To != e.ID {
+		return nil, fmt.Errorf("open: addressed to %s, this is %s: %w", quote(hdr.To), quote(e.ID), ErrWrongRecipient)
+	}
+	if hdr.RecipientKey != "" || hdr.AEAD != AEADNone {
+		return nil, fmt.Errorf("open: %w", invalid("header", "a signed-only envelope has recipientKey %q and aead %q", "", AEADNone))
+	}
+	peer, err := e.senderKeys(hdr)
+	if err != nil {
+		return nil, err
+	}
+	if len(env.Sig) != ed25519.SignatureSize || !ed25519.Verify(peer.Signing, signInput(env.Header, env.Body), env.Sig) {
+		return nil, fmt.Errorf("open: from %s: %w", quote(hdr.From), ErrBadSignature)
+	}
+	return decodeAgainstHeader(env.Body, hdr, l)
 }
 
 // recipientKey checks that hdr is addressed to this party and to one of its keys under an
@@ -293,13 +399,20 @@ func parseEnvelope(data []byte) (*Envelope, *Header, error) {
 		return nil, nil, fmt.Errorf("envelope: %w: must be a JSON object", ErrMalformed)
 	}
 	env := &Envelope{Header: fields["header"]}
-	if len(fields) != 3 || fields["header"] == nil || fields["enc"] == nil || fields["ct"] == nil {
-		return nil, nil, fmt.Errorf("envelope: %w: must have exactly the fields header, enc and ct", ErrMalformed)
-	}
-	for _, f := range []struct {
+	type field struct {
 		name string
 		dst  *[]byte
-	}{{"enc", &env.Enc}, {"ct", &env.Ciphertext}} {
+	}
+	var want []field
+	switch {
+	case len(fields) == 3 && fields["header"] != nil && fields["enc"] != nil && fields["ct"] != nil:
+		want = []field{{"enc", &env.Enc}, {"ct", &env.Ciphertext}}
+	case len(fields) == 3 && fields["header"] != nil && fields["body"] != nil && fields["sig"] != nil:
+		want = []field{{"body", &env.Body}, {"sig", &env.Sig}}
+	default:
+		return nil, nil, fmt.Errorf("envelope: %w: must have exactly the fields header, enc and ct (sealed) or header, body and sig (signed only)", ErrMalformed)
+	}
+	for _, f := range want {
 		var s string
 		if err := json.Unmarshal(fields[f.name], &s); err != nil {
 			return nil, nil, fmt.Errorf("envelope: %w: %s must be a base64 string", ErrMalformed, f.name)

@@ -59,8 +59,16 @@ func FuzzOpen(f *testing.F) {
 			}
 			f.Add(env)
 		}
+		if SignedOnly(m.Head().Type) { // the agbot's cancel_reply, signed only
+			env, err := p.agbot.Sign(m)
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(env)
+		}
 	}
 	f.Add([]byte(`{"header":{"v":1},"enc":"","ct":""}`))
+	f.Add([]byte(`{"header":{"v":1,"kem":"none","aead":"none"},"body":"","sig":""}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := p.node.Open(data)
 		checkOpened(t, m, err)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -47,6 +48,9 @@ type API struct {
 	ver *access.Verifier
 	grd *guard
 	mux *http.ServeMux
+	// epoch counts identity changes (users, nodes, keys): a connection's cached login holds
+	// only while it is unchanged (connauth.go).
+	epoch atomic.Uint64
 }
 
 // New builds the handler.
@@ -224,7 +228,7 @@ func status(err error) int {
 		return http.StatusForbidden
 	case errors.Is(err, secrets.ErrNotFound), errors.Is(err, store.ErrNotFound), errors.Is(err, engine.ErrUnknown):
 		return http.StatusNotFound
-	case errors.Is(err, secrets.ErrExists), errors.Is(err, store.ErrExists):
+	case errors.Is(err, secrets.ErrExists), errors.Is(err, store.ErrExists), errors.Is(err, engine.ErrNothingOutstanding):
 		return http.StatusConflict
 	case errors.Is(err, secrets.ErrInvalidName), errors.Is(err, secrets.ErrInvalidSecret), errors.Is(err, protocol.ErrInvalid),
 		errors.Is(err, protocol.ErrMalformed), errors.Is(err, errBadRequest), errors.Is(err, engine.ErrBadMessage):
@@ -340,6 +344,10 @@ func (a *API) authenticate(r *http.Request) (access.Caller, time.Duration, error
 	if !ok || org == "" || id == "" {
 		return access.Caller{}, 0, fmt.Errorf("%w: the Basic auth user must be org/user or org/node", access.ErrUnauthenticated)
 	}
+	slot, digest, epoch, c, ok := a.cachedLogin(r, u, pw)
+	if ok {
+		return c, 0, nil
+	}
 	at, d, which := a.grd.begin(u, clientAddr(r))
 	if d > 0 {
 		return access.Caller{}, d, fmt.Errorf("%w %s: retry after %v", errThrottled, which, d.Round(time.Second))
@@ -348,6 +356,7 @@ func (a *API) authenticate(r *http.Request) (access.Caller, time.Duration, error
 	switch {
 	case err == nil:
 		at.succeeded()
+		slot.remember(digest, c, epoch)
 		return c, 0, nil
 	case errors.Is(err, access.ErrUnauthenticated):
 		if at.failed() {

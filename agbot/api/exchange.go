@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agbot/access"
+	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
@@ -90,7 +92,9 @@ func (a *API) putUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := exchange.User{Org: org, Name: name, Admin: body.Admin, PasswordHash: hash, LastUpdated: now()}
-	if err := a.st.Users.Put(org, name, u); err != nil {
+	err = a.st.Users.Put(org, name, u)
+	a.identityChanged()
+	if err != nil {
 		a.fail(w, err)
 		return
 	}
@@ -111,7 +115,7 @@ func (a *API) deleteUser(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.ver.Forget("user\x00" + org + "/" + name)
+	a.forget("user\x00" + org + "/" + name)
 	a.rightsChanged(r.Context(), org)
 	writeJSON(w, 200, map[string]any{"deleted": name})
 }
@@ -232,7 +236,7 @@ func (a *API) putNode(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.ver.Forget("node\x00" + org + "/" + id)
+	a.forget("node\x00" + org + "/" + id)
 	a.log.Info("audit", "op", "node put", "org", org, "node", id, "owner", n.Owner, "caller", c.String(), "result", 201)
 	writeJSON(w, 201, n.View())
 }
@@ -279,7 +283,7 @@ func (a *API) deleteNode(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	a.ver.Forget("node\x00" + org + "/" + id)
+	a.forget("node\x00" + org + "/" + id)
 	if err := a.eng.NodeDeleted(org, id); err != nil {
 		a.fail(w, err)
 		return
@@ -382,21 +386,23 @@ func (a *API) reply(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	body := make([]byte, 0, 4096)
-	buf := make([]byte, 32<<10)
-	for {
-		n, rerr := r.Body.Read(buf)
-		body = append(body, buf[:n]...)
-		if len(body) > protocol.DefaultMaxEnvelope {
-			a.fail(w, fmt.Errorf("%w: envelope over %d bytes", errTooLarge, protocol.DefaultMaxEnvelope))
-			return
-		}
-		if rerr != nil {
-			break
-		}
+	// Sized by what arrives (a signed reply is under 1 KiB), not by a fixed buffer: thousands
+	// of replies wait for their group commit at once in a fan-out.
+	body, err := io.ReadAll(io.LimitReader(r.Body, protocol.DefaultMaxEnvelope+1))
+	if err != nil {
+		a.fail(w, fmt.Errorf("%w: reading body: %v", errBadRequest, err))
+		return
+	}
+	if len(body) > protocol.DefaultMaxEnvelope {
+		a.fail(w, fmt.Errorf("%w: envelope over %d bytes", errTooLarge, protocol.DefaultMaxEnvelope))
+		return
 	}
 	if err := a.eng.Receive(r.Context(), org, id, body); err != nil {
-		a.log.Warn("node message refused", "org", org, "node", id, "err", err)
+		lvl := a.log.Warn
+		if errors.Is(err, engine.ErrNothingOutstanding) {
+			lvl = a.log.Debug // a node answering a resend again: common, harmless
+		}
+		lvl("node message refused", "org", org, "node", id, "err", err)
 		a.fail(w, err)
 		return
 	}

@@ -89,6 +89,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		n.Constraints = reg.Constraints
 		return a.st.Nodes.PutTx(tx, org, id, n)
 	})
+	a.identityChanged() // keys or registration changed: cached logins check again
 	if err != nil {
 		if old != nil {
 			a.log.Warn("audit", "op", "node re-key", "org", org, "node", id, "caller", c.String(),
@@ -181,6 +182,7 @@ func (a *API) releaseKeys(w http.ResponseWriter, r *http.Request) {
 		released = true
 		return a.st.Nodes.PutTx(tx, org, id, n)
 	})
+	a.identityChanged() // keys or registration changed: cached logins check again
 	if err != nil {
 		a.log.Warn("audit", "op", "node key release", "org", org, "node", id, "result", status(err))
 		a.fail(w, err)

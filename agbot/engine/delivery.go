@@ -351,7 +351,9 @@ type received struct {
 }
 
 // ack removes the queued message of type t that the reply answers (same agreement and seq).
-// With applied, the node now holds the versions that message carried (rollout status).
+// With applied, the node now holds the versions that message carried (rollout status), and
+// the result says whether that changed anything (false: a duplicate or a replay); without,
+// whether the message was queued.
 func (in *received) ack(t protocol.MessageType, applied bool) bool {
 	e, h := in.e, in.h
 	mid, ok := e.q.find(in.id, h.Agreement, h.Seq, t)
@@ -361,7 +363,10 @@ func (in *received) ack(t protocol.MessageType, applied bool) bool {
 	var err error
 	switch {
 	case applied:
-		err = e.recordReply(in.org, in.node, h.Agreement, h.Seq, mid, "")
+		r := &ackRequest{org: in.org, node: in.node, ag: h.Agreement, seq: h.Seq, mid: mid}
+		if _, err = e.acks.record(r); err == nil {
+			return r.changed
+		}
 	case ok:
 		err = e.st.Update(func(tx store.Tx) error { _, err := e.st.RemoveTx(tx, in.org, in.node, mid); return err })
 	}
@@ -425,8 +430,10 @@ func (in *received) updateReply(m *protocol.UpdateReply) error {
 		}
 		return nil
 	}
-	in.ack(protocol.TypeUpdate, true)
-	e.log.Info("update acknowledged", "agreement", c.ID, "node", in.id, "seq", m.Seq, "status", m.Status)
+	if !in.ack(protocol.TypeUpdate, true) {
+		return fmt.Errorf("update_reply for agreement %q seq %d: %w", c.ID, m.Seq, ErrNothingOutstanding)
+	}
+	e.log.Debug("update acknowledged", "agreement", c.ID, "node", in.id, "seq", m.Seq, "status", m.Status)
 	return nil
 }
 

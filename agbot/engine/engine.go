@@ -97,6 +97,7 @@ type Engine struct {
 	// node's answers to the cancels sealed to them are accepted under them.
 	retired keyRing
 	q       queues
+	acks    acker
 
 	dirtyMu sync.Mutex
 	dirty   map[string]bool // orgs whose reconcile failed (manager unavailable): retried
@@ -167,8 +168,13 @@ func New(cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	e.acks.start(e)
 	return e, nil
 }
+
+// Close commits the acknowledgements gathered for a group commit and stops gathering; call
+// it before closing the store. Acknowledgements after it commit one by one.
+func (e *Engine) Close() { e.acks.close() }
 
 // ID is the agbot's protocol id.
 func (e *Engine) ID() string { return e.cfg.ID }

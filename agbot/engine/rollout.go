@@ -189,6 +189,9 @@ func (e *Engine) planReply(org, ag string, seq uint64, failed string, now time.T
 		if x.Seq != seq {
 			continue
 		}
+		if failed == "" && x.Acked == x.Version && x.Failed == "" && x.Superseded == 0 {
+			continue // acknowledged before: a duplicate or a replay changes nothing
+		}
 		if failed != "" {
 			x.Failed = clip(failed)
 		} else {
