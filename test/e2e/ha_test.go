@@ -1,12 +1,9 @@
-//go:build e2eha
-
-// The two-agbot failover scenario with real agents and containers. Behind the e2eha build tag
-// until it has run green once: it was written while the shared Docker engine could not build
-// images, so it has never run. Run it with
+// The two-agbot failover scenario with real agents and containers: two agbot processes on
+// one real PostgreSQL behind a balancer, three agents, a stream of writes through hzn and a
+// SIGKILL of the serving agbot in the middle (README: Several agbots on one database). It
+// runs in TestE2E's scenarios; alone:
 //
-//	CI=true go test -tags e2eha -count=1 -v -run TestE2EHAFailover ./test/e2e/
-//
-// and, once green, drop the tag and add it to TestE2E's scenarios.
+//	CI=true go test -count=1 -v -run 'TestE2E/scenarios/ha-failover' ./test/e2e/
 package e2e
 
 import (
@@ -27,8 +24,6 @@ import (
 	"github.com/edge-secrets/anax-agent/test/postgrestest"
 )
 
-// TestE2EHAFailover runs the failover scenario alone (the leak scan is TestE2E's).
-func TestE2EHAFailover(t *testing.T) { testHAFailover(t, getSuite(t)) }
 
 // haLeaseTTL is the lease TTL of the failover scenario; the README's bound for a takeover
 // is 4/3 of it (the lease expires at most one TTL after the dead agbot's last renewal and

@@ -120,6 +120,7 @@ func TestE2E(t *testing.T) {
 		t.Run("ess-api", func(t *testing.T) { t.Parallel(); testESS(t, s) })
 		t.Run("rekey", func(t *testing.T) { t.Parallel(); testRekey(t, s) })
 		t.Run("anax-formats", func(t *testing.T) { t.Parallel(); testAnaxFormats(t, s) })
+		t.Run("ha-failover", func(t *testing.T) { t.Parallel(); testHAFailover(t, s) })
 	})
 	t.Run("leak-scan", func(t *testing.T) { testLeakScan(t, s) })
 }
