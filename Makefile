@@ -68,6 +68,10 @@ BENCH_SWAP    ?= 2000
 BENCH_E2E     ?= 200
 BENCH_FANOUT  ?= 5
 BENCH_PROPOSAL ?= 20
+# Node scale: updates per level, and the levels (services on one node; 1,000 containers take
+# minutes to start and a few GiB: BENCH_SCALE_SERVICES=1,10,100 for a lighter run).
+BENCH_SCALE    ?= 50
+BENCH_SCALE_SERVICES ?= 1,10,100,1000
 BENCH_ARGS     = -args -results $(BENCH_RESULTS) -bin $(CURDIR)/$(BIN)
 bench: prepare build cross
 	rm -f $(BENCH_RESULTS)
@@ -76,6 +80,7 @@ bench: prepare build cross
 	$(GO) test -run '^$$' -bench 'Proposal' -benchtime $(BENCH_PROPOSAL)x -timeout 30m ./bench/ $(BENCH_ARGS)
 	$(GO) test -run '^$$' -bench 'Footprint' -benchtime 1x -timeout 30m ./bench/ $(BENCH_ARGS)
 	$(GO) test -run '^$$' -bench 'Fanout' -benchtime $(BENCH_FANOUT)x -timeout 60m ./bench/ $(BENCH_ARGS)
+	$(GO) test -run '^$$' -bench 'NodeScale' -benchtime $(BENCH_SCALE)x -timeout 120m ./bench/ $(BENCH_ARGS) -scale-services $(BENCH_SCALE_SERVICES)
 	$(GO) run ./bench/cmd/benchreport -results $(BENCH_RESULTS) -binaries $(BIN)
 
 # Every fuzz target of every package, one after the other, FUZZTIME each (go test -fuzztime:
