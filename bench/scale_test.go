@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,6 +28,10 @@ var scaleServices = flag.String("scale-services", "1,10,100,1000", "BenchmarkNod
 // -scale-org is how many times, per level, BenchmarkNodeScale changes the org secret every
 // service binds and waits until every container reads it.
 var scaleOrg = flag.Int("scale-org", 3, "BenchmarkNodeScale: changes of the org secret every service binds, per level")
+
+// -scale-profile, a directory: the agent serves its profiles (--debug-pprof) and the benchmark
+// saves, per level, its heap and goroutines and a CPU profile of the org secret's changes.
+var scaleProfile = flag.String("scale-profile", "", "BenchmarkNodeScale: save the agent's profiles per level into this directory")
 
 // BenchmarkNodeScale: one node with 1, 10, 100 and 1,000 services (one container and one
 // agreement each, the reader image), grown level by level under one agent. Every service
@@ -66,9 +71,13 @@ func BenchmarkNodeScale(b *testing.B) {
 		if b.Failed() {
 			return
 		}
+		stopCPU := env.profileCPU(b, fmt.Sprintf("cpu-org-%d.pprof", n))
 		row.OrgAll = env.orgFanout(b, *scaleOrg)
+		stopCPU()
 		row.OrgServices = n
 		row.RSSMiB = env.rssMiB(b)
+		env.profile(b, "heap", fmt.Sprintf("heap-%d.pprof", n))
+		env.profile(b, "goroutine", fmt.Sprintf("goroutine-%d.pprof", n))
 		row.RestartReadyMS, row.Restarted = env.restart(b)
 		b.Logf("services=%d: read median %.2f ms, apply median %.2f ms, org secret to all %.0f ms, RSS %.1f MiB, restart ready %.0f ms, %d containers restarted",
 			n, row.Read.Median, row.Apply.Median, row.OrgAll.Median, row.RSSMiB, row.RestartReadyMS, row.Restarted)
@@ -119,7 +128,7 @@ func newScaleEnv(b *testing.B) *scaleEnv {
 			b.Fatal(err)
 		}
 	}
-	a, err := s.Agent("node1", "", nil)
+	a, err := s.Agent("node1", "", func(a *e2e.Agent) { a.Config.DebugPprof = *scaleProfile != "" })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -425,4 +434,48 @@ func (e *scaleEnv) containerStarts() (map[string]string, error) {
 	}
 	wg.Wait()
 	return out, firstErr
+}
+
+// profile saves the agent's profile kind (heap, goroutine, ...) as file under -scale-profile.
+func (e *scaleEnv) profile(b *testing.B, kind, file string) {
+	if *scaleProfile == "" {
+		return
+	}
+	resp, err := http.Get("http://" + e.a.Config.MetricsListen + "/debug/pprof/" + kind)
+	if err != nil {
+		b.Errorf("profile %s: %v", kind, err)
+		return
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(*scaleProfile, file), raw, 0o644)
+	}
+	if err != nil {
+		b.Errorf("profile %s: %v", kind, err)
+	}
+}
+
+// profileCPU records the agent's CPU profile for the next 15 s; the returned function waits
+// for it.
+func (e *scaleEnv) profileCPU(b *testing.B, file string) func() {
+	if *scaleProfile == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get("http://" + e.a.Config.MetricsListen + "/debug/pprof/profile?seconds=15")
+		if err != nil {
+			b.Errorf("cpu profile: %v", err)
+			return
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if err := os.WriteFile(filepath.Join(*scaleProfile, file), raw, 0o644); err != nil {
+			b.Errorf("cpu profile: %v", err)
+		}
+	}()
+	time.Sleep(100 * time.Millisecond)
+	return func() { <-done }
 }
