@@ -78,18 +78,23 @@ func BenchmarkNodeScale(b *testing.B) {
 		row.RSSMiB = env.rssMiB(b)
 		env.profile(b, "heap", fmt.Sprintf("heap-%d.pprof", n))
 		env.profile(b, "goroutine", fmt.Sprintf("goroutine-%d.pprof", n))
+		recordScale(b, row) // kept should the restart fail
 		row.RestartReadyMS, row.Restarted = env.restart(b)
 		b.Logf("services=%d: read median %.2f ms, apply median %.2f ms, org secret to all %.0f ms, RSS %.1f MiB, restart ready %.0f ms, %d containers restarted",
 			n, row.Read.Median, row.Apply.Median, row.OrgAll.Median, row.RSSMiB, row.RestartReadyMS, row.Restarted)
 		if row.Restarted > 0 {
 			b.Errorf("services=%d: %d containers restarted while the agent restarted", n, row.Restarted)
 		}
-		record(b, func(r *Results) {
-			r.Scale = slices.DeleteFunc(r.Scale, func(s ScaleResult) bool { return s.Services == n })
-			r.Scale = append(r.Scale, row)
-			slices.SortFunc(r.Scale, func(a, b ScaleResult) int { return a.Services - b.Services })
-		})
+		recordScale(b, row)
 	}
+}
+
+func recordScale(b *testing.B, row ScaleResult) {
+	record(b, func(r *Results) {
+		r.Scale = slices.DeleteFunc(r.Scale, func(s ScaleResult) bool { return s.Services == row.Services })
+		r.Scale = append(r.Scale, row)
+		slices.SortFunc(r.Scale, func(a, b ScaleResult) int { return a.Services - b.Services })
+	})
 }
 
 func parseLevels(s string) ([]int, error) {
@@ -390,6 +395,7 @@ func (e *scaleEnv) restart(b *testing.B) (float64, int) {
 		b.Fatal(err)
 	}
 	t0 := time.Now()
+	e.a.StartTimeout = 10 * time.Minute
 	if err := e.a.Start(e.s.Ctx); err != nil {
 		b.Fatal(err)
 	}
