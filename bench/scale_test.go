@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agreement"
+	"github.com/edge-secrets/anax-agent/test/dockertest"
 	"github.com/edge-secrets/anax-agent/test/e2e"
 	"github.com/edge-secrets/anax-agent/test/reliability"
+	"github.com/edge-secrets/anax-agent/test/testenv"
 )
 
 // -scale-services lists the numbers of services on the node BenchmarkNodeScale measures at,
@@ -76,6 +78,7 @@ func BenchmarkNodeScale(b *testing.B) {
 		stopCPU()
 		row.OrgServices = n
 		row.RSSMiB = env.rssMiB(b)
+		row.Note = env.memNote()
 		env.profile(b, "heap", fmt.Sprintf("heap-%d.pprof", n))
 		env.profile(b, "goroutine", fmt.Sprintf("goroutine-%d.pprof", n))
 		recordScale(b, row) // kept should the restart fail
@@ -120,9 +123,24 @@ type scaleEnv struct {
 	run      int
 }
 
+// newScaleEnv runs the node on a private dockerd (test/dockertest.Daemon): a thousand
+// containers are the engine's heaviest load, and the engine other work on the machine shares
+// must not carry it (nor its hazards: a shared dockerd 20.10 deadlocked in libnetwork during
+// such a run).
 func newScaleEnv(b *testing.B) *scaleEnv {
 	b.Helper()
-	p := newParts(b)
+	testenv.RequireRoot(b)
+	d := dockertest.StartDaemon(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p := &e2eParts{dir: b.TempDir(), cli: d.Client}
+	var err error
+	if p.bin, err = reliability.BuildBinaries(ctx, *binDir, filepath.Join(p.dir, "bin")); err != nil {
+		b.Fatal(err)
+	}
+	if p.image, err = e2e.BuildImage(ctx, p.cli, p.bin.Reader, e2e.Image{Name: "anax-bench-reader-scale", User: "1000:1000"}); err != nil {
+		b.Fatal(err)
+	}
 	s := p.scenario(b, "nodescale", nil)
 	env := &scaleEnv{p: p, s: s}
 	if err := s.CreateNode("node1", "tok1"); err != nil {
@@ -133,7 +151,10 @@ func newScaleEnv(b *testing.B) *scaleEnv {
 			b.Fatal(err)
 		}
 	}
-	a, err := s.Agent("node1", "", func(a *e2e.Agent) { a.Config.DebugPprof = *scaleProfile != "" })
+	a, err := s.Agent("node1", "", func(a *e2e.Agent) {
+		a.Config.DebugPprof = *scaleProfile != ""
+		a.Env = append(a.Env, d.Env())
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -380,6 +401,17 @@ func (e *scaleEnv) rssMiB(b *testing.B) float64 {
 		b.Fatal(err)
 	}
 	return round3(float64(kib) / 1024)
+}
+
+// memNote says where the agent's memory is, from the Go runtime's metrics.
+func (e *scaleEnv) memNote() string {
+	m, err := e.agentMetrics()
+	if err != nil {
+		return ""
+	}
+	mib := func(name string) float64 { return m[name] / (1 << 20) }
+	return fmt.Sprintf("Go heap in use %.1f MiB, stacks %.1f MiB, runtime total %.1f MiB, %.0f goroutines",
+		mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_stack_inuse_bytes"), mib("go_memstats_sys_bytes"), m["go_goroutines"])
 }
 
 // restart stops the agent (SIGTERM), starts it again and returns the time from the start
