@@ -96,7 +96,7 @@ fuzz:
 	done; echo "fuzz: $$n targets, $(FUZZTIME) each, no failure"
 
 # The long variants of the reliability suite (test/reliability): the link cut past anax's 240 s
-# message lifetime, 1,000 services on one node, 100 updates a second for SOAK_TIME. Needs root
+# message lifetime, 1,000 services on one node (private dockerd) with 100 updates a second to one, 100 updates a second to one of 10 for SOAK_TIME. Needs root
 # and Docker. (The dockerd restart runs in make test, on a private dockerd.)
 SOAK_TIME ?= 5m
 soak: prepare build
