@@ -97,12 +97,8 @@ type containerRecord struct {
 	GID         int    `json:"gid"`
 }
 
-// db is the bbolt state file. Every method is one bbolt transaction, fsynced on commit; put's
-// transaction may be shared with concurrent puts (groupCommit).
-type db struct {
-	bolt  *bolt.DB
-	group *groupCommit
-}
+// db is the bbolt state file. Every method is one bbolt transaction, fsynced on commit.
+type db struct{ bolt *bolt.DB }
 
 // ErrStateLocked: another process holds the state DB (a second agent with the same state dir).
 var ErrStateLocked = errors.New("state DB is locked by another process")
@@ -142,7 +138,7 @@ func openDB(dir string) (*db, error) {
 		b.Close()
 		return nil, fmt.Errorf("state DB %s: %w", path, err)
 	}
-	return &db{bolt: b, group: &groupCommit{bolt: b}}, nil
+	return &db{bolt: b}, nil
 }
 
 func (d *db) close() error { return d.bolt.Close() }
@@ -169,7 +165,7 @@ func (d *db) put(r *record) error {
 	if err != nil {
 		return err
 	}
-	err = d.group.do(func(tx *bolt.Tx) error {
+	err = d.bolt.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAgreements).Put([]byte(r.ID), raw)
 	})
 	if err != nil {
