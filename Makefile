@@ -71,6 +71,10 @@ BENCH_FANOUT  ?= 5
 # opt-in large fleet: it needs RLIMIT_NOFILE above 100,512 (README, Fleet fan-out).
 BENCH_FANOUT_NODES ?=
 BENCH_PROPOSAL ?= 20
+# Node scale: updates per level, and the levels (services on one node; 1,000 containers take
+# minutes to start and a few GiB: BENCH_SCALE_SERVICES=1,10,100 for a lighter run).
+BENCH_SCALE    ?= 50
+BENCH_SCALE_SERVICES ?= 1,10,100,1000
 BENCH_ARGS     = -args -results $(BENCH_RESULTS) -bin $(CURDIR)/$(BIN)
 bench: prepare build cross
 	rm -f $(BENCH_RESULTS)
@@ -79,6 +83,7 @@ bench: prepare build cross
 	$(GO) test -run '^$$' -bench 'Proposal' -benchtime $(BENCH_PROPOSAL)x -timeout 30m ./bench/ $(BENCH_ARGS)
 	$(GO) test -run '^$$' -bench 'Footprint' -benchtime 1x -timeout 30m ./bench/ $(BENCH_ARGS)
 	ANAX_FANOUT_NODES=$(BENCH_FANOUT_NODES) $(GO) test -run '^$$' -bench 'Fanout' -benchtime $(BENCH_FANOUT)x -timeout 90m ./bench/ $(BENCH_ARGS)
+	$(GO) test -run '^$$' -bench 'NodeScale' -benchtime $(BENCH_SCALE)x -timeout 120m ./bench/ $(BENCH_ARGS) -scale-services $(BENCH_SCALE_SERVICES)
 	$(GO) run ./bench/cmd/benchreport -results $(BENCH_RESULTS) -binaries $(BIN)
 
 # Every fuzz target of every package, one after the other, FUZZTIME each (go test -fuzztime:
@@ -94,7 +99,7 @@ fuzz:
 	done; echo "fuzz: $$n targets, $(FUZZTIME) each, no failure"
 
 # The long variants of the reliability suite (test/reliability): the link cut past anax's 240 s
-# message lifetime, 1,000 services on one node, 100 updates a second for SOAK_TIME. Needs root
+# message lifetime, 1,000 services on one node (private dockerd) with 100 updates a second to one, 100 updates a second to one of 10 for SOAK_TIME. Needs root
 # and Docker. (The dockerd restart runs in make test, on a private dockerd.)
 SOAK_TIME ?= 5m
 soak: prepare build

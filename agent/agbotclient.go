@@ -46,7 +46,9 @@ func newAgbotClient(base, caFile string) (*agbotClient, error) {
 		return nil, fmt.Errorf("%w: agbot_url: must use https (the node token would travel in clear)", ErrConfig)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 4
+	// Keep a connection for each reply being sent and message handled at once, and the long-poll:
+	// with fewer, an org secret's burst of updates opened a TLS connection per reply.
+	tr.MaxIdleConnsPerHost = 2*maxParallel + 1
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)

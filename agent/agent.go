@@ -226,6 +226,7 @@ func (a *Agent) openStores() error {
 	a.fs = fs
 	a.stores = newStoreAdapter(fs)
 	a.stores.ess = a.ess
+	a.stores.swapped = func(d time.Duration) { a.metrics.StoreSwap.Observe(d.Seconds()) }
 	a.storesReady.Store(a.stores)
 	a.metrics.SetMode(string(fs.Mode()))
 	a.metrics.watchScans(fs.IncompleteScans)

@@ -213,7 +213,7 @@ func (c *connection) send(ctx context.Context, m protocol.Message) error {
 // agbot. A message that does not open (bad signature, wrong recipient, malformed, too big)
 // is refused with a log line and changes nothing; the agbot can not be told, since nothing
 // proves the message is its own.
-func (c *connection) handle(ctx context.Context, pm polledMessage) {
+func (c *connection) handle(ctx context.Context, pm polledMessage) (reply func()) {
 	a := c.a
 	msg, err := c.ep.Open(pm.Envelope)
 	if err != nil {
@@ -233,15 +233,15 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 			}
 		}
 		lvl("refused a message that does not open", args...)
-		return
+		return nil
 	}
 	h := msg.Head()
-	var reply protocol.Message
+	var out protocol.Message
 	result := "ok"
 	switch m := msg.(type) {
 	case *protocol.Proposal:
 		r := a.mgr.Propose(ctx, m)
-		reply, result = r, string(r.Status)
+		out, result = r, string(r.Status)
 		if r.Status != protocol.StatusAccepted {
 			a.metrics.Failures.WithLabelValues("proposal").Inc()
 		} else {
@@ -250,7 +250,7 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 	case *protocol.Update:
 		start := time.Now()
 		r := a.mgr.Update(ctx, m)
-		reply, result = r, string(r.Status)
+		out, result = r, string(r.Status)
 		switch r.Status {
 		case protocol.StatusApplied:
 			a.metrics.UpdateLatency.Observe(time.Since(start).Seconds())
@@ -267,9 +267,9 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 			a.metrics.Failures.WithLabelValues("cancel").Inc()
 			a.metrics.Messages.WithLabelValues(string(h.Type), "failed").Inc()
 			a.log.Error("cancel not finished; the agbot will send it again", "agreement", h.Agreement, "err", err)
-			return
+			return nil
 		}
-		reply, result = r, string(r.Status)
+		out, result = r, string(r.Status)
 		a.changed(h.Agreement)
 		if strings.HasPrefix(m.Reason, protocol.CancelKeysReplaced) {
 			a.keysReplaced(c.reg, m)
@@ -277,23 +277,27 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) {
 	case *protocol.CancelReply:
 		a.metrics.Messages.WithLabelValues(string(h.Type), "ok").Inc()
 		a.log.Info("the agbot acknowledged the node's cancel", "agreement", h.Agreement)
-		return
+		return nil
 	default:
 		a.metrics.Messages.WithLabelValues(string(h.Type), "refused").Inc()
 		a.log.Warn("refused a message an agbot may not send", "type", h.Type, "agreement", h.Agreement)
-		return
+		return nil
 	}
 	a.metrics.Messages.WithLabelValues(string(h.Type), result).Inc()
-	if err := c.send(ctx, reply); err != nil {
-		if httpStatus(err) == http.StatusConflict {
-			// The agbot had recorded this answer already (the node answered a resend).
-			a.log.Debug("reply already recorded by the agbot", "agreement", h.Agreement, "type", reply.Head().Type, "seq", reply.Head().Seq)
-			return
+	// Sent after the message's slot is free (see dispatcher): the agbot's answer to a reply
+	// takes a commit of its own, and an org secret's burst of updates must not wait for them.
+	return func() {
+		if err := c.send(ctx, out); err != nil {
+			if httpStatus(err) == http.StatusConflict {
+				// The agbot had recorded this answer already (the node answered a resend).
+				a.log.Debug("reply already recorded by the agbot", "agreement", h.Agreement, "type", out.Head().Type, "seq", out.Head().Seq)
+				return
+			}
+			// The agbot offers the message again and gets the same answer (duplicates are
+			// acknowledged again).
+			a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,
+				"type", out.Head().Type, "seq", out.Head().Seq, "err", err)
 		}
-		// The agbot offers the message again and gets the same answer (duplicates are
-		// acknowledged again).
-		a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,
-			"type", reply.Head().Type, "seq", reply.Head().Seq, "err", err)
 	}
 }
 
@@ -447,8 +451,11 @@ func agreementStores(in agreement.Info, err error) []string {
 // agreements in parallel (at most limit at once). A message already waiting or running (the
 // agbot offers an unacknowledged message again) is not queued twice.
 type dispatcher struct {
-	handle func(context.Context, polledMessage)
+	// handle handles one message and returns what is left to do outside its slot (nil:
+	// nothing): sending the reply, which waits on the agbot.
+	handle func(context.Context, polledMessage) func()
 	sem    chan struct{}
+	sends  chan struct{} // bounds the replies being sent at once
 	ctx    context.Context
 
 	mu      sync.Mutex
@@ -457,8 +464,9 @@ type dispatcher struct {
 	wg      sync.WaitGroup
 }
 
-func newDispatcher(limit int, handle func(context.Context, polledMessage)) *dispatcher {
-	return &dispatcher{handle: handle, sem: make(chan struct{}, limit), queues: map[string][]polledMessage{}, pending: map[string]bool{}}
+func newDispatcher(limit int, handle func(context.Context, polledMessage) func()) *dispatcher {
+	return &dispatcher{handle: handle, sem: make(chan struct{}, limit), sends: make(chan struct{}, limit),
+		queues: map[string][]polledMessage{}, pending: map[string]bool{}}
 }
 
 func msgKey(m polledMessage) string { return fmt.Sprintf("%s\x00%s\x00%d", m.Agreement, m.Type, m.Seq) }
@@ -494,8 +502,14 @@ func (d *dispatcher) run(agreementID string) {
 		d.mu.Unlock()
 
 		d.sem <- struct{}{}
-		d.handle(d.context(), m)
+		after := d.handle(d.context(), m)
 		<-d.sem
+		if after != nil {
+			// Still in this agreement's goroutine: its replies go out in order.
+			d.sends <- struct{}{}
+			after()
+			<-d.sends
+		}
 
 		d.mu.Lock()
 		delete(d.pending, msgKey(m))

@@ -52,7 +52,7 @@ func TestDispatcher(t *testing.T) {
 	blockA := make(chan struct{})
 	startedA := make(chan struct{}, 1)
 	doneB := make(chan struct{})
-	d := newDispatcher(4, func(_ context.Context, m polledMessage) {
+	d := newDispatcher(4, func(_ context.Context, m polledMessage) func() {
 		if m.Agreement == "A" && m.Seq == 1 {
 			startedA <- struct{}{}
 			<-blockA
@@ -63,6 +63,7 @@ func TestDispatcher(t *testing.T) {
 		if m.Agreement == "B" {
 			close(doneB)
 		}
+		return nil
 	})
 	d.submit(polledMessage{ID: 1, Agreement: "A", Type: "proposal", Seq: 1})
 	<-startedA

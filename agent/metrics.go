@@ -13,6 +13,7 @@ import (
 type Metrics struct {
 	reg           *prometheus.Registry
 	UpdateLatency prometheus.Histogram
+	StoreSwap     prometheus.Histogram
 	Swaps         prometheus.Counter
 	Failures      *prometheus.CounterVec
 	Agreements    prometheus.Gauge
@@ -31,6 +32,12 @@ func NewMetrics() *Metrics {
 			Help: "Time to apply one agreement update on the node: stage, swap, onUpdate, persist.",
 			// 50 µs .. ~3 s: a swap is ~70 µs, an update with a restart seconds.
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2.5, 13),
+		}),
+		StoreSwap: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "anax_agent_store_swap_seconds",
+			Help: "Time secretfs took to swap one store's changed secrets (write the version, swap the publish points and the view).",
+			// 10 µs .. ~1.5 s.
+			Buckets: prometheus.ExponentialBuckets(0.00001, 2.5, 14),
 		}),
 		Swaps: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "anax_agent_secret_swaps_total", Help: "Secret files swapped into running containers.",
@@ -54,7 +61,7 @@ func NewMetrics() *Metrics {
 			Name: "anax_agent_ess_api_calls_total", Help: "Calls of the ESS secrets API by services, by operation (list, get, ack) and HTTP status; never by secret name.",
 		}, []string{"op", "code"}),
 	}
-	m.reg.MustRegister(m.UpdateLatency, m.Swaps, m.Failures, m.Agreements, m.Mode, m.MountDepth, m.Messages, m.ESSCalls,
+	m.reg.MustRegister(m.UpdateLatency, m.StoreSwap, m.Swaps, m.Failures, m.Agreements, m.Mode, m.MountDepth, m.Messages, m.ESSCalls,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -12,6 +12,7 @@ func TestMetricsExposition(t *testing.T) {
 	m.SetMode("mount-swap")
 	m.SetMode("mount-stack") // only the last mode stays at 1
 	m.UpdateLatency.Observe(0.0001)
+	m.StoreSwap.Observe(0.0001)
 	m.Swaps.Add(3)
 	m.Failures.WithLabelValues("update").Inc()
 	m.Agreements.Set(2)
@@ -26,6 +27,7 @@ func TestMetricsExposition(t *testing.T) {
 		`anax_agent_failures_total{op="update"} 1`,
 		"anax_agent_agreements 2",
 		"anax_agent_update_apply_seconds_count 1",
+		"anax_agent_store_swap_seconds_count 1",
 		"go_goroutines",
 	} {
 		if !strings.Contains(text, want) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/edge-secrets/anax-agent/agreement"
 	"github.com/edge-secrets/anax-agent/ess"
@@ -38,6 +39,8 @@ type storeAdapter struct {
 	// changed is called after the agent created, updated or wiped store id (ok reports
 	// success). It runs before the store stops being busy.
 	changed func(id string, ok bool)
+	// swapped, when set, is told how long each successful Update of a store took in secretfs.
+	swapped func(time.Duration)
 	// ess is the ESS secrets API (nil: none); formats the file format of each secret.
 	ess     essAPI
 	formats map[string]map[string]secretfs.Format
@@ -107,8 +110,12 @@ func (s *storeAdapter) Create(spec agreement.StoreSpec) (*agreement.Store, error
 
 func (s *storeAdapter) Update(id string, secrets []agreement.StoreSecret) error {
 	done := s.begin(id)
+	start := time.Now()
 	err := s.fs.Update(id, secrets)
 	if err == nil {
+		if s.swapped != nil {
+			s.swapped(time.Since(start))
+		}
 		s.remember(id, secrets)
 		if s.ess != nil {
 			// After the swap: a service that sees a name listed reads the new value.

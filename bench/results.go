@@ -27,6 +27,7 @@ type Results struct {
 	Proposal  []ProposalResult  `json:"proposal,omitempty"`
 	Fanout    []FanoutResult    `json:"fanout,omitempty"`
 	Footprint []FootprintResult `json:"footprint,omitempty"`
+	Scale     []ScaleResult     `json:"scale,omitempty"`
 	Binaries  []BinarySize      `json:"binaries,omitempty"`
 }
 
@@ -124,6 +125,21 @@ type FootprintResult struct {
 	Services int     `json:"services"`
 	RSSMiB   float64 `json:"rssMiB"`
 	Note     string  `json:"note,omitempty"`
+}
+
+// ScaleResult is one node with a number of services (one container and one agreement
+// each): updates to one of them, an org secret every one of them binds, memory and restart.
+type ScaleResult struct {
+	Services       int     `json:"services"`
+	Apply          Dist    `json:"apply"`          // the agent's apply time of one update to one service, ms
+	Swap           Dist    `json:"swap"`           // secretfs's swap of that service's store (its container running), µs
+	Read           Dist    `json:"read"`           // agbot write → new value read in that service's container, ms
+	OrgAll         Dist    `json:"orgAll"`         // org secret bound by every service written → read in every container, ms
+	OrgServices    int     `json:"orgServices"`    // services binding that org secret
+	RSSMiB         float64 `json:"rssMiB"`         // agent resident set
+	RestartReadyMS float64 `json:"restartReadyMs"` // agent started again → local API answers (every store checked), ms
+	Restarted      int     `json:"restarted"`      // containers restarted meanwhile (must be 0)
+	Note           string  `json:"note,omitempty"`
 }
 
 // BinarySize is one static binary of `make cross`.

@@ -97,7 +97,8 @@ func tick(v float64) string {
 }
 
 // Charts returns the CDF charts of r by file name: swap-cdf.svg (µs per node-side update,
-// per method) and latency-cdf.svg (end-to-end ms, per secrets manager), when r has them.
+// per method), latency-cdf.svg (end-to-end ms, per secrets manager) and scale-read-cdf.svg and
+// scale-apply-cdf.svg (node scale, per number of services), when r has them.
 func (r *Results) Charts() map[string][]byte {
 	out := map[string][]byte{}
 	var swap []Series
@@ -119,6 +120,16 @@ func (r *Results) Charts() map[string][]byte {
 	}
 	if len(e2e) > 0 {
 		out["latency-cdf.svg"] = CDFChart("Secret written → new value read in the running container", "ms", e2e)
+	}
+	var read, apply []Series
+	for _, sc := range r.Scale {
+		name := fmt.Sprintf("%d services", sc.Services)
+		read = append(read, Series{Name: name, Quantiles: sc.Read.Quantiles})
+		apply = append(apply, Series{Name: name, Quantiles: sc.Apply.Quantiles})
+	}
+	if len(read) > 0 {
+		out["scale-read-cdf.svg"] = CDFChart("Agbot write → new value read in one service's container", "ms", read)
+		out["scale-apply-cdf.svg"] = CDFChart("The agent's apply time of one update, by services on the node", "ms", apply)
 	}
 	return out
 }

@@ -19,9 +19,10 @@
 //	                  are rebuilt then anyway)
 //
 // A container reaches only its own socket, and a request must also carry that store's
-// credentials (basic auth, constant-time compare): wrong ones get 401. The server never logs a
-// value or a token, and every socket has its own goroutines, timeouts, connection limit and
-// body bound, so a slow or hostile client holds up only itself.
+// credentials (basic auth, constant-time compare): wrong ones get 401. One HTTPS server serves
+// every socket (the socket a connection arrived on names its store); the server never logs a
+// value or a token, and every socket has its own connection limit, every connection its own
+// goroutine, timeouts and body bound, so a slow or hostile client holds up only itself.
 //
 // The agent imports this package; it imports protocol (secret-name rule) and platform/linux.
 package ess

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -76,6 +77,8 @@ type Server struct {
 	log   *slog.Logger
 	ca    *authority
 
+	srv *http.Server // serves every store's socket (serve.go)
+
 	mu     sync.Mutex
 	stores map[string]*instance
 	closed bool
@@ -108,6 +111,7 @@ func Open(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{root: root, read: opts.Read, count: opts.Count, log: opts.Logger, ca: ca, stores: map[string]*instance{}}
+	s.srv = s.newHTTPServer()
 	if err := s.recover(); err != nil {
 		s.Close()
 		return nil, err
@@ -239,8 +243,15 @@ func (s *Server) Close() error {
 		list = append(list, inst)
 	}
 	s.mu.Unlock()
+	ctx, cancel := shutdownCtx()
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+	}
 	for _, inst := range list {
-		inst.stop()
+		if inst.ln != nil {
+			<-inst.done
+		}
 	}
 	return nil
 }

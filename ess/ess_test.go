@@ -24,7 +24,7 @@ import (
 )
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	root   string
 	logs   *bytes.Buffer
 	values map[string]map[string]protocol.SecretValue // store -> name -> value
@@ -32,7 +32,7 @@ type fixture struct {
 	counts map[string]int
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	testenv.RequireRoot(t)
 	f := &fixture{t: t, root: filepath.Join(t.TempDir(), "ess"), logs: &bytes.Buffer{},

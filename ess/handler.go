@@ -28,15 +28,17 @@ const (
 	secretPath = "/api/v1/secrets/{name...}"
 )
 
-// handler serves one store's API; every request must carry that store's credentials.
-func (s *Server) handler(inst *instance) http.Handler {
+// handler serves the API of the store whose socket a request arrived on; every request must
+// carry that store's credentials.
+func (s *Server) handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+listPath, func(w http.ResponseWriter, r *http.Request) { s.handleList(w, inst) })
-	mux.HandleFunc("GET "+secretPath, func(w http.ResponseWriter, r *http.Request) { s.handleGet(w, r, inst) })
-	mux.HandleFunc("POST "+secretPath, func(w http.ResponseWriter, r *http.Request) { s.handleAck(w, r, inst) })
+	mux.HandleFunc("GET "+listPath, func(w http.ResponseWriter, r *http.Request) { s.handleList(w, instanceOf(r)) })
+	mux.HandleFunc("GET "+secretPath, func(w http.ResponseWriter, r *http.Request) { s.handleGet(w, r, instanceOf(r)) })
+	mux.HandleFunc("POST "+secretPath, func(w http.ResponseWriter, r *http.Request) { s.handleAck(w, r, instanceOf(r)) })
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 1<<10)
-		if !inst.authorized(r) {
+		inst := instanceOf(r)
+		if inst == nil || !inst.authorized(r) {
 			s.count(opOf(r), strconv.Itoa(http.StatusUnauthorized))
 			w.Header().Set("WWW-Authenticate", `Basic realm="ess"`)
 			writeText(w, http.StatusUnauthorized, "Unauthorized")

@@ -4,12 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
-	"net/http"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"sync"
-	"time"
 
 	"golang.org/x/net/netutil"
 	"golang.org/x/sys/unix"
@@ -24,8 +23,9 @@ type instance struct {
 	uid, gid int
 	creds    credentials
 	dir      string
-	srv      *http.Server
-	done     chan struct{}
+	ln       net.Listener  // its socket (limited to maxConns connections)
+	done     chan struct{} // closed when the server stopped serving ln
+	conns    connSet
 
 	mu      sync.Mutex
 	updated map[string]bool
@@ -82,7 +82,7 @@ func (s *Server) load(id string) (*instance, error) {
 }
 
 // serve (re)writes the CA certificate, (re)creates the socket owned by the container's user and
-// starts the HTTPS server on it.
+// serves HTTPS on it.
 func (s *Server) serve(inst *instance) error {
 	// Rewritten only when it differs: a running container's bind mount keeps the old file.
 	cert := filepath.Join(inst.dir, "cert.pem")
@@ -108,37 +108,8 @@ func (s *Server) serve(inst *instance) error {
 		ln.Close()
 		return err
 	}
-	inst.srv = &http.Server{
-		Handler:           s.handler(inst),
-		TLSConfig:         s.tlsConfig(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    8 << 10,
-		ErrorLog:          quietLog(s.log),
-	}
-	inst.done = make(chan struct{})
-	go func() {
-		defer close(inst.done)
-		if err := inst.srv.ServeTLS(netutil.LimitListener(ln, maxConns), "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Warn("ess: socket stopped", "store", inst.id, "err", err)
-		}
-	}()
+	s.serveOn(inst, netutil.LimitListener(ln, maxConns))
 	return nil
-}
-
-// stop shuts the server down, waiting briefly for requests in flight.
-func (inst *instance) stop() {
-	if inst.srv == nil {
-		return
-	}
-	ctx, cancel := shutdownCtx()
-	defer cancel()
-	if err := inst.srv.Shutdown(ctx); err != nil {
-		inst.srv.Close()
-	}
-	<-inst.done
 }
 
 // mark adds names to the updated set and records it for a restart.

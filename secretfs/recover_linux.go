@@ -32,12 +32,20 @@ func (f *FS) recover() (int, error) {
 	if len(ids) == 0 {
 		return 0, nil
 	}
-	for id := range ids {
-		f.repairMounts(id)
-	}
-	mounts, err := linux.SelfMountinfo()
+	// One read of the mount table for every store (each store's mounts are its own: a repair
+	// of one changes no other's); read again only when a repair changed something.
+	mounts, err := linux.SelfMountTable()
 	if err != nil {
 		return 0, err
+	}
+	repaired := false
+	for id := range ids {
+		repaired = f.repairMounts(id, mounts) || repaired
+	}
+	if repaired {
+		if mounts, err = linux.SelfMountTable(); err != nil {
+			return 0, err
+		}
 	}
 	for id := range ids {
 		st := f.recoverStore(id, mounts)
@@ -49,20 +57,20 @@ func (f *FS) recover() (int, error) {
 
 // recoverStore reads what it can; a half-created store comes back with what exists, so that
 // Stores lists it and Wipe removes it.
-func (f *FS) recoverStore(id string, mounts []linux.MountInfo) *store {
+func (f *FS) recoverStore(id string, mounts *linux.MountTable) *store {
 	st := &store{id: id, mode: f.mode, secrets: map[string]*secret{}}
 	dir := f.lay.store(id)
-	if s := linux.Stack(mounts, dir); len(s) > 0 {
+	if s := mounts.Stack(dir); len(s) > 0 {
 		st.dev = [2]int{s[len(s)-1].Major, s[len(s)-1].Minor}
 	}
-	feed := linux.Stack(mounts, f.lay.feed(id))
+	feed := mounts.Stack(f.lay.feed(id))
 	switch {
 	case len(feed) > 0:
 		st.mode = ModeMountSwap
 		st.group = feed[len(feed)-1].Shared
 	case exists(filepath.Join(dir, "files")):
 		st.mode = ModeRestart
-	case hasMountsUnder(mounts, f.lay.publishDir(id)):
+	case hasMountsUnder(mounts.All(), f.lay.publishDir(id)):
 		st.mode = ModeMountStack
 	}
 	if fi, err := os.Lstat(f.lay.view(id)); err == nil {
@@ -94,7 +102,7 @@ func (f *FS) recoverStore(id string, mounts []linux.MountInfo) *store {
 // recoverSecret rebuilds one secret of st from its version files and the mount table: the
 // current generation, retired ones still to clear and, in mount-swap mode, fed bases. It
 // returns nil when no version of name is left.
-func (f *FS) recoverSecret(st *store, name string, mounts []linux.MountInfo) *secret {
+func (f *FS) recoverSecret(st *store, name string, mounts *linux.MountTable) *secret {
 	id := st.id
 	entries, _ := os.ReadDir(filepath.Join(f.lay.store(id), "v", name))
 	var gens []uint64
@@ -111,7 +119,7 @@ func (f *FS) recoverSecret(st *store, name string, mounts []linux.MountInfo) *se
 	sec := &secret{cur: top, next: top + 1, bases: map[uint64]*base{}}
 	if st.mode == ModeRestart {
 		sec.cur = sameFile(f.lay.file(id, name), func(g uint64) string { return f.lay.version(id, name, g) }, gens, top)
-	} else if s := linux.Stack(mounts, f.lay.publish(id, name)); len(s) > 0 {
+	} else if s := mounts.Stack(f.lay.publish(id, name)); len(s) > 0 {
 		if n, g, ok := parseVersionRoot(s[len(s)-1].Root); ok && n == name {
 			sec.cur = g
 		}
@@ -122,7 +130,7 @@ func (f *FS) recoverSecret(st *store, name string, mounts []linux.MountInfo) *se
 	for _, g := range gens {
 		switch {
 		case g == sec.cur:
-		case st.mode == ModeMountSwap && len(linux.Stack(mounts, f.lay.feedPoint(id, name, g))) > 0:
+		case st.mode == ModeMountSwap && len(mounts.Stack(f.lay.feedPoint(id, name, g))) > 0:
 			sec.bases[g] = &base{fed: true} // fedAt zero: its own content is zeroed at the next reconcile
 		case st.mode == ModeRestart:
 			os.Remove(f.lay.version(id, name, g)) // a running container holds its inode if it needs it

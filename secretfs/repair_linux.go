@@ -33,27 +33,25 @@ import (
 // viewFixName is the entry in fix/<id> for the view mount (secret names never start with '.').
 const viewFixName = ".view"
 
-// repairMounts brings the mounts of a mount-swap store back to their shape (see above). It
-// returns whether it changed anything. Failures are logged: recovery goes on with what is there.
-func (f *FS) repairMounts(id string) bool {
-	mounts, err := linux.SelfMountinfo()
-	if err != nil {
-		f.log.Warn("secretfs: recovery: mountinfo", "store", id, "err", err)
-		return false
-	}
+// repairMounts brings the mounts of a mount-swap store back to their shape (see above), from
+// mounts, the mount table as it was before (other stores' repairs change none of this store's
+// mounts). It returns whether it changed anything. Failures are logged: recovery goes on with
+// what is there.
+func (f *FS) repairMounts(id string, mounts *linux.MountTable) bool {
 	changed := f.restoreTops(id, mounts)
 	defer func() {
 		if err := os.RemoveAll(f.lay.fixDir(id)); err != nil {
 			f.log.Warn("secretfs: recovery: remove", "path", f.lay.fixDir(id), "err", err)
 		}
 	}()
-	if len(linux.Stack(mounts, f.lay.feed(id))) == 0 {
+	if len(mounts.Stack(f.lay.feed(id))) == 0 {
 		// Not a mount-swap store, or one killed while it was created or wiped: only Wipe
 		// touches it.
 		return changed
 	}
 	if changed {
-		if mounts, err = linux.SelfMountinfo(); err != nil {
+		var err error
+		if mounts, err = linux.SelfMountTable(); err != nil {
 			f.log.Warn("secretfs: recovery: mountinfo", "store", id, "err", err)
 			return changed
 		}
@@ -62,7 +60,7 @@ func (f *FS) repairMounts(id string) bool {
 	for _, n := range names {
 		name := n.Name()
 		p := f.lay.publish(id, name)
-		pub := linux.Stack(mounts, p)
+		pub := mounts.Stack(p)
 		if len(pub) == 0 {
 			continue // never published (killed in Create): the store is wiped
 		}
@@ -86,7 +84,7 @@ func (f *FS) repairMounts(id string) bool {
 				continue
 			}
 			fp := f.lay.feedPoint(id, name, gen)
-			fed := linux.Stack(mounts, fp)
+			fed := mounts.Stack(fp)
 			if len(fed) == 0 {
 				continue
 			}
@@ -99,7 +97,7 @@ func (f *FS) repairMounts(id string) bool {
 			}
 		}
 	}
-	if view := linux.Stack(mounts, f.lay.viewMount(id)); len(view) > 1 {
+	if view := mounts.Stack(f.lay.viewMount(id)); len(view) > 1 {
 		if err := f.collapse(id, viewFixName, f.lay.viewMount(id)); err != nil {
 			f.log.Warn("secretfs: recovery: detach hidden layers of the directory view", "store", id, "err", err)
 		}
@@ -156,7 +154,7 @@ func (f *FS) collapse(id, entry, p string) error {
 }
 
 // restoreTops puts back the tops a recovery killed inside collapse had set aside.
-func (f *FS) restoreTops(id string, mounts []linux.MountInfo) bool {
+func (f *FS) restoreTops(id string, mounts *linux.MountTable) bool {
 	entries, err := os.ReadDir(f.lay.fixDir(id))
 	if err != nil {
 		return false
@@ -164,7 +162,7 @@ func (f *FS) restoreTops(id string, mounts []linux.MountInfo) bool {
 	changed := false
 	for _, e := range entries {
 		hold := filepath.Join(f.lay.fixDir(id), e.Name())
-		if len(linux.Stack(mounts, hold)) > 0 {
+		if len(mounts.Stack(hold)) > 0 {
 			changed = true
 			p := f.fixSource(id, e.Name())
 			_, err := linux.UnmountAll(p) // hidden layers, or nothing

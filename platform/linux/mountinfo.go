@@ -124,3 +124,35 @@ func hidesPIDs(superOptions string) bool {
 	}
 	return false
 }
+
+// MountTable is a mount table indexed by mount point, for many Stack lookups in one table:
+// with thousands of mounts (a node with a thousand services), scanning the whole list for
+// each lookup made start-up quadratic.
+type MountTable struct {
+	all []MountInfo
+	at  map[string][]MountInfo
+}
+
+// NewMountTable indexes mounts.
+func NewMountTable(mounts []MountInfo) *MountTable {
+	t := &MountTable{all: mounts, at: make(map[string][]MountInfo, len(mounts))}
+	for _, m := range mounts {
+		t.at[m.Mountpoint] = append(t.at[m.Mountpoint], m)
+	}
+	return t
+}
+
+// SelfMountTable reads and indexes /proc/self/mountinfo.
+func SelfMountTable() (*MountTable, error) {
+	mounts, err := SelfMountinfo()
+	if err != nil {
+		return nil, err
+	}
+	return NewMountTable(mounts), nil
+}
+
+// Stack is Stack(mounts, mountpoint) on the table's mounts.
+func (t *MountTable) Stack(mountpoint string) []MountInfo { return Stack(t.at[mountpoint], mountpoint) }
+
+// All returns every mount of the table, in the kernel's order.
+func (t *MountTable) All() []MountInfo { return t.all }

@@ -24,7 +24,6 @@ import (
 	"github.com/edge-secrets/anax-agent/test/postgrestest"
 )
 
-
 // haLeaseTTL is the lease TTL of the failover scenario; the README's bound for a takeover
 // is 4/3 of it (the lease expires at most one TTL after the dead agbot's last renewal and
 // the standby tries every third of it).

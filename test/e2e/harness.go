@@ -417,7 +417,9 @@ type Agent struct {
 	Env []string
 	// Wrap runs before the agent's own argv, e.g. UnitWrap's setpriv command line.
 	Wrap []string
-	proc *Proc
+	// StartTimeout bounds Start's wait for the local API (0: 60 s).
+	StartTimeout time.Duration
+	proc         *Proc
 }
 
 // UnitWrap is the setpriv(1) command line that gives the agent exactly the privileges of its
@@ -485,7 +487,11 @@ func (a *Agent) Start(ctx context.Context) error {
 		return err
 	}
 	a.proc = p
-	return Eventually(ctx, 60*time.Second, 50*time.Millisecond, func() error {
+	timeout := a.StartTimeout
+	if timeout == 0 {
+		timeout = 60 * time.Second
+	}
+	return Eventually(ctx, timeout, 20*time.Millisecond, func() error {
 		if done, err := p.Exited(); done {
 			return Permanent{fmt.Errorf("agent %s exited: %v (log %s)", a.Name, err, a.LogPath)}
 		}

@@ -14,5 +14,5 @@ var soakTime = flag.Duration("soak-time", 5*time.Minute, "how long TestLoadStrea
 // node, read continuously inside its container: every read whole, convergence to the last
 // value, and no growth of the agent's memory, goroutines, open files or mounts.
 func TestLoadStream(t *testing.T) {
-	testLoad(t, 10, 100, *soakTime)
+	testLoad(t, newScenarioT(t, "load-stream", *soakTime+30*time.Minute), nil, 10, 100, *soakTime)
 }
