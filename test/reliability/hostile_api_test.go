@@ -350,10 +350,10 @@ func TestHostileAPI(t *testing.T) {
 				m["agreementId"] = "ffffffffffffffffffffffffffffffff"
 				return m
 			}())}), "agreement", 400, 404, 409),
-		// An acknowledgement of a message not queued changes nothing and is answered 204
-		// (engine.Receive): it is checked for that, not for an error.
+		// An update acknowledgement that answers no message outstanding now (a replay, or a
+		// sequence never sent) changes nothing and is answered 409 (engine.ErrNothingOutstanding).
 		c("update reply for an update never sent", node1, "POST", "/org/myorg/nodes/node1/msgs",
-			envTo(forge{from: e.node1, to: toAgbot, body: toJSON(t, reply(7, protocol.StatusApplied))}), "", 204),
+			envTo(forge{from: e.node1, to: toAgbot, body: toJSON(t, reply(7, protocol.StatusApplied))}), "acknowledges no outstanding message", 409),
 		c("captured proposal reply replayed", node1, "POST", "/org/myorg/nodes/node1/msgs", string(e.accepted), "", 204, 400, 409),
 		c("a proposal sent to the agbot", node1, "POST", "/org/myorg/nodes/node1/msgs",
 			envTo(forge{from: e.node1, to: toAgbot, body: toJSON(t, func() map[string]any {
