@@ -217,22 +217,7 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) (reply func()
 	a := c.a
 	msg, err := c.ep.Open(pm.Envelope)
 	if err != nil {
-		a.metrics.Messages.WithLabelValues(label(pm.Type), "refused").Inc()
-		a.metrics.Failures.WithLabelValues("message").Inc()
-		// The agbot offers an unacknowledged message again and again: say it once.
-		lvl := a.log.Debug
-		if c.firstRefusal(pm.ID) {
-			lvl = a.log.Warn
-		}
-		args := []any{"id", pm.ID, "type", label(pm.Type), "agreement", pm.Agreement, "seq", pm.Seq, "err", err}
-		if errors.Is(err, protocol.ErrWrongRecipient) {
-			if hdr, herr := protocol.PeekHeader(pm.Envelope); herr == nil && hdr.To == c.reg.ID() {
-				// For this node id but other keys: e.g. a cancel the agbot sealed to keys this
-				// node's owner replaced, meant for the machine that had them.
-				args = append(args, "hint", "sealed to other keys of this node id: were the node's keys replaced at the agbot?")
-			}
-		}
-		lvl("refused a message that does not open", args...)
+		c.refuse(pm, err)
 		return nil
 	}
 	h := msg.Head()
@@ -286,18 +271,43 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) (reply func()
 	a.metrics.Messages.WithLabelValues(string(h.Type), result).Inc()
 	// Sent after the message's slot is free (see dispatcher): the agbot's answer to a reply
 	// takes a commit of its own, and an org secret's burst of updates must not wait for them.
-	return func() {
-		if err := c.send(ctx, out); err != nil {
-			if httpStatus(err) == http.StatusConflict {
-				// The agbot had recorded this answer already (the node answered a resend).
-				a.log.Debug("reply already recorded by the agbot", "agreement", h.Agreement, "type", out.Head().Type, "seq", out.Head().Seq)
-				return
-			}
-			// The agbot offers the message again and gets the same answer (duplicates are
-			// acknowledged again).
-			a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,
-				"type", out.Head().Type, "seq", out.Head().Seq, "err", err)
+	return func() { c.sendReply(ctx, out) }
+}
+
+// refuse logs and counts a message that does not open (once at warning level per message:
+// the agbot offers an unacknowledged message again and again).
+func (c *connection) refuse(pm polledMessage, err error) {
+	a := c.a
+	a.metrics.Messages.WithLabelValues(label(pm.Type), "refused").Inc()
+	a.metrics.Failures.WithLabelValues("message").Inc()
+	lvl := a.log.Debug
+	if c.firstRefusal(pm.ID) {
+		lvl = a.log.Warn
+	}
+	args := []any{"id", pm.ID, "type", label(pm.Type), "agreement", pm.Agreement, "seq", pm.Seq, "err", err}
+	if errors.Is(err, protocol.ErrWrongRecipient) {
+		if hdr, herr := protocol.PeekHeader(pm.Envelope); herr == nil && hdr.To == c.reg.ID() {
+			// For this node id but other keys: e.g. a cancel the agbot sealed to keys this
+			// node's owner replaced, meant for the machine that had them.
+			args = append(args, "hint", "sealed to other keys of this node id: were the node's keys replaced at the agbot?")
 		}
+	}
+	lvl("refused a message that does not open", args...)
+}
+
+// sendReply sends a reply to the agbot. One not delivered is not retried here: the agbot
+// offers the message again and gets the same answer (duplicates are acknowledged again).
+func (c *connection) sendReply(ctx context.Context, out protocol.Message) {
+	h := out.Head()
+	err := c.send(ctx, out)
+	switch {
+	case err == nil:
+	case httpStatus(err) == http.StatusConflict:
+		// The agbot had recorded this answer already (the node answered a resend).
+		c.a.log.Debug("reply already recorded by the agbot", "agreement", h.Agreement, "type", h.Type, "seq", h.Seq)
+	default:
+		c.a.log.Warn("reply not delivered; the agbot will offer the message again", "agreement", h.Agreement,
+			"type", h.Type, "seq", h.Seq, "err", err)
 	}
 }
 
