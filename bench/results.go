@@ -96,9 +96,12 @@ type ProposalResult struct {
 	Note     string `json:"note,omitempty"`
 }
 
-// FanoutResult is one agbot pushing one org-level update to many nodes.
+// FanoutResult is one agbot (or a fleet of agbots on one database) pushing one org-level
+// update to many nodes.
 type FanoutResult struct {
 	Nodes           int         `json:"nodes"`
+	Store           string      `json:"store,omitempty"`   // bbolt (also when empty), postgres, postgres-2agbots
+	Agbots          int         `json:"agbots,omitempty"`  // agbot processes (0: one); the CPU and RSS figures are their sums
 	ToLastAck       Dist        `json:"toLastAck"`         // secret written → last node's acknowledgement, ms
 	AgbotCPU        float64     `json:"agbotCpuS"`         // agbot process CPU seconds per fan-out (user+system)
 	AgbotCPUPerNode float64     `json:"agbotCpuMsPerNode"` // the same, ms per node per update
@@ -109,6 +112,15 @@ type FanoutResult struct {
 	NodesCPU        float64     `json:"nodesCpuS"`         // CPU seconds of the simulated nodes per fan-out (same machine)
 	Kill            *KillResult `json:"kill,omitempty"`
 	Note            string      `json:"note,omitempty"`
+}
+
+// StoreName is where the agbots kept their state (results from before the store was
+// recorded were on bbolt).
+func (f FanoutResult) StoreName() string {
+	if f.Store == "" {
+		return "bbolt"
+	}
+	return f.Store
 }
 
 // KillResult is one fan-out interrupted by a kill -9 of the agbot, which restarts on its state.
