@@ -155,7 +155,7 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 	if e := fanoutEnvs[key]; e != nil {
 		return e
 	}
-	raiseFileLimit(b, nodes*st.agbots)
+	raiseFileLimit(b, nodes) // each agbot holds at most every node's connection (the lease holder: its own and the forwarded ones)
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "anax-bench-fanout-")
 	if err != nil {
