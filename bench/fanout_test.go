@@ -87,6 +87,7 @@ type fanoutEnv struct {
 	dir     string // the agbots' data dirs, their logs, the database password
 	agbots  []*agbotProc
 	url     string      // the first agbot's, where the admin writes
+	pgPort  string      // the PostgreSQL server's port, "" on bbolt
 	tlsConf *tls.Config // shared by every simulated node: roots and TLS session cache
 	admin   *http.Client
 	ctx     context.Context
@@ -168,6 +169,7 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 	common := []string{"--max-conns", strconv.Itoa(nodes + 1024)}
 	if pg != nil {
 		db = agbot.DBOptions{URL: pg.NewDatabase(b), Password: pg.Password}
+		_, e.pgPort, _ = net.SplitHostPort(pg.Addr)
 		common = append(common, "--db", db.URL, "--db-password-file", pg.PasswordFile(b, dir))
 	}
 	if profileDir != "" {
@@ -310,6 +312,55 @@ func serveUntilLeading(b *testing.B, srv *agbot.Server) {
 			b.Fatal("the in-process agbot never took the fleet's lease")
 		}
 	}
+}
+
+// dbCPU is the CPU the PostgreSQL server on port used so far: its postmaster (a child of
+// this process, see test/postgrestest), the postmaster's live processes (backends, writers)
+// and those that exited. Zero on bbolt.
+func dbCPU(port string) time.Duration {
+	if port == "" {
+		return 0
+	}
+	type stat struct {
+		ppid            int
+		own, exitedKids time.Duration
+	}
+	procs := map[int]stat{}
+	master := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		str := string(raw)
+		f := strings.Fields(str[strings.LastIndexByte(str, ')')+2:])
+		ticks := func(i int) time.Duration {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			return time.Duration(n) * time.Second / 100 // USER_HZ
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		procs[pid] = stat{ppid: ppid, own: ticks(11) + ticks(12), exitedKids: ticks(13) + ticks(14)}
+		if ppid == os.Getpid() {
+			if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cmd, []byte("\x00port="+port+"\x00")) {
+				master = pid
+			}
+		}
+	}
+	if master == 0 {
+		return 0
+	}
+	total := procs[master].own + procs[master].exitedKids
+	for _, p := range procs {
+		if p.ppid == master {
+			total += p.own + p.exitedKids
+		}
+	}
+	return total
 }
 
 // readProcs sums the agbot processes' figures (CPU, resident memory, threads, files).
@@ -713,7 +764,7 @@ func BenchmarkFanout(b *testing.B) {
 func benchFanout(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes int) {
 	e := newFanoutEnv(b, st, pg, nodes)
 	var times []time.Duration
-	var agbotCPU, nodesCPU time.Duration
+	var agbotCPU, nodesCPU, pgCPU time.Duration
 	var hwm int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -723,7 +774,7 @@ func benchFanout(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes in
 		if err != nil {
 			b.Fatal(err)
 		}
-		selfBefore := selfCPU()
+		selfBefore, pgBefore := selfCPU(), dbCPU(e.pgPort)
 		target := e.updates.Load() + int64(nodes)
 		stopProfile := func() {}
 		if i == 0 {
@@ -743,6 +794,7 @@ func benchFanout(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes in
 		e.checkEveryNode(b, target/int64(nodes))
 		agbotCPU += after.CPU - before.CPU
 		nodesCPU += selfCPU() - selfBefore
+		pgCPU += dbCPU(e.pgPort) - pgBefore
 		hwm = max(hwm, after.HWM)
 	}
 	ps, err := e.readProcs()
@@ -750,6 +802,10 @@ func benchFanout(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes in
 		b.Fatal(err)
 	}
 	res := e.result(b, times, agbotCPU, nodesCPU, ps, hwm)
+	if e.pgPort != "" {
+		res.DBCPUPerNode = round3(float64(pgCPU/time.Duration(len(times))) / float64(time.Millisecond) / float64(nodes))
+		b.ReportMetric(res.DBCPUPerNode, "postgres-cpu-ms/node")
+	}
 	if e.kill == nil && os.Getenv("ANAX_FANOUT_KILL") != "0" {
 		e.kill = e.killedFanout(b) // once per fleet: testing runs the benchmark twice
 	}

@@ -128,16 +128,20 @@ func (r *Results) fanoutTable(w io.Writer) {
 		}
 		return fanoutStoreRank(a.StoreName()) - fanoutStoreRank(b.StoreName())
 	})
-	fmt.Fprintln(w, "| nodes | store | fan-outs | to last ack, median s | max s | agbot CPU ms per node per update | agbot RSS MiB, idle (peak) | "+
+	fmt.Fprintln(w, "| nodes | store | fan-outs | to last ack, median s | max s | agbot CPU ms per node per update | PostgreSQL CPU ms per node per update | agbot RSS MiB, idle (peak) | "+
 		"agbot KiB per idle long-poll | nodes' CPU s per fan-out | kill -9 mid fan-out: acked before, all acked after s |")
-	fmt.Fprintln(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, f := range r.Fanout {
 		kill := "-"
 		if k := f.Kill; k != nil {
 			kill = fmt.Sprintf("%d, %s", k.AckedBefore, num(k.Restart))
 		}
-		fmt.Fprintf(w, "| %d | %s | %d | %s | %s | %s | %s (%s) | %s | %s | %s |\n", f.Nodes, f.StoreName(), f.ToLastAck.N, num(f.ToLastAck.Median/1000),
-			num(f.ToLastAck.Max/1000), num(f.AgbotCPUPerNode), num(f.IdleRSSMiB), num(f.AgbotHWMMiB), num(f.IdleKiBPerPoll), num(f.NodesCPU), kill)
+		db := "-"
+		if f.DBCPUPerNode > 0 {
+			db = num(f.DBCPUPerNode)
+		}
+		fmt.Fprintf(w, "| %d | %s | %d | %s | %s | %s | %s | %s (%s) | %s | %s | %s |\n", f.Nodes, f.StoreName(), f.ToLastAck.N, num(f.ToLastAck.Median/1000),
+			num(f.ToLastAck.Max/1000), num(f.AgbotCPUPerNode), db, num(f.IdleRSSMiB), num(f.AgbotHWMMiB), num(f.IdleKiBPerPoll), num(f.NodesCPU), kill)
 	}
 }
 
