@@ -214,6 +214,11 @@ func (h *ha) stepDown(why string) {
 	h.mu.Lock()
 	a := h.act
 	h.act = nil
+	if h.leader == h.advertise {
+		// Not the leader any more, and who is comes from the next try: until then requests
+		// are answered 503 (Retry-After), never forwarded to this agbot itself.
+		h.leader = ""
+	}
 	h.mu.Unlock()
 	if a != nil {
 		a.stop()
@@ -240,6 +245,7 @@ func (h *ha) release() {
 	if err := h.lease.Release(ctx); err != nil {
 		h.log.Warn("lease not released; a standby takes over when it expires", "err", err)
 	}
+	h.lease.Close()
 }
 
 func (h *ha) current() (*active, string) {

@@ -32,20 +32,62 @@ import (
 	"github.com/edge-secrets/anax-agent/agbot/access"
 	"github.com/edge-secrets/anax-agent/agbot/api"
 	"github.com/edge-secrets/anax-agent/protocol"
+	"github.com/edge-secrets/anax-agent/test/postgrestest"
 )
 
 const fanoutOrg = "bench"
 
-// fanoutEnv is an agbot process with n registered nodes, each simulated in this process by a
-// goroutine that long-polls over its own TLS connection and acknowledges what it gets. It
-// lives across the runs of one benchmark (testing runs a benchmark with b.N=1 first).
+// fanoutStore is where the agbots of a fan-out keep their state: the bbolt file, or one
+// PostgreSQL database shared by one or two agbot processes (README, "Several agbots on one
+// database").
+type fanoutStore struct {
+	name   string
+	pg     bool
+	agbots int
+}
+
+var fanoutStoreList = []fanoutStore{{"bbolt", false, 1}, {"postgres", true, 1}, {"postgres-2agbots", true, 2}}
+
+// fanoutStores are the stores measured: all, or ANAX_FANOUT_STORES (a comma list of
+// bbolt, postgres, postgres-2agbots).
+func fanoutStores(b *testing.B) []fanoutStore {
+	v := os.Getenv("ANAX_FANOUT_STORES")
+	if v == "" {
+		return fanoutStoreList
+	}
+	var out []fanoutStore
+	for _, f := range strings.Split(v, ",") {
+		i := slices.IndexFunc(fanoutStoreList, func(s fanoutStore) bool { return s.name == strings.TrimSpace(f) })
+		if i < 0 {
+			b.Fatalf("ANAX_FANOUT_STORES=%q: want bbolt, postgres or postgres-2agbots, separated by commas", v)
+		}
+		out = append(out, fanoutStoreList[i])
+	}
+	return out
+}
+
+// agbotProc is one `agbot serve` process of a fan-out, restarted on the same arguments and
+// address after a kill -9.
+type agbotProc struct {
+	dir  string // its data dir
+	args []string
+	cmd  *exec.Cmd
+	addr string // host:port of its API
+}
+
+// fanoutEnv is one or two agbot processes with n registered nodes, each simulated in this
+// process by a goroutine that long-polls over its own TLS connection and acknowledges what
+// it gets; with two agbots the nodes alternate between their addresses (the standby forwards
+// to the agbot holding the lease). It lives across the runs of one benchmark (testing runs a
+// benchmark with b.N=1 first).
 type fanoutEnv struct {
+	key     string
+	store   fanoutStore
 	nodes   int
-	dir     string
-	args    []string
-	agbot   *exec.Cmd
-	addr    string // host:port of the agbot's API
-	url     string
+	dir     string // the agbots' data dirs, their logs, the database password
+	agbots  []*agbotProc
+	url     string      // the first agbot's, where the admin writes
+	pgPort  string      // the PostgreSQL server's port, "" on bbolt
 	tlsConf *tls.Config // shared by every simulated node: roots and TLS session cache
 	admin   *http.Client
 	ctx     context.Context
@@ -67,7 +109,7 @@ type fanoutEnv struct {
 	closed    bool
 }
 
-var fanoutEnvs = map[int]*fanoutEnv{}
+var fanoutEnvs = map[string]*fanoutEnv{}
 
 // profileDir (ANAX_FANOUT_PROFILE=DIR) makes the benchmark record the agbot's CPU profile
 // during the first measured fan-out and its heap profile after it, in DIR.
@@ -103,31 +145,53 @@ func raiseFileLimit(b *testing.B, n int) {
 	}
 }
 
+func fanoutKey(st fanoutStore, nodes int) string { return fmt.Sprintf("%s/%d", st.name, nodes) }
+
 // newFanoutEnv prepares the state in process (cheap password hashes, so that 10,000 node
-// tokens do not cost 10,000 argon2id runs), then serves it with the agbot binary.
-func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
-	if e := fanoutEnvs[nodes]; e != nil {
+// tokens do not cost 10,000 argon2id runs), then serves it with the agbot binary: on pg (nil
+// for bbolt), in a database of its own, by one or two agbots (the second one on a copy of the
+// first one's data dir, as the README says).
+func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes int) *fanoutEnv {
+	key := fanoutKey(st, nodes)
+	if e := fanoutEnvs[key]; e != nil {
 		return e
 	}
-	raiseFileLimit(b, nodes)
+	raiseFileLimit(b, nodes) // each agbot holds at most every node's connection (the lease holder: its own and the forwarded ones)
 	start := time.Now()
 	dir, err := os.MkdirTemp("", "anax-bench-fanout-")
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &fanoutEnv{nodes: nodes, dir: dir}
-	fanoutEnvs[nodes] = e
+	e := &fanoutEnv{key: key, store: st, nodes: nodes, dir: dir}
+	fanoutEnvs[key] = e
 	onExit(e.close)
-	keys, info := prepareFanoutState(b, dir, nodes)
-
-	e.args = []string{"serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--max-conns", strconv.Itoa(nodes + 1024)}
-	if profileDir != "" {
-		e.args = append(e.args, "--metrics-listen", "127.0.0.1:0", "--debug-pprof")
+	var db agbot.DBOptions
+	common := []string{"--max-conns", strconv.Itoa(nodes + 1024)}
+	if pg != nil {
+		db = agbot.DBOptions{URL: pg.NewDatabase(b), Password: pg.Password}
+		_, e.pgPort, _ = net.SplitHostPort(pg.Addr)
+		common = append(common, "--db", db.URL, "--db-password-file", pg.PasswordFile(b, dir))
 	}
-	e.startAgbot(b)
-	// Restarts (kill -9) listen where the first start did: the nodes know one address.
-	e.args[4] = e.addr
-	pem, err := os.ReadFile(filepath.Join(dir, agbot.CertFile))
+	if profileDir != "" {
+		common = append(common, "--metrics-listen", "127.0.0.1:0", "--debug-pprof")
+	}
+	first := filepath.Join(dir, "agbot0")
+	keys, info := prepareFanoutState(b, first, db, nodes)
+	for i := range st.agbots {
+		p := &agbotProc{dir: filepath.Join(dir, fmt.Sprintf("agbot%d", i))}
+		if i > 0 {
+			if out, err := exec.Command("cp", "-a", first, p.dir).CombinedOutput(); err != nil {
+				b.Fatalf("cp: %v: %s", err, out)
+			}
+		}
+		p.args = append([]string{"serve", "--data-dir", p.dir, "--listen", "127.0.0.1:0"}, common...)
+		e.startAgbot(b, p)
+		// Restarts (kill -9) listen where the first start did: the nodes know its address.
+		p.args[4] = p.addr
+		e.agbots = append(e.agbots, p)
+	}
+	e.url = "https://" + e.agbots[0].addr
+	pem, err := os.ReadFile(filepath.Join(first, agbot.CertFile))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -138,7 +202,7 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = e.tlsConf
 	e.admin = &http.Client{Transport: tr, Timeout: 2 * time.Minute}
-	if ps, err := readProc(e.agbot.Process.Pid); err == nil {
+	if ps, err := e.readProcs(); err == nil {
 		e.baseRSS = ps.RSSKiB
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
@@ -154,26 +218,31 @@ func newFanoutEnv(b *testing.B, nodes int) *fanoutEnv {
 	// 10,000 nodes connecting at once is a herd: some are answered 503 (password checks
 	// saturated) and retry with the agent's backoff. Only the errors during the measured
 	// fan-outs are reported.
-	b.Logf("%d nodes: setup (state, agbot process, every proposal acknowledged) took %v; %d poll/reply errors retried, first: %s",
-		nodes, e.setup.Round(time.Millisecond), e.errs.Load(), e.firstErrString())
+	b.Logf("%s, %d nodes: setup (state, agbot process, every proposal acknowledged) took %v; %d poll/reply errors retried, first: %s",
+		st.name, nodes, e.setup.Round(time.Millisecond), e.errs.Load(), e.firstErrString())
 	e.errs.Store(0)
 	e.firstErr.Store(nil)
 	runtimeSettle()
-	if ps, err := readProc(e.agbot.Process.Pid); err == nil {
+	if ps, err := e.readProcs(); err == nil {
 		e.idleRSS = ps.RSSKiB
 	}
 	return e
 }
 
 // prepareFanoutState makes the agbot's state in process: a secret, a service, n registered
-// nodes with keys of their own, and a policy that proposes to all of them.
-func prepareFanoutState(b *testing.B, dir string, nodes int) ([]*protocol.PrivateKeys, api.AgbotInfo) {
-	if _, err := agbot.Init(agbot.InitOptions{DataDir: dir, Org: fanoutOrg, Admin: "admin", Password: "adminpw", Hash: access.CheapParams}); err != nil {
+// nodes with keys of their own, and a policy that proposes to all of them. On PostgreSQL the
+// in-process agbot serves (holds the fleet's lease) while it prepares, and gives the lease up
+// before the agbot processes start.
+func prepareFanoutState(b *testing.B, dir string, db agbot.DBOptions, nodes int) ([]*protocol.PrivateKeys, api.AgbotInfo) {
+	if _, err := agbot.Init(agbot.InitOptions{DataDir: dir, Org: fanoutOrg, Admin: "admin", Password: "adminpw", Hash: access.CheapParams, DB: db}); err != nil {
 		b.Fatal(err)
 	}
-	srv, err := agbot.Open(agbot.Options{DataDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Hash: access.CheapParams})
+	srv, err := agbot.Open(agbot.Options{DataDir: dir, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Hash: access.CheapParams, DB: db})
 	if err != nil {
 		b.Fatal(err)
+	}
+	if db.URL != "" {
+		serveUntilLeading(b, srv)
 	}
 	h := srv.Handler()
 	call := func(auth, method, path string, body any, want int) []byte {
@@ -217,8 +286,10 @@ func prepareFanoutState(b *testing.B, dir string, nodes int) ([]*protocol.Privat
 			"secrets": []any{map[string]string{"db_password": "db"}},
 		}},
 	}, 201)
-	if p := srv.Engine.Pending(); p != nodes {
-		b.Fatalf("after publishing the policy %d proposals are queued, want %d", p, nodes)
+	// On PostgreSQL the engine is the lease holder's and not exported: the nodes' proposals
+	// are counted when they arrive.
+	if srv.Engine != nil && srv.Engine.Pending() != nodes {
+		b.Fatalf("after publishing the policy %d proposals are queued, want %d", srv.Engine.Pending(), nodes)
 	}
 	var info api.AgbotInfo
 	_ = json.Unmarshal(call("", "GET", "/agbot", nil, 200), &info)
@@ -228,17 +299,98 @@ func prepareFanoutState(b *testing.B, dir string, nodes int) ([]*protocol.Privat
 	return keys, info
 }
 
+// serveUntilLeading serves srv on a loopback port in this process until it holds the
+// fleet's lease (at once on a database no agbot serves).
+func serveUntilLeading(b *testing.B, srv *agbot.Server) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	for start := time.Now(); !srv.Leading(); time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > time.Minute {
+			b.Fatal("the in-process agbot never took the fleet's lease")
+		}
+	}
+}
+
+// dbCPU is the CPU the PostgreSQL server on port used so far: its postmaster (a child of
+// this process, see test/postgrestest), the postmaster's live processes (backends, writers)
+// and those that exited. Zero on bbolt.
+func dbCPU(port string) time.Duration {
+	if port == "" {
+		return 0
+	}
+	type stat struct {
+		ppid            int
+		own, exitedKids time.Duration
+	}
+	procs := map[int]stat{}
+	master := 0
+	ents, _ := os.ReadDir("/proc")
+	for _, ent := range ents {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		str := string(raw)
+		f := strings.Fields(str[strings.LastIndexByte(str, ')')+2:])
+		ticks := func(i int) time.Duration {
+			n, _ := strconv.ParseInt(f[i], 10, 64)
+			return time.Duration(n) * time.Second / 100 // USER_HZ
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		procs[pid] = stat{ppid: ppid, own: ticks(11) + ticks(12), exitedKids: ticks(13) + ticks(14)}
+		if ppid == os.Getpid() {
+			if cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && bytes.Contains(cmd, []byte("\x00port="+port+"\x00")) {
+				master = pid
+			}
+		}
+	}
+	if master == 0 {
+		return 0
+	}
+	total := procs[master].own + procs[master].exitedKids
+	for _, p := range procs {
+		if p.ppid == master {
+			total += p.own + p.exitedKids
+		}
+	}
+	return total
+}
+
+// readProcs sums the agbot processes' figures (CPU, resident memory, threads, files).
+func (e *fanoutEnv) readProcs() (procStat, error) {
+	var sum procStat
+	for _, p := range e.agbots {
+		ps, err := readProc(p.cmd.Process.Pid)
+		if err != nil {
+			return sum, err
+		}
+		sum.CPU += ps.CPU
+		sum.RSSKiB += ps.RSSKiB
+		sum.HWM += ps.HWM
+		sum.Threads += ps.Threads
+		sum.FDs += ps.FDs
+	}
+	return sum, nil
+}
+
 // startAgbot starts `agbot serve` on the state, as an operator runs it, and waits until it
 // says where it listens.
-func (e *fanoutEnv) startAgbot(b *testing.B) {
-	logf, err := os.OpenFile(filepath.Join(e.dir, "agbot.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+func (e *fanoutEnv) startAgbot(b *testing.B, p *agbotProc) {
+	logf, err := os.OpenFile(filepath.Join(e.dir, filepath.Base(p.dir)+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		b.Fatal(err)
 	}
 	// Open while the agbot runs: its stderr is copied there (a closed file would cut the
 	// pipe, and the agbot would die of SIGPIPE at its next log line).
 	e.logs = append(e.logs, logf)
-	cmd := exec.Command(binary(b, "agbot"), e.args...)
+	cmd := exec.Command(binary(b, "agbot"), p.args...)
 	cmd.Stdout = logf
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(logf, pw)
@@ -246,7 +398,7 @@ func (e *fanoutEnv) startAgbot(b *testing.B) {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	e.agbot = cmd
+	p.cmd = cmd
 	addr := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -264,7 +416,7 @@ func (e *fanoutEnv) startAgbot(b *testing.B) {
 	}()
 	select {
 	case a := <-addr:
-		e.addr, e.url = a, "https://"+a
+		p.addr = a
 	case <-time.After(5 * time.Minute):
 		b.Fatal("agbot serve did not say where it listens")
 	}
@@ -281,22 +433,29 @@ func (e *fanoutEnv) close() {
 	for _, s := range e.sim {
 		s.closeConn()
 	}
-	if e.agbot != nil && e.agbot.Process != nil {
-		e.agbot.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { e.agbot.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			e.agbot.Process.Kill()
-			<-done
-		}
+	for _, p := range e.agbots {
+		p.stop()
 	}
 	e.wg.Wait()
 	for _, f := range e.logs {
 		f.Close()
 	}
 	os.RemoveAll(e.dir)
+}
+
+func (p *agbotProc) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
 }
 
 func (e *fanoutEnv) waitCount(b *testing.B, c *atomic.Int64, want int64, timeout time.Duration, what string) {
@@ -375,7 +534,7 @@ func (s *simNode) current() (*tls.Conn, *bufio.Reader) {
 
 func (s *simNode) dial(ctx context.Context) error {
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: sourceIP(s.i)}, Timeout: 30 * time.Second}
-	raw, err := d.DialContext(ctx, "tcp", s.env.addr)
+	raw, err := d.DialContext(ctx, "tcp", s.env.agbots[s.i%len(s.env.agbots)].addr)
 	if err != nil {
 		return err
 	}
@@ -575,110 +734,130 @@ func fanoutNodes(b *testing.B) []int {
 // simulated nodes used on the same cores. After the measured fan-outs one more is
 // interrupted by a kill -9 of the agbot once half the nodes have acknowledged; the agbot
 // restarts on the same state and every node must still acknowledge (ANAX_FANOUT_KILL=0
-// skips it).
+// skips it). Each fleet size runs on each store (ANAX_FANOUT_STORES picks some): the bbolt
+// file; PostgreSQL with one agbot; PostgreSQL with two agbots, the nodes alternating between
+// their addresses, where the kill -9 hits the lease holder. PostgreSQL is a server of
+// test/postgrestest (skipped without one, failed with CI=true as make bench sets).
 //
-//	go test -run '^$' -bench Fanout -benchtime 5x -timeout 60m ./bench/
+//	go test -run '^$' -bench Fanout -benchtime 5x -timeout 180m ./bench/
+//	ANAX_FANOUT_NODES=1000 go test -run '^$' -bench 'Fanout/store=postgres-2agbots' -benchtime 2x ./bench/
 func BenchmarkFanout(b *testing.B) {
-	for _, nodes := range fanoutNodes(b) {
-		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
-			e := newFanoutEnv(b, nodes)
-			var times []time.Duration
-			var agbotCPU, nodesCPU time.Duration
-			var hwm int64
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				runtimeSettle()
-				pid := e.agbot.Process.Pid
-				before, err := readProc(pid)
-				if err != nil {
-					b.Fatal(err)
-				}
-				selfBefore := selfCPU()
-				target := e.updates.Load() + int64(nodes)
-				stopProfile := func() {}
-				if i == 0 {
-					stopProfile = e.startProfile(b, fmt.Sprintf("fanout-%d", nodes), fanoutProfileSecs(nodes))
-				}
-				b.StartTimer()
-				t0 := time.Now()
-				e.putSecret(b, fmt.Sprintf("CANARY-bench-fanout-%d-%d", nodes, time.Now().UnixNano()))
-				e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged")
-				b.StopTimer()
-				times = append(times, time.Unix(0, e.lastAck.Load()).Sub(t0))
-				after, err := readProc(pid)
-				if err != nil {
-					b.Fatal(err)
-				}
-				stopProfile()
-				e.checkEveryNode(b, target/int64(nodes))
-				agbotCPU += after.CPU - before.CPU
-				nodesCPU += selfCPU() - selfBefore
-				hwm = max(hwm, after.HWM)
+	for _, st := range fanoutStores(b) {
+		b.Run("store="+st.name, func(b *testing.B) {
+			var pg *postgrestest.Server
+			if st.pg {
+				pg = postgrestest.Start(b) // one server for the store's fleet sizes, a database each
 			}
-			ps, err := readProc(e.agbot.Process.Pid)
-			if err != nil {
-				b.Fatal(err)
+			for _, nodes := range fanoutNodes(b) {
+				b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) { benchFanout(b, st, pg, nodes) })
+				// testing has run this fleet's benchmark for the last time: free its processes
+				// and connections before the next fleet.
+				if e := fanoutEnvs[fanoutKey(st, nodes)]; e != nil {
+					e.close()
+					delete(fanoutEnvs, e.key)
+				}
 			}
-			res := e.result(b, times, agbotCPU, nodesCPU, ps, hwm)
-			if e.kill == nil && os.Getenv("ANAX_FANOUT_KILL") != "0" {
-				e.kill = e.killedFanout(b) // once per fleet: testing runs the benchmark twice
-			}
-			res.Kill = e.kill
-			b.ReportMetric(res.ToLastAck.Median/1000, "s-to-last-ack")
-			b.ReportMetric(res.AgbotCPUPerNode, "agbot-cpu-ms/node")
-			b.ReportMetric(res.AgbotHWMMiB, "agbot-peak-rss-MiB")
-			b.ReportMetric(res.IdleKiBPerPoll, "idle-KiB/poll")
-			b.ReportMetric(res.NodesCPU, "nodes-cpu-s/op")
-			record(b, func(r *Results) {
-				r.Fanout = slices.DeleteFunc(r.Fanout, func(f FanoutResult) bool { return f.Nodes == nodes })
-				r.Fanout = append(r.Fanout, res)
-			})
 		})
-		// testing has run this fleet's benchmark for the last time: free its processes and
-		// connections before the next fleet.
-		if e := fanoutEnvs[nodes]; e != nil {
-			e.close()
-			delete(fanoutEnvs, nodes)
-		}
 	}
+}
+
+func benchFanout(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes int) {
+	e := newFanoutEnv(b, st, pg, nodes)
+	var times []time.Duration
+	var agbotCPU, nodesCPU, pgCPU time.Duration
+	var hwm int64
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		runtimeSettle()
+		before, err := e.readProcs()
+		if err != nil {
+			b.Fatal(err)
+		}
+		selfBefore, pgBefore := selfCPU(), dbCPU(e.pgPort)
+		target := e.updates.Load() + int64(nodes)
+		stopProfile := func() {}
+		if i == 0 {
+			stopProfile = e.startProfile(b, fmt.Sprintf("fanout-%s-%d", st.name, nodes), fanoutProfileSecs(nodes))
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		e.putSecret(b, fmt.Sprintf("CANARY-bench-fanout-%d-%d", nodes, time.Now().UnixNano()))
+		e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged")
+		b.StopTimer()
+		times = append(times, time.Unix(0, e.lastAck.Load()).Sub(t0))
+		after, err := e.readProcs()
+		if err != nil {
+			b.Fatal(err)
+		}
+		stopProfile()
+		e.checkEveryNode(b, target/int64(nodes))
+		agbotCPU += after.CPU - before.CPU
+		nodesCPU += selfCPU() - selfBefore
+		pgCPU += dbCPU(e.pgPort) - pgBefore
+		hwm = max(hwm, after.HWM)
+	}
+	ps, err := e.readProcs()
+	if err != nil {
+		b.Fatal(err)
+	}
+	res := e.result(b, times, agbotCPU, nodesCPU, ps, hwm)
+	if e.pgPort != "" {
+		res.DBCPUPerNode = round3(float64(pgCPU/time.Duration(len(times))) / float64(time.Millisecond) / float64(nodes))
+		b.ReportMetric(res.DBCPUPerNode, "postgres-cpu-ms/node")
+	}
+	if e.kill == nil && os.Getenv("ANAX_FANOUT_KILL") != "0" {
+		e.kill = e.killedFanout(b) // once per fleet: testing runs the benchmark twice
+	}
+	res.Kill = e.kill
+	b.ReportMetric(res.ToLastAck.Median/1000, "s-to-last-ack")
+	b.ReportMetric(res.AgbotCPUPerNode, "agbot-cpu-ms/node")
+	b.ReportMetric(res.AgbotHWMMiB, "agbot-peak-rss-MiB")
+	b.ReportMetric(res.IdleKiBPerPoll, "idle-KiB/poll")
+	b.ReportMetric(res.NodesCPU, "nodes-cpu-s/op")
+	record(b, func(r *Results) {
+		r.Fanout = slices.DeleteFunc(r.Fanout, func(f FanoutResult) bool { return f.Nodes == nodes && f.StoreName() == st.name })
+		r.Fanout = append(r.Fanout, res)
+	})
 }
 
 func (e *fanoutEnv) result(b *testing.B, times []time.Duration, agbotCPU, nodesCPU time.Duration, ps procStat, hwm int64) FanoutResult {
 	n := time.Duration(len(times))
 	d := NewDist(times, "ms")
-	res := FanoutResult{Nodes: e.nodes, ToLastAck: d,
+	res := FanoutResult{Nodes: e.nodes, Store: e.store.name, Agbots: e.store.agbots, ToLastAck: d,
 		AgbotCPU:        round3((agbotCPU / n).Seconds()),
 		AgbotCPUPerNode: round3(float64(agbotCPU/n) / float64(time.Millisecond) / float64(e.nodes)),
 		AgbotRSSMiB:     round3(float64(ps.RSSKiB) / 1024), AgbotHWMMiB: round3(float64(hwm) / 1024),
 		IdleRSSMiB:     round3(float64(e.idleRSS) / 1024),
 		IdleKiBPerPoll: round3(float64(e.idleRSS-e.baseRSS) / float64(e.nodes)),
 		NodesCPU:       round3((nodesCPU / n).Seconds()),
-		Note: fmt.Sprintf("agbot RSS before any node connected %.0f MiB, every node long-polling and idle %.0f MiB; %d threads, %d open files; setup %v; %d node errors retried during the fan-outs; every node acknowledged every update",
-			float64(e.baseRSS)/1024, float64(e.idleRSS)/1024, ps.Threads, ps.FDs, e.setup.Round(time.Second), e.errs.Load())}
+		Note: fmt.Sprintf("agbot processes: %d (figures summed); agbot RSS before any node connected %.0f MiB, every node long-polling and idle %.0f MiB; %d threads, %d open files; setup %v; %d node errors retried during the fan-outs; every node acknowledged every update",
+			len(e.agbots), float64(e.baseRSS)/1024, float64(e.idleRSS)/1024, ps.Threads, ps.FDs, e.setup.Round(time.Second), e.errs.Load())}
 	if n := e.errs.Load(); n > 0 {
 		b.Logf("%d errors between the nodes and the agbot during the fan-outs (retried), first: %s", n, e.firstErrString())
 	}
 	return res
 }
 
-// killedFanout writes a new value, kills the agbot with SIGKILL once half the nodes have
-// acknowledged it, starts it again on the same state and address, and waits until every
-// node has acknowledged the update exactly once.
+// killedFanout writes a new value, kills the (first) agbot with SIGKILL once half the nodes
+// have acknowledged it, starts it again on the same state and address, and waits until every
+// node has acknowledged the update exactly once. On PostgreSQL the killed agbot held the
+// fleet's lease: the restarted one, or the second agbot, takes it over once it expires.
 func (e *fanoutEnv) killedFanout(b *testing.B) *KillResult {
 	runtimeSettle()
 	target := e.updates.Load() + int64(e.nodes)
 	t0 := time.Now()
 	e.putSecret(b, fmt.Sprintf("CANARY-bench-fanout-kill-%d", time.Now().UnixNano()))
 	e.waitCount(b, &e.updates, target-int64(e.nodes)/2, 10*time.Minute, "updates acknowledged before the kill")
-	if err := e.agbot.Process.Kill(); err != nil {
+	first := e.agbots[0]
+	if err := first.cmd.Process.Kill(); err != nil {
 		b.Fatal(err)
 	}
-	e.agbot.Wait()
+	first.cmd.Wait()
 	killed := time.Now()
 	before := e.updates.Load() - (target - int64(e.nodes))
 	e.errs.Store(0)
-	e.startAgbot(b)
+	e.startAgbot(b, first)
 	e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged after the agbot's kill -9 and restart")
 	e.checkEveryNode(b, target/int64(e.nodes))
 	k := &KillResult{AckedBefore: before, Restart: round3(time.Since(killed).Seconds()), Total: round3(time.Unix(0, e.lastAck.Load()).Sub(t0).Seconds()),

@@ -118,20 +118,37 @@ func (r *Results) fanoutTable(w io.Writer) {
 		"simulated node, each long-polling on its own TLS connection with its own keys from the benchmark process on the same cores; "+
 		"every node must acknowledge every update, also across a kill -9 of the agbot in the middle of one more fan-out "+
 		"(`go test -bench Fanout ./bench`; `ANAX_FANOUT_NODES=100000` for other fleet sizes). "+
+		"Store: the agbot's bbolt file, or PostgreSQL (a local server started by the benchmark) with one agbot or two "+
+		"(the nodes alternate between both addresses; the standby forwards to the lease holder; CPU and RSS are the two processes' sums; "+
+		"the kill -9 hits the lease holder). `ANAX_FANOUT_STORES=bbolt,postgres,postgres-2agbots` picks stores. "+
 		"Targets at 10,000 nodes: last ack < 5 s, agbot CPU < 0.25 ms per node per update, agbot RSS < 300 MiB; "+
 		"100,000 idle nodes < 2 GiB.\n\n")
-	slices.SortFunc(r.Fanout, func(a, b FanoutResult) int { return a.Nodes - b.Nodes })
-	fmt.Fprintln(w, "| nodes | fan-outs | to last ack, median s | max s | agbot CPU ms per node per update | agbot RSS MiB, idle (peak) | "+
+	slices.SortStableFunc(r.Fanout, func(a, b FanoutResult) int {
+		if a.Nodes != b.Nodes {
+			return a.Nodes - b.Nodes
+		}
+		return fanoutStoreRank(a.StoreName()) - fanoutStoreRank(b.StoreName())
+	})
+	fmt.Fprintln(w, "| nodes | store | fan-outs | to last ack, median s | max s | agbot CPU ms per node per update | PostgreSQL CPU ms per node per update | agbot RSS MiB, idle (peak) | "+
 		"agbot KiB per idle long-poll | nodes' CPU s per fan-out | kill -9 mid fan-out: acked before, all acked after s |")
-	fmt.Fprintln(w, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+	fmt.Fprintln(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, f := range r.Fanout {
 		kill := "-"
 		if k := f.Kill; k != nil {
 			kill = fmt.Sprintf("%d, %s", k.AckedBefore, num(k.Restart))
 		}
-		fmt.Fprintf(w, "| %d | %d | %s | %s | %s | %s (%s) | %s | %s | %s |\n", f.Nodes, f.ToLastAck.N, num(f.ToLastAck.Median/1000),
-			num(f.ToLastAck.Max/1000), num(f.AgbotCPUPerNode), num(f.IdleRSSMiB), num(f.AgbotHWMMiB), num(f.IdleKiBPerPoll), num(f.NodesCPU), kill)
+		db := "-"
+		if f.DBCPUPerNode > 0 {
+			db = num(f.DBCPUPerNode)
+		}
+		fmt.Fprintf(w, "| %d | %s | %d | %s | %s | %s | %s | %s (%s) | %s | %s | %s |\n", f.Nodes, f.StoreName(), f.ToLastAck.N, num(f.ToLastAck.Median/1000),
+			num(f.ToLastAck.Max/1000), num(f.AgbotCPUPerNode), db, num(f.IdleRSSMiB), num(f.AgbotHWMMiB), num(f.IdleKiBPerPoll), num(f.NodesCPU), kill)
 	}
+}
+
+// fanoutStoreRank orders the stores of the fan-out table: bbolt first.
+func fanoutStoreRank(s string) int {
+	return map[string]int{"bbolt": 0, "postgres": 1, "postgres-2agbots": 2}[s]
 }
 
 func (r *Results) footprintTable(w io.Writer) {

@@ -97,19 +97,32 @@ type ProposalResult struct {
 	Note     string `json:"note,omitempty"`
 }
 
-// FanoutResult is one agbot pushing one org-level update to many nodes.
+// FanoutResult is one agbot (or a fleet of agbots on one database) pushing one org-level
+// update to many nodes.
 type FanoutResult struct {
 	Nodes           int         `json:"nodes"`
-	ToLastAck       Dist        `json:"toLastAck"`         // secret written → last node's acknowledgement, ms
-	AgbotCPU        float64     `json:"agbotCpuS"`         // agbot process CPU seconds per fan-out (user+system)
-	AgbotCPUPerNode float64     `json:"agbotCpuMsPerNode"` // the same, ms per node per update
-	AgbotRSSMiB     float64     `json:"agbotRssMiB"`       // agbot resident set after the fan-outs
-	AgbotHWMMiB     float64     `json:"agbotHwmMiB"`       // agbot peak resident set
-	IdleRSSMiB      float64     `json:"idleRssMiB"`        // agbot resident set, every node long-polling, idle
-	IdleKiBPerPoll  float64     `json:"idleKiBPerPoll"`    // (idle RSS − RSS before any node connected) / nodes
-	NodesCPU        float64     `json:"nodesCpuS"`         // CPU seconds of the simulated nodes per fan-out (same machine)
+	Store           string      `json:"store,omitempty"`          // bbolt (also when empty), postgres, postgres-2agbots
+	Agbots          int         `json:"agbots,omitempty"`         // agbot processes (0: one); the CPU and RSS figures are their sums
+	ToLastAck       Dist        `json:"toLastAck"`                // secret written → last node's acknowledgement, ms
+	AgbotCPU        float64     `json:"agbotCpuS"`                // agbot process CPU seconds per fan-out (user+system)
+	AgbotCPUPerNode float64     `json:"agbotCpuMsPerNode"`        // the same, ms per node per update
+	DBCPUPerNode    float64     `json:"dbCpuMsPerNode,omitempty"` // the PostgreSQL server's processes, ms per node per update
+	AgbotRSSMiB     float64     `json:"agbotRssMiB"`              // agbot resident set after the fan-outs
+	AgbotHWMMiB     float64     `json:"agbotHwmMiB"`              // agbot peak resident set
+	IdleRSSMiB      float64     `json:"idleRssMiB"`               // agbot resident set, every node long-polling, idle
+	IdleKiBPerPoll  float64     `json:"idleKiBPerPoll"`           // (idle RSS − RSS before any node connected) / nodes
+	NodesCPU        float64     `json:"nodesCpuS"`                // CPU seconds of the simulated nodes per fan-out (same machine)
 	Kill            *KillResult `json:"kill,omitempty"`
 	Note            string      `json:"note,omitempty"`
+}
+
+// StoreName is where the agbots kept their state (results from before the store was
+// recorded were on bbolt).
+func (f FanoutResult) StoreName() string {
+	if f.Store == "" {
+		return "bbolt"
+	}
+	return f.Store
 }
 
 // KillResult is one fan-out interrupted by a kill -9 of the agbot, which restarts on its state.

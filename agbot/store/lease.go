@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // ErrNotLeader: a write from an agbot that does not hold the fleet's lease (it lost it, or
@@ -27,6 +28,7 @@ type Holder struct {
 // clock (the agbots' clocks never compare with each other).
 type Lease struct {
 	s          *Store
+	pool       *pgxpool.Pool // the lease's own connection: a busy store pool must not starve its renewal
 	name, id   string
 	addr       string
 	ttlSeconds float64
@@ -38,14 +40,25 @@ func (s *Store) Lease(name, id, addr string, ttl time.Duration) (*Lease, error) 
 	if s.Pool() == nil {
 		return nil, ErrNoLeases
 	}
-	return &Lease{s: s, name: name, id: id, addr: addr, ttlSeconds: ttl.Seconds()}, nil
+	// Renewals wait for nobody: under a herd of logins and acknowledgements the store's pool
+	// is busy, and a renewal waiting there past 2/3 of the TTL made the only agbot step down.
+	cfg := s.Pool().Config()
+	cfg.MaxConns, cfg.MinConns = 1, 0
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("lease %s: %w", name, err)
+	}
+	return &Lease{s: s, pool: pool, name: name, id: id, addr: addr, ttlSeconds: ttl.Seconds()}, nil
 }
+
+// Close closes the lease's connection (Release first to give the lease up).
+func (l *Lease) Close() { l.pool.Close() }
 
 // TryAcquire takes the lease if it is free or expired, or renews it if l holds it, for the
 // lease's TTL from now. It reports whether l holds it, and who does.
 func (l *Lease) TryAcquire(ctx context.Context) (bool, Holder, error) {
 	var h Holder
-	err := l.s.Pool().QueryRow(ctx, `INSERT INTO leases (name, holder, addr, expires)
+	err := l.pool.QueryRow(ctx, `INSERT INTO leases (name, holder, addr, expires)
 		VALUES ($1, $2, $3, now() + make_interval(secs => $4))
 		ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, addr = EXCLUDED.addr, expires = EXCLUDED.expires
 		WHERE leases.holder = EXCLUDED.holder OR leases.expires < now()
@@ -56,14 +69,14 @@ func (l *Lease) TryAcquire(ctx context.Context) (bool, Holder, error) {
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return false, h, fmt.Errorf("lease %s: %w", l.name, err)
 	}
-	h, err = l.s.LeaseHolder(ctx, l.name)
+	h, err = leaseHolder(ctx, l.pool, l.name)
 	return false, h, err
 }
 
 // Release gives the lease up if l holds it (a clean shutdown: another agbot takes over at
 // its next try instead of after the TTL).
 func (l *Lease) Release(ctx context.Context) error {
-	_, err := l.s.Pool().Exec(ctx, "DELETE FROM leases WHERE name = $1 AND holder = $2", l.name, l.id)
+	_, err := l.pool.Exec(ctx, "DELETE FROM leases WHERE name = $1 AND holder = $2", l.name, l.id)
 	return err
 }
 
@@ -72,8 +85,12 @@ func (s *Store) LeaseHolder(ctx context.Context, name string) (Holder, error) {
 	if s.Pool() == nil {
 		return Holder{}, ErrNoLeases
 	}
+	return leaseHolder(ctx, s.Pool(), name)
+}
+
+func leaseHolder(ctx context.Context, pool *pgxpool.Pool, name string) (Holder, error) {
 	var h Holder
-	err := s.Pool().QueryRow(ctx, "SELECT holder, addr, expires FROM leases WHERE name = $1 AND expires >= now()", name).Scan(&h.ID, &h.Addr, &h.Expires)
+	err := pool.QueryRow(ctx, "SELECT holder, addr, expires FROM leases WHERE name = $1 AND expires >= now()", name).Scan(&h.ID, &h.Addr, &h.Expires)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Holder{}, nil
 	}

@@ -16,7 +16,9 @@ func testLease(t *testing.T, be backend) {
 	a, again := be(t)
 	b := again()
 	la, _ := a.Lease("fleet", "agbot-a", "https://a", time.Minute)
+	t.Cleanup(la.Close)
 	lb, _ := b.Lease("fleet", "agbot-b", "https://b", time.Minute)
+	t.Cleanup(lb.Close)
 	step := func(l *store.Lease, wantHeld bool, wantHolder string) {
 		t.Helper()
 		held, h, err := l.TryAcquire(ctx)
