@@ -25,6 +25,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 	vault "github.com/hashicorp/vault/api"
 )
 
@@ -42,7 +43,7 @@ type Server struct {
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *syncbuf.Buffer
 	done chan struct{} // closed when cmd has exited
 }
 
@@ -141,7 +142,7 @@ func (s *Server) start() error {
 	// ~/.vault-token.
 	cmd := exec.Command(s.bin, "server", "-dev", "-dev-no-store-token", "-dev-listen-address="+addr)
 	cmd.Env = append(cleanEnv(), "BAO_DEV_ROOT_TOKEN_ID="+s.Token, "HOME="+s.tb.TempDir())
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	setPdeathsig(cmd)
 	if err := cmd.Start(); err != nil {
@@ -161,7 +162,7 @@ func (s *Server) start() error {
 		cmd.Process.Kill()
 		<-done
 		s.cmd = nil
-		return fmt.Errorf("%w\n--- openbao output (last lines) ---\n%s", err, out.tail(30))
+		return fmt.Errorf("%w\n--- openbao output (last lines) ---\n%s", err, out.Tail(30))
 	}
 	return nil
 }
@@ -267,7 +268,7 @@ func findBinary() (string, error) {
 	cmd := exec.Command("bash", script)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("%s: %w: %s", script, err, strings.TrimSpace(lastLines(stderr.String(), 10)))
+		return "", fmt.Errorf("%s: %w: %s", script, err, strings.TrimSpace(syncbuf.LastLines(stderr.String(), 10)))
 	}
 	p := strings.TrimSpace(stdout.String())
 	if _, err := exec.LookPath(p); err != nil {
@@ -298,29 +299,4 @@ func findScript() (string, error) {
 		}
 	}
 	return "", errors.New("test/openbao.sh not found above the working directory")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return lastLines(l.b.String(), n)
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

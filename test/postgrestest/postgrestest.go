@@ -22,13 +22,13 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/edge-secrets/anax-agent/test/syncbuf"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -143,7 +143,7 @@ func (s *Server) start() error {
 		"-c", "port="+port, "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB")
 	s.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	out := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting postgres: %w", err)
@@ -153,7 +153,7 @@ func (s *Server) start() error {
 	if err := s.waitReady(done); err != nil {
 		cmd.Process.Kill()
 		<-done
-		return fmt.Errorf("%w\n--- postgres log (last lines) ---\n%s", err, out.tail(20))
+		return fmt.Errorf("%w\n--- postgres log (last lines) ---\n%s", err, out.Tail(20))
 	}
 	s.proc, s.done = cmd.Process, done
 	return nil
@@ -215,7 +215,7 @@ func (s *Server) run(prog string, args ...string) (string, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s: %w: %s", prog, err, lastLines(out.String(), 10))
+		return out.String(), fmt.Errorf("%s: %w: %s", prog, err, syncbuf.LastLines(out.String(), 10))
 	}
 	return out.String(), nil
 }
@@ -293,29 +293,4 @@ func freePort() (string, error) {
 	defer l.Close()
 	_, port, err := net.SplitHostPort(l.Addr().String())
 	return port, err
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) tail(n int) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return lastLines(l.b.String(), n)
 }
