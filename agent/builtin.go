@@ -131,6 +131,9 @@ func (p NodePolicy) reportedProperties(arch string, f nodeFacts) []Property {
 func (p NodePolicy) withBuiltins(arch string, f nodeFacts) NodePolicy {
 	eff := p.Effective()
 	p.Deployment = &ExternalPolicy{Properties: p.reportedProperties(arch, f), Constraints: eff.Constraints}
+	if p.Management == nil {
+		p.Management = &ExternalPolicy{} // anax's sections are structs: always shown
+	}
 	return p
 }
 

@@ -61,7 +61,7 @@ func (c *cli) addAgent() {
 
 	pol := c.app.Command("policy", "List the policy of this edge node.").Alias("pol")
 	c.on(pol.Command("list", "Display this edge node's policy as the agbot matches it: the registered policy, with the built-in properties (openhorizon.cpu, .memory, .arch, .hardwareId, .allowPrivileged) in its deployment section.").Alias("ls"),
-		func() error { return c.registeredJSON("/node/policy", "{}") })
+		func() error { return c.registeredJSON("/node/policy", emptyNodePolicy) })
 	ui := c.app.Command("userinput", "List the user input of this edge node.").Alias("u")
 	c.on(ui.Command("list", "Display the user input given at registration (hzn register -f): values of the services' variables, never a secret.").Alias("ls"),
 		func() error { return c.registeredJSON("/node/userinput", "[]") })
@@ -175,8 +175,13 @@ func (c *cli) addServiceLog() {
 	})
 }
 
+// emptyNodePolicy is anax's empty exchangecommon.NodePolicy as `hzn policy list` prints it for
+// a node with no policy (its sections are structs, so they are never omitted).
+const emptyNodePolicy = `{"properties":null,"constraints":null,"deployment":{"properties":null,"constraints":null},"management":{"properties":null,"constraints":null}}`
+
 // registeredJSON prints the agent's answer at path, or empty (as JSON) when the node is not
-// registered, as anax prints an empty policy or user input list for an unconfigured node.
+// registered, as anax prints an empty policy or user input list for an unconfigured node
+// (its agent answers 200 with them).
 func (c *cli) registeredJSON(path, empty string) error {
 	raw, err := newAgentClient(c.get).do("GET", path, nil)
 	var ae *APIError
@@ -186,7 +191,14 @@ func (c *cli) registeredJSON(path, empty string) error {
 	if err != nil {
 		return err
 	}
-	return printRaw(c.env.Stdout, raw)
+	// Indented in the order the agent wrote it (anax's struct order), not re-sorted.
+	var out bytes.Buffer
+	if err := json.Indent(&out, raw, "", "  "); err != nil {
+		return fail(ExitJSON, "agent answer: %v", err)
+	}
+	out.WriteByte('\n')
+	_, err = out.WriteTo(c.env.Stdout)
+	return err
 }
 
 // printRaw re-indents a JSON answer.

@@ -134,7 +134,7 @@ func TestAgentCommands(t *testing.T) {
 		{"unregister answered no", "n\n", []string{"unregister"}, 0, "[y/N]: Exiting.", "", "GET /node"},
 		{"unregister answered yes", "y\n", []string{"unreg"}, 0, "node o/n1 unregistered: 2 agreements cancelled, secrets wiped (1 cancels not delivered", "", "DELETE /node"},
 		{"node list after", "", []string{"node", "ls"}, 0, `"state": "unconfigured"`, "", "GET /node"},
-		{"policy list after", "", []string{"pol", "ls"}, 0, "{}\n", "", "GET /node/policy"},
+		{"policy list after", "", []string{"pol", "ls"}, 0, "\"deployment\": {\n    \"properties\": null,", "", "GET /node/policy"},
 		{"userinput list after", "", []string{"userinput", "list"}, 0, "[]\n", "", "GET /node/userinput"},
 	}
 	for _, tc := range tests {
