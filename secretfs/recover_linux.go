@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/edge-secrets/anax-agent/platform/linux"
 )
@@ -14,7 +15,12 @@ import (
 // what a run killed in the middle of a swap left is repaired (repair_linux.go): hidden layers
 // are detached and every point shows the same version of each secret. It returns how many
 // stores it found.
+//
+// What it finds replaced (versions, covered bases, view directories) counts as replaced at
+// recovery: the previous run may have swapped it out just before it died, and a reader that
+// opened it then must still get the whole grace before it is zeroed or removed.
 func (f *FS) recover() (int, error) {
+	now := time.Now()
 	ids := map[string]bool{}
 	for _, dir := range []string{"stores", "feed", "publish", "view", "fix"} {
 		entries, err := os.ReadDir(filepath.Join(f.lay.root, dir))
@@ -48,7 +54,7 @@ func (f *FS) recover() (int, error) {
 		}
 	}
 	for id := range ids {
-		st := f.recoverStore(id, mounts)
+		st := f.recoverStore(id, mounts, now)
 		f.repairView(st)
 		f.stores[id] = st
 	}
@@ -57,7 +63,7 @@ func (f *FS) recover() (int, error) {
 
 // recoverStore reads what it can; a half-created store comes back with what exists, so that
 // Stores lists it and Wipe removes it.
-func (f *FS) recoverStore(id string, mounts *linux.MountTable) *store {
+func (f *FS) recoverStore(id string, mounts *linux.MountTable, now time.Time) *store {
 	st := &store{id: id, mode: f.mode, secrets: map[string]*secret{}}
 	dir := f.lay.store(id)
 	if s := mounts.Stack(dir); len(s) > 0 {
@@ -81,7 +87,7 @@ func (f *FS) recoverStore(id string, mounts *linux.MountTable) *store {
 
 	names, _ := os.ReadDir(filepath.Join(dir, "v"))
 	for _, n := range names {
-		if sec := f.recoverSecret(st, n.Name(), mounts); sec != nil {
+		if sec := f.recoverSecret(st, n.Name(), mounts, now); sec != nil {
 			st.secrets[n.Name()] = sec
 		}
 	}
@@ -92,7 +98,7 @@ func (f *FS) recoverStore(id string, mounts *linux.MountTable) *store {
 	if entries, err := os.ReadDir(f.lay.view(id)); err == nil {
 		for _, e := range entries {
 			if g, ok := parseViewGen(e.Name()); ok && g != st.viewGen {
-				st.stale = append(st.stale, staleView{gen: g})
+				st.stale = append(st.stale, staleView{gen: g, at: now})
 			}
 		}
 	}
@@ -101,8 +107,8 @@ func (f *FS) recoverStore(id string, mounts *linux.MountTable) *store {
 
 // recoverSecret rebuilds one secret of st from its version files and the mount table: the
 // current generation, retired ones still to clear and, in mount-swap mode, fed bases. It
-// returns nil when no version of name is left.
-func (f *FS) recoverSecret(st *store, name string, mounts *linux.MountTable) *secret {
+// returns nil when no version of name is left. now is the recovery's time (see recover).
+func (f *FS) recoverSecret(st *store, name string, mounts *linux.MountTable, now time.Time) *secret {
 	id := st.id
 	entries, _ := os.ReadDir(filepath.Join(f.lay.store(id), "v", name))
 	var gens []uint64
@@ -131,11 +137,11 @@ func (f *FS) recoverSecret(st *store, name string, mounts *linux.MountTable) *se
 		switch {
 		case g == sec.cur:
 		case st.mode == ModeMountSwap && len(mounts.Stack(f.lay.feedPoint(id, name, g))) > 0:
-			sec.bases[g] = &base{fed: true} // fedAt zero: its own content is zeroed at the next reconcile
+			sec.bases[g] = &base{fed: true, fedAt: now} // its own content is zeroed after the grace
 		case st.mode == ModeRestart:
 			os.Remove(f.lay.version(id, name, g)) // a running container holds its inode if it needs it
 		default:
-			r := retired{gen: g} // epoch 0: the first scan decides
+			r := retired{gen: g, at: now} // epoch 0: the first scan decides
 			if fi, err := os.Stat(f.lay.version(id, name, g)); err == nil {
 				r.size = fi.Size()
 			}

@@ -100,6 +100,52 @@ func TestRecovery(t *testing.T) {
 	}
 }
 
+// TestRecoveryKeepsTheGrace: a version the previous run replaced just before it died is not
+// zeroed by the next run's first pass: a reader that opened it before the swap still reads
+// it whole during the grace (an agent killed and restarted within a second once gave a
+// container an empty read), and the garbage goes once the grace has passed.
+func TestRecoveryKeepsTheGrace(t *testing.T) {
+	for _, mode := range []Mode{ModeMountSwap, ModeMountStack} {
+		t.Run(string(mode), func(t *testing.T) {
+			e := newEnv(t)
+			f := e.open(mode)
+			if _, err := f.Create(e.spec("svc1", "a")); err != nil {
+				t.Fatal(err)
+			}
+			held, err := os.Open(f.lay.version("svc1", "a", 1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Close()
+			if err := f.Update("svc1", []Secret{{Name: "a", Value: canary("grace", 2)}}); err != nil {
+				t.Fatal(err)
+			}
+			f.Close() // the run dies right after the swap, within the grace
+
+			g := e.open("")
+			g.reconcile()
+			b := make([]byte, 64)
+			if n, _ := held.ReadAt(b, 0); n == 0 || b[0] == 0 {
+				t.Errorf("the next run zeroed version 1 within the grace (read %d bytes)", n)
+			}
+			oldView := filepath.Join(g.lay.view("svc1"), viewGenName(1))
+			if _, err := os.Stat(filepath.Join(oldView, "a")); err != nil {
+				t.Errorf("the next run removed the replaced view within the grace: %v", err)
+			}
+			g.mu.Lock()
+			g.grace = 0
+			g.mu.Unlock()
+			g.reconcile()
+			if n, _ := held.ReadAt(b, 0); n != 0 {
+				t.Errorf("version 1 still holds %q after the grace", b[:n])
+			}
+			if _, err := os.Stat(oldView); !os.IsNotExist(err) {
+				t.Errorf("replaced view after the grace: %v, want it removed", err)
+			}
+		})
+	}
+}
+
 // TestGarbage: replaced versions nobody uses are zeroed and removed after the grace; the current
 // one stays. Open files of a replaced version read zeros afterwards, never a mix.
 func TestGarbage(t *testing.T) {
