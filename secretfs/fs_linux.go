@@ -89,6 +89,10 @@ type FS struct {
 	// based on a version retired at or before e: nobody can bind a version after it left its
 	// publish point.
 	epoch uint64
+	// scans numbers the scans begun and applied the latest one applied: scans run without the
+	// lock, so a slower scan can finish after one that began later, and what it saw (no
+	// container that started in between) must not undo what the later one adopted.
+	scans, applied uint64
 
 	kick     chan struct{}
 	quit     chan struct{}

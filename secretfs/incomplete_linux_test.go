@@ -138,7 +138,8 @@ func TestIncompleteScanKeepsVersions(t *testing.T) {
 				t.Errorf("the warning does not name the store:\n%s", logs)
 			}
 			f.mu.Lock()
-			next := f.apply(f.epoch, scanResult{seen: found{}, complete: map[int]bool{}})
+			epoch, seq, _ := f.scanTargets()
+			next := f.apply(epoch, scanResult{seq: seq, seen: found{}, complete: map[int]bool{}})
 			f.mu.Unlock()
 			if next.IsZero() {
 				t.Error("an incomplete scan did not schedule a retry")

@@ -92,6 +92,44 @@ func TestLateStarters(t *testing.T) {
 	}
 }
 
+// TestStaleScanUndoesNothing: scans run without the lock, so one that began before a container
+// started can finish after a later scan adopted that container's version. Applied then, it
+// took the container's feed away and zeroed its version (the container read an empty file
+// for good); it must change nothing.
+func TestStaleScanUndoesNothing(t *testing.T) {
+	e := newEnv(t)
+	f := e.open(ModeMountSwap)
+	st, err := f.Create(e.spec("svc1", "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := Secret{Name: "a", Value: canary("stale", 2), Format: FormatValueOnly}
+	f.mu.Lock()
+	epoch, seq, targets := f.scanTargets() // the slow scan begins before the container starts
+	f.mu.Unlock()
+	old := f.scan(targets)
+	old.seq = seq
+
+	r := startNSReader(t, st.Files["a"]) // starts with version 1
+	if err := f.Update("svc1", []Secret{val}); err != nil {
+		t.Fatal(err)
+	}
+	f.reconcile() // a later scan adopts version 1 and feeds it version 2
+	if got := r.read(); got != want(val) {
+		t.Fatalf("before the stale scan: reader reads %q, want %q", got, want(val))
+	}
+	f.mu.Lock()
+	f.grace = 0
+	f.apply(epoch, old)
+	f.mu.Unlock()
+	if got := r.read(); got != want(val) {
+		t.Errorf("after a stale scan was applied: reader reads %q, want %q", got, want(val))
+	}
+	if _, err := os.Stat(f.lay.version("svc1", "a", 1)); err != nil {
+		t.Errorf("the version the reader started with: %v", err)
+	}
+}
+
 // TestTornReads: readers hammer a publish point, the directory view and (mount-swap) the copy of
 // a container that started with version 1, while 1000 updates with values of 0 B to 64 KiB are
 // applied. Every read must be one of the values current at some moment during that read.

@@ -71,8 +71,11 @@ type found map[int]map[string]map[uint64]bool
 
 // scanResult is what one scan learnt: the versions containers use, the feed groups whose
 // containers were all read (a group missing from complete keeps every version it has), and
-// the stores' new scan caches.
+// the stores' new scan caches. seq numbers the scan (scanTargets); stale marks one that began
+// before a scan already applied, so nothing it saw is acted on.
 type scanResult struct {
+	seq      uint64
+	stale    bool
 	seen     found
 	complete map[int]bool
 	caches   map[string]scanCache
@@ -94,10 +97,11 @@ func (f *FS) reconcile() time.Time {
 		f.mu.Unlock()
 		return time.Time{}
 	}
-	epoch, targets := f.scanTargets()
+	epoch, seq, targets := f.scanTargets()
 	f.mu.Unlock()
 
 	res := f.scan(targets)
+	res.seq = seq
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -119,8 +123,9 @@ func (f *FS) reconcile() time.Time {
 // reconcileLocked is reconcile for a caller that holds the lock: Update uses it when a burst
 // of updates outruns the background loop, so that replaced versions cannot fill the store.
 func (f *FS) reconcileLocked() {
-	epoch, targets := f.scanTargets()
+	epoch, seq, targets := f.scanTargets()
 	res := f.scan(targets)
+	res.seq = seq
 	if old := f.rotateTrash(); old != "" {
 		f.dropTrash(old)
 	}
@@ -128,16 +133,17 @@ func (f *FS) reconcileLocked() {
 	f.poke() // let the loop re-arm its timer for what is still due
 }
 
-// scanTargets returns the retire epoch a scan starting now covers, and the mount-swap stores
-// to scan. Call with the lock held.
-func (f *FS) scanTargets() (uint64, map[string]scanTarget) {
+// scanTargets returns the retire epoch a scan starting now covers, the scan's number, and the
+// mount-swap stores to scan. Call with the lock held.
+func (f *FS) scanTargets() (uint64, uint64, map[string]scanTarget) {
 	targets := map[string]scanTarget{}
 	for _, st := range f.stores {
 		if st.mode == ModeMountSwap && st.group != 0 {
 			targets[st.id] = scanTarget{group: st.group, mut: st.mut, cache: st.scan}
 		}
 	}
-	return f.epoch, targets
+	f.scans++
+	return f.epoch, f.scans, targets
 }
 
 // scan finds the versions running containers started with. With Options.Holders it reads the
@@ -252,6 +258,10 @@ func (f *FS) apply(epoch uint64, res scanResult) time.Time {
 			next = t
 		}
 	}
+	if res.seq < f.applied {
+		res = scanResult{stale: true}
+	}
+	f.applied = max(f.applied, res.seq)
 	for id, c := range res.caches {
 		if st := f.stores[id]; st != nil {
 			st.scan = c
@@ -261,7 +271,7 @@ func (f *FS) apply(epoch uint64, res scanResult) time.Time {
 		switch st.mode {
 		case ModeMountSwap:
 			scanned := res.complete[st.group]
-			incomplete = incomplete || !scanned
+			incomplete = incomplete || (!scanned && !res.stale)
 			f.reconcileSwap(st, scanned, res.seen[st.group], epoch, now, due)
 		case ModeMountStack:
 			f.reconcileStack(st, now, due)
