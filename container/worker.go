@@ -175,6 +175,7 @@ func NewFromEnv(opts Options) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("container: docker client: %w", err)
 	}
+	negotiate(cli)
 	w, err := New(cli, opts)
 	if err != nil {
 		cli.Close()
@@ -182,6 +183,16 @@ func NewFromEnv(opts Options) (*Worker, error) {
 	}
 	w.owned = cli
 	return w, nil
+}
+
+// negotiate agrees the API version with the engine before the worker's goroutines share the
+// client: the docker client (v28) reads the version unguarded in Events while another
+// goroutine's first request may still write it (moby/moby#43729, #50448; found with -race).
+// An engine that does not answer yet leaves it to the first request, as before.
+func negotiate(cli *client.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cli.NegotiateAPIVersion(ctx)
 }
 
 // Close releases the client NewFromEnv made. Containers keep running.

@@ -62,6 +62,9 @@ func StartDaemon(t testing.TB, args ...string) *Daemon {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cli.NegotiateAPIVersion(ctx) // before goroutines share it (see container.negotiate)
 	d.Client = cli
 	return d
 }

@@ -42,6 +42,7 @@ func Client(t testing.TB) *client.Client {
 		cli.Close()
 		testenv.Skip(t, fmt.Sprintf("no Docker engine answers (run test/prepare.sh docker): %v", err))
 	}
+	cli.NegotiateAPIVersion(ctx) // before goroutines share it (see container.negotiate)
 	t.Cleanup(func() { cli.Close() })
 	return cli
 }
