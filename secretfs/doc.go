@@ -12,7 +12,11 @@
 // mounts of each store's running containers, by the PIDs Options.Holders gives (the agent asks
 // Docker), or of every process when there is no Holders (Linux only; see reconcile_linux.go).
 // A version is zeroed or released only after a complete scan proved nobody uses it: a scan that
-// could not read a container keeps everything, warns once and is retried. Open recovers the stores a
+// could not read a container keeps everything, warns once and is retried; a scan that began
+// before another one already applied is dropped (it can not know of containers that started
+// in between). A replaced version keeps its content for a grace (1 s) for readers that opened
+// it just before the swap, after a restart too: what recovery finds replaced counts as
+// replaced at recovery. Open recovers the stores a
 // previous run left; after a kill in the middle of a swap it detaches the hidden layers left at
 // publish and feed points and makes every point show the same (old or new) version of each
 // secret (repair_linux.go).
