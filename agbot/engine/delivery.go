@@ -319,13 +319,7 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	case *protocol.UpdateReply:
 		return in.updateReply(m)
 	case *protocol.CancelReply:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		in.ack(protocol.TypeCancel, false)
-		if a := e.live[h.Agreement]; a == nil || a.State != StateEnding {
-			return nil // the agbot did not cancel it (or it is gone already): nothing to end
-		}
-		return e.persist(nil, []*Agreement{&in.c}, nil)
+		return in.cancelReply()
 	case *protocol.Cancel:
 		return in.cancel(m)
 	case *protocol.Resync:
@@ -458,6 +452,27 @@ func (e *Engine) decide(c *Agreement, mid, seq uint64, accepted bool) error {
 	e.live[c.ID] = c
 	if mid != 0 {
 		e.q.remove(NodeID(c.Org, c.Node), mid)
+	}
+	return nil
+}
+
+// cancelReply ends an agreement the agbot cancelled. The queued cancel is removed and the
+// agreement dropped in one transaction: when it fails, the cancel stays queued and is offered
+// again (removing it alone would leave the agreement ending for good).
+func (in *received) cancelReply() error {
+	e, h := in.e, in.h
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a := e.live[h.Agreement]; a == nil || a.State != StateEnding {
+		in.ack(protocol.TypeCancel, false)
+		return nil // the agbot did not cancel it (or it is gone already): nothing to end
+	}
+	mid, queued := e.q.find(in.id, h.Agreement, h.Seq, protocol.TypeCancel)
+	if !queued {
+		mid = 0
+	}
+	if err := e.persistRemoving(in.org, in.node, mid, nil, []*Agreement{&in.c}, nil); err != nil {
+		return fmt.Errorf("cancel reply for agreement %q not recorded (the cancel stays queued): %w", h.Agreement, err)
 	}
 	return nil
 }
