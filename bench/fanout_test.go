@@ -107,7 +107,7 @@ type fanoutEnv struct {
 	logs      []*os.File
 	kill      *KillResult
 	closed    bool
-	keep      bool // a wait failed: close keeps dir (the agbots' logs) for a look
+	keep      bool // a wait failed, or ANAX_FANOUT_KEEP is set: close keeps dir (the agbots' logs)
 }
 
 var fanoutEnvs = map[string]*fanoutEnv{}
@@ -171,7 +171,7 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &fanoutEnv{key: key, store: st, nodes: nodes, dir: dir}
+	e := &fanoutEnv{key: key, store: st, nodes: nodes, dir: dir, keep: os.Getenv("ANAX_FANOUT_KEEP") != ""}
 	fanoutEnvs[key] = e
 	onExit(e.close)
 	var db agbot.DBOptions
@@ -450,7 +450,7 @@ func (e *fanoutEnv) close() {
 		f.Close()
 	}
 	if e.keep {
-		fmt.Fprintf(os.Stderr, "fan-out %s: a wait failed; the agbots' logs are kept in %s\n", e.key, e.dir)
+		fmt.Fprintf(os.Stderr, "fan-out %s: the agbots' logs are kept in %s\n", e.key, e.dir)
 		return
 	}
 	os.RemoveAll(e.dir)
@@ -784,9 +784,10 @@ func fanoutNodes(b *testing.B) []int {
 // simulated nodes used on the same cores. After the measured fan-outs one more is
 // interrupted by a kill -9 of the agbot once half the nodes have acknowledged; the agbot
 // restarts on the same state and every node must still acknowledge (ANAX_FANOUT_KILL=0
-// skips it). Each fleet size runs on each store (ANAX_FANOUT_STORES picks some): the bbolt
-// file; PostgreSQL with one agbot; PostgreSQL with two agbots, the nodes alternating between
-// their addresses, where the kill -9 hits the lease holder. PostgreSQL is a server of
+// skips it; ANAX_FANOUT_KEEP=1 keeps the agbots' logs). Each fleet size runs on each store
+// (ANAX_FANOUT_STORES picks some): the bbolt file; PostgreSQL with one agbot; PostgreSQL
+// with two agbots, the nodes alternating between their addresses, where the kill -9 hits
+// the lease holder. PostgreSQL is a server of
 // test/postgrestest (skipped without one, failed with CI=true as make bench sets).
 //
 //	go test -run '^$' -bench Fanout -benchtime 5x -timeout 180m ./bench/
