@@ -226,9 +226,16 @@ func (h *ha) stepDown(why string) {
 	}
 }
 
+// setLeader records where the lease holder serves. A holder at this agbot's own address is
+// an earlier process of it (killed, restarted on the same address) whose lease has not
+// expired yet: no agbot serves until it does, and forwarding there would only reach this
+// one again (a second connection per request, each answered 503).
 func (h *ha) setLeader(addr string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if addr == h.advertise {
+		addr = ""
+	}
 	if h.leader != addr {
 		h.log.Info("standing by", "leader", addr)
 	}

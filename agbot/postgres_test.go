@@ -23,6 +23,8 @@ func TestPostgres(t *testing.T) {
 	t.Run("matrix", func(t *testing.T) { testMatrix(t, on(t)) })
 	t.Run("fleet keys", func(t *testing.T) { testFleetKeys(t, pg) })
 	t.Run("fleet failover", func(t *testing.T) { testFleetFailover(t, pg) })
+	t.Run("proposal reply atomic", func(t *testing.T) { testProposalReplyAtomic(t, pg) })
+	t.Run("cancel reply atomic", func(t *testing.T) { testCancelReplyAtomic(t, pg) })
 }
 
 // testFleetKeys: a second agbot on the database with keys of its own is refused at

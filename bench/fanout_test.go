@@ -107,6 +107,7 @@ type fanoutEnv struct {
 	logs      []*os.File
 	kill      *KillResult
 	closed    bool
+	keep      bool // a wait failed, or ANAX_FANOUT_KEEP is set: close keeps dir (the agbots' logs)
 }
 
 var fanoutEnvs = map[string]*fanoutEnv{}
@@ -119,6 +120,14 @@ func (e *fanoutEnv) fail(err error) {
 	e.errs.Add(1)
 	s := err.Error()
 	e.firstErr.CompareAndSwap(nil, &s)
+}
+
+// failNode is fail for one node's error, which the node also keeps as its last (named when
+// a wait for its acknowledgement times out).
+func (s *simNode) fail(err error) {
+	s.env.fail(err)
+	msg := time.Now().UTC().Format("15:04:05.000 ") + err.Error()
+	s.lastErr.Store(&msg)
 }
 
 // raiseFileLimit lifts this process's RLIMIT_NOFILE to its hard limit (the agbot inherits
@@ -162,7 +171,7 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &fanoutEnv{key: key, store: st, nodes: nodes, dir: dir}
+	e := &fanoutEnv{key: key, store: st, nodes: nodes, dir: dir, keep: os.Getenv("ANAX_FANOUT_KEEP") != ""}
 	fanoutEnvs[key] = e
 	onExit(e.close)
 	var db agbot.DBOptions
@@ -213,7 +222,7 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 		e.sim = append(e.sim, s)
 		e.wg.Go(func() { s.run(e.ctx) })
 	}
-	e.waitCount(b, &e.proposals, int64(nodes), 20*time.Minute, "proposals acknowledged")
+	e.waitCount(b, &e.proposals, int64(nodes), 20*time.Minute, "proposals acknowledged", func(s *simNode) bool { return s.propCounted.Load() })
 	e.setup = time.Since(start)
 	// 10,000 nodes connecting at once is a herd: some are answered 503 (password checks
 	// saturated) and retry with the agent's backoff. Only the errors during the measured
@@ -440,6 +449,10 @@ func (e *fanoutEnv) close() {
 	for _, f := range e.logs {
 		f.Close()
 	}
+	if e.keep {
+		fmt.Fprintf(os.Stderr, "fan-out %s: the agbots' logs are kept in %s\n", e.key, e.dir)
+		return
+	}
 	os.RemoveAll(e.dir)
 }
 
@@ -458,15 +471,45 @@ func (p *agbotProc) stop() {
 	}
 }
 
-func (e *fanoutEnv) waitCount(b *testing.B, c *atomic.Int64, want int64, timeout time.Duration, what string) {
+// waitCount waits until c reaches want. On a timeout it names the nodes that have not
+// counted yet (done says which have), with what each has seen and its last error, and keeps
+// the agbots' logs.
+func (e *fanoutEnv) waitCount(b *testing.B, c *atomic.Int64, want int64, timeout time.Duration, what string, done func(*simNode) bool) {
 	b.Helper()
 	deadline := time.Now().Add(timeout)
 	for c.Load() < want {
 		if time.Now().After(deadline) {
-			b.Fatalf("%d of %d %s after %v; %d errors, first: %v", c.Load(), want, what, timeout, e.errs.Load(), e.firstErrString())
+			e.keep = true
+			b.Fatalf("%d of %d %s after %v; %d errors, first: %v; nodes not counted: %s", c.Load(), want, what, timeout, e.errs.Load(), e.firstErrString(), e.missing(done))
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// missing describes the first nodes for which done is false.
+func (e *fanoutEnv) missing(done func(*simNode) bool) string {
+	var out []string
+	for _, s := range e.sim {
+		if done(s) {
+			continue
+		}
+		if len(out) == 5 {
+			out = append(out, "...")
+			break
+		}
+		last := "none"
+		if p := s.lastErr.Load(); p != nil {
+			last = *p
+		}
+		out = append(out, fmt.Sprintf("%s (source %v, agbot %s: proposal counted %v, updates %d, poll cursor %d, last error %s)",
+			s.id, sourceIP(s.i), e.agbots[s.i%len(e.agbots)].addr, s.propCounted.Load(), s.acked.Load(), s.cursor.Load(), last))
+	}
+	return strings.Join(out, "; ")
+}
+
+// ackedAll says whether a node has acknowledged every update up to the fleet's total target.
+func (e *fanoutEnv) ackedAll(target int64) func(*simNode) bool {
+	return func(s *simNode) bool { return s.acked.Load() >= target/int64(e.nodes) }
 }
 
 // checkEveryNode fails unless every node has acknowledged exactly `updates` updates.
@@ -506,6 +549,11 @@ type simNode struct {
 	lastUpd uint64
 	gotProp bool
 	acked   atomic.Int64 // distinct updates acknowledged
+	// For a timed-out wait's report (read from another goroutine): the poll cursor, whether
+	// the proposal was counted, the last error.
+	cursor      atomic.Uint64
+	propCounted atomic.Bool
+	lastErr     atomic.Pointer[string]
 
 	mu   sync.Mutex
 	conn *tls.Conn
@@ -613,7 +661,7 @@ func (s *simNode) run(ctx context.Context) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				s.env.fail(fmt.Errorf("node %s poll: %w", s.id, err))
+				s.fail(fmt.Errorf("node %s poll: %w", s.id, err))
 				failures++
 				sleepCtx(ctx, backoff(failures))
 			}
@@ -622,6 +670,7 @@ func (s *simNode) run(ctx context.Context) {
 		failures = 0
 		for _, m := range out.Messages {
 			s.after = max(s.after, m.ID)
+			s.cursor.Store(s.after)
 			s.answer(ctx, base, m.Type, m.Envelope)
 		}
 	}
@@ -631,7 +680,7 @@ func (s *simNode) run(ctx context.Context) {
 func (s *simNode) answer(ctx context.Context, base, typ string, envelope []byte) {
 	msg, err := s.ep.Open(envelope)
 	if err != nil {
-		s.env.fail(fmt.Errorf("node %s open %s: %w", s.id, typ, err))
+		s.fail(fmt.Errorf("node %s open %s: %w", s.id, typ, err))
 		return
 	}
 	hd := msg.Head()
@@ -642,12 +691,12 @@ func (s *simNode) answer(ctx context.Context, base, typ string, envelope []byte)
 	case *protocol.Update:
 		reply = &protocol.UpdateReply{Meta: hd.ReplyMeta(protocol.TypeUpdateReply), Status: protocol.StatusApplied}
 	default:
-		s.env.fail(fmt.Errorf("node %s: unexpected %s", s.id, hd.Type))
+		s.fail(fmt.Errorf("node %s: unexpected %s", s.id, hd.Type))
 		return
 	}
 	env, err := s.ep.Wrap(reply)
 	if err != nil {
-		s.env.fail(fmt.Errorf("node %s wrap: %w", s.id, err))
+		s.fail(fmt.Errorf("node %s wrap: %w", s.id, err))
 		return
 	}
 	if !s.post(ctx, base, env) {
@@ -659,6 +708,7 @@ func (s *simNode) answer(ctx context.Context, base, typ string, envelope []byte)
 	case *protocol.Proposal:
 		if !s.gotProp {
 			s.gotProp = true
+			s.propCounted.Store(true)
 			s.env.proposals.Add(1)
 		}
 	case *protocol.Update:
@@ -688,10 +738,10 @@ func (s *simNode) post(ctx context.Context, base string, env []byte) bool {
 		case err == nil, errors.As(err, &se) && se.code == http.StatusConflict:
 			return true
 		case errors.As(err, &se) && se.code != http.StatusServiceUnavailable && se.code != http.StatusTooManyRequests:
-			s.env.fail(fmt.Errorf("node %s reply refused: %w", s.id, err))
+			s.fail(fmt.Errorf("node %s reply refused: %w", s.id, err))
 			return false
 		}
-		s.env.fail(fmt.Errorf("node %s reply: %w", s.id, err))
+		s.fail(fmt.Errorf("node %s reply: %w", s.id, err))
 		sleepCtx(ctx, backoff(attempt))
 	}
 	return false
@@ -734,9 +784,10 @@ func fanoutNodes(b *testing.B) []int {
 // simulated nodes used on the same cores. After the measured fan-outs one more is
 // interrupted by a kill -9 of the agbot once half the nodes have acknowledged; the agbot
 // restarts on the same state and every node must still acknowledge (ANAX_FANOUT_KILL=0
-// skips it). Each fleet size runs on each store (ANAX_FANOUT_STORES picks some): the bbolt
-// file; PostgreSQL with one agbot; PostgreSQL with two agbots, the nodes alternating between
-// their addresses, where the kill -9 hits the lease holder. PostgreSQL is a server of
+// skips it; ANAX_FANOUT_KEEP=1 keeps the agbots' logs). Each fleet size runs on each store
+// (ANAX_FANOUT_STORES picks some): the bbolt file; PostgreSQL with one agbot; PostgreSQL
+// with two agbots, the nodes alternating between their addresses, where the kill -9 hits
+// the lease holder. PostgreSQL is a server of
 // test/postgrestest (skipped without one, failed with CI=true as make bench sets).
 //
 //	go test -run '^$' -bench Fanout -benchtime 5x -timeout 180m ./bench/
@@ -783,7 +834,7 @@ func benchFanout(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes in
 		b.StartTimer()
 		t0 := time.Now()
 		e.putSecret(b, fmt.Sprintf("CANARY-bench-fanout-%d-%d", nodes, time.Now().UnixNano()))
-		e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged")
+		e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged", e.ackedAll(target))
 		b.StopTimer()
 		times = append(times, time.Unix(0, e.lastAck.Load()).Sub(t0))
 		after, err := e.readProcs()
@@ -848,7 +899,7 @@ func (e *fanoutEnv) killedFanout(b *testing.B) *KillResult {
 	target := e.updates.Load() + int64(e.nodes)
 	t0 := time.Now()
 	e.putSecret(b, fmt.Sprintf("CANARY-bench-fanout-kill-%d", time.Now().UnixNano()))
-	e.waitCount(b, &e.updates, target-int64(e.nodes)/2, 10*time.Minute, "updates acknowledged before the kill")
+	e.waitCount(b, &e.updates, target-int64(e.nodes)/2, 10*time.Minute, "updates acknowledged before the kill", e.ackedAll(target))
 	first := e.agbots[0]
 	if err := first.cmd.Process.Kill(); err != nil {
 		b.Fatal(err)
@@ -858,7 +909,7 @@ func (e *fanoutEnv) killedFanout(b *testing.B) *KillResult {
 	before := e.updates.Load() - (target - int64(e.nodes))
 	e.errs.Store(0)
 	e.startAgbot(b, first)
-	e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged after the agbot's kill -9 and restart")
+	e.waitCount(b, &e.updates, target, 10*time.Minute, "updates acknowledged after the agbot's kill -9 and restart", e.ackedAll(target))
 	e.checkEveryNode(b, target/int64(e.nodes))
 	k := &KillResult{AckedBefore: before, Restart: round3(time.Since(killed).Seconds()), Total: round3(time.Unix(0, e.lastAck.Load()).Sub(t0).Seconds()),
 		Errors: e.errs.Load()}

@@ -319,13 +319,7 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	case *protocol.UpdateReply:
 		return in.updateReply(m)
 	case *protocol.CancelReply:
-		e.mu.Lock()
-		defer e.mu.Unlock()
-		in.ack(protocol.TypeCancel, false)
-		if a := e.live[h.Agreement]; a == nil || a.State != StateEnding {
-			return nil // the agbot did not cancel it (or it is gone already): nothing to end
-		}
-		return e.persist(nil, []*Agreement{&in.c}, nil)
+		return in.cancelReply()
 	case *protocol.Cancel:
 		return in.cancel(m)
 	case *protocol.Resync:
@@ -391,7 +385,7 @@ func (in *received) proposalReply(m *protocol.ProposalReply) error {
 	if a := e.live[h.Agreement]; a != nil {
 		c = *a
 	}
-	queued := in.ack(protocol.TypeProposal, false)
+	mid, queued := e.q.find(in.id, h.Agreement, h.Seq, protocol.TypeProposal)
 	// Only the answer to the agreement's outstanding proposal decides it: a duplicate (the
 	// proposal was offered again or resealed and the node answered each copy), a reply to a
 	// proposal since superseded, or one arriving after the agreement moved on is acknowledged
@@ -399,21 +393,88 @@ func (in *received) proposalReply(m *protocol.ProposalReply) error {
 	// is still queued".
 	current := c.State == StateProposed && (h.Seq == c.ProposalSeq || c.ProposalSeq == 0 && queued)
 	if !current {
+		in.ack(protocol.TypeProposal, false)
 		e.log.Info("stale proposal reply ignored", "agreement", c.ID, "node", in.id, "seq", h.Seq,
 			"proposal_seq", c.ProposalSeq, "state", c.State, "status", m.Status)
 		return nil
 	}
-	if m.Status == protocol.StatusAccepted {
+	accepted := m.Status == protocol.StatusAccepted
+	if accepted {
 		c.State = StateAgreed
-		if err := e.recordReply(in.org, in.node, c.ID, h.Seq, 0, ""); err != nil {
-			e.log.Warn("acceptance not recorded in the rollout", "agreement", c.ID, "node", in.id, "err", err)
-		}
 	} else {
 		c.State, c.Held = StateDeclined, m.Reason
 	}
 	c.Updated = time.Now()
+	if !queued {
+		mid = 0
+	}
+	if err := e.decide(&c, mid, h.Seq, accepted); err != nil {
+		return err
+	}
 	e.log.Info("proposal reply", "agreement", c.ID, "node", in.id, "status", m.Status, "reason", m.Reason)
-	return e.persist([]*Agreement{&c}, nil, nil)
+	return nil
+}
+
+// decide records the answer to agreement c's proposal seq in one transaction: the decided
+// agreement, the holdings it acknowledges (accepted) and the removal of the queued proposal
+// mid (0: none). All or nothing: when it fails the proposal stays queued and is offered
+// again, and the node's next answer decides (removing the proposal alone would leave the
+// agreement proposed with nothing left to answer). Caller holds e.mu.
+func (e *Engine) decide(c *Agreement, mid, seq uint64, accepted bool) error {
+	e.hold.mu.Lock()
+	defer e.hold.mu.Unlock()
+	now := time.Now()
+	reply := &rolloutChange{}
+	if accepted {
+		reply = e.planReply(c.Org, c.ID, seq, "", now)
+	}
+	saved := e.planSaved([]*Agreement{c}, nil, nil, now)
+	err := e.st.Update(func(tx store.Tx) error {
+		if mid != 0 {
+			if _, err := e.st.RemoveTx(tx, c.Org, c.Node, mid); err != nil {
+				return err
+			}
+		}
+		if err := reply.apply(tx, e.holdTable); err != nil {
+			return err
+		}
+		if err := saved.apply(tx, e.holdTable); err != nil {
+			return err
+		}
+		return e.agreements.PutTx(tx, c.Org, c.ID, *c)
+	})
+	if err != nil {
+		return fmt.Errorf("proposal reply for agreement %q not recorded (the proposal stays queued): %w", c.ID, err)
+	}
+	reply.commit(&e.hold)
+	e.observeAcks(reply)
+	saved.commit(&e.hold)
+	e.live[c.ID] = c
+	if mid != 0 {
+		e.q.remove(NodeID(c.Org, c.Node), mid)
+	}
+	return nil
+}
+
+// cancelReply ends an agreement the agbot cancelled. The queued cancel is removed and the
+// agreement dropped in one transaction: when it fails, the cancel stays queued and is offered
+// again (removing it alone would leave the agreement ending for good).
+func (in *received) cancelReply() error {
+	e, h := in.e, in.h
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if a := e.live[h.Agreement]; a == nil || a.State != StateEnding {
+		in.ack(protocol.TypeCancel, false)
+		return nil // the agbot did not cancel it (or it is gone already): nothing to end
+	}
+	mid, queued := e.q.find(in.id, h.Agreement, h.Seq, protocol.TypeCancel)
+	if !queued {
+		mid = 0
+	}
+	if err := e.persistRemoving(in.org, in.node, mid, nil, []*Agreement{&in.c}, nil); err != nil {
+		return fmt.Errorf("cancel reply for agreement %q not recorded (the cancel stays queued): %w", h.Agreement, err)
+	}
+	return nil
 }
 
 // updateReply acknowledges an applied update; a failed one stays queued and is offered again.

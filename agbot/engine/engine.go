@@ -295,10 +295,21 @@ func (k *keyRing) set(id string, p *protocol.PublicKeys) {
 // persist writes agreements and queues messages in one transaction, then offers the
 // messages to the nodes' polls: a message is on disk before any node can see it.
 func (e *Engine) persist(save []*Agreement, drop []*Agreement, msgs []outgoing) error {
+	return e.persistRemoving("", "", 0, save, drop, msgs)
+}
+
+// persistRemoving is persist that also removes the queued message mid (0: none) of node
+// org/node in the same transaction: the message a node's reply answered.
+func (e *Engine) persistRemoving(org, node string, mid uint64, save []*Agreement, drop []*Agreement, msgs []outgoing) error {
 	e.hold.mu.Lock()
 	defer e.hold.mu.Unlock()
 	rc := e.planSaved(save, drop, msgs, time.Now())
 	err := e.st.Update(func(tx store.Tx) error {
+		if mid != 0 {
+			if _, err := e.st.RemoveTx(tx, org, node, mid); err != nil {
+				return err
+			}
+		}
 		if err := rc.apply(tx, e.holdTable); err != nil {
 			return err
 		}
@@ -328,6 +339,9 @@ func (e *Engine) persist(save []*Agreement, drop []*Agreement, msgs []outgoing) 
 	}
 	for _, a := range drop {
 		delete(e.live, a.ID)
+	}
+	if mid != 0 {
+		e.q.remove(NodeID(org, node), mid)
 	}
 	for _, m := range msgs {
 		e.q.push(NodeID(m.org, m.node), m.m)
