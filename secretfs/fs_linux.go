@@ -1,6 +1,7 @@
 package secretfs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -198,7 +199,7 @@ func Open(opts Options) (*FS, error) {
 		size:   opts.StoreSize,
 		inodes: opts.MaxInodes,
 		log:    opts.Logger,
-		grace:  defaultGrace,
+		grace:  cmp.Or(opts.grace, defaultGrace),
 		stores: map[string]*store{},
 
 		holders:   opts.Holders,

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/edge-secrets/anax-agent/platform/linux"
 	"github.com/edge-secrets/anax-agent/test/testenv"
@@ -93,7 +94,13 @@ func (e *env) values() []string {
 
 func (e *env) open(mode Mode) *FS {
 	e.t.Helper()
-	f, err := Open(Options{Root: e.root, Mode: mode, Logger: slog.New(slog.NewTextHandler(e.log, nil))})
+	return e.openGrace(mode, 0)
+}
+
+// openGrace is open with a grace of its own (0: the default).
+func (e *env) openGrace(mode Mode, grace time.Duration) *FS {
+	e.t.Helper()
+	f, err := Open(Options{Root: e.root, Mode: mode, Logger: slog.New(slog.NewTextHandler(e.log, nil)), grace: grace})
 	if err != nil {
 		e.t.Fatalf("Open(mode %q): %v", mode, err)
 	}

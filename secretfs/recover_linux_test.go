@@ -100,6 +100,22 @@ func TestRecovery(t *testing.T) {
 	}
 }
 
+// holdFirstVersion opens an FS in mode with store svc1 of one secret a, and opens a's first
+// version file as a reader that opened it just before a swap would (closed at the test's end).
+func (e *env) holdFirstVersion(mode Mode) (*FS, *os.File) {
+	e.t.Helper()
+	f := e.openGrace(mode, time.Hour) // "within the grace" whatever the machine's load
+	if _, err := f.Create(e.spec("svc1", "a")); err != nil {
+		e.t.Fatal(err)
+	}
+	held, err := os.Open(f.lay.version("svc1", "a", 1))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { held.Close() })
+	return f, held
+}
+
 // TestRecoveryKeepsTheGrace: a version the previous run replaced just before it died is not
 // zeroed by the next run's first pass: a reader that opened it before the swap still reads
 // it whole during the grace (an agent killed and restarted within a second once gave a
@@ -108,21 +124,13 @@ func TestRecoveryKeepsTheGrace(t *testing.T) {
 	for _, mode := range []Mode{ModeMountSwap, ModeMountStack} {
 		t.Run(string(mode), func(t *testing.T) {
 			e := newEnv(t)
-			f := e.open(mode)
-			if _, err := f.Create(e.spec("svc1", "a")); err != nil {
-				t.Fatal(err)
-			}
-			held, err := os.Open(f.lay.version("svc1", "a", 1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer held.Close()
+			f, held := e.holdFirstVersion(mode)
 			if err := f.Update("svc1", []Secret{{Name: "a", Value: canary("grace", 2)}}); err != nil {
 				t.Fatal(err)
 			}
 			f.Close() // the run dies right after the swap, within the grace
 
-			g := e.open("")
+			g := e.openGrace("", time.Hour)
 			g.reconcile()
 			b := make([]byte, 64)
 			if n, _ := held.ReadAt(b, 0); n == 0 || b[0] == 0 {
@@ -152,15 +160,7 @@ func TestGarbage(t *testing.T) {
 	for _, mode := range []Mode{ModeMountSwap, ModeMountStack} {
 		t.Run(string(mode), func(t *testing.T) {
 			e := newEnv(t)
-			f := e.open(mode)
-			if _, err := f.Create(e.spec("svc1", "a")); err != nil {
-				t.Fatal(err)
-			}
-			held, err := os.Open(f.lay.version("svc1", "a", 1))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer held.Close()
+			f, held := e.holdFirstVersion(mode)
 			for i := 2; i <= 3; i++ {
 				if err := f.Update("svc1", []Secret{{Name: "a", Value: canary("gc", i)}}); err != nil {
 					t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -101,6 +102,9 @@ type Options struct {
 	// secretfs reads the mounts of every process on the machine to find them.
 	Holders Holders
 
+	// grace, set by tests, replaces defaultGrace (0: the default), so that "within the grace"
+	// does not depend on how loaded the machine is.
+	grace time.Duration
 	// crashHook, set by tests, is called at every crash point of Create, Update, Wipe and
 	// recovery (see FS.crashPoint); a hook that panics stops the operation there, as a kill would.
 	crashHook func(point string)
