@@ -85,6 +85,10 @@ type FS struct {
 	stores map[string]*store
 	closed bool
 	retry  time.Duration // current wait before retrying an incomplete scan (see nextRetry)
+	// passDone and passHolders: a pass was applied, and the holders' version it began at
+	// (see scanTargets).
+	passDone    bool
+	passHolders uint64
 	// epoch counts retired versions. A namespace scan that starts at epoch e sees every container
 	// based on a version retired at or before e: nobody can bind a version after it left its
 	// publish point.

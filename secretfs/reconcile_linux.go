@@ -78,6 +78,16 @@ type scanResult struct {
 	caches   map[string]scanCache
 }
 
+// pass is what one reconcile pass looks at: the retire epoch its scan covers, the mount-swap
+// stores to scan, every store it visits, and the holders' version it began at.
+type pass struct {
+	epoch   uint64
+	targets map[string]scanTarget
+	visit   []string
+	holders uint64
+	quiet   bool // the holders' version did not change since the last pass: settled stores are skipped
+}
+
 // scanTarget is a store to scan, as it was when the pass began.
 type scanTarget struct {
 	group int
@@ -94,10 +104,10 @@ func (f *FS) reconcile() time.Time {
 		f.mu.Unlock()
 		return time.Time{}
 	}
-	epoch, targets := f.scanTargets()
+	p := f.scanTargets()
 	f.mu.Unlock()
 
-	res := f.scan(targets)
+	res := f.scan(p.targets)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -113,31 +123,65 @@ func (f *FS) reconcile() time.Time {
 			return time.Time{}
 		}
 	}
-	return f.apply(epoch, res)
+	return f.apply(p, res)
 }
 
 // reconcileLocked is reconcile for a caller that holds the lock: Update uses it when a burst
 // of updates outruns the background loop, so that replaced versions cannot fill the store.
 func (f *FS) reconcileLocked() {
-	epoch, targets := f.scanTargets()
-	res := f.scan(targets)
+	p := f.scanTargets()
+	res := f.scan(p.targets)
 	if old := f.rotateTrash(); old != "" {
 		f.dropTrash(old)
 	}
-	f.apply(epoch, res)
+	f.apply(p, res)
 	f.poke() // let the loop re-arm its timer for what is still due
 }
 
-// scanTargets returns the retire epoch a scan starting now covers, and the mount-swap stores
-// to scan. Call with the lock held.
-func (f *FS) scanTargets() (uint64, map[string]scanTarget) {
-	targets := map[string]scanTarget{}
+// scanTargets plans a pass: the retire epoch a scan starting now covers, and the stores to
+// look at. While the holders' version stays the same, a store that is settled (its last scan
+// is current and nothing of it waits for a grace or a release) has nothing a pass could do,
+// and is skipped: a pass then costs in proportion to the stores that changed. Call with the
+// lock held.
+func (f *FS) scanTargets() pass {
+	p := pass{epoch: f.epoch, targets: map[string]scanTarget{}}
+	if v, ok := f.holders.(HoldersVersioner); ok {
+		p.holders = v.HoldersVersion()
+		p.quiet = f.passDone && p.holders == f.passHolders
+	}
 	for _, st := range f.stores {
+		if p.quiet && st.settled() {
+			continue
+		}
+		p.visit = append(p.visit, st.id)
 		if st.mode == ModeMountSwap && st.group != 0 {
-			targets[st.id] = scanTarget{group: st.group, mut: st.mut, cache: st.scan}
+			p.targets[st.id] = scanTarget{group: st.group, mut: st.mut, cache: st.scan}
 		}
 	}
-	return f.epoch, targets
+	return p
+}
+
+// settled reports whether a pass has nothing to do for st while its containers stay as they
+// are: mount-swap, its last scan saw its current mounts; no replaced version or view waits to
+// be zeroed or removed; every fed base is zeroed.
+func (st *store) settled() bool {
+	if len(st.stale) > 0 {
+		return false
+	}
+	if st.mode == ModeMountSwap && (!st.scan.valid || st.scan.mut != st.mut) {
+		return false
+	}
+	for _, sec := range st.secrets {
+		if len(sec.retired) > 0 {
+			return false
+		}
+		for _, b := range sec.bases {
+			if b.fed && !b.zeroed {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // scan finds the versions running containers started with. With Options.Holders it reads the
@@ -242,8 +286,8 @@ func (f *FS) scanReached(id string) {
 // since Open: each kept every replaced version of its store and was retried.
 func (f *FS) IncompleteScans() uint64 { return f.incomplete.Load() }
 
-// apply acts on a scan that began at epoch. Call with the lock held.
-func (f *FS) apply(epoch uint64, res scanResult) time.Time {
+// apply acts on the scan of pass p. Call with the lock held.
+func (f *FS) apply(p pass, res scanResult) time.Time {
 	now := time.Now()
 	incomplete := false
 	var next time.Time
@@ -257,17 +301,22 @@ func (f *FS) apply(epoch uint64, res scanResult) time.Time {
 			st.scan = c
 		}
 	}
-	for _, st := range f.stores {
+	for _, id := range p.visit {
+		st := f.stores[id]
+		if st == nil {
+			continue // wiped meanwhile
+		}
 		switch st.mode {
 		case ModeMountSwap:
 			scanned := res.complete[st.group]
 			incomplete = incomplete || !scanned
-			f.reconcileSwap(st, scanned, res.seen[st.group], epoch, now, due)
+			f.reconcileSwap(st, scanned, res.seen[st.group], p.epoch, now, due)
 		case ModeMountStack:
 			f.reconcileStack(st, now, due)
 		}
 		f.removeStaleViews(st, now, due)
 	}
+	f.passDone, f.passHolders = true, p.holders
 	if incomplete {
 		due(now.Add(f.nextRetry()))
 	} else {
