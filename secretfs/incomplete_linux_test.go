@@ -70,6 +70,19 @@ func (h *fakeHolders) takeLookups() int {
 	return n
 }
 
+// checkPending checks the invariant quiet passes rely on: a store that is not pending is
+// settled.
+func checkPending(t testing.TB, f *FS, when string) {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id, st := range f.stores {
+		if !f.pending[id] && !st.settled() {
+			t.Errorf("%s: store %s is not settled and not pending: a quiet pass would skip it", when, id)
+		}
+	}
+}
+
 // unversioned hides fakeHolders' HoldersVersion: a Holders that does not number its changes.
 type unversioned struct{ h *fakeHolders }
 
@@ -156,6 +169,7 @@ func TestIncompleteScanKeepsVersions(t *testing.T) {
 			update(3)
 			for range 3 {
 				f.reconcile()
+				checkPending(t, f, "a failing pass")
 			}
 			// Reader 2's version was replaced and no scan could tell whether anyone used it: it
 			// must keep its content (the container reads the last value it had), never zeros.
@@ -176,7 +190,7 @@ func TestIncompleteScanKeepsVersions(t *testing.T) {
 				t.Errorf("the warning does not name the store:\n%s", logs)
 			}
 			f.mu.Lock()
-			next := f.apply(f.scanTargets(), scanResult{seen: found{}, complete: map[int]bool{}})
+			next := f.apply(f.scanTargets(false), scanResult{seen: found{}, complete: map[int]bool{}})
 			f.mu.Unlock()
 			if next.IsZero() {
 				t.Error("an incomplete scan did not schedule a retry")
@@ -260,10 +274,12 @@ func TestScanReadsOnlyChangedStores(t *testing.T) {
 	}
 	for _, st := range steps {
 		st.do()
+		checkPending(t, f, st.name+" (before the pass)")
 		f.reconcile()
 		if n := total(); n != st.reads {
 			t.Errorf("%s: %d mountinfo reads, want %d", st.name, n, st.reads)
 		}
+		checkPending(t, f, st.name)
 	}
 }
 
@@ -271,16 +287,17 @@ func TestScanReadsOnlyChangedStores(t *testing.T) {
 // no container started, stopped or restarted looks only at the stores that changed or have
 // work waiting (a grace, a release), not at every store on the node (issue 16: the pass over
 // 1,000 stores took 28% of the agent's CPU during a stream to one of them); any change of the
-// holders makes the next pass look at every store again. A Holders without a number gets every
-// store looked at in every pass. Either way a container that started later gets the next value.
+// holders, and the periodic rescan, make a pass look at every store again. A Holders without a
+// number gets every store looked at in every pass. Either way a container that started later
+// gets the next value, and a store that is not pending is settled.
 func TestQuietPassVisitsChangedStoresOnly(t *testing.T) {
 	tests := []struct {
 		name      string
 		versioned bool
 		lookups   []int // Holders lookups per step below
 	}{
-		{"versioned holders", true, []int{4, 0, 1, 0, 4, 0, 1}},
-		{"unversioned holders", false, []int{4, 4, 4, 4, 4, 4, 4}},
+		{"versioned holders", true, []int{4, 0, 1, 0, 4, 0, 4, 0, 1}},
+		{"unversioned holders", false, []int{4, 4, 4, 4, 4, 4, 4, 4, 4}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -318,26 +335,31 @@ func TestQuietPassVisitsChangedStoresOnly(t *testing.T) {
 			var late *nsReader
 			steps := []struct {
 				name string
+				full bool // the periodic rescan
 				do   func()
 			}{
-				{"first pass", func() {}},
-				{"nothing changed", func() {}},
-				{"update of s2", func() { update("s2", 2) }},
-				{"s2 settled", func() {}},
-				{"a container of s3 starts", func() {
+				{"first pass", false, func() {}},
+				{"nothing changed", false, func() {}},
+				{"update of s2", false, func() { update("s2", 2) }},
+				{"s2 settled", false, func() {}},
+				{"a container of s3 starts", false, func() {
 					late = startNSReader(t, files["s3"])
 					h.add("s3", late.pid)
 				}},
-				{"quiet again", func() {}},
-				{"update of s3", func() { update("s3", 3) }},
+				{"quiet again", false, func() {}},
+				{"periodic rescan", true, func() {}},
+				{"quiet after the rescan", false, func() {}},
+				{"update of s3", false, func() { update("s3", 3) }},
 			}
 			h.takeLookups()
 			for i, st := range steps {
 				st.do()
-				f.reconcile()
+				checkPending(t, f, st.name+" (before the pass)")
+				f.reconcilePass(st.full)
 				if n := h.takeLookups(); n != tc.lookups[i] {
 					t.Errorf("%s: %d stores looked up, want %d", st.name, n, tc.lookups[i])
 				}
+				checkPending(t, f, st.name)
 			}
 			if got := late.read(); got != want(val(3)) {
 				t.Errorf("the container that started later reads %q, want %q", got, want(val(3)))

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,10 +16,53 @@ import (
 // version is current then, and must still get every later update, with a stack at most two
 // deep in mount-swap mode. This is the case the first recipe of design §4 missed.
 func TestLateStarters(t *testing.T) {
-	for _, mode := range []Mode{ModeMountSwap, ModeMountStack} {
-		t.Run(string(mode), func(t *testing.T) {
+	tests := []struct {
+		mode    Mode
+		holders bool // Options.Holders names the readers (numbering its changes), as the agent's worker does
+	}{{ModeMountSwap, false}, {ModeMountSwap, true}, {ModeMountStack, false}}
+	for _, tc := range tests {
+		mode := tc.mode
+		t.Run(fmt.Sprintf("%s/holders=%v", mode, tc.holders), func(t *testing.T) {
 			e := newEnv(t)
-			f := e.open(mode)
+			var h *fakeHolders
+			var f *FS
+			if tc.holders {
+				h = &fakeHolders{pids: map[string][]int{}}
+				var err error
+				if f, err = Open(Options{Root: e.root, Mode: mode, Logger: testLogger(e), Holders: h}); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { f.Close() })
+			} else {
+				f = e.open(mode)
+			}
+			var running []*nsReader
+			start := func(p string) *nsReader {
+				r := startNSReader(t, p)
+				running = append(running, r)
+				if h != nil {
+					h.add("svc1", r.pid)
+				}
+				return r
+			}
+			stop := func(rs ...*nsReader) {
+				for _, r := range rs {
+					r.stop()
+					running = slices.DeleteFunc(running, func(x *nsReader) bool { return x == r })
+				}
+				if h != nil {
+					var pids []int
+					for _, r := range running {
+						pids = append(pids, r.pid)
+					}
+					h.set("svc1", pids...)
+				}
+			}
+			reconcile := func() {
+				t.Helper()
+				f.reconcile()
+				checkPending(t, f, "after a pass")
+			}
 			st, err := f.Create(e.spec("svc1", "a"))
 			if err != nil {
 				t.Fatal(err)
@@ -42,17 +86,17 @@ func TestLateStarters(t *testing.T) {
 					}
 				}
 			}
-			r1 := startNSReader(t, p) // started with version 1
+			r1 := start(p) // started with version 1
 			update(2)
-			r2 := startNSReader(t, p) // started with version 2, not scanned yet
+			r2 := start(p) // started with version 2, not scanned yet
 			update(3)
 			// A reader that started after the last scan gets the value from the scan that the
 			// update triggers; run it now instead of waiting for the background loop.
-			f.reconcile()
+			reconcile()
 			check("after update 3", 3, r1, r2)
 
-			r3 := startNSReader(t, p) // started with version 3
-			f.reconcile()             // the scan sees it before the next update
+			r3 := start(p) // started with version 3
+			reconcile()    // the scan sees it before the next update
 			update(4)
 			check("after update 4 (no reconcile needed)", 4, r1, r2, r3)
 			for i := 5; i < 10; i++ {
@@ -60,13 +104,12 @@ func TestLateStarters(t *testing.T) {
 			}
 			check("after update 9", 9, r1, r2, r3)
 
-			r1.stop()
-			r2.stop()
+			stop(r1, r2)
 			f.mu.Lock()
 			f.grace = 0
 			f.mu.Unlock()
-			f.reconcile()
-			f.reconcile()
+			reconcile()
+			reconcile()
 			check("after stopping two readers", 9, r3)
 			if mode == ModeMountSwap {
 				f.mu.Lock()

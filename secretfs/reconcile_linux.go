@@ -42,6 +42,7 @@ func (f *FS) loop() {
 	defer rescan.Stop()
 	var last time.Time
 	for {
+		full := false
 		select {
 		case <-f.quit:
 			return
@@ -57,8 +58,9 @@ func (f *FS) loop() {
 			}
 		case <-timer.C:
 		case <-rescan.C:
+			full = true // also a safety net: every store is looked at now and then
 		}
-		next := f.reconcile()
+		next := f.reconcilePass(full)
 		last = time.Now()
 		if !next.IsZero() {
 			timer.Reset(time.Until(next))
@@ -98,13 +100,16 @@ type scanTarget struct {
 // reconcile runs one pass and returns when time-based work (zeroing after the grace, a retry
 // of an incomplete scan) is next due, or the zero time. The scan and the trash umount run
 // without the lock.
-func (f *FS) reconcile() time.Time {
+func (f *FS) reconcile() time.Time { return f.reconcilePass(false) }
+
+// reconcilePass is reconcile; full visits every store even when the holders did not change.
+func (f *FS) reconcilePass(full bool) time.Time {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return time.Time{}
 	}
-	p := f.scanTargets()
+	p := f.scanTargets(full)
 	f.mu.Unlock()
 
 	res := f.scan(p.targets)
@@ -129,7 +134,7 @@ func (f *FS) reconcile() time.Time {
 // reconcileLocked is reconcile for a caller that holds the lock: Update uses it when a burst
 // of updates outruns the background loop, so that replaced versions cannot fill the store.
 func (f *FS) reconcileLocked() {
-	p := f.scanTargets()
+	p := f.scanTargets(false)
 	res := f.scan(p.targets)
 	if old := f.rotateTrash(); old != "" {
 		f.dropTrash(old)
@@ -139,24 +144,34 @@ func (f *FS) reconcileLocked() {
 }
 
 // scanTargets plans a pass: the retire epoch a scan starting now covers, and the stores to
-// look at. While the holders' version stays the same, a store that is settled (its last scan
-// is current and nothing of it waits for a grace or a release) has nothing a pass could do,
-// and is skipped: a pass then costs in proportion to the stores that changed. Call with the
-// lock held.
-func (f *FS) scanTargets() pass {
+// look at. While the holders' version stays the same as at the last pass (quiet), a settled
+// store (its last scan is current and nothing of it waits for a grace or a release) has
+// nothing a pass could do: a quiet pass visits only the stores in pending, which every change
+// of a store enters, so it costs in proportion to the stores that changed, not to the node.
+// Any other pass (the first, a change of the holders, the periodic rescan: full) visits every
+// store. Call with the lock held.
+func (f *FS) scanTargets(full bool) pass {
 	p := pass{epoch: f.epoch, targets: map[string]scanTarget{}}
 	if v, ok := f.holders.(HoldersVersioner); ok {
 		p.holders = v.HoldersVersion()
-		p.quiet = f.passDone && p.holders == f.passHolders
+		p.quiet = !full && f.passDone && p.holders == f.passHolders
 	}
-	for _, st := range f.stores {
-		if p.quiet && st.settled() {
-			continue
-		}
+	add := func(st *store) {
 		p.visit = append(p.visit, st.id)
 		if st.mode == ModeMountSwap && st.group != 0 {
 			p.targets[st.id] = scanTarget{group: st.group, mut: st.mut, cache: st.scan}
 		}
+	}
+	if p.quiet {
+		for id := range f.pending {
+			if st := f.stores[id]; st != nil {
+				add(st)
+			}
+		}
+		return p
+	}
+	for _, st := range f.stores {
+		add(st)
 	}
 	return p
 }
@@ -315,6 +330,11 @@ func (f *FS) apply(p pass, res scanResult) time.Time {
 			f.reconcileStack(st, now, due)
 		}
 		f.removeStaleViews(st, now, due)
+		if st.settled() {
+			delete(f.pending, id)
+		} else {
+			f.pending[id] = true
+		}
 	}
 	f.passDone, f.passHolders = true, p.holders
 	if incomplete {

@@ -51,6 +51,7 @@ func (f *FS) recover() (int, error) {
 		st := f.recoverStore(id, mounts)
 		f.repairView(st)
 		f.stores[id] = st
+		f.pending[id] = true
 	}
 	return len(ids), nil
 }
