@@ -32,14 +32,7 @@ func TestHoldersFollowTheEngine(t *testing.T) {
 	go func() { h.TrackHolders(tctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	version := h.HoldersVersion()
-	changed := func(what string) {
-		t.Helper()
-		if v := h.HoldersVersion(); v == version {
-			t.Errorf("%s: HoldersVersion stayed %d", what, v)
-		} else {
-			version = v
-		}
-	}
+	changed := func(what string) { t.Helper(); version = checkVersionChanged(t, h, version, what) }
 	wantPID := func(what, id string) {
 		t.Helper()
 		var last string
@@ -103,4 +96,15 @@ func TestHoldersFollowTheEngine(t *testing.T) {
 			t.Fatal("after Stop the store still has holders or is unknown")
 		}
 	}
+}
+
+// checkVersionChanged checks that the worker's HoldersVersion moved on from was; it returns
+// the version now.
+func checkVersionChanged(t *testing.T, h *harness, was uint64, what string) uint64 {
+	t.Helper()
+	v := h.HoldersVersion()
+	if v == was {
+		t.Errorf("%s: HoldersVersion stayed %d", what, v)
+	}
+	return v
 }

@@ -2,6 +2,7 @@ package secretfs
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -80,6 +81,68 @@ func checkPending(t testing.TB, f *FS, when string) {
 		if !f.pending[id] && !st.settled() {
 			t.Errorf("%s: store %s is not settled and not pending: a quiet pass would skip it", when, id)
 		}
+	}
+}
+
+// readerSet starts and stops readers of one store and, with holders, keeps them named there as
+// the container worker does.
+type readerSet struct {
+	t       testing.TB
+	f       *FS
+	h       *fakeHolders // nil: no Options.Holders
+	store   string
+	running []*nsReader
+}
+
+// openReaders opens an FS in mode on e, with a versioned fakeHolders when holders is set.
+func openReaders(t testing.TB, e *env, mode Mode, store string, holders bool) (*FS, *readerSet) {
+	rs := &readerSet{t: t, store: store}
+	if !holders {
+		rs.f = e.open(mode)
+		return rs.f, rs
+	}
+	rs.h = &fakeHolders{pids: map[string][]int{}}
+	f, err := Open(Options{Root: e.root, Mode: mode, Logger: testLogger(e), Holders: rs.h})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		checkPending(t, f, "at the end of the test")
+		f.Close()
+	})
+	rs.f = f
+	return f, rs
+}
+
+// reconcile runs a pass and checks that a store that is not pending is settled.
+func (rs *readerSet) reconcile() {
+	rs.t.Helper()
+	rs.f.reconcile()
+	checkPending(rs.t, rs.f, "after a pass")
+}
+
+// start starts a reader of the publish point p in its own mount namespace.
+func (rs *readerSet) start(p string) *nsReader {
+	r := startNSReader(rs.t, p)
+	rs.running = append(rs.running, r)
+	if rs.h != nil {
+		rs.h.add(rs.store, r.pid)
+	}
+	return r
+}
+
+// stop stops readers.
+func (rs *readerSet) stop(readers ...*nsReader) {
+	for _, r := range readers {
+		r.stop()
+		rs.running = slices.DeleteFunc(rs.running, func(x *nsReader) bool { return x == r })
+	}
+	if rs.h != nil {
+		pids := make([]int, 0, len(rs.running))
+		for _, r := range rs.running {
+			pids = append(pids, r.pid)
+		}
+		rs.h.set(rs.store, pids...)
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,45 +23,8 @@ func TestLateStarters(t *testing.T) {
 		mode := tc.mode
 		t.Run(fmt.Sprintf("%s/holders=%v", mode, tc.holders), func(t *testing.T) {
 			e := newEnv(t)
-			var h *fakeHolders
-			var f *FS
-			if tc.holders {
-				h = &fakeHolders{pids: map[string][]int{}}
-				var err error
-				if f, err = Open(Options{Root: e.root, Mode: mode, Logger: testLogger(e), Holders: h}); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { f.Close() })
-			} else {
-				f = e.open(mode)
-			}
-			var running []*nsReader
-			start := func(p string) *nsReader {
-				r := startNSReader(t, p)
-				running = append(running, r)
-				if h != nil {
-					h.add("svc1", r.pid)
-				}
-				return r
-			}
-			stop := func(rs ...*nsReader) {
-				for _, r := range rs {
-					r.stop()
-					running = slices.DeleteFunc(running, func(x *nsReader) bool { return x == r })
-				}
-				if h != nil {
-					var pids []int
-					for _, r := range running {
-						pids = append(pids, r.pid)
-					}
-					h.set("svc1", pids...)
-				}
-			}
-			reconcile := func() {
-				t.Helper()
-				f.reconcile()
-				checkPending(t, f, "after a pass")
-			}
+			f, rs := openReaders(t, e, mode, "svc1", tc.holders)
+			start, stop, reconcile := rs.start, rs.stop, rs.reconcile
 			st, err := f.Create(e.spec("svc1", "a"))
 			if err != nil {
 				t.Fatal(err)
