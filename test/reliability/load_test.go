@@ -123,7 +123,9 @@ func testLoad(t *testing.T, s *Scenario, configure func(*e2e.Agent), services, r
 	// The stream, read meanwhile by the hot container.
 	hammer := e2e.StartHammer(s.Ctx, s.Docker, hot, dur+5*time.Second, "/db_password")
 	profiled := profileAgent(t, a, dur)
+	cpu := meterCPU([]string{"agent", "agbot", "reader (a busy loop)"}, []int{a.Proc().Pid(), s.Agbot.Proc().Pid(), hammerPID(s, hot)})
 	st := s.pacedWrites(c, "hot", rate, dur)
+	t.Logf("during the stream: %s", cpu)
 	histEnd, endErr := scrapeHistograms(a, applyHist) // what the agent applied while the stream ran
 	// With writes in flight at once, which of them the agbot committed last is not known: one
 	// more value, written alone after them, is the one the node must end with.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,7 +21,7 @@ type paced struct {
 	asked     int           // ticks: writes asked for
 	sent      int           // writes the agbot acknowledged
 	failed    int           // writes the agbot refused or that did not reach it
-	missed    int           // ticks dropped because every writer was busy and the queue full
+	missed    int           // writes dropped because every writer was busy and the queue full
 	firstErr  error         // the first failure
 	elapsed   time.Duration // from the first tick to the last acknowledgement
 	latencies []time.Duration
@@ -43,13 +44,13 @@ func (p paced) String() string {
 		}
 		return p.latencies[min(len(p.latencies)-1, int(f*float64(len(p.latencies))))].Round(100 * time.Microsecond)
 	}
-	return fmt.Sprintf("%d writes asked, %d acknowledged, %d failed, %d ticks missed (writers busy) in %v: %.1f/s; agbot write latency p50 %v, p99 %v, max %v",
+	return fmt.Sprintf("%d writes asked, %d acknowledged, %d failed, %d missed (writers busy) in %v: %.1f/s; agbot write latency p50 %v, p99 %v, max %v",
 		p.asked, p.sent, p.failed, p.missed, p.elapsed.Round(time.Millisecond), p.rate(), q(0.5), q(0.99), q(1))
 }
 
 // pacedWrites writes a new value of secret name rate times a second for dur. A ticker feeds a
 // few concurrent writers through a queue of one second's writes, so the rate does not depend
-// on one write's latency (the agbot's answer under load); a tick that finds the queue full is
+// on one write's latency (the agbot's answer under load); a write that finds the queue full is
 // missed. Writes in flight at once may be committed by the agbot in any order.
 func (s *Scenario) pacedWrites(c *leakscan.Canaries, name string, rate int, dur time.Duration) paced {
 	writers := max(4, rate/5)
@@ -83,17 +84,22 @@ func (s *Scenario) pacedWrites(c *leakscan.Canaries, name string, rate int, dur 
 	}
 	start := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
-	for end := start.Add(dur); time.Now().Before(end); {
+	total := int(dur.Seconds() * float64(rate))
+	for p.asked < total {
 		<-tick.C
-		p.asked++
-		v := c.Next(name)
-		mu.Lock()
-		p.written[File("dbkey", v, "")] = true // before the write: a reader may see it at once
-		mu.Unlock()
-		select {
-		case jobs <- v:
-		default:
-			p.missed++
+		// Every write due by now: a ticker drops ticks when this goroutine runs late (a loaded
+		// machine), which would lower the rate asked.
+		due := min(total, int(time.Since(start).Seconds()*float64(rate)))
+		for ; p.asked < due; p.asked++ {
+			v := c.Next(name)
+			mu.Lock()
+			p.written[File("dbkey", v, "")] = true // before the write: a reader may see it at once
+			mu.Unlock()
+			select {
+			case jobs <- v:
+			default:
+				p.missed++
+			}
 		}
 	}
 	tick.Stop()
@@ -102,6 +108,84 @@ func (s *Scenario) pacedWrites(c *leakscan.Canaries, name string, rate int, dur 
 	p.elapsed = max(lastAck.Sub(start), dur)
 	slices.Sort(p.latencies)
 	return p
+}
+
+// cpuTime is the CPU time (user and system) process pid has used, from /proc/<pid>/stat.
+func cpuTime(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count fields after its closing parenthesis.
+	_, rest, ok := strings.Cut(string(raw), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	var ticks int64
+	for _, s := range f[11:13] { // utime, stime (fields 14 and 15)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / 100, nil // USER_HZ is 100 in Linux's ABI
+}
+
+// cpuMeter measures the CPU time of a few processes over a span, as a share of one core.
+type cpuMeter struct {
+	names []string
+	pids  []int
+	start []time.Duration
+	at    time.Time
+}
+
+// meterCPU starts measuring; a pid of 0 (not found) is reported as such.
+func meterCPU(names []string, pids []int) *cpuMeter {
+	m := &cpuMeter{names: names, pids: pids, start: make([]time.Duration, len(pids)), at: time.Now()}
+	for i, pid := range pids {
+		if pid != 0 {
+			m.start[i], _ = cpuTime(pid)
+		}
+	}
+	return m
+}
+
+// String says each process's share of one core since meterCPU, and the load average.
+func (m *cpuMeter) String() string {
+	span := time.Since(m.at)
+	var parts []string
+	for i, pid := range m.pids {
+		now, err := cpuTime(pid)
+		if pid == 0 || err != nil {
+			parts = append(parts, m.names[i]+" not measured")
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", m.names[i], 100*(now-m.start[i]).Seconds()/span.Seconds()))
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	avg := strings.Fields(string(load))
+	return fmt.Sprintf("CPU over %v (%% of one core): %s; load average %s", span.Round(time.Second), strings.Join(parts, ", "), strings.Join(avg[:min(3, len(avg))], " "))
+}
+
+// hammerPID finds the host PID of the hammer reading inside container id (0: not found).
+func hammerPID(s *Scenario, id string) int {
+	for range 50 {
+		top, err := s.Docker.ContainerTop(s.Ctx, id, nil)
+		if err != nil {
+			return 0
+		}
+		pidCol, cmdCol := slices.Index(top.Titles, "PID"), slices.Index(top.Titles, "CMD")
+		for _, p := range top.Processes {
+			if pidCol >= 0 && cmdCol >= 0 && strings.Contains(p[cmdCol], "hammer") {
+				pid, _ := strconv.Atoi(p[pidCol])
+				return pid
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return 0
 }
 
 // histogram is a Prometheus histogram as the agent exports it.
