@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,6 +104,7 @@ const minRateShare = 0.95
 // testLoad runs the load on s; configure adjusts the agent (nil: nothing).
 func testLoad(t *testing.T, s *Scenario, configure func(*e2e.Agent), services, rate int, dur time.Duration) {
 	c := leakscan.New("rel-load")
+	agbotPprof := agbotProfiling(t, s)
 	a, hot := startLoadNode(t, s, c, configure, services)
 	hotWarm := c.Next("hot")
 	if err := s.put("hot", "dbkey", hotWarm); err != nil {
@@ -122,7 +124,7 @@ func testLoad(t *testing.T, s *Scenario, configure func(*e2e.Agent), services, r
 
 	// The stream, read meanwhile by the hot container.
 	hammer := e2e.StartHammer(s.Ctx, s.Docker, hot, dur+5*time.Second, "/db_password")
-	profiled := profileAgent(t, a, dur)
+	profiled := profileAgent(t, a, agbotPprof, dur)
 	cpu := meterCPU([]string{"agent", "agbot", "reader (a busy loop)"}, []int{a.Proc().Pid(), s.Agbot.Proc().Pid(), hammerPID(s, hot)})
 	st := s.pacedWrites(c, "hot", rate, dur)
 	t.Logf("during the stream: %s", cpu)
@@ -251,17 +253,17 @@ func checkSteady(t *testing.T, a *e2e.Agent, before usage, services int) {
 	}
 }
 
-// profileAgent, with -profile DIR, records the agent's CPU profile for most of the stream, then
-// its block and mutex profiles, into DIR. The returned function waits for the CPU profile.
-func profileAgent(t *testing.T, a *e2e.Agent, dur time.Duration) func() {
+// profileAgent, with -profile DIR, records the CPU profiles of the agent and of the agbot
+// (agbotPprof, "" if not served) for most of the stream, then the agent's block and mutex
+// profiles, into DIR. The returned function waits for the CPU profiles.
+func profileAgent(t *testing.T, a *e2e.Agent, agbotPprof string, dur time.Duration) func() {
 	if *profileDir == "" {
 		return func() {}
 	}
-	base := "http://" + a.Config.MetricsListen + "/debug/pprof/"
-	get := func(path, file string) {
-		resp, err := http.Get(base + path)
+	get := func(url, file string) {
+		resp, err := http.Get(url)
 		if err != nil {
-			t.Errorf("profile %s: %v", path, err)
+			t.Errorf("profile %s: %v", url, err)
 			return
 		}
 		defer resp.Body.Close()
@@ -270,15 +272,37 @@ func profileAgent(t *testing.T, a *e2e.Agent, dur time.Duration) func() {
 			t.Error(err)
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		get(fmt.Sprintf("profile?seconds=%d", int(dur.Seconds()*3/4)), "agent-cpu.pprof")
-	}()
-	return func() {
-		<-done
-		get("block", "agent-block.pprof")
-		get("mutex", "agent-mutex.pprof")
-		t.Logf("agent profiles in %s", *profileDir)
+	base := "http://" + a.Config.MetricsListen + "/debug/pprof/"
+	cpu := fmt.Sprintf("profile?seconds=%d", int(dur.Seconds()*3/4))
+	var wg sync.WaitGroup
+	wg.Go(func() { get(base+cpu, "agent-cpu.pprof") })
+	if agbotPprof != "" {
+		wg.Go(func() { get(agbotPprof+cpu, "agbot-cpu.pprof") })
 	}
+	return func() {
+		wg.Wait()
+		get(base+"block", "agent-block.pprof")
+		get(base+"mutex", "agent-mutex.pprof")
+		t.Logf("agent and agbot profiles in %s", *profileDir)
+	}
+}
+
+// agbotProfiling, with -profile DIR, restarts the agbot serving its profiles and returns
+// their address ("" without -profile).
+func agbotProfiling(t *testing.T, s *Scenario) string {
+	if *profileDir == "" {
+		return ""
+	}
+	addr, err := e2e.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Agbot.ServeArgs = append(s.Agbot.ServeArgs, "--metrics-listen", addr, "--debug-pprof")
+	if err := s.Agbot.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Agbot.Start(s.Ctx); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr + "/debug/pprof/"
 }
