@@ -87,7 +87,7 @@ type pass struct {
 	targets map[string]scanTarget
 	visit   []string
 	holders uint64
-	quiet   bool // the holders' version did not change since the last pass: settled stores are skipped
+	quiet   bool // the holders' version did not change since the last pass: only pending stores are visited
 }
 
 // scanTarget is a store to scan, as it was when the pass began.
