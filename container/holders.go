@@ -39,6 +39,7 @@ type holder struct {
 
 // holderTable is the worker's knowledge; guarded by Worker.hmu.
 type holderTable struct {
+	version uint64                     // counts changes, for HoldersVersion
 	synced  bool                       // a list since the last (re)subscription has been read
 	byID    map[string]*holder         // container id -> holder
 	byStore map[string]map[string]bool // store id -> container ids, so a lookup costs one store
@@ -46,6 +47,7 @@ type holderTable struct {
 
 // set records h as container id's holder, keeping the store index.
 func (t *holderTable) set(id string, h *holder) {
+	t.version++
 	if old := t.byID[id]; old != nil && old.store != h.store {
 		t.unindex(id, old.store)
 	}
@@ -60,6 +62,7 @@ func (t *holderTable) set(id string, h *holder) {
 
 // forget drops container id.
 func (t *holderTable) forget(id string) {
+	t.version++
 	if old := t.byID[id]; old != nil {
 		t.unindex(id, old.store)
 	}
@@ -75,7 +78,10 @@ func (t *holderTable) unindex(id, store string) {
 	}
 }
 
-var _ secretfs.Holders = (*Worker)(nil)
+var (
+	_ secretfs.Holders          = (*Worker)(nil)
+	_ secretfs.HoldersVersioner = (*Worker)(nil)
+)
 
 // Holders implements secretfs.Holders: the running containers that use storeID, known=false
 // while that can not be told for sure.
@@ -96,6 +102,14 @@ func (w *Worker) Holders(storeID string) ([]secretfs.Holder, bool) {
 		}
 	}
 	return out, true
+}
+
+// HoldersVersion implements secretfs.HoldersVersioner: it changes whenever what Holders
+// answers for any store may have changed.
+func (w *Worker) HoldersVersion() uint64 {
+	w.hmu.Lock()
+	defer w.hmu.Unlock()
+	return w.holders.version
 }
 
 // holdUnknown marks container id of store (store "" keeps the one known) as starting or
@@ -148,7 +162,7 @@ func (w *Worker) TrackHolders(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := w.trackOnce(ctx)
 		w.hmu.Lock()
-		w.holders.synced = false
+		w.holders.synced, w.holders.version = false, w.holders.version+1
 		w.hmu.Unlock()
 		if ctx.Err() != nil {
 			return
@@ -183,7 +197,7 @@ func (w *Worker) trackOnce(ctx context.Context) error {
 		w.refreshHolder(ctx, c.ID)
 	}
 	w.hmu.Lock()
-	w.holders.synced = true
+	w.holders.synced, w.holders.version = true, w.holders.version+1
 	w.hmu.Unlock()
 	for {
 		select {

@@ -14,6 +14,8 @@ import (
 // from the worker (issue 11: scanning every process's namespace needed CAP_SYS_PTRACE). The
 // answer must be "not known" whenever it can not be sure: before the first list, and while the
 // container restarts; and the PID must follow a restart by the worker and by the engine.
+// HoldersVersion must change with every one of these changes (secretfs then looks at every
+// store again; while it stays the same, secretfs skips the stores that are settled).
 func TestHoldersFollowTheEngine(t *testing.T) {
 	cli := dockertest.Client(t)
 	h := testWorker(t, cli)
@@ -29,6 +31,8 @@ func TestHoldersFollowTheEngine(t *testing.T) {
 	done := make(chan struct{})
 	go func() { h.TrackHolders(tctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
+	version := h.HoldersVersion()
+	changed := func(what string) { t.Helper(); version = checkVersionChanged(t, h, version, what) }
 	wantPID := func(what, id string) {
 		t.Helper()
 		var last string
@@ -36,6 +40,7 @@ func TestHoldersFollowTheEngine(t *testing.T) {
 			pid := inspect(t, cli, id).State.Pid
 			got, known := h.Holders("store-held")
 			if known && len(got) == 1 && got[0].PID == pid && got[0].Container == id {
+				changed(what)
 				return
 			}
 			last = fmt.Sprintf("known=%v holders=%+v, engine pid %d", known, got, pid)
@@ -84,10 +89,22 @@ func TestHoldersFollowTheEngine(t *testing.T) {
 	}
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if got, known := h.Holders("store-held"); known && len(got) == 0 {
+			changed("after Stop")
 			break
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("after Stop the store still has holders or is unknown")
 		}
 	}
+}
+
+// checkVersionChanged checks that the worker's HoldersVersion moved on from was; it returns
+// the version now.
+func checkVersionChanged(t *testing.T, h *harness, was uint64, what string) uint64 {
+	t.Helper()
+	v := h.HoldersVersion()
+	if v == was {
+		t.Errorf("%s: HoldersVersion stayed %d", what, v)
+	}
+	return v
 }

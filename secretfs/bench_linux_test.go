@@ -150,3 +150,27 @@ func benchAmongStores(b *testing.B, n int) {
 		b.Fatalf("the reader of the updated store reads %q, want the last value", got)
 	}
 }
+
+// BenchmarkPassPlan measures what a background pass spends, under the lock, choosing the
+// stores it visits, with 1,000 settled stores on the node and one changed (in memory: no
+// mounts): a pass that visits every store (the first, after a container started or stopped,
+// the periodic rescan), and a quiet one, which visits the pending set only (issue 16).
+func BenchmarkPassPlan(b *testing.B) {
+	f := &FS{stores: map[string]*store{}, pending: map[string]bool{}, holders: &fakeHolders{pids: map[string][]int{}}}
+	for i := range 1000 {
+		id := fmt.Sprintf("s%04d", i)
+		f.stores[id] = &store{id: id, mode: ModeMountSwap, group: i + 1, mut: 3, scan: scanCache{valid: true, mut: 3},
+			secrets: map[string]*secret{"db_password": {cur: 3, bases: map[uint64]*base{2: {fed: true, zeroed: true}}}}}
+	}
+	f.pending["s0000"] = true
+	for _, quiet := range []bool{false, true} {
+		b.Run(fmt.Sprintf("quiet=%v", quiet), func(b *testing.B) {
+			f.passDone = true
+			for b.Loop() {
+				if p := f.scanTargets(!quiet); quiet && len(p.visit) != 1 || !quiet && len(p.visit) != 1000 {
+					b.Fatalf("visits %d stores", len(p.visit))
+				}
+			}
+		})
+	}
+}

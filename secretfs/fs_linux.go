@@ -86,6 +86,13 @@ type FS struct {
 	stores map[string]*store
 	closed bool
 	retry  time.Duration // current wait before retrying an incomplete scan (see nextRetry)
+	// pending holds the stores a quiet pass visits (see scanTargets): every store that changed
+	// since a pass last found it settled, or that has work waiting. A store not in pending is
+	// settled. passDone and passHolders: a pass was applied, and the holders' version it began
+	// at.
+	pending     map[string]bool
+	passDone    bool
+	passHolders uint64
 	// epoch counts retired versions. A namespace scan that starts at epoch e sees every container
 	// based on a version retired at or before e: nobody can bind a version after it left its
 	// publish point.
@@ -202,6 +209,7 @@ func Open(opts Options) (*FS, error) {
 		grace:  cmp.Or(opts.grace, defaultGrace),
 		stores: map[string]*store{},
 
+		pending:   map[string]bool{},
 		holders:   opts.Holders,
 		readPID:   linux.PIDMountinfo,
 		readAll:   linux.ForeignMounts,

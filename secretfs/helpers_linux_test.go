@@ -104,7 +104,10 @@ func (e *env) openGrace(mode Mode, grace time.Duration) *FS {
 	if err != nil {
 		e.t.Fatalf("Open(mode %q): %v", mode, err)
 	}
-	e.t.Cleanup(func() { f.Close() })
+	e.t.Cleanup(func() {
+		checkPending(e.t, f, "at the end of the test") // what quiet passes rely on, in every mode
+		f.Close()
+	})
 	return f
 }
 

@@ -15,10 +15,16 @@ import (
 // version is current then, and must still get every later update, with a stack at most two
 // deep in mount-swap mode. This is the case the first recipe of design §4 missed.
 func TestLateStarters(t *testing.T) {
-	for _, mode := range []Mode{ModeMountSwap, ModeMountStack} {
-		t.Run(string(mode), func(t *testing.T) {
+	tests := []struct {
+		mode    Mode
+		holders bool // Options.Holders names the readers (numbering its changes), as the agent's worker does
+	}{{ModeMountSwap, false}, {ModeMountSwap, true}, {ModeMountStack, false}}
+	for _, tc := range tests {
+		mode := tc.mode
+		t.Run(fmt.Sprintf("%s/holders=%v", mode, tc.holders), func(t *testing.T) {
 			e := newEnv(t)
-			f := e.open(mode)
+			f, rs := openReaders(t, e, mode, "svc1", tc.holders)
+			start, stop, reconcile := rs.start, rs.stop, rs.reconcile
 			st, err := f.Create(e.spec("svc1", "a"))
 			if err != nil {
 				t.Fatal(err)
@@ -42,17 +48,17 @@ func TestLateStarters(t *testing.T) {
 					}
 				}
 			}
-			r1 := startNSReader(t, p) // started with version 1
+			r1 := start(p) // started with version 1
 			update(2)
-			r2 := startNSReader(t, p) // started with version 2, not scanned yet
+			r2 := start(p) // started with version 2, not scanned yet
 			update(3)
 			// A reader that started after the last scan gets the value from the scan that the
 			// update triggers; run it now instead of waiting for the background loop.
-			f.reconcile()
+			reconcile()
 			check("after update 3", 3, r1, r2)
 
-			r3 := startNSReader(t, p) // started with version 3
-			f.reconcile()             // the scan sees it before the next update
+			r3 := start(p) // started with version 3
+			reconcile()    // the scan sees it before the next update
 			update(4)
 			check("after update 4 (no reconcile needed)", 4, r1, r2, r3)
 			for i := 5; i < 10; i++ {
@@ -60,13 +66,12 @@ func TestLateStarters(t *testing.T) {
 			}
 			check("after update 9", 9, r1, r2, r3)
 
-			r1.stop()
-			r2.stop()
+			stop(r1, r2)
 			f.mu.Lock()
 			f.grace = 0
 			f.mu.Unlock()
-			f.reconcile()
-			f.reconcile()
+			reconcile()
+			reconcile()
 			check("after stopping two readers", 9, r3)
 			if mode == ModeMountSwap {
 				f.mu.Lock()
@@ -105,10 +110,9 @@ func TestStaleScanUndoesNothing(t *testing.T) {
 	}
 	val := Secret{Name: "a", Value: canary("stale", 2), Format: FormatValueOnly}
 	f.mu.Lock()
-	epoch, seq, targets := f.scanTargets() // the slow scan begins before the container starts
+	p := f.scanTargets(true) // the slow scan begins before the container starts
 	f.mu.Unlock()
-	old := f.scan(targets)
-	old.seq = seq
+	old := f.scan(p.targets)
 
 	r := startNSReader(t, st.Files["a"]) // starts with version 1
 	if err := f.Update("svc1", []Secret{val}); err != nil {
@@ -120,7 +124,7 @@ func TestStaleScanUndoesNothing(t *testing.T) {
 	}
 	f.mu.Lock()
 	f.grace = 0
-	f.apply(epoch, old)
+	f.apply(p, old)
 	f.mu.Unlock()
 	if got := r.read(); got != want(val) {
 		t.Errorf("after a stale scan was applied: reader reads %q, want %q", got, want(val))

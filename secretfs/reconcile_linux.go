@@ -42,6 +42,7 @@ func (f *FS) loop() {
 	defer rescan.Stop()
 	var last time.Time
 	for {
+		full := false
 		select {
 		case <-f.quit:
 			return
@@ -57,8 +58,9 @@ func (f *FS) loop() {
 			}
 		case <-timer.C:
 		case <-rescan.C:
+			full = true // also a safety net: every store is looked at now and then
 		}
-		next := f.reconcile()
+		next := f.reconcilePass(full)
 		last = time.Now()
 		if !next.IsZero() {
 			timer.Reset(time.Until(next))
@@ -71,14 +73,22 @@ type found map[int]map[string]map[uint64]bool
 
 // scanResult is what one scan learnt: the versions containers use, the feed groups whose
 // containers were all read (a group missing from complete keeps every version it has), and
-// the stores' new scan caches. seq numbers the scan (scanTargets); stale marks one that began
-// before a scan already applied, so nothing it saw is acted on.
+// the stores' new scan caches.
 type scanResult struct {
-	seq      uint64
-	stale    bool
 	seen     found
 	complete map[int]bool
 	caches   map[string]scanCache
+}
+
+// pass is what one reconcile pass looks at: the retire epoch its scan covers, the mount-swap
+// stores to scan, every store it visits, and the holders' version it began at.
+type pass struct {
+	epoch   uint64
+	seq     uint64 // numbers the passes: one that began before the last applied is stale (see apply)
+	targets map[string]scanTarget
+	visit   []string
+	holders uint64
+	quiet   bool // the holders' version did not change since the last pass: only pending stores are visited
 }
 
 // scanTarget is a store to scan, as it was when the pass began.
@@ -91,17 +101,19 @@ type scanTarget struct {
 // reconcile runs one pass and returns when time-based work (zeroing after the grace, a retry
 // of an incomplete scan) is next due, or the zero time. The scan and the trash umount run
 // without the lock.
-func (f *FS) reconcile() time.Time {
+func (f *FS) reconcile() time.Time { return f.reconcilePass(false) }
+
+// reconcilePass is reconcile; full visits every store even when the holders did not change.
+func (f *FS) reconcilePass(full bool) time.Time {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
 		return time.Time{}
 	}
-	epoch, seq, targets := f.scanTargets()
+	p := f.scanTargets(full)
 	f.mu.Unlock()
 
-	res := f.scan(targets)
-	res.seq = seq
+	res := f.scan(p.targets)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -117,33 +129,76 @@ func (f *FS) reconcile() time.Time {
 			return time.Time{}
 		}
 	}
-	return f.apply(epoch, res)
+	return f.apply(p, res)
 }
 
 // reconcileLocked is reconcile for a caller that holds the lock: Update uses it when a burst
 // of updates outruns the background loop, so that replaced versions cannot fill the store.
 func (f *FS) reconcileLocked() {
-	epoch, seq, targets := f.scanTargets()
-	res := f.scan(targets)
-	res.seq = seq
+	p := f.scanTargets(false)
+	res := f.scan(p.targets)
 	if old := f.rotateTrash(); old != "" {
 		f.dropTrash(old)
 	}
-	f.apply(epoch, res)
+	f.apply(p, res)
 	f.poke() // let the loop re-arm its timer for what is still due
 }
 
-// scanTargets returns the retire epoch a scan starting now covers, the scan's number, and the
-// mount-swap stores to scan. Call with the lock held.
-func (f *FS) scanTargets() (uint64, uint64, map[string]scanTarget) {
-	targets := map[string]scanTarget{}
-	for _, st := range f.stores {
+// scanTargets plans a pass: the retire epoch a scan starting now covers, and the stores to
+// look at. While the holders' version stays the same as at the last pass (quiet), a settled
+// store (its last scan is current and nothing of it waits for a grace or a release) has
+// nothing a pass could do: a quiet pass visits only the stores in pending, which every change
+// of a store enters, so it costs in proportion to the stores that changed, not to the node.
+// Any other pass (the first, a change of the holders, the periodic rescan: full) visits every
+// store. Passes are numbered (seq). Call with the lock held.
+func (f *FS) scanTargets(full bool) pass {
+	f.scans++
+	p := pass{epoch: f.epoch, seq: f.scans, targets: map[string]scanTarget{}}
+	if v, ok := f.holders.(HoldersVersioner); ok {
+		p.holders = v.HoldersVersion()
+		p.quiet = !full && f.passDone && p.holders == f.passHolders
+	}
+	add := func(st *store) {
+		p.visit = append(p.visit, st.id)
 		if st.mode == ModeMountSwap && st.group != 0 {
-			targets[st.id] = scanTarget{group: st.group, mut: st.mut, cache: st.scan}
+			p.targets[st.id] = scanTarget{group: st.group, mut: st.mut, cache: st.scan}
 		}
 	}
-	f.scans++
-	return f.epoch, f.scans, targets
+	if p.quiet {
+		for id := range f.pending {
+			if st := f.stores[id]; st != nil {
+				add(st)
+			}
+		}
+		return p
+	}
+	for _, st := range f.stores {
+		add(st)
+	}
+	return p
+}
+
+// settled reports whether a pass has nothing to do for st while its containers stay as they
+// are: mount-swap, its last scan saw its current mounts; no replaced version or view waits to
+// be zeroed or removed; every fed base is zeroed.
+func (st *store) settled() bool {
+	if len(st.stale) > 0 {
+		return false
+	}
+	if st.mode == ModeMountSwap && (!st.scan.valid || st.scan.mut != st.mut) {
+		return false
+	}
+	for _, sec := range st.secrets {
+		if len(sec.retired) > 0 {
+			return false
+		}
+		for _, b := range sec.bases {
+			if b.fed && !b.zeroed {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // scan finds the versions running containers started with. With Options.Holders it reads the
@@ -248,8 +303,8 @@ func (f *FS) scanReached(id string) {
 // since Open: each kept every replaced version of its store and was retried.
 func (f *FS) IncompleteScans() uint64 { return f.incomplete.Load() }
 
-// apply acts on a scan that began at epoch. Call with the lock held.
-func (f *FS) apply(epoch uint64, res scanResult) time.Time {
+// apply acts on the scan of pass p. Call with the lock held.
+func (f *FS) apply(p pass, res scanResult) time.Time {
 	now := time.Now()
 	incomplete := false
 	var next time.Time
@@ -258,25 +313,40 @@ func (f *FS) apply(epoch uint64, res scanResult) time.Time {
 			next = t
 		}
 	}
-	if res.seq < f.applied {
-		res = scanResult{stale: true}
+	// A scan that began before one already applied can not know of containers that started in
+	// between: nothing it saw is acted on.
+	stale := p.seq < f.applied
+	if stale {
+		res = scanResult{}
 	}
-	f.applied = max(f.applied, res.seq)
+	f.applied = max(f.applied, p.seq)
 	for id, c := range res.caches {
 		if st := f.stores[id]; st != nil {
 			st.scan = c
 		}
 	}
-	for _, st := range f.stores {
+	for _, id := range p.visit {
+		st := f.stores[id]
+		if st == nil {
+			continue // wiped meanwhile
+		}
 		switch st.mode {
 		case ModeMountSwap:
 			scanned := res.complete[st.group]
-			incomplete = incomplete || (!scanned && !res.stale)
-			f.reconcileSwap(st, scanned, res.seen[st.group], epoch, now, due)
+			incomplete = incomplete || (!scanned && !stale)
+			f.reconcileSwap(st, scanned, res.seen[st.group], p.epoch, now, due)
 		case ModeMountStack:
 			f.reconcileStack(st, now, due)
 		}
 		f.removeStaleViews(st, now, due)
+		if st.settled() {
+			delete(f.pending, id)
+		} else {
+			f.pending[id] = true
+		}
+	}
+	if !stale {
+		f.passDone, f.passHolders = true, p.holders
 	}
 	if incomplete {
 		due(now.Add(f.nextRetry()))

@@ -57,6 +57,7 @@ func (f *FS) recover() (int, error) {
 		st := f.recoverStore(id, mounts, now)
 		f.repairView(st)
 		f.stores[id] = st
+		f.pending[id] = true
 	}
 	return len(ids), nil
 }

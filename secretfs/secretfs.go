@@ -118,6 +118,14 @@ type Holders interface {
 	Holders(storeID string) (holders []Holder, known bool)
 }
 
+// HoldersVersioner is what a Holders may also implement: a number that changes whenever what
+// Holders answers for any store may have changed. With it, a background pass looks only at
+// the stores that changed or have work pending, not at every store on the node, while no
+// container started, stopped or restarted.
+type HoldersVersioner interface {
+	HoldersVersion() uint64
+}
+
 // Holder is a running container that binds a store's publish points.
 type Holder struct {
 	Container string // for log lines

@@ -39,6 +39,7 @@ func (f *FS) Create(spec Spec) (*Store, error) {
 		return nil, fmt.Errorf("store %q: create: %w", id, err)
 	}
 	f.stores[id] = st
+	f.pending[id] = true
 	return f.public(st), nil
 }
 
@@ -232,6 +233,7 @@ func (f *FS) Update(id string, secrets []Secret) error {
 	if len(secrets) == 0 {
 		return nil
 	}
+	f.pending[id] = true // before anything changes, whether it succeeds or not
 	changes, err := f.stage(st, secrets)
 	if err != nil {
 		return err
@@ -423,6 +425,7 @@ func (f *FS) Wipe(id string) error {
 		return err
 	}
 	delete(f.stores, id)
+	delete(f.pending, id)
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -81,8 +82,11 @@ func (u usage) String() string {
 // TestLoad: many services on one node (100 at 20 updates a second; in make soak 1,000 at 100
 // a second, on a private dockerd so the shared engine never carries a thousand containers),
 // then a stream of updates to one of them for 20 s, read continuously inside its container.
-// Every read is whole, the node converges to the last value, every agreement stays active,
-// and the agent's memory, goroutines, open files and mounts do not grow.
+// The stream keeps the rate asked whatever one write's latency (a few concurrent writers fed
+// by a ticker); in make soak it must reach 95% of it (issue 16's "100 updates/s sustained";
+// make test only logs the rate: speed is not asserted there); every read is whole, the node
+// converges to a last value written after the stream, every agreement stays active, and the
+// agent's memory, goroutines, open files and mounts do not grow.
 func TestLoad(t *testing.T) {
 	t.Parallel() // mostly waits on containers: runs beside TestFaultLink
 	services, rate, dur := 100, 20, 20*time.Second
@@ -95,14 +99,77 @@ func TestLoad(t *testing.T) {
 	testLoad(t, newScenarioT(t, "load", dur+30*time.Minute), nil, services, rate, dur)
 }
 
+// minRateShare is the share of the asked update rate a stream must reach.
+const minRateShare = 0.95
+
 // testLoad runs the load on s; configure adjusts the agent (nil: nothing).
 func testLoad(t *testing.T, s *Scenario, configure func(*e2e.Agent), services, rate int, dur time.Duration) {
 	c := leakscan.New("rel-load")
+	agbotPprof := agbotProfiling(t, s)
+	a, hot := startLoadNode(t, s, c, configure, services)
+	hotWarm := c.Next("hot")
+	if err := s.put("hot", "dbkey", hotWarm); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.waitRead(hot, "/db_password", File("dbkey", hotWarm, ""), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	runtime.GC()
+	time.Sleep(5 * time.Second)
+	before := measure(t, a)
+	t.Logf("before the stream: %s", before)
+	histBefore, err := scrapeHistograms(a, applyHist, swapHist)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The stream, read meanwhile by the hot container.
+	hammer := e2e.StartHammer(s.Ctx, s.Docker, hot, dur+5*time.Second, "/db_password")
+	profiled := profileAgent(t, a, agbotPprof, dur)
+	cpu := meterCPU([]string{"agent", "agbot", "reader (a busy loop)"}, []int{a.Proc().Pid(), s.Agbot.Proc().Pid(), hammerPID(s, hot)})
+	st := s.pacedWrites(c, "hot", rate, dur)
+	t.Logf("during the stream: %s", cpu)
+	histEnd, endErr := scrapeHistograms(a, applyHist) // what the agent applied while the stream ran
+	// With writes in flight at once, which of them the agbot committed last is not known: one
+	// more value, written alone after them, is the one the node must end with.
+	last := c.Next("hot")
+	st.written[File("dbkey", last, "")] = true
+	st.written[File("dbkey", hotWarm, "")] = true
+	lastErr := s.put("hot", "dbkey", last)
+	h, herr := hammer()
+	profiled()
+	checkHammer(t, h, herr, st.written, "reads during the stream")
+	if st.failed > 0 || lastErr != nil {
+		t.Errorf("%d of %d writes to the agbot failed (first: %v); the last one: %v", st.failed, st.sent+st.failed, st.firstErr, lastErr)
+	}
+	t.Logf("stream: %s", st)
+	if got, want := st.rate(), minRateShare*float64(rate); *soak && got < want {
+		t.Errorf("%d services: %.1f updates/s written, want at least %.0f (%.0f%% of %d/s asked)", services, got, want, 100*minRateShare, rate)
+	}
+	if err := s.waitRead(hot, "/db_password", File("dbkey", last, ""), 2*time.Minute); err != nil {
+		t.Fatalf("%d services, %d updates sent in %v: %v", services, st.sent, st.elapsed, err)
+	}
+	if hs, err := scrapeHistograms(a, applyHist, swapHist); err != nil || endErr != nil {
+		t.Error(err, endErr)
+	} else {
+		during := histEnd[0].minus(histBefore[0])
+		apply, swap := hs[0].minus(histBefore[0]), hs[1].minus(histBefore[1])
+		t.Logf("converged; %d updates written (%d in the stream, then the last one); the agent applied %.0f while the stream ran "+
+			"(%.1f/s; the agbot coalesces changes of one secret it has not pushed yet) and %.0f in all, %s; the store's swap %s",
+			st.sent+1, st.sent, during.count, during.count/st.elapsed.Seconds(), apply.count, apply.durations(), swap.durations())
+	}
+	checkSteady(t, a, before, services)
+	scanLeaks(t, s, c)
+}
+
+// startLoadNode registers node1 with an agent and publishes services, each binding the secret
+// db but the first (svc0000), which binds hot; it returns when every one of them runs, with
+// the agent and the hot service's container.
+func startLoadNode(t *testing.T, s *Scenario, c *leakscan.Canaries, configure func(*e2e.Agent), services int) (*e2e.Agent, string) {
 	if err := s.CreateNode("node1", "tok1"); err != nil {
 		t.Fatal(err)
 	}
-	hot0 := c.Next("hot")
-	for _, kv := range [][2]string{{"db", c.Next("db")}, {"hot", hot0}} {
+	for _, kv := range [][2]string{{"db", c.Next("db")}, {"hot", c.Next("hot")}} {
 		if err := s.put(kv[0], "dbkey", kv[1]); err != nil {
 			t.Fatal(err)
 		}
@@ -153,61 +220,16 @@ func testLoad(t *testing.T, s *Scenario, configure func(*e2e.Agent), services, r
 		t.Fatal(err)
 	}
 	t.Logf("%d services running on one node after %v", services, time.Since(start).Round(time.Second))
-	hotWarm := c.Next("hot")
-	if err := s.put("hot", "dbkey", hotWarm); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.waitRead(hot, "/db_password", File("dbkey", hotWarm, ""), time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	runtime.GC()
-	time.Sleep(5 * time.Second)
-	before := measure(t, a)
-	t.Logf("before the stream: %s", before)
+	return a, hot
+}
 
-	// The stream, read meanwhile by the hot container.
-	written := map[string]bool{File("dbkey", hotWarm, ""): true}
-	hammer := e2e.StartHammer(s.Ctx, s.Docker, hot, dur+2*time.Second, "/db_password")
-	profiled := profileAgent(t, a, dur)
-	tick := time.NewTicker(time.Second / time.Duration(rate))
-	end := time.Now().Add(dur)
-	var last string
-	sent, failed := 0, 0
-	for time.Now().Before(end) {
-		<-tick.C
-		v := c.Next("hot")
-		if err := s.put("hot", "dbkey", v); err != nil {
-			failed++
-			continue
-		}
-		sent++
-		last = v
-		written[File("dbkey", v, "")] = true
-	}
-	tick.Stop()
-	h, herr := hammer()
-	profiled()
-	checkHammer(t, h, herr, written, "reads during the stream")
-	if failed > 0 {
-		t.Errorf("%d of %d writes to the agbot failed", failed, sent+failed)
-	}
-	// Where the time goes on the node: the agent's own apply time per update.
-	applied := func() string {
-		sum, err1 := a.Metric("anax_agent_update_apply_seconds_sum")
-		n, err2 := a.Metric("anax_agent_update_apply_seconds_count")
-		if err1 != nil || err2 != nil || n == 0 {
-			return "no apply metric"
-		}
-		return fmt.Sprintf("the agent applied %.0f updates, %.1f ms each on average", n, 1000*sum/n)
-	}
-	if err := s.waitRead(hot, "/db_password", File("dbkey", last, ""), 2*time.Minute); err != nil {
-		t.Fatalf("%d services, %d updates sent in %v: %v; %s", services, sent, dur, err, applied())
-	}
-	t.Logf("converged; %s", applied())
+// checkSteady: after the stream the agent's mounts, open files, goroutines and memory did not
+// grow, and every agreement is still active.
+func checkSteady(t *testing.T, a *e2e.Agent, before usage, services int) {
 	runtime.GC()
 	time.Sleep(5 * time.Second)
 	after := measure(t, a)
-	t.Logf("after %d updates in %v (%.0f/s asked, %.0f/s done): %s", sent, dur, float64(rate), float64(sent)/dur.Seconds(), after)
+	t.Logf("after the stream: %s", after)
 	if p := orphanMounts(before.mounts, after.mounts); p != "" {
 		t.Errorf("mounts grew: %s", p)
 	}
@@ -230,20 +252,19 @@ func testLoad(t *testing.T, s *Scenario, configure func(*e2e.Agent), services, r
 	if err != nil || active != services {
 		t.Errorf("after the stream %d of %d agreements are active (%v)", active, services, err)
 	}
-	scanLeaks(t, s, c)
 }
 
-// profileAgent, with -profile DIR, records the agent's CPU profile for most of the stream, then
-// its block and mutex profiles, into DIR. The returned function waits for the CPU profile.
-func profileAgent(t *testing.T, a *e2e.Agent, dur time.Duration) func() {
+// profileAgent, with -profile DIR, records the CPU profiles of the agent and of the agbot
+// (agbotPprof, "" if not served) for most of the stream, then the agent's block and mutex
+// profiles, into DIR. The returned function waits for the CPU profiles.
+func profileAgent(t *testing.T, a *e2e.Agent, agbotPprof string, dur time.Duration) func() {
 	if *profileDir == "" {
 		return func() {}
 	}
-	base := "http://" + a.Config.MetricsListen + "/debug/pprof/"
-	get := func(path, file string) {
-		resp, err := http.Get(base + path)
+	get := func(url, file string) {
+		resp, err := http.Get(url)
 		if err != nil {
-			t.Errorf("profile %s: %v", path, err)
+			t.Errorf("profile %s: %v", url, err)
 			return
 		}
 		defer resp.Body.Close()
@@ -252,15 +273,37 @@ func profileAgent(t *testing.T, a *e2e.Agent, dur time.Duration) func() {
 			t.Error(err)
 		}
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		get(fmt.Sprintf("profile?seconds=%d", int(dur.Seconds()*3/4)), "agent-cpu.pprof")
-	}()
-	return func() {
-		<-done
-		get("block", "agent-block.pprof")
-		get("mutex", "agent-mutex.pprof")
-		t.Logf("agent profiles in %s", *profileDir)
+	base := "http://" + a.Config.MetricsListen + "/debug/pprof/"
+	cpu := fmt.Sprintf("profile?seconds=%d", int(dur.Seconds()*3/4))
+	var wg sync.WaitGroup
+	wg.Go(func() { get(base+cpu, "agent-cpu.pprof") })
+	if agbotPprof != "" {
+		wg.Go(func() { get(agbotPprof+cpu, "agbot-cpu.pprof") })
 	}
+	return func() {
+		wg.Wait()
+		get(base+"block", "agent-block.pprof")
+		get(base+"mutex", "agent-mutex.pprof")
+		t.Logf("agent and agbot profiles in %s", *profileDir)
+	}
+}
+
+// agbotProfiling, with -profile DIR, restarts the agbot serving its profiles and returns
+// their address ("" without -profile).
+func agbotProfiling(t *testing.T, s *Scenario) string {
+	if *profileDir == "" {
+		return ""
+	}
+	addr, err := e2e.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Agbot.ServeArgs = append(s.Agbot.ServeArgs, "--metrics-listen", addr, "--debug-pprof")
+	if err := s.Agbot.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Agbot.Start(s.Ctx); err != nil {
+		t.Fatal(err)
+	}
+	return "http://" + addr + "/debug/pprof/"
 }
