@@ -60,6 +60,23 @@ func (n *simNode) answer(m protocol.Message) int {
 	return code
 }
 
+// replyFixture is an agbot on a fresh database of pg with the service and a policy that
+// matches node1, which is registered and about to be offered its proposal; tag tells the
+// tests' canaries apart.
+func replyFixture(t *testing.T, pg *postgrestest.Server, tag string) (*harness, *simNode, agbot.DBOptions) {
+	t.Helper()
+	db := agbot.DBOptions{URL: pg.NewDatabase(t), Password: pg.Password}
+	h := newHarnessEnv(t, backendEnv{db: db})
+	h.people()
+	putSecret(h, admin, "db", "canary-"+tag+"1")
+	putSecret(h, admin, "api_token", "canary-"+tag+"t")
+	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
+	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
+	n := h.node("node1", "node1tok")
+	n.register("amd64", map[string]any{"purpose": "edge"}, "")
+	return h, n, db
+}
+
 // testProposalReplyAtomic: a proposal reply whose decision can not be written (here a
 // trigger refuses every write of an agreement; in production a lost lease, a timed-out
 // transaction) changes nothing: the node is told it failed, the proposal stays queued and is
@@ -67,15 +84,7 @@ func (n *simNode) answer(m protocol.Message) int {
 // proposal gone from the outbox, the agreement still proposed) would leave the agreement
 // undecided for good: nothing offers the proposal again, so no answer ever comes.
 func testProposalReplyAtomic(t *testing.T, pg *postgrestest.Server) {
-	db := agbot.DBOptions{URL: pg.NewDatabase(t), Password: pg.Password}
-	h := newHarnessEnv(t, backendEnv{db: db})
-	h.people()
-	putSecret(h, admin, "db", "canary-a1")
-	putSecret(h, admin, "api_token", "canary-at")
-	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
-	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
-	n := h.node("node1", "node1tok")
-	n.register("amd64", map[string]any{"purpose": "edge"}, "")
+	h, n, db := replyFixture(t, pg, "a")
 	prop, ok := n.next().(*protocol.Proposal)
 	if !ok {
 		t.Fatal("first message is not a proposal")
@@ -113,15 +122,7 @@ func testProposalReplyAtomic(t *testing.T, pg *postgrestest.Server) {
 // dropped, the cancel stays queued and is offered again; the answer to that ends the
 // agreement (removing the cancel alone would leave the agreement ending for good).
 func testCancelReplyAtomic(t *testing.T, pg *postgrestest.Server) {
-	db := agbot.DBOptions{URL: pg.NewDatabase(t), Password: pg.Password}
-	h := newHarnessEnv(t, backendEnv{db: db})
-	h.people()
-	putSecret(h, admin, "db", "canary-c1")
-	putSecret(h, admin, "api_token", "canary-ct")
-	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
-	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
-	n := h.node("node1", "node1tok")
-	n.register("amd64", map[string]any{"purpose": "edge"}, "")
+	h, n, db := replyFixture(t, pg, "c")
 	n.ack(n.next())
 	h.mustDo(admin, "DELETE", "/org/myorg/business/policies/pol", nil, 200, nil)
 	cancel, ok := n.next().(*protocol.Cancel)
