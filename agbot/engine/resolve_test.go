@@ -56,3 +56,28 @@ func TestAffects(t *testing.T) {
 		})
 	}
 }
+
+// TestAffectsMatchesCandidates: the memo's answer (no candidates built) is the one the
+// candidates give, for every pair of a set of manager names (org, user, node-specific, nested,
+// invalid) as bindings, org or node level, on two nodes, against every name as the change.
+func TestAffectsMatchesCandidates(t *testing.T) {
+	names := []string{"db", "a/b", "user/bob/tok", "user/bob/a/b", "node/n1/db", "node/n2/db",
+		"node/n1/a/b", "user/bob/node/n1/tok", "user/bob/node/n2/tok", "user/ann/tok", "tok",
+		"user/bob/node/n1/a/b", "", "user/x", "node/n1", "openhorizon/db", "db/"}
+	for _, bound := range names {
+		for _, nodeLevel := range []bool{false, true} {
+			for _, node := range []string{"n1", "n2"} {
+				a := &Agreement{Node: node, Bound: map[string]exchange.BoundSecret{"s": {ManagerName: bound, NodeLevel: nodeLevel}}}
+				for _, changed := range names {
+					want := false
+					for _, b := range a.Bound {
+						want = want || indexOf(candidates(b, a.Node), changed) >= 0
+					}
+					if got := affects(a, changed); got != want {
+						t.Errorf("binding %q (node level %v) on %s, change %q: affects = %v, candidates say %v", bound, nodeLevel, node, changed, got, want)
+					}
+				}
+			}
+		}
+	}
+}
