@@ -96,7 +96,7 @@ func testDaemon(t *testing.T, s *suite) {
 			a.Stop()
 		}
 		RemoveContainersOf(e.ctx, s.docker, a.ID())
-		UnmountAll(a.Config.SecretsRoot)
+		a.UnmountRoots() // the stores and the ESS API's tmpfs
 	})
 	if err := a.Start(e.ctx); err != nil {
 		t.Fatal(err)

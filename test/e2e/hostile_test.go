@@ -266,7 +266,7 @@ func testHostile(t *testing.T, s *suite) {
 		if pinned.Proc() != nil {
 			pinned.Stop()
 		}
-		UnmountAll(pinned.Config.SecretsRoot)
+		pinned.UnmountRoots() // the stores and the ESS API's tmpfs
 	})
 	if err := pinned.Start(e.ctx); err != nil {
 		t.Fatal(err)

@@ -48,7 +48,10 @@ var (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if theSuite != nil {
-		theSuite.remove()
+		if err := theSuite.remove(); err != nil && code == 0 {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }
@@ -87,13 +90,22 @@ func getSuite(t testing.TB) *suite {
 	return theSuite
 }
 
-// remove deletes what the whole run made (after the leak scan read it).
-func (s *suite) remove() {
+// remove deletes what the whole run made (after the leak scan read it). A mount a scenario
+// left under the run's directory beyond the secrets roots (an ESS tmpfs, say) is an error:
+// the agent or a scenario's clean-up forgot it; it is detached all the same.
+func (s *suite) remove() error {
 	s.mu.Lock()
 	roots := append([]string(nil), s.roots...)
 	s.mu.Unlock()
 	for _, r := range roots {
 		_ = UnmountAll(r)
+	}
+	var leftErr error
+	if left, err := MountsUnder(s.dir); err == nil && len(left) > 0 {
+		leftErr = fmt.Errorf("mounts left under %s after every scenario's clean-up: %v", s.dir, left)
+		for i := len(left) - 1; i >= 0; i-- { // deepest first
+			_ = UnmountAll(left[i])
+		}
 	}
 	if s.docker != nil && s.image != "" {
 		_ = RemoveImage(context.Background(), s.docker, s.image)
@@ -103,6 +115,7 @@ func (s *suite) remove() {
 	} else {
 		fmt.Fprintf(os.Stderr, "e2e: kept %s\n", s.dir)
 	}
+	return leftErr
 }
 
 // TestE2E runs the scenarios in parallel, then scans for leaks once they are all done.
