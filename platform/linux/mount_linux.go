@@ -156,6 +156,15 @@ func ParseMountinfo(r io.Reader) ([]MountInfo, error) {
 	return out, nil
 }
 
+// SelfMountTable reads and indexes /proc/self/mountinfo.
+func SelfMountTable() (*MountTable, error) {
+	mounts, err := SelfMountinfo()
+	if err != nil {
+		return nil, err
+	}
+	return NewMountTable(mounts), nil
+}
+
 // SelfMountinfo parses /proc/self/mountinfo.
 func SelfMountinfo() ([]MountInfo, error) {
 	f, err := os.Open("/proc/self/mountinfo")

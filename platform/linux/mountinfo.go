@@ -142,15 +142,6 @@ func NewMountTable(mounts []MountInfo) *MountTable {
 	return t
 }
 
-// SelfMountTable reads and indexes /proc/self/mountinfo.
-func SelfMountTable() (*MountTable, error) {
-	mounts, err := SelfMountinfo()
-	if err != nil {
-		return nil, err
-	}
-	return NewMountTable(mounts), nil
-}
-
 // Stack is Stack(mounts, mountpoint) on the table's mounts.
 func (t *MountTable) Stack(mountpoint string) []MountInfo { return Stack(t.at[mountpoint], mountpoint) }
 

@@ -142,7 +142,7 @@ func (s *Server) start() error {
 	cmd := s.command("postgres", "-D", filepath.Join(s.dir, "data"), "-c", "listen_addresses=127.0.0.1",
 		"-c", "port="+port, "-c", "unix_socket_directories=", "-c", "fsync=off", "-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off", "-c", "max_connections=200", "-c", "shared_buffers=32MB")
-	s.cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	dieWithParent(s.cmd)
 	out := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
