@@ -8,19 +8,22 @@ NAME=hw_who
 ID=$(jq -r .id "$HZN_ESS_AUTH") || exit 1
 TOKEN=$(jq -r .token "$HZN_ESS_AUTH") || exit 1
 API=https://localhost/api/v1/secrets
-CURL=(curl --silent -w '%{http_code}' -u "$ID:$TOKEN" --cacert "$HZN_ESS_CERT" --unix-socket "$HZN_ESS_API_ADDRESS")
+# The credentials reach curl as a config read from a pipe (printf is a builtin), not as
+# `-u ID:TOKEN`: argv is readable in /proc by anyone on the host.
+ess() { curl --silent -w '%{http_code}' --cacert "$HZN_ESS_CERT" --unix-socket "$HZN_ESS_API_ADDRESS" \
+  -K <(printf 'user = "%s:%s"\n' "$ID" "$TOKEN") "$@"; }
 
 from_file() { jq -r .value "/open-horizon-secrets/$NAME"; }
 
 WHO=$(from_file)
 echo "Hello ${WHO}! (read from /open-horizon-secrets/$NAME)"
 while true; do
-  OUT=$("${CURL[@]}" -X GET "$API")
+  OUT=$(ess -X GET "$API")
   CODE=${OUT: -3}
   if [ "$CODE" = "200" ]; then
     for name in $(echo "${OUT::-3}" | jq -r '.[]'); do
       if [ "$name" = "$NAME" ]; then
-        DETAILS=$("${CURL[@]}" -X GET "$API/$name")
+        DETAILS=$(ess -X GET "$API/$name")
         if [ "${DETAILS: -3}" != "200" ]; then
           echo "Error: HTTP code ${DETAILS: -3} from GET $API/$name"; exit 1
         fi
@@ -29,7 +32,7 @@ while true; do
           echo "Error: the API and the file disagree"; exit 1
         fi
       fi
-      ACK=$("${CURL[@]}" -X POST "$API/$name?received=true")
+      ACK=$(ess -X POST "$API/$name?received=true")
       if [ "$ACK" != "201" ]; then
         echo "Error: HTTP code $ACK from POST $API/$name?received=true"; exit 1
       fi
