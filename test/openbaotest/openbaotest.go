@@ -13,7 +13,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/test/syncbuf"
+	"github.com/edge-secrets/anax-agent/test/testenv"
 	vault "github.com/hashicorp/vault/api"
 )
 
@@ -63,7 +63,7 @@ func StartServer(tb testing.TB) *Server {
 	s := &Server{tb: tb, bin: bin, Token: "test-root-" + hex.EncodeToString(b[:])}
 	var err error
 	for attempt := 0; attempt < 3; attempt++ { // the free port may be taken before bao binds it
-		s.port, err = freePort()
+		s.port, err = testenv.FreePort()
 		if err != nil {
 			break
 		}
@@ -210,16 +210,6 @@ func enableKV(ctx context.Context, addr, token string) error {
 	}
 }
 
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	return port, err
-}
-
 // cleanEnv drops the caller's Vault and OpenBao settings so they can not redirect the server.
 func cleanEnv() []string {
 	var env []string
@@ -245,10 +235,7 @@ func Binary(tb testing.TB) string {
 	tb.Helper()
 	binOnce.Do(func() { binPath, binErr = findBinary() })
 	if binErr != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("CI=true and no OpenBao server: %v", binErr)
-		}
-		tb.Skipf("no OpenBao server (%v); run test/openbao.sh or set OPENBAO_BIN", binErr)
+		testenv.Skip(tb, fmt.Sprintf("no OpenBao server (%v); run test/openbao.sh or set OPENBAO_BIN", binErr))
 	}
 	return binPath
 }

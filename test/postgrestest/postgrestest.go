@@ -15,7 +15,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/test/syncbuf"
+	"github.com/edge-secrets/anax-agent/test/testenv"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -59,7 +59,7 @@ func Start(tb testing.TB) *Server {
 	bin := BinDir(tb)
 	uid, gid, err := unprivileged()
 	if err != nil {
-		skip(tb, err.Error())
+		testenv.Skip(tb, "no PostgreSQL: "+err.Error())
 	}
 	var b [16]byte
 	rand.Read(b[:])
@@ -132,7 +132,7 @@ func (s *Server) initdb() error {
 }
 
 func (s *Server) start() error {
-	port, err := freePort()
+	port, err := testenv.FreePort()
 	if err != nil {
 		return err
 	}
@@ -250,7 +250,7 @@ func BinDir(tb testing.TB) string {
 	tb.Helper()
 	binOnce.Do(func() { binDir, binErr = findBinDir() })
 	if binErr != nil {
-		skip(tb, binErr.Error()+"; run test/prepare.sh postgres or set PG_BIN")
+		testenv.Skip(tb, "no PostgreSQL: "+binErr.Error()+"; run test/prepare.sh postgres or set PG_BIN")
 	}
 	return binDir
 }
@@ -275,22 +275,4 @@ func findBinDir() (string, error) {
 func version(dir string) int {
 	v, _ := strconv.Atoi(filepath.Base(filepath.Dir(dir)))
 	return v
-}
-
-func skip(tb testing.TB, why string) {
-	tb.Helper()
-	if os.Getenv("CI") == "true" {
-		tb.Fatalf("CI=true and no PostgreSQL: %s", why)
-	}
-	tb.Skipf("no PostgreSQL: %s", why)
-}
-
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	_, port, err := net.SplitHostPort(l.Addr().String())
-	return port, err
 }

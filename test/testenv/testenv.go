@@ -6,6 +6,7 @@
 package testenv
 
 import (
+	"net"
 	"os"
 	"testing"
 )
@@ -28,4 +29,17 @@ func RequireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		Skip(t, "needs root (mounts, chown); run as root or with CI=true on a prepared machine")
 	}
+}
+
+// FreePort returns a TCP port free on loopback now, for a server a test starts (OpenBao,
+// PostgreSQL). Another process may take it before the server binds it; the servers' start-ups
+// fail clearly then.
+func FreePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	_, port, err := net.SplitHostPort(l.Addr().String())
+	return port, err
 }
