@@ -204,29 +204,30 @@ func (t *pgTx) each(table string, prefix []byte, fn func(k, v []byte) error) err
 	if end := prefixEnd(prefix); end != nil {
 		q, args = q+" AND k < $3", append(args, end)
 	}
-	rows, err := t.tx.Query(t.ctx, q+" ORDER BY k", args...)
+	all, err := t.pairs(q+" ORDER BY k", args...)
 	if err != nil {
 		return err
 	}
-	type kv struct{ k, v []byte }
-	var all []kv // read first: fn may run statements on the same transaction
-	for rows.Next() {
-		var r kv
-		if err := rows.Scan(&r.k, &r.v); err != nil {
-			rows.Close()
-			return err
-		}
-		all = append(all, r)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
 	for _, r := range all {
-		if err := fn(r.k, r.v); err != nil {
+		if err := fn(r[0], r[1]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// pairs runs a query of two bytea columns and reads every row before returning, so that the
+// caller's callback may run statements on the same transaction.
+func (t *pgTx) pairs(q string, args ...any) ([][2][]byte, error) {
+	rows, err := t.tx.Query(t.ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) ([2][]byte, error) {
+		var r [2][]byte
+		err := row.Scan(&r[0], &r[1])
+		return r, err
+	})
 }
 
 // prefixEnd is the smallest key greater than every key starting with prefix (nil: none).
@@ -282,26 +283,13 @@ func (t *pgTx) dropNode(org, node string) error {
 }
 
 func (t *pgTx) outbox(fn func(org, node string, raw []byte) error) error {
-	rows, err := t.tx.Query(t.ctx, "SELECT nk, msg FROM outbox ORDER BY nk, id")
+	all, err := t.pairs("SELECT nk, msg FROM outbox ORDER BY nk, id")
 	if err != nil {
 		return err
 	}
-	type row struct{ nk, msg []byte }
-	var all []row
-	for rows.Next() {
-		var r row
-		if err := rows.Scan(&r.nk, &r.msg); err != nil {
-			rows.Close()
-			return err
-		}
-		all = append(all, r)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
 	for _, r := range all {
-		org, node := SplitKey(r.nk)
-		if err := fn(org, node, r.msg); err != nil {
+		org, node := SplitKey(r[0])
+		if err := fn(org, node, r[1]); err != nil {
 			return err
 		}
 	}
