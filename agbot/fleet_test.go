@@ -301,16 +301,10 @@ func (n *fleetNode) tryPoll(ctx context.Context) ([]protocol.Message, error) {
 
 // tryAck answers m until an agbot takes the answer (204), or says it knows nothing of it.
 func (n *fleetNode) tryAck(ctx context.Context, m protocol.Message) {
-	h := m.Head()
-	meta := protocol.Meta{Version: protocol.ProtocolVersion, Agreement: h.Agreement, From: n.ep.ID, To: n.h.agbotID, Seq: h.Seq, Time: time.Now()}
 	var reply protocol.Message
 	switch m.(type) {
-	case *protocol.Proposal:
-		meta.Type = protocol.TypeProposalReply
-		reply = &protocol.ProposalReply{Meta: meta, Status: protocol.StatusAccepted}
-	case *protocol.Update:
-		meta.Type = protocol.TypeUpdateReply
-		reply = &protocol.UpdateReply{Meta: meta, Status: protocol.StatusApplied}
+	case *protocol.Proposal, *protocol.Update:
+		reply = successReply(m, n.ep.ID, n.h.agbotID)
 	default:
 		return
 	}

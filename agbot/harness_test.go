@@ -272,23 +272,30 @@ func types(ms []protocol.Message) []string {
 	return out
 }
 
-// ack answers m as an agent would.
-func (n *simNode) ack(m protocol.Message) {
-	n.h.t.Helper()
+// successReply is the answer an agent gives when m went well (nil for a message that takes no
+// answer): accepted for a proposal, applied for an update or a cancel.
+func successReply(m protocol.Message, from, to string) protocol.Message {
 	h := m.Head()
-	meta := protocol.Meta{Version: protocol.ProtocolVersion, Agreement: h.Agreement, From: n.ep.ID, To: n.h.agbotID, Seq: h.Seq, Time: time.Now()}
-	var reply protocol.Message
+	meta := protocol.Meta{Version: protocol.ProtocolVersion, Agreement: h.Agreement, From: from, To: to, Seq: h.Seq, Time: time.Now()}
 	switch m.(type) {
 	case *protocol.Proposal:
 		meta.Type = protocol.TypeProposalReply
-		reply = &protocol.ProposalReply{Meta: meta, Status: protocol.StatusAccepted}
+		return &protocol.ProposalReply{Meta: meta, Status: protocol.StatusAccepted}
 	case *protocol.Update:
 		meta.Type = protocol.TypeUpdateReply
-		reply = &protocol.UpdateReply{Meta: meta, Status: protocol.StatusApplied}
+		return &protocol.UpdateReply{Meta: meta, Status: protocol.StatusApplied}
 	case *protocol.Cancel:
 		meta.Type = protocol.TypeCancelReply
-		reply = &protocol.CancelReply{Meta: meta, Status: protocol.StatusApplied}
-	default:
+		return &protocol.CancelReply{Meta: meta, Status: protocol.StatusApplied}
+	}
+	return nil
+}
+
+// ack answers m as an agent would.
+func (n *simNode) ack(m protocol.Message) {
+	n.h.t.Helper()
+	reply := successReply(m, n.ep.ID, n.h.agbotID)
+	if reply == nil {
 		n.h.t.Fatalf("ack of %T", m)
 	}
 	env, err := n.ep.Wrap(reply)

@@ -9,7 +9,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -251,12 +250,7 @@ func (b *balancer) relay(c net.Conn) {
 	b.mu.Lock()
 	b.conns[c], b.conns[up] = true, true
 	b.mu.Unlock()
-	done := make(chan struct{}, 2)
-	go func() { io.Copy(up, c); done <- struct{}{} }()
-	go func() { io.Copy(c, up); done <- struct{}{} }()
-	<-done
-	c.Close()
-	up.Close()
+	splice(c, up)
 	b.mu.Lock()
 	delete(b.conns, c)
 	delete(b.conns, up)

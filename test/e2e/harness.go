@@ -707,16 +707,21 @@ func (p *Proxy) relay(c net.Conn) {
 	p.mu.Lock()
 	p.conns[up] = true
 	p.mu.Unlock()
+	splice(c, up)
+	p.mu.Lock()
+	delete(p.conns, c)
+	delete(p.conns, up)
+	p.mu.Unlock()
+}
+
+// splice copies both ways between c and up until either side ends, then closes both.
+func splice(c, up net.Conn) {
 	done := make(chan struct{}, 2)
 	go func() { io.Copy(up, c); done <- struct{}{} }()
 	go func() { io.Copy(c, up); done <- struct{}{} }()
 	<-done
 	c.Close()
 	up.Close()
-	p.mu.Lock()
-	delete(p.conns, c)
-	delete(p.conns, up)
-	p.mu.Unlock()
 }
 
 // Cut drops every connection and refuses new ones until Restore.
