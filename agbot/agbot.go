@@ -23,6 +23,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/metrics"
+	"github.com/edge-secrets/anax-agent/agbot/park"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/secrets/embedded"
 	"github.com/edge-secrets/anax-agent/agbot/store"
@@ -249,6 +250,7 @@ type Server struct {
 	API     *api.API
 	Metrics *metrics.Metrics
 	http    *http.Server
+	lot     *park.Lot       // the long-polls waiting for a message
 	ctx     context.Context // cancelled by Shutdown: ends the engine and every long-poll
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -274,7 +276,7 @@ func Open(o Options) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s := &Server{opts: o, st: st, sm: o.Secrets, keys: keys}
+	s := &Server{opts: o, st: st, sm: o.Secrets, keys: keys, lot: park.New()}
 	if s.sm == nil {
 		if s.sm, err = openEmbedded(o, st, s.fenceID); err != nil {
 			st.Close()
@@ -328,9 +330,10 @@ func (s *Server) activate(ctx context.Context) (*active, error) {
 		return nil, err
 	}
 	a := &active{eng: eng, done: make(chan struct{})}
-	a.api = api.New(api.Config{Store: s.st, Secrets: s.sm, Engine: eng, Log: o.Log, Hash: o.Hash,
-		Verifier: o.Verifier, AddressLimit: o.AddressLimit, IdentityLimit: o.IdentityLimit})
 	a.ctx, a.cancel = context.WithCancel(ctx)
+	a.api = api.New(api.Config{Store: s.st, Secrets: s.sm, Engine: eng, Log: o.Log, Hash: o.Hash,
+		Verifier: o.Verifier, AddressLimit: o.AddressLimit, IdentityLimit: o.IdentityLimit,
+		Lot: s.lot, Context: a.ctx})
 	s.wg.Go(func() {
 		defer close(a.done)
 		defer eng.Close() // commits the acknowledgements gathered; later ones commit alone
@@ -418,9 +421,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.http = &http.Server{Handler: s.Handler(), TLSConfig: cfg,
 		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
-		ConnContext: api.ConnContext,
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return api.ConnContext(ctx, s.lot.Kept(c)) },
 		ErrorLog:    slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
-	err = s.http.Serve(tls.NewListener(netutil.LimitListener(ln, maxConns), cfg))
+	err = s.http.Serve(s.lot.Listen(tls.NewListener(netutil.LimitListener(ln, maxConns), cfg)))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -434,6 +437,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancel() // ends the engine and the long-polls' wait on it
 	if s.http != nil {
 		err = s.http.Shutdown(ctx)
+		s.lot.Wait() // the parked polls' empty answers, written since s.cancel
 	}
 	s.wg.Wait()
 	if s.ha != nil {

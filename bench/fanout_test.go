@@ -235,7 +235,32 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 	if ps, err := e.readProcs(); err == nil {
 		e.idleRSS = ps.RSSKiB
 	}
+	e.logSettling(b)
+	if profileDir != "" && e.pprofURL != "" {
+		name := fmt.Sprintf("idle-%s-%d", st.name, nodes)
+		e.saveProfile(b, "heap?gc=1", name+".heap.pprof")
+		e.saveProfile(b, "goroutine?debug=1", name+".goroutines.txt")
+		e.saveProfile(b, "heap?debug=1", name+".memstats.txt") // ends with runtime.MemStats
+	}
 	return e
+}
+
+// logSettling (ANAX_FANOUT_SETTLE=DURATION) samples the idle agbot's RSS every 5 s for that
+// long after the 1 s settle the idle figure is taken at, and logs them: how much of the
+// memory the connection herd left behind the Go runtime gives back, and when.
+func (e *fanoutEnv) logSettling(b *testing.B) {
+	d, err := time.ParseDuration(os.Getenv("ANAX_FANOUT_SETTLE"))
+	if err != nil || d <= 0 {
+		return
+	}
+	var samples []string
+	for t := time.Duration(0); t <= d; t += 5 * time.Second {
+		if ps, err := e.readProcs(); err == nil {
+			samples = append(samples, fmt.Sprintf("%v: %d MiB", t, ps.RSSKiB>>10))
+		}
+		time.Sleep(5 * time.Second)
+	}
+	b.Logf("idle agbot RSS after the settle: %s", strings.Join(samples, ", "))
 }
 
 // prepareFanoutState makes the agbot's state in process: a secret, a service, n registered
@@ -400,6 +425,9 @@ func (e *fanoutEnv) startAgbot(b *testing.B, p *agbotProc) {
 	// pipe, and the agbot would die of SIGPIPE at its next log line).
 	e.logs = append(e.logs, logf)
 	cmd := exec.Command(binary(b, "agbot"), p.args...)
+	if v := os.Getenv("ANAX_FANOUT_GOMEMLIMIT"); v != "" {
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+v) // the agbot's soft memory limit only
+	}
 	cmd.Stdout = logf
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(logf, pw)
@@ -937,35 +965,38 @@ func (e *fanoutEnv) putSecret(b *testing.B, v string) {
 }
 
 // startProfile records the agbot's CPU profile for secs seconds into DIR/name; the returned
-// function waits for it and then saves the heap profile.
+// function waits for it and then saves the heap profile. (The idle heap, after a GC, and the
+// goroutines are saved before the first fan-out as idle-*.)
 func (e *fanoutEnv) startProfile(b *testing.B, name string, secs int) func() {
 	if profileDir == "" || e.pprofURL == "" {
 		return func() {}
 	}
-	get := func(what, file string) {
-		resp, err := http.Get(e.pprofURL + what)
-		if err != nil {
-			b.Logf("profile %s: %v", what, err)
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(filepath.Join(profileDir, file))
-		if err != nil {
-			b.Logf("profile %s: %v", what, err)
-			return
-		}
-		defer f.Close()
-		io.Copy(f, resp.Body)
-	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		get(fmt.Sprintf("profile?seconds=%d", secs), name+".cpu.pprof")
+		e.saveProfile(b, fmt.Sprintf("profile?seconds=%d", secs), name+".cpu.pprof")
 	}()
 	return func() {
 		<-done
-		get("heap", name+".heap.pprof")
+		e.saveProfile(b, "heap", name+".heap.pprof")
 	}
+}
+
+// saveProfile saves the agbot's /debug/pprof/WHAT into DIR/file.
+func (e *fanoutEnv) saveProfile(b *testing.B, what, file string) {
+	resp, err := http.Get(e.pprofURL + what)
+	if err != nil {
+		b.Logf("profile %s: %v", what, err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(profileDir, file))
+	if err != nil {
+		b.Logf("profile %s: %v", what, err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }
 
 // fanoutProfileSecs covers one fan-out of n nodes (ANAX_FANOUT_PROFILE_SECS overrides).

@@ -18,6 +18,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agbot/access"
 	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/park"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -36,6 +37,10 @@ type Config struct {
 	// AddressLimit and IdentityLimit throttle failed logins (zero: DefaultAddressLimit,
 	// DefaultIdentityLimit).
 	AddressLimit, IdentityLimit access.LimitPolicy
+	// Lot, when set, parks long-polls with nothing to answer yet (package park): the server
+	// must serve Lot's listener. Parked polls are answered (empty) when Context ends.
+	Lot     *park.Lot
+	Context context.Context
 }
 
 // API serves HTTP.
@@ -60,6 +65,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.MaxValue <= 0 {
 		cfg.MaxValue = protocol.DefaultMaxValue
+	}
+	if cfg.Context == nil {
+		cfg.Context = context.Background()
 	}
 	if cfg.Hash.Time == 0 {
 		cfg.Hash = access.DefaultParams

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"net"
 	"net/http"
 	"sync"
 
@@ -32,9 +31,22 @@ type connAuth struct {
 }
 
 // ConnContext is http.Server.ConnContext for the API: it gives each connection its login
-// slot.
-func ConnContext(ctx context.Context, _ net.Conn) context.Context {
-	return context.WithValue(ctx, connAuthKey{}, &connAuth{})
+// slot; kept is what park.Lot.Kept returned for the connection (its slot from before it
+// was parked), nil for a new one.
+func ConnContext(ctx context.Context, kept any) context.Context {
+	ca, _ := kept.(*connAuth)
+	if ca == nil {
+		ca = &connAuth{}
+	}
+	return context.WithValue(ctx, connAuthKey{}, ca)
+}
+
+// connSlot is the login slot of the request's connection, to keep while it is parked.
+func connSlot(r *http.Request) any {
+	if ca, _ := r.Context().Value(connAuthKey{}).(*connAuth); ca != nil {
+		return ca
+	}
+	return nil
 }
 
 // connPad salts the cached digests: random per process, never stored.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agbot/access"
 	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/park"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
@@ -363,21 +365,53 @@ func (a *API) poll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if a.cfg.Lot != nil && wait > 0 && r.ProtoMajor == 1 && !r.Close {
+		a.pollParked(w, r, org, id, after, wait)
+		return
+	}
 	msgs, err := a.eng.Poll(r.Context(), org, id, after, wait)
-	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			// The agbot is shutting down: an empty answer makes the node poll again.
-			writeJSON(w, 200, Messages{Messages: []Message{}})
-			return
-		}
+	if err != nil && !errors.Is(err, context.Canceled) {
 		a.fail(w, err)
 		return
 	}
+	// ctx cancelled: the agbot is shutting down; an empty answer makes the node poll again.
+	writeJSON(w, 200, messages(msgs))
+}
+
+// pollParked answers now when there is something to answer, else parks the connection until
+// there is, the wait passes or the API stops (an empty answer then).
+func (a *API) pollParked(w http.ResponseWriter, r *http.Request, org, id string, after uint64, wait time.Duration) {
+	spotc := make(chan *park.Spot, 1)
+	msgs, waiting := a.eng.PollFunc(a.cfg.Context, org, id, after, wait, func(msgs []store.Message, _ error) {
+		spot := <-spotc
+		if spot == nil {
+			return
+		}
+		body, _ := json.Marshal(messages(msgs))
+		h := http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}
+		if err := spot.Answer(200, h, append(body, '\n')); err != nil {
+			a.log.Debug("long-poll answer not written", "org", org, "node", id, "err", err)
+		}
+	})
+	if !waiting {
+		writeJSON(w, 200, messages(msgs))
+		return
+	}
+	spot, err := a.cfg.Lot.Park(w, r, connSlot(r))
+	spotc <- spot // nil: the answer is dropped when it comes
+	if err != nil {
+		// Not hijacked (the checks above make this unexpected): the handler still owns w.
+		a.log.Warn("long-poll not parked", "org", org, "node", id, "err", err)
+		writeJSON(w, 200, messages(nil))
+	}
+}
+
+func messages(msgs []store.Message) Messages {
 	out := Messages{Messages: make([]Message, 0, len(msgs))}
 	for _, m := range msgs {
 		out.Messages = append(out.Messages, Message{ID: m.ID, Agreement: m.Agreement, Type: m.Type, Seq: m.Seq, Envelope: m.Envelope})
 	}
-	writeJSON(w, 200, out)
+	return out
 }
 
 func (a *API) reply(w http.ResponseWriter, r *http.Request) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 )
 
 // queues hold every node's unacknowledged messages in memory (mirroring the store's outbox)
-// and wake the node's long-poll when one arrives.
+// and wake the node's waiting polls when one arrives.
 type queues struct {
 	retry, maxRetry time.Duration
 	mu              sync.Mutex
@@ -20,8 +21,8 @@ type queues struct {
 }
 
 type nodeQueue struct {
-	msgs []*queued
-	wake chan struct{} // closed when a message arrives, then replaced
+	msgs    []*queued
+	waiters []*poll // polls to wake when a message arrives (woken once, then dropped)
 }
 
 type queued struct {
@@ -37,7 +38,7 @@ func (q *queues) init(retry, maxRetry time.Duration) {
 func (q *queues) get(node string) *nodeQueue {
 	nq := q.m[node]
 	if nq == nil {
-		nq = &nodeQueue{wake: make(chan struct{})}
+		nq = &nodeQueue{}
 		q.m[node] = nq
 	}
 	return nq
@@ -52,11 +53,23 @@ func (q *queues) restore(node string, m store.Message) {
 
 func (q *queues) push(node string, m store.Message) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	nq := q.get(node)
 	nq.msgs = append(nq.msgs, &queued{Message: m})
-	close(nq.wake)
-	nq.wake = make(chan struct{})
+	ws := nq.waiters
+	nq.waiters = nil
+	q.mu.Unlock()
+	for _, p := range ws {
+		go p.check() // never under the caller's locks: a check may reseal a proposal
+	}
+}
+
+// unwatch drops a poll that no longer waits.
+func (q *queues) unwatch(node string, p *poll) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if nq := q.m[node]; nq != nil {
+		nq.waiters = slices.DeleteFunc(nq.waiters, func(w *poll) bool { return w == p })
+	}
 }
 
 // remove drops a message; it reports whether it was queued.
@@ -69,7 +82,9 @@ func (q *queues) remove(node string, id uint64) bool {
 	}
 	for i, m := range nq.msgs {
 		if m.ID == id {
-			nq.msgs = append(nq.msgs[:i], nq.msgs[i+1:]...)
+			// slices.Delete clears the freed tail slot: the array must not keep the
+			// acknowledged message (and its sealed envelope) alive.
+			nq.msgs = slices.Delete(nq.msgs, i, i+1)
 			return true
 		}
 	}
@@ -94,12 +109,13 @@ func (q *queues) find(node, ag string, seq uint64, typ protocol.MessageType) (ui
 // FarewellTTL is how long a cancel sealed to a node's replaced keys waits for the old node.
 const FarewellTTL = 24 * time.Hour
 
-// take returns the messages to offer now, or a channel that signals a change and the time
-// of the next due resend. It also returns the cancel_replies the client has polled past
+// take returns the messages to offer now, or, when there are none, registers w (when not
+// nil) to be woken by the next message and returns the time of the next due resend. It also
+// returns the cancel_replies the client has polled past
 // (id <= after): nothing acknowledges a reply, so receiving it is its end; and the farewell
 // cancels older than FarewellTTL. They are gone from the memory queue and the caller
 // removes them from the store.
-func (q *queues) take(node string, after uint64, now time.Time) ([]store.Message, <-chan struct{}, time.Time, []uint64) {
+func (q *queues) take(node string, after uint64, now time.Time, w *poll) ([]store.Message, time.Time, []uint64) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	nq := q.get(node)
@@ -142,7 +158,10 @@ func (q *queues) take(node string, after uint64, now time.Time) ([]store.Message
 	}
 	clear(nq.msgs[len(keep):])
 	nq.msgs = keep
-	return out, nq.wake, next, done
+	if len(out) == 0 && w != nil && !slices.Contains(nq.waiters, w) {
+		nq.waiters = append(nq.waiters, w)
+	}
+	return out, next, done
 }
 
 // Pending counts unacknowledged messages (all nodes).
@@ -159,49 +178,132 @@ func (e *Engine) Pending() int {
 // Poll returns the sealed messages node should get now, waiting up to wait for one. after
 // is the highest message id the client has received before (0 after it starts): every
 // message past it is offered at once; messages it has received but not acknowledged are
-// offered again with backoff.
+// offered again with backoff. When ctx ends first it returns ctx's error.
 func (e *Engine) Poll(ctx context.Context, org, node string, after uint64, wait time.Duration) ([]store.Message, error) {
-	if wait > e.cfg.MaxWait {
-		wait = e.cfg.MaxWait
+	type result struct {
+		msgs []store.Message
+		err  error
 	}
-	id := NodeID(org, node)
-	e.seen.begin(id)
-	defer func() { e.seen.end(id, time.Now()) }()
-	deadline := time.NewTimer(wait)
-	defer deadline.Stop()
-	for {
-		msgs, wake, next, done := e.q.take(id, after, time.Now())
-		if len(done) > 0 {
-			err := e.st.Update(func(tx store.Tx) error {
-				for _, mid := range done {
-					if _, err := e.st.RemoveTx(tx, org, node, mid); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				// Still gone from memory; a restart offers it once more, which is harmless.
-				e.log.Warn("delivered cancel_reply not removed from the outbox", "node", id, "err", err)
+	ch := make(chan result, 1)
+	msgs, waiting := e.PollFunc(ctx, org, node, after, wait, func(m []store.Message, err error) { ch <- result{m, err} })
+	if !waiting {
+		return msgs, nil
+	}
+	r := <-ch
+	return r.msgs, r.err
+}
+
+// PollFunc is Poll without a goroutine waiting: when messages are there now it returns them
+// and waiting false; else it returns waiting true and later calls done exactly once, from
+// another goroutine, with the messages, or none when wait passed, or ctx's error when ctx
+// ended first. Between the two the poll holds only its timers and its place in the node's
+// queue: the API parks the node's connection meanwhile (package park).
+func (e *Engine) PollFunc(ctx context.Context, org, node string, after uint64, wait time.Duration, done func([]store.Message, error)) ([]store.Message, bool) {
+	wait = min(wait, e.cfg.MaxWait)
+	p := &poll{e: e, ctx: ctx, org: org, node: node, id: NodeID(org, node), after: after, done: done}
+	e.seen.begin(p.id)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if msgs := p.takeLocked(); len(msgs) > 0 {
+		p.finished = true
+		p.release()
+		return e.refresh(ctx, org, node, msgs), false
+	}
+	p.deadline = time.AfterFunc(wait, func() { p.finish(nil, nil) })
+	p.stopCtx = context.AfterFunc(ctx, func() { p.finish(nil, ctx.Err()) })
+	return nil, true
+}
+
+// poll is one node poll waiting for a message, its deadline or its context.
+type poll struct {
+	e             *Engine
+	ctx           context.Context
+	org, node, id string
+	after         uint64
+	done          func([]store.Message, error)
+	mu            sync.Mutex
+	finished      bool
+	deadline, due *time.Timer
+	stopCtx       func() bool
+}
+
+// takeLocked takes what the node should get now; with nothing, it waits in the node's queue
+// and for the next due resend.
+func (p *poll) takeLocked() []store.Message {
+	msgs, next, gone := p.e.q.take(p.id, p.after, time.Now(), p)
+	p.e.removeDelivered(p.org, p.node, gone)
+	if len(msgs) == 0 && !next.IsZero() {
+		if p.due == nil {
+			p.due = time.AfterFunc(time.Until(next), p.check)
+		} else {
+			p.due.Reset(time.Until(next))
+		}
+	}
+	return msgs
+}
+
+// check looks again after a wake: a message arrived or a resend fell due.
+func (p *poll) check() {
+	p.mu.Lock()
+	if p.finished {
+		p.mu.Unlock()
+		return
+	}
+	msgs := p.takeLocked()
+	if len(msgs) == 0 {
+		p.mu.Unlock()
+		return
+	}
+	p.finished = true
+	p.release()
+	p.mu.Unlock()
+	p.done(p.e.refresh(p.ctx, p.org, p.node, msgs), nil)
+}
+
+// finish ends a poll that has not ended yet with msgs (none) and err.
+func (p *poll) finish(msgs []store.Message, err error) {
+	p.mu.Lock()
+	if p.finished {
+		p.mu.Unlock()
+		return
+	}
+	p.finished = true
+	p.release()
+	p.mu.Unlock()
+	p.done(msgs, err)
+}
+
+// release stops what could wake the poll (p.mu held) and ends its "polling" mark.
+func (p *poll) release() {
+	for _, t := range []*time.Timer{p.deadline, p.due} {
+		if t != nil {
+			t.Stop()
+		}
+	}
+	if p.stopCtx != nil {
+		p.stopCtx()
+	}
+	p.e.q.unwatch(p.id, p)
+	p.e.seen.end(p.id, time.Now())
+}
+
+// removeDelivered removes from the store the messages take found delivered (cancel_replies
+// the client polled past, farewells nobody answered).
+func (e *Engine) removeDelivered(org, node string, ids []uint64) {
+	if len(ids) == 0 {
+		return
+	}
+	err := e.st.Update(func(tx store.Tx) error {
+		for _, mid := range ids {
+			if _, err := e.st.RemoveTx(tx, org, node, mid); err != nil {
+				return err
 			}
 		}
-		if len(msgs) > 0 {
-			return e.refresh(ctx, org, node, msgs), nil
-		}
-		var due <-chan time.Time
-		if !next.IsZero() {
-			t := time.NewTimer(time.Until(next))
-			defer t.Stop()
-			due = t.C
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-deadline.C:
-			return nil, nil
-		case <-wake:
-		case <-due:
-		}
+		return nil
+	})
+	if err != nil {
+		// Still gone from memory; a restart offers it once more, which is harmless.
+		e.log.Warn("delivered cancel_reply not removed from the outbox", "node", NodeID(org, node), "err", err)
 	}
 }
 

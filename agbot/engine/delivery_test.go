@@ -30,7 +30,7 @@ func TestFarewellExpires(t *testing.T) {
 			var q queues
 			q.init(time.Second, time.Minute)
 			q.push("o/n", store.Message{ID: 1, Agreement: "ag", Type: string(protocol.TypeCancel), Seq: 2, Queued: t0, Farewell: tc.farewell})
-			out, _, _, done := q.take("o/n", 0, tc.at)
+			out, _, done := q.take("o/n", 0, tc.at, nil)
 			if got := len(out) == 1; got != tc.offered {
 				t.Errorf("offered = %v, want %v", got, tc.offered)
 			}
@@ -41,5 +41,25 @@ func TestFarewellExpires(t *testing.T) {
 				t.Errorf("still queued = %v, want %v", still, !tc.removed)
 			}
 		})
+	}
+}
+
+// Removing an acknowledged message clears its slot: the queue's array must not keep the
+// message and its sealed envelope alive (it did, one message per node, 4 KiB each).
+func TestRemoveFreesTheSlot(t *testing.T) {
+	var q queues
+	q.init(time.Second, time.Minute)
+	q.push("o/n", store.Message{ID: 1, Agreement: "ag", Type: string(protocol.TypeUpdate), Seq: 1})
+	q.push("o/n", store.Message{ID: 2, Agreement: "ag", Type: string(protocol.TypeUpdate), Seq: 2})
+	for _, id := range []uint64{1, 2} {
+		if !q.remove("o/n", id) {
+			t.Fatalf("message %d not removed", id)
+		}
+	}
+	nq := q.m["o/n"]
+	for i, m := range nq.msgs[:cap(nq.msgs)] {
+		if m != nil {
+			t.Errorf("slot %d still holds message %d", i, m.ID)
+		}
 	}
 }

@@ -1,0 +1,232 @@
+// Package park holds idle HTTP/1.1 long-polls without a goroutine or buffers of their own.
+//
+// net/http serves a connection with a goroutine that runs the handler and, while a handler
+// runs, a second one reading ahead, each with its stack, plus a 4 KiB read and a 4 KiB write
+// buffer and the request's state: some 60 KiB for a node that is only waiting for its next
+// message. A handler that has nothing to answer yet parks its connection instead: Park takes
+// it from net/http (Hijack), keeping only the TLS connection, which the kernel's poller
+// watches. Spot.Answer later writes the whole response in one write and hands the
+// connection back to the http.Server through the Lot's Listener, where it is served as a
+// keep-alive connection again (the TLS session stays: no new handshake).
+//
+// A parked connection is not read while it waits: a client that sends before its answer
+// (pipelining) finds its bytes read after the answer, in order, or its connection closed
+// after the answer when net/http had already read them. Only HTTP/1.x connections park.
+//
+// Imported by agbot/api (the long-poll) and agbot (the listener); it imports nothing of the
+// module.
+package park
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// ErrNotParkable says a request can not be parked (HTTP/2, a connection the client closes
+// after the answer, or a writer that can not be hijacked): serve it in the handler.
+var ErrNotParkable = errors.New("park: connection can not be parked")
+
+// WriteTimeout bounds writing an answer to a parked connection.
+const WriteTimeout = 10 * time.Second
+
+// Lot parks connections and, as the net.Listener its Listen returns for an http.Server,
+// yields the connections its Spots hand back besides the new ones. Its zero value is not
+// usable: see New.
+type Lot struct {
+	inner    net.Listener
+	accepted chan accepted
+	resumed  chan net.Conn
+	done     chan struct{}
+	closeMu  sync.Once
+
+	mu   sync.Mutex
+	kept map[net.Conn]any // a resumed connection's value, until its ConnContext takes it
+
+	answers sync.WaitGroup // answers being written
+}
+
+type accepted struct {
+	c   net.Conn
+	err error
+}
+
+// New returns a Lot; a server serves it after Listen.
+func New() *Lot {
+	return &Lot{accepted: make(chan accepted), resumed: make(chan net.Conn, 256),
+		done: make(chan struct{}), kept: map[net.Conn]any{}}
+}
+
+// Listen makes the Lot accept from inner (the TLS listener: what inner accepts is what the
+// server serves, and what parks) and returns it as the server's listener. Call it once;
+// Close closes inner.
+func (l *Lot) Listen(inner net.Listener) net.Listener {
+	l.inner = inner
+	go l.acceptLoop()
+	return l
+}
+
+func (l *Lot) acceptLoop() {
+	for {
+		c, err := l.inner.Accept()
+		select {
+		case l.accepted <- accepted{c, err}:
+		case <-l.done:
+			if c != nil {
+				c.Close()
+			}
+			return
+		}
+		if err != nil && errors.Is(err, net.ErrClosed) {
+			return
+		}
+	}
+}
+
+// Accept returns the next new or resumed connection.
+func (l *Lot) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.resumed:
+		return c, nil
+	case a := <-l.accepted:
+		return a.c, a.err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close stops accepting; connections resumed after it are closed.
+func (l *Lot) Close() error {
+	err := net.ErrClosed
+	l.closeMu.Do(func() {
+		close(l.done)
+		if err = nil; l.inner != nil {
+			err = l.inner.Close()
+		}
+	})
+	return err
+}
+
+// Addr is the inner listener's address.
+func (l *Lot) Addr() net.Addr { return l.inner.Addr() }
+
+// Wait waits until every answer being written is written (each within WriteTimeout), then,
+// when the Lot is closed, closes the connections handed back that the server did not take.
+// For a server's Shutdown, after the http.Server's.
+func (l *Lot) Wait() {
+	l.answers.Wait()
+	select {
+	case <-l.done:
+	default:
+		return
+	}
+	for {
+		select {
+		case c := <-l.resumed:
+			l.Kept(c)
+			c.Close()
+		default:
+			return
+		}
+	}
+}
+
+// Kept returns (once) the value parked with connection c, nil for a new connection: for an
+// http.Server's ConnContext, so state kept per connection outlives its parking.
+func (l *Lot) Kept(c net.Conn) any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	v, ok := l.kept[c]
+	if ok {
+		delete(l.kept, c)
+	}
+	return v
+}
+
+func (l *Lot) resume(c net.Conn, keep any) {
+	if keep != nil {
+		l.mu.Lock()
+		l.kept[c] = keep
+		l.mu.Unlock()
+	}
+	select {
+	case l.resumed <- c:
+	case <-l.done:
+		l.Kept(c)
+		c.Close()
+	}
+}
+
+// Spot is a parked connection waiting for its answer.
+type Spot struct {
+	lot   *Lot
+	conn  net.Conn
+	keep  any
+	close bool // bytes of a next request were read already: answer, then close
+	once  sync.Once
+}
+
+// Park takes the request's connection from net/http. After it returns nil the handler must
+// return without touching w, and the caller must call Answer exactly once. keep travels
+// with the connection and comes back from Kept when the server serves it again.
+func (l *Lot) Park(w http.ResponseWriter, r *http.Request, keep any) (*Spot, error) {
+	if r.ProtoMajor != 1 || r.Close {
+		return nil, ErrNotParkable
+	}
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNotParkable, err)
+	}
+	s := &Spot{lot: l, conn: conn, keep: keep, close: rw.Reader.Buffered() > 0}
+	l.answers.Add(1)
+	return s, nil
+}
+
+// Answer writes a response with body (Content-Length framing) and headers h, then hands the
+// connection back to the server, or closes it when it can not be served again. It returns
+// the write's error (the connection is closed then).
+func (s *Spot) Answer(code int, h http.Header, body []byte) error {
+	err := errors.New("park: answered twice")
+	s.once.Do(func() {
+		defer s.lot.answers.Done()
+		err = s.write(code, h, body)
+		if err != nil || s.close {
+			s.conn.Close()
+			return
+		}
+		s.lot.resume(s.conn, s.keep)
+	})
+	return err
+}
+
+func (s *Spot) write(code int, h http.Header, body []byte) error {
+	var b bytes.Buffer
+	b.Grow(256 + len(body))
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
+	hd := h.Clone()
+	if hd == nil {
+		hd = http.Header{}
+	}
+	hd.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	if s.close {
+		hd.Set("Connection", "close")
+	}
+	if err := hd.Write(&b); err != nil {
+		return err
+	}
+	b.WriteString("\r\n")
+	b.Write(body)
+	if err := s.conn.SetWriteDeadline(time.Now().Add(WriteTimeout)); err != nil {
+		return err
+	}
+	if _, err := s.conn.Write(b.Bytes()); err != nil {
+		return err
+	}
+	return s.conn.SetWriteDeadline(time.Time{})
+}
