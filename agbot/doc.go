@@ -58,7 +58,9 @@
 //	GET /org/{org}/nodes/{node}/msgs?wait=S&after=ID   (node auth)
 //	  Long-poll: answers as soon as there is something, else after S seconds (0..60, default
 //	  0) with an empty list. after is the highest message id the client received in an
-//	  earlier answer (0, or absent, after the client starts).
+//	  earlier answer (0, or absent, after the client starts). An HTTP/1.1 keep-alive
+//	  request that has to wait is parked (package park): the answer, framed by
+//	  Content-Length, comes on the same connection, which then serves the next request.
 //	  200 {"messages": [{"id": uint64, "agreementId": "...", "type": "proposal|update|cancel|
 //	       cancel_reply", "seq": uint64, "envelope": base64 of the envelope JSON}]}
 //	  Messages are in id order per node. Every message with id > after is returned at once;

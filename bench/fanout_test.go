@@ -231,18 +231,24 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 		st.name, nodes, e.setup.Round(time.Millisecond), e.errs.Load(), e.firstErrString())
 	e.errs.Store(0)
 	e.firstErr.Store(nil)
+	e.measureIdle(b, fmt.Sprintf("idle-%s-%d", st.name, nodes))
+	return e
+}
+
+// measureIdle takes the idle RSS, every node long-polling, a second after the set-up;
+// ANAX_FANOUT_SETTLE samples it longer and ANAX_FANOUT_PROFILE saves the idle heap (after a
+// GC), goroutines and MemStats as DIR/name.*.
+func (e *fanoutEnv) measureIdle(b *testing.B, name string) {
 	runtimeSettle()
 	if ps, err := e.readProcs(); err == nil {
 		e.idleRSS = ps.RSSKiB
 	}
 	e.logSettling(b)
 	if profileDir != "" && e.pprofURL != "" {
-		name := fmt.Sprintf("idle-%s-%d", st.name, nodes)
 		e.saveProfile(b, "heap?gc=1", name+".heap.pprof")
 		e.saveProfile(b, "goroutine?debug=1", name+".goroutines.txt")
 		e.saveProfile(b, "heap?debug=1", name+".memstats.txt") // ends with runtime.MemStats
 	}
-	return e
 }
 
 // logSettling (ANAX_FANOUT_SETTLE=DURATION) samples the idle agbot's RSS every 5 s for that

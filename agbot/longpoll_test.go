@@ -1,0 +1,121 @@
+package agbot_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"testing"
+	"time"
+
+	"github.com/edge-secrets/anax-agent/agbot/api"
+	"github.com/edge-secrets/anax-agent/protocol"
+)
+
+// agreedNode sets up one node with an agreement on the org secret db, its proposal answered.
+func agreedNode(t *testing.T) (*harness, *simNode) {
+	h := newHarness(t, nil)
+	h.people()
+	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
+	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
+	putSecret(h, admin, "db", "v1")
+	putSecret(h, admin, "api_token", "tok1")
+	n := h.node("node1", "node1tok")
+	n.register("amd64", map[string]any{"purpose": "edge"}, "")
+	p, ok := n.next().(*protocol.Proposal)
+	if !ok {
+		t.Fatal("no proposal")
+	}
+	n.ack(p)
+	return h, n
+}
+
+// longPoll starts a long-poll of wait seconds; the answer (status, messages, whether its
+// connection was reused) comes on the channel.
+func longPoll(h *harness, n *simNode, wait string) <-chan polled {
+	out := make(chan polled, 1)
+	go func() {
+		var p polled
+		req, _ := http.NewRequest("GET", h.url+"/org/myorg/nodes/"+n.id+"/msgs?wait="+wait+"&after="+utoa(n.after), nil)
+		req.SetBasicAuth("myorg/"+n.id, "node1tok")
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { p.reused = i.Reused }}))
+		resp, err := h.client.Do(req)
+		if err != nil {
+			p.err = err
+			out <- p
+			return
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		p.code = resp.StatusCode
+		p.err = json.Unmarshal(raw, &p.msgs)
+		out <- p
+	}()
+	return out
+}
+
+type polled struct {
+	code   int
+	msgs   api.Messages
+	reused bool
+	err    error
+}
+
+func waitPolled(t *testing.T, ch <-chan polled, within time.Duration) polled {
+	t.Helper()
+	select {
+	case p := <-ch:
+		if p.err != nil {
+			t.Fatalf("poll: %v", p.err)
+		}
+		return p
+	case <-time.After(within):
+		t.Fatalf("no answer within %v", within)
+	}
+	return polled{}
+}
+
+// A long-poll with nothing to answer is parked; a secret change wakes it with the update on
+// the same keep-alive connection, which then serves the next poll.
+func TestParkedPollWokenByUpdate(t *testing.T) {
+	h, n := agreedNode(t)
+	ch := longPoll(h, n, "60")
+	time.Sleep(200 * time.Millisecond) // let it park; an earlier change would answer it at once, also fine
+	putSecret(h, admin, "db", "v2")
+	p := waitPolled(t, ch, 30*time.Second)
+	if p.code != 200 || len(p.msgs.Messages) != 1 || p.msgs.Messages[0].Type != string(protocol.TypeUpdate) {
+		t.Fatalf("poll answered %d %+v, want one update", p.code, p.msgs)
+	}
+	m, err := n.ep.Open(p.msgs.Messages[0].Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.after = p.msgs.Messages[0].ID
+	wantUpdate(t, m, "db_password", "v2", protocol.ReasonValueUpdated)
+	n.ack(m)
+	if p := waitPolled(t, longPoll(h, n, "1"), 30*time.Second); p.code != 200 || len(p.msgs.Messages) != 0 || !p.reused {
+		t.Fatalf("next poll: %d %+v reused=%v, want an empty answer on the kept connection", p.code, p.msgs, p.reused)
+	}
+}
+
+// Shutdown answers a parked long-poll at once, empty, instead of leaving it to its wait.
+func TestShutdownAnswersParkedPolls(t *testing.T) {
+	h, n := agreedNode(t)
+	ch := longPoll(h, n, "60")
+	time.Sleep(200 * time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		h.stop()
+		close(done)
+	}()
+	p := waitPolled(t, ch, 15*time.Second)
+	if p.code != 200 || len(p.msgs.Messages) != 0 {
+		t.Fatalf("poll at shutdown answered %d %+v, want 200 and no message", p.code, p.msgs)
+	}
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("shutdown did not return")
+	}
+}
