@@ -224,8 +224,9 @@ type Options struct {
 	DebugPprof bool
 }
 
-// DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; each long-polling
-// TLS connection costs the agbot some 90 KiB (README, Fleet fan-out).
+// DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; an idle node's
+// parked long-poll costs the agbot some 57 KiB of RSS, 12 KiB of it live heap (README,
+// Fleet fan-out).
 const DefaultMaxConns = 16384
 
 // Server-wide timeouts. There is no WriteTimeout and ReadTimeout is shorter than a long-poll
