@@ -365,7 +365,7 @@ func (a *API) poll(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if a.cfg.Lot != nil && wait > 0 && r.ProtoMajor == 1 && !r.Close {
+	if a.cfg.Lot != nil && wait > 0 && park.Parkable(r) {
 		a.pollParked(w, r, org, id, after, wait)
 		return
 	}
@@ -400,7 +400,7 @@ func (a *API) pollParked(w http.ResponseWriter, r *http.Request, org, id string,
 	spot, err := a.cfg.Lot.Park(w, r, connSlot(r))
 	spotc <- spot // nil: the answer is dropped when it comes
 	if err != nil {
-		// Not hijacked (the checks above make this unexpected): the handler still owns w.
+		// Not hijacked (Parkable said it could be: unexpected); the handler still owns w.
 		a.log.Warn("long-poll not parked", "org", org, "node", id, "err", err)
 		writeJSON(w, 200, messages(nil))
 	}

@@ -29,7 +29,8 @@ import (
 )
 
 // ErrNotParkable says a request can not be parked (HTTP/2, a connection the client closes
-// after the answer, or a writer that can not be hijacked): serve it in the handler.
+// after the answer, a request with a body, or a writer that can not be hijacked): serve it
+// in the handler.
 var ErrNotParkable = errors.New("park: connection can not be parked")
 
 // WriteTimeout bounds writing an answer to a parked connection.
@@ -171,11 +172,17 @@ type Spot struct {
 	once  sync.Once
 }
 
+// Parkable reports whether r's connection can be parked: HTTP/1.x, kept alive after the
+// answer, and no body (one net/http has not read would be taken for the next request).
+func Parkable(r *http.Request) bool {
+	return r.ProtoMajor == 1 && !r.Close && r.ContentLength == 0
+}
+
 // Park takes the request's connection from net/http. After it returns nil the handler must
 // return without touching w, and the caller must call Answer exactly once. keep travels
 // with the connection and comes back from Kept when the server serves it again.
 func (l *Lot) Park(w http.ResponseWriter, r *http.Request, keep any) (*Spot, error) {
-	if r.ProtoMajor != 1 || r.Close {
+	if !Parkable(r) {
 		return nil, ErrNotParkable
 	}
 	conn, rw, err := http.NewResponseController(w).Hijack()

@@ -231,6 +231,8 @@ func TestNotParkable(t *testing.T) {
 	cases := []struct{ name, req string }{
 		{"HTTP/1.0", "GET /wait HTTP/1.0\r\nHost: park\r\n\r\n"},
 		{"Connection: close", "GET /wait HTTP/1.1\r\nHost: park\r\nConnection: close\r\n\r\n"},
+		{"a body", "GET /wait HTTP/1.1\r\nHost: park\r\nContent-Length: 2\r\n\r\nhi"},
+		{"a chunked body", "GET /wait HTTP/1.1\r\nHost: park\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
