@@ -291,6 +291,7 @@ func Open(o Options) (*Server, error) {
 	}
 	s.id = string(id)
 	s.Metrics = metrics.New(o.MetricsSecretNames)
+	s.Metrics.CountParked(s.lot.Parked)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if o.DB.URL != "" {
 		// Several agbots may share the database: serve the fleet only while holding its lease.

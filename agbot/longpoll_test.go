@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"testing"
 	"time"
 
@@ -81,7 +82,7 @@ func waitPolled(t *testing.T, ch <-chan polled, within time.Duration) polled {
 func TestParkedPollWokenByUpdate(t *testing.T) {
 	h, n := agreedNode(t)
 	ch := longPoll(h, n, "60")
-	time.Sleep(200 * time.Millisecond) // let it park; an earlier change would answer it at once, also fine
+	waitParked(t, h, 1)
 	putSecret(h, admin, "db", "v2")
 	p := waitPolled(t, ch, 30*time.Second)
 	if p.code != 200 || len(p.msgs.Messages) != 1 || p.msgs.Messages[0].Type != string(protocol.TypeUpdate) {
@@ -97,13 +98,27 @@ func TestParkedPollWokenByUpdate(t *testing.T) {
 	if p := waitPolled(t, longPoll(h, n, "1"), 30*time.Second); p.code != 200 || len(p.msgs.Messages) != 0 || !p.reused {
 		t.Fatalf("next poll: %d %+v reused=%v, want an empty answer on the kept connection", p.code, p.msgs, p.reused)
 	}
+	h.wantMetrics("anax_agbot_long_polls_parked 0")
+}
+
+// waitParked waits until the metrics count n parked long-polls.
+func waitParked(t *testing.T, h *harness, n int) {
+	t.Helper()
+	want := "\nanax_agbot_long_polls_parked " + itoa(n) + "\n"
+	for range 100 {
+		if strings.Contains(h.scrape(), want) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("metrics never counted %d parked long-polls:\n%s", n, grepLines(h.scrape(), "parked"))
 }
 
 // Shutdown answers a parked long-poll at once, empty, instead of leaving it to its wait.
 func TestShutdownAnswersParkedPolls(t *testing.T) {
 	h, n := agreedNode(t)
 	ch := longPoll(h, n, "60")
-	time.Sleep(200 * time.Millisecond)
+	waitParked(t, h, 1)
 	done := make(chan struct{})
 	go func() {
 		h.stop()

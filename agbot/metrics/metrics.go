@@ -53,6 +53,14 @@ func New(bySecret bool) *Metrics {
 	return m
 }
 
+// CountParked exports n, how many node long-polls wait parked now (package park), as a
+// gauge.
+func (m *Metrics) CountParked(n func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "anax_agbot_long_polls_parked",
+		Help: "Node long-polls waiting for a message, their connections parked (no goroutine)."},
+		func() float64 { return float64(n()) }))
+}
+
 // SetSource sets what the state counts come from; call before serving.
 func (m *Metrics) SetSource(s Source) { m.src = s }
 

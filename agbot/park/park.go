@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -50,6 +51,7 @@ type Lot struct {
 	kept map[net.Conn]any // a resumed connection's value, until its ConnContext takes it
 
 	answers sync.WaitGroup // answers being written
+	parked  atomic.Int64   // Spots not answered yet
 }
 
 type accepted struct {
@@ -112,6 +114,9 @@ func (l *Lot) Close() error {
 	})
 	return err
 }
+
+// Parked is how many connections wait parked now.
+func (l *Lot) Parked() int { return int(l.parked.Load()) }
 
 // Addr is the inner listener's address.
 func (l *Lot) Addr() net.Addr { return l.inner.Addr() }
@@ -191,6 +196,7 @@ func (l *Lot) Park(w http.ResponseWriter, r *http.Request, keep any) (*Spot, err
 	}
 	s := &Spot{lot: l, conn: conn, keep: keep, close: rw.Reader.Buffered() > 0}
 	l.answers.Add(1)
+	l.parked.Add(1)
 	return s, nil
 }
 
@@ -200,6 +206,7 @@ func (l *Lot) Park(w http.ResponseWriter, r *http.Request, keep any) (*Spot, err
 func (s *Spot) Answer(code int, h http.Header, body []byte) error {
 	err := errors.New("park: answered twice")
 	s.once.Do(func() {
+		s.lot.parked.Add(-1)
 		defer s.lot.answers.Done()
 		err = s.write(code, h, body)
 		if err != nil || s.close {

@@ -178,8 +178,14 @@ func TestParkedHoldNoGoroutine(t *testing.T) {
 	if grew := runtime.NumGoroutine() - before; grew > n/10 {
 		t.Errorf("%d parked connections added %d goroutines", n, grew)
 	}
+	if got := s.lot.Parked(); got != n {
+		t.Errorf("Parked() = %d, want %d", got, n)
+	}
 	for _, sp := range spots {
 		sp.Answer(204, nil, nil)
+	}
+	if got := s.lot.Parked(); got != 0 {
+		t.Errorf("Parked() = %d after every answer, want 0", got)
 	}
 }
 
