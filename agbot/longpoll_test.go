@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"strings"
 	"testing"
@@ -132,5 +133,35 @@ func TestShutdownAnswersParkedPolls(t *testing.T) {
 	case <-done:
 	case <-time.After(15 * time.Second):
 		t.Fatal("shutdown did not return")
+	}
+}
+
+// A poll whose connection can not be parked (here an in-process ResponseWriter without
+// Hijack) still waits for its message in the handler, as before the parking.
+func TestUnparkablePollWaits(t *testing.T) {
+	h, n := agreedNode(t)
+	rec := httptest.NewRecorder()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		req := httptest.NewRequest("GET", "/org/myorg/nodes/"+n.id+"/msgs?wait=30&after="+utoa(n.after), nil)
+		req.SetBasicAuth("myorg/"+n.id, "node1tok")
+		h.srv.Handler().ServeHTTP(rec, req)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatalf("answered before any message: %d %s", rec.Code, rec.Body)
+	default:
+	}
+	putSecret(h, admin, "db", "v2")
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no answer")
+	}
+	var out api.Messages
+	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || len(out.Messages) != 1 {
+		t.Fatalf("answer %d %s (%v), want the update", rec.Code, rec.Body, err)
 	}
 }

@@ -379,12 +379,15 @@ func (a *API) poll(w http.ResponseWriter, r *http.Request) {
 }
 
 // pollParked answers now when there is something to answer, else parks the connection until
-// there is, the wait passes or the API stops (an empty answer then).
+// there is, the wait passes or the API stops (an empty answer then). A connection that can not
+// be parked (a server that is not the Lot's, a writer without Hijack) waits in the handler.
 func (a *API) pollParked(w http.ResponseWriter, r *http.Request, org, id string, after uint64, wait time.Duration) {
 	spotc := make(chan *park.Spot, 1)
+	unparked := make(chan []store.Message, 1)
 	msgs, waiting := a.eng.PollFunc(a.cfg.Context, org, id, after, wait, func(msgs []store.Message, _ error) {
 		spot := <-spotc
 		if spot == nil {
+			unparked <- msgs
 			return
 		}
 		body, _ := json.Marshal(messages(msgs))
@@ -398,11 +401,9 @@ func (a *API) pollParked(w http.ResponseWriter, r *http.Request, org, id string,
 		return
 	}
 	spot, err := a.cfg.Lot.Park(w, r, connSlot(r))
-	spotc <- spot // nil: the answer is dropped when it comes
+	spotc <- spot // nil: the answer comes back here
 	if err != nil {
-		// Not hijacked (Parkable said it could be: unexpected); the handler still owns w.
-		a.log.Warn("long-poll not parked", "org", org, "node", id, "err", err)
-		writeJSON(w, 200, messages(nil))
+		writeJSON(w, 200, messages(<-unparked))
 	}
 }
 

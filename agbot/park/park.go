@@ -50,8 +50,9 @@ type Lot struct {
 	mu   sync.Mutex
 	kept map[net.Conn]any // a resumed connection's value, until its ConnContext takes it
 
-	answers sync.WaitGroup // answers being written
-	parked  atomic.Int64   // Spots not answered yet
+	answers   sync.WaitGroup // answers being written
+	parked    atomic.Int64   // Spots not answered yet
+	listening atomic.Bool    // Listen was called: a server takes connections back
 }
 
 type accepted struct {
@@ -70,6 +71,7 @@ func New() *Lot {
 // Close closes inner.
 func (l *Lot) Listen(inner net.Listener) net.Listener {
 	l.inner = inner
+	l.listening.Store(true)
 	go l.acceptLoop()
 	return l
 }
@@ -187,8 +189,8 @@ func Parkable(r *http.Request) bool {
 // return without touching w, and the caller must call Answer exactly once. keep travels
 // with the connection and comes back from Kept when the server serves it again.
 func (l *Lot) Park(w http.ResponseWriter, r *http.Request, keep any) (*Spot, error) {
-	if !Parkable(r) {
-		return nil, ErrNotParkable
+	if !Parkable(r) || !l.listening.Load() {
+		return nil, ErrNotParkable // not listening: nothing would serve the connection again
 	}
 	conn, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {

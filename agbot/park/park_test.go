@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"testing"
 	"time"
@@ -257,5 +258,14 @@ func TestNotParkable(t *testing.T) {
 				t.Fatal("no error")
 			}
 		})
+	}
+}
+
+// A Lot no server listens on parks nothing: nobody would serve the connection again.
+func TestNotListening(t *testing.T) {
+	lot := New()
+	w := httptest.NewRecorder()
+	if _, err := lot.Park(w, httptest.NewRequest("GET", "/wait", nil), nil); !errors.Is(err, ErrNotParkable) {
+		t.Fatalf("Park = %v, want ErrNotParkable", err)
 	}
 }
