@@ -14,24 +14,6 @@ import (
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
-// agreedNode sets up one node with an agreement on the org secret db, its proposal answered.
-func agreedNode(t *testing.T) (*harness, *simNode) {
-	h := newHarness(t, nil)
-	h.people()
-	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
-	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
-	putSecret(h, admin, "db", "v1")
-	putSecret(h, admin, "api_token", "tok1")
-	n := h.node("node1", "node1tok")
-	n.register("amd64", map[string]any{"purpose": "edge"}, "")
-	p, ok := n.next().(*protocol.Proposal)
-	if !ok {
-		t.Fatal("no proposal")
-	}
-	n.ack(p)
-	return h, n
-}
-
 // longPoll starts a long-poll of wait seconds; the answer (status, messages, whether its
 // connection was reused) comes on the channel.
 func longPoll(h *harness, n *simNode, wait string) <-chan polled {
@@ -81,7 +63,7 @@ func waitPolled(t *testing.T, ch <-chan polled, within time.Duration) polled {
 // A long-poll with nothing to answer is parked; a secret change wakes it with the update on
 // the same keep-alive connection, which then serves the next poll.
 func TestParkedPollWokenByUpdate(t *testing.T) {
-	h, n := agreedNode(t)
+	h, n, _ := agreed(t)
 	ch := longPoll(h, n, "60")
 	waitParked(t, h, 1)
 	putSecret(h, admin, "db", "v2")
@@ -117,7 +99,7 @@ func waitParked(t *testing.T, h *harness, n int) {
 
 // Shutdown answers a parked long-poll at once, empty, instead of leaving it to its wait.
 func TestShutdownAnswersParkedPolls(t *testing.T) {
-	h, n := agreedNode(t)
+	h, n, _ := agreed(t)
 	ch := longPoll(h, n, "60")
 	waitParked(t, h, 1)
 	done := make(chan struct{})
@@ -139,7 +121,7 @@ func TestShutdownAnswersParkedPolls(t *testing.T) {
 // A poll whose connection can not be parked (here an in-process ResponseWriter without
 // Hijack) still waits for its message in the handler, as before the parking.
 func TestUnparkablePollWaits(t *testing.T) {
-	h, n := agreedNode(t)
+	h, n, _ := agreed(t)
 	rec := httptest.NewRecorder()
 	done := make(chan struct{})
 	go func() {
