@@ -41,11 +41,13 @@ const WriteTimeout = 10 * time.Second
 // yields the connections its Spots hand back besides the new ones. Its zero value is not
 // usable: see New.
 type Lot struct {
-	inner    net.Listener
-	accepted chan accepted
-	resumed  chan net.Conn
-	done     chan struct{}
-	closeMu  sync.Once
+	inner     net.Listener
+	accepted  chan accepted
+	resumed   chan net.Conn
+	done      chan struct{}
+	closeOnce sync.Once
+
+	closing sync.RWMutex // Parks (read) against Close (write)
 
 	mu   sync.Mutex
 	kept map[net.Conn]any // a resumed connection's value, until its ConnContext takes it
@@ -108,8 +110,10 @@ func (l *Lot) Accept() (net.Conn, error) {
 // Close stops accepting; connections resumed after it are closed.
 func (l *Lot) Close() error {
 	err := net.ErrClosed
-	l.closeMu.Do(func() {
+	l.closeOnce.Do(func() {
+		l.closing.Lock() // no Park after this: Wait may count the answers
 		close(l.done)
+		l.closing.Unlock()
 		if err = nil; l.inner != nil {
 			err = l.inner.Close()
 		}
@@ -191,6 +195,13 @@ func Parkable(r *http.Request) bool {
 func (l *Lot) Park(w http.ResponseWriter, r *http.Request, keep any) (*Spot, error) {
 	if !Parkable(r) || !l.listening.Load() {
 		return nil, ErrNotParkable // not listening: nothing would serve the connection again
+	}
+	l.closing.RLock()
+	defer l.closing.RUnlock()
+	select {
+	case <-l.done:
+		return nil, fmt.Errorf("%w: the server is closing", ErrNotParkable)
+	default:
 	}
 	conn, rw, err := http.NewResponseController(w).Hijack()
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 )
@@ -261,11 +262,28 @@ func TestNotParkable(t *testing.T) {
 	}
 }
 
-// A Lot no server listens on parks nothing: nobody would serve the connection again.
+// A Lot no server listens on, or one closed, parks nothing: nobody would serve the
+// connection again (and a server's Shutdown waits for the answers of those parked before).
 func TestNotListening(t *testing.T) {
-	lot := New()
-	w := httptest.NewRecorder()
-	if _, err := lot.Park(w, httptest.NewRequest("GET", "/wait", nil), nil); !errors.Is(err, ErrNotParkable) {
-		t.Fatalf("Park = %v, want ErrNotParkable", err)
+	closed := New()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed.Listen(ln)
+	closed.Close()
+	cases := []struct {
+		name string
+		lot  *Lot
+		why  string
+	}{{"never listening", New(), "can not be parked"}, {"closed", closed, "closing"}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := httptest.NewRecorder()
+			_, err := tc.lot.Park(w, httptest.NewRequest("GET", "/wait", nil), nil)
+			if !errors.Is(err, ErrNotParkable) || !strings.Contains(err.Error(), tc.why) {
+				t.Fatalf("Park = %v, want ErrNotParkable saying %q", err, tc.why)
+			}
+		})
 	}
 }
