@@ -90,20 +90,8 @@ func testProposalReplyAtomic(t *testing.T, pg *postgrestest.Server) {
 		t.Fatal("first message is not a proposal")
 	}
 
-	allow := refuseWrites(t, pg, db.URL, "INSERT OR UPDATE", "agreements")
-	if code := n.answer(prop); code/100 == 2 {
-		t.Fatalf("reply while agreements can not be written = %d, want a failure", code)
-	}
-	allow()
-	if ags := h.agreements("node1"); len(ags) != 1 || ags[0].State != engine.StateProposed {
-		t.Fatalf("agreements after the failed reply = %+v, want one, proposed", ags)
-	}
-
 	// The proposal is offered again (after the retry backoff) and its answer decides.
-	again, ok := n.next().(*protocol.Proposal)
-	if !ok || again.Agreement != prop.Agreement || again.Seq != prop.Seq {
-		t.Fatalf("offered after the failed reply: %+v, want the proposal again", again)
-	}
+	again := refusedReplyOffersAgain(t, h, n, pg, db.URL, "INSERT OR UPDATE", prop, engine.StateProposed)
 	n.ack(again)
 	if ags := h.agreements("node1"); len(ags) != 1 || ags[0].State != engine.StateAgreed {
 		t.Fatalf("agreements after the reply = %+v, want one, agreed", ags)
@@ -130,19 +118,7 @@ func testCancelReplyAtomic(t *testing.T, pg *postgrestest.Server) {
 		t.Fatal("after the policy's removal the node got no cancel")
 	}
 
-	allow := refuseWrites(t, pg, db.URL, "DELETE", "agreements")
-	if code := n.answer(cancel); code/100 == 2 {
-		t.Fatalf("cancel reply while agreements can not be dropped = %d, want a failure", code)
-	}
-	allow()
-	if ags := h.agreements("node1"); len(ags) != 1 || ags[0].State != engine.StateEnding {
-		t.Fatalf("agreements after the failed reply = %+v, want one, ending", ags)
-	}
-
-	again, ok := n.next().(*protocol.Cancel)
-	if !ok || again.Agreement != cancel.Agreement || again.Seq != cancel.Seq {
-		t.Fatalf("offered after the failed reply: %+v, want the cancel again", again)
-	}
+	again := refusedReplyOffersAgain(t, h, n, pg, db.URL, "DELETE", cancel, engine.StateEnding)
 	if code := n.answer(again); code != 204 {
 		t.Fatalf("cancel reply = %d, want 204", code)
 	}
@@ -153,4 +129,25 @@ func testCancelReplyAtomic(t *testing.T, pg *postgrestest.Server) {
 	if left := n.poll(1); len(left) != 0 {
 		t.Fatalf("queued after the cancel's answer: %v, want nothing", types(left))
 	}
+}
+
+// refusedReplyOffersAgain answers m while the database refuses op on agreements: the reply
+// must fail and leave node1's one agreement in state, and m must be offered again (same type,
+// agreement and seq), which it returns.
+func refusedReplyOffersAgain(t *testing.T, h *harness, n *simNode, pg *postgrestest.Server, dbURL, op string, m protocol.Message, state engine.State) protocol.Message {
+	t.Helper()
+	allow := refuseWrites(t, pg, dbURL, op, "agreements")
+	if code := n.answer(m); code/100 == 2 {
+		t.Fatalf("%s reply while the database refuses %s on agreements = %d, want a failure", m.Head().Type, op, code)
+	}
+	allow()
+	if ags := h.agreements("node1"); len(ags) != 1 || ags[0].State != state {
+		t.Fatalf("agreements after the failed reply = %+v, want one, %s", ags, state)
+	}
+	again := n.next()
+	was, got := m.Head(), again.Head()
+	if got.Type != was.Type || got.Agreement != was.Agreement || got.Seq != was.Seq {
+		t.Fatalf("offered after the failed reply: %+v, want the %s again", got, was.Type)
+	}
+	return again
 }
