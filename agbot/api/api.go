@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -213,9 +214,13 @@ type Error struct {
 	Error string `json:"error"`
 }
 
+// jsonHeader is the header of every JSON answer.
+func jsonHeader() http.Header {
+	return http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
+	maps.Copy(w.Header(), jsonHeader())
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(v)
 }

@@ -391,8 +391,7 @@ func (a *API) pollParked(w http.ResponseWriter, r *http.Request, org, id string,
 			return
 		}
 		body, _ := json.Marshal(messages(msgs))
-		h := http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}
-		if err := spot.Answer(200, h, append(body, '\n')); err != nil {
+		if err := spot.Answer(200, jsonHeader(), append(body, '\n')); err != nil {
 			a.log.Debug("long-poll answer not written", "org", org, "node", id, "err", err)
 		}
 	})

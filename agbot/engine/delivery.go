@@ -205,8 +205,7 @@ func (e *Engine) PollFunc(ctx context.Context, org, node string, after uint64, w
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if msgs := p.takeLocked(); len(msgs) > 0 {
-		p.finished = true
-		p.release()
+		p.endLocked()
 		return e.refresh(ctx, org, node, msgs), false
 	}
 	p.deadline = time.AfterFunc(wait, func() { p.finish(nil, nil) })
@@ -254,8 +253,7 @@ func (p *poll) check() {
 		p.mu.Unlock()
 		return
 	}
-	p.finished = true
-	p.release()
+	p.endLocked()
 	p.mu.Unlock()
 	p.done(p.e.refresh(p.ctx, p.org, p.node, msgs), nil)
 }
@@ -263,18 +261,20 @@ func (p *poll) check() {
 // finish ends a poll that has not ended yet with msgs (none) and err.
 func (p *poll) finish(msgs []store.Message, err error) {
 	p.mu.Lock()
-	if p.finished {
-		p.mu.Unlock()
-		return
+	ending := !p.finished
+	if ending {
+		p.endLocked()
 	}
-	p.finished = true
-	p.release()
 	p.mu.Unlock()
-	p.done(msgs, err)
+	if ending {
+		p.done(msgs, err)
+	}
 }
 
-// release stops what could wake the poll (p.mu held) and ends its "polling" mark.
-func (p *poll) release() {
+// endLocked marks the poll finished (p.mu held), stops what could wake it and ends its
+// "polling" mark.
+func (p *poll) endLocked() {
+	p.finished = true
 	for _, t := range []*time.Timer{p.deadline, p.due} {
 		if t != nil {
 			t.Stop()
