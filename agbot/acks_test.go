@@ -7,14 +7,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edge-secrets/anax-agent/agbot/api"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
-// An acknowledgement travels signed only (protocol.Endpoint.Sign): the agbot takes it only
-// when the node's pinned key signed it and it answers a message outstanding now. A forged
-// one (another key, another node's credentials, a sequence never sent) and a replay of a
-// genuine one are refused and change nothing; the update stays queued until the genuine
-// acknowledgement, which is recorded once.
+// An acknowledgement travels sealed with the agreement's key (protocol.SealAgreement): the
+// agbot takes it only when that key sealed it and it answers a message outstanding now. A
+// forged one (signed by other keys, sealed with a key the agbot never gave, another node's
+// credentials, a sequence never sent) and a replay of a genuine one are refused and change
+// nothing; the update stays queued until the genuine acknowledgement, which is recorded once.
 func TestAckForgedOrReplayed(t *testing.T) {
 	h, n, _ := agreed(t)
 	other := h.node("node2", "node2tok")
@@ -50,6 +51,8 @@ func TestAckForgedOrReplayed(t *testing.T) {
 	}{
 		{"signed by keys the agbot never pinned", n.auth, path,
 			wrap(&protocol.Endpoint{ID: n.ep.ID, Keys: stranger, Peers: n.ep.Peers}, reply(u.Seq)), 400},
+		{"sealed with a key the agbot never gave", n.auth, path,
+			wrap(&protocol.Endpoint{ID: n.ep.ID, Keys: n.keys, Peers: n.ep.Peers, Agreements: oneKey(protocol.NewAgreementKey())}, reply(u.Seq)), 400},
 		{"posted with another node's credentials", other.auth, "/org/myorg/nodes/node2/msgs", genuine, 400},
 		{"for a sequence never sent", n.auth, path, wrap(n.ep, reply(u.Seq+1)), 409},
 	}
@@ -63,8 +66,8 @@ func TestAckForgedOrReplayed(t *testing.T) {
 			}
 		})
 	}
-	if hdr, err := protocol.PeekHeader(genuine); err != nil || hdr.KEM != protocol.KEMNone {
-		t.Fatalf("the node's acknowledgement is not signed only: %+v %v", hdr, err)
+	if hdr, err := protocol.PeekHeader(genuine); err != nil || hdr.KEM != protocol.KEMAgreement {
+		t.Fatalf("the node's acknowledgement is not sealed with the agreement key: %+v %v", hdr, err)
 	}
 	h.mustDo(n.auth, "POST", path, genuine, 204, nil)
 	if p := h.srv.Engine.Pending(); p != 0 {
@@ -126,6 +129,71 @@ func TestConnLoginDroppedOnChange(t *testing.T) {
 			tc.change(h, n)
 			if code := poll(); code != 401 {
 				t.Fatalf("poll with the old credentials on the same connection after the change = %d, want 401", code)
+			}
+		})
+	}
+}
+
+// oneKey is an AgreementKeys with one key for every agreement.
+type oneKey protocol.AgreementKey
+
+func (k oneKey) AgreementKey(_, _ string) protocol.AgreementKey { return protocol.AgreementKey(k) }
+
+// Agreement keys: a node that advertises them gets its agreement's key in the proposal and
+// the agreement's updates sealed with it; a node of an older agent (no features in its
+// registered keys) gets none and every message sealed to its keys, and its signed-only
+// acknowledgements are taken as before.
+func TestAgreementKeysOnlyForNodesThatSpeakThem(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		older    bool
+		wantKEM  string
+		ackKEM   string
+		keyInMsg bool
+	}{
+		{"current node", false, protocol.KEMAgreement, protocol.KEMAgreement, true},
+		{"older node", true, protocol.KEMMLKEM768X25519, protocol.KEMNone, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			h.people()
+			putSecret(h, admin, "db", "canary-ak-db")
+			putSecret(h, admin, "api_token", "canary-ak-tok")
+			h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
+			h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
+			n := h.node("node1", "node1tok")
+			if tc.older {
+				n.ep.Agreements = nil
+			}
+			n.register("amd64", map[string]any{"purpose": "edge"}, "")
+			p, ok := n.next().(*protocol.Proposal)
+			if !ok || (len(p.AgreementKey) == protocol.AgreementKeySize) != tc.keyInMsg {
+				t.Fatalf("proposal %T with a %d-byte agreement key, want a key: %v", p, len(p.AgreementKey), tc.keyInMsg)
+			}
+			n.ack(p)
+			putSecret(h, admin, "db", "canary-ak-db2")
+			var raw api.Messages
+			h.mustDo(n.auth, "GET", "/org/myorg/nodes/node1/msgs?wait=5&after="+utoa(n.after), nil, 200, &raw)
+			if len(raw.Messages) != 1 {
+				t.Fatalf("%d messages, want the update", len(raw.Messages))
+			}
+			if hdr, err := protocol.PeekHeader(raw.Messages[0].Envelope); err != nil || hdr.KEM != tc.wantKEM {
+				t.Fatalf("update header %+v %v, want kem %s", hdr, err, tc.wantKEM)
+			}
+			u, ok := n.next().(*protocol.Update)
+			if !ok {
+				t.Fatal("the update does not open")
+			}
+			env, err := n.ep.Wrap(successReply(u, n.ep.ID, h.agbotID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hdr, _ := protocol.PeekHeader(env); hdr.KEM != tc.ackKEM {
+				t.Fatalf("acknowledgement kem %s, want %s", hdr.KEM, tc.ackKEM)
+			}
+			h.mustDo(n.auth, "POST", "/org/myorg/nodes/node1/msgs", env, 204, nil)
+			if p := h.srv.Engine.Pending(); p != 0 {
+				t.Fatalf("%d messages queued after the acknowledgement", p)
 			}
 		})
 	}

@@ -76,7 +76,7 @@ func BenchmarkFanout10k(b *testing.B) {
 		call(admin, "PUT", "/org/myorg/nodes/"+id, map[string]any{"token": "t"}, 201)
 		call("myorg/"+id+":t", "PUT", "/org/myorg/nodes/"+id+"/registration",
 			map[string]any{"publicKeys": keys.Public(), "arch": "amd64", "properties": []any{map[string]any{"name": "purpose", "value": "edge"}}}, 200)
-		sims[i] = &sim{id: id, ep: &protocol.Endpoint{ID: "myorg/" + id, Keys: keys, Peers: protocol.StaticKeyRing{info.ID: info.PublicKeys}}}
+		sims[i] = &sim{id: id, ep: &protocol.Endpoint{ID: "myorg/" + id, Keys: keys, Peers: protocol.StaticKeyRing{info.ID: info.PublicKeys}, Agreements: &protocol.AgreementKeyMap{}}}
 	}
 	eng := srv.Engine
 	ctx, cancel := context.WithCancel(context.Background())

@@ -212,7 +212,7 @@ func (h *harness) node(id, token string) *simNode {
 		h.t.Fatal(err)
 	}
 	n := &simNode{h: h, id: id, auth: org + "/" + id + ":" + token, keys: keys}
-	n.ep = &protocol.Endpoint{ID: org + "/" + id, Keys: keys, Peers: protocol.StaticKeyRing{h.agbotID: h.keys}}
+	n.ep = &protocol.Endpoint{ID: org + "/" + id, Keys: keys, Peers: protocol.StaticKeyRing{h.agbotID: h.keys}, Agreements: &protocol.AgreementKeyMap{}}
 	return n
 }
 
@@ -222,7 +222,11 @@ func (n *simNode) register(arch string, props map[string]any, pattern string) {
 	for k, v := range props {
 		ps = append(ps, map[string]any{"name": k, "value": v})
 	}
-	body := map[string]any{"publicKeys": n.keys.Public(), "arch": arch, "properties": ps, "pattern": pattern}
+	pub := n.keys.Public()
+	if n.ep.Agreements == nil { // a node of an older agent: no agreement keys
+		pub.Features = nil
+	}
+	body := map[string]any{"publicKeys": pub, "arch": arch, "properties": ps, "pattern": pattern}
 	var info api.AgbotInfo
 	n.h.mustDo(n.auth, "PUT", "/org/myorg/nodes/"+n.id+"/registration", body, 200, &info)
 	if info.Fingerprint != n.h.keys.Fingerprint() {

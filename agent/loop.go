@@ -59,7 +59,7 @@ func (a *Agent) newConnection(reg *Registration) (*connection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node keys: %w", err)
 	}
-	ep := &protocol.Endpoint{ID: reg.ID(), Keys: keys, Peers: protocol.StaticKeyRing{reg.AgbotID: reg.AgbotKeys}}
+	ep := &protocol.Endpoint{ID: reg.ID(), Keys: keys, Peers: protocol.StaticKeyRing{reg.AgbotID: reg.AgbotKeys}, Agreements: a.mgr}
 	c := &connection{a: a, reg: reg, client: client, ep: ep, done: make(chan struct{})}
 	c.disp = newDispatcher(maxParallel, c.handle)
 	c.disp.ctx = a.work

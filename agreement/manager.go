@@ -331,3 +331,13 @@ func storeFormat(d protocol.SecretDecl) StoreFormat {
 	}
 	return formatJSON
 }
+
+// AgreementKey is the key of agreement with the agbot peer, nil when it has none (an older
+// agbot's proposal, or an agreement this node no longer runs): protocol.AgreementKeys.
+func (m *Manager) AgreementKey(peer, agreement string) protocol.AgreementKey {
+	r, err := m.db.get(agreement)
+	if err != nil || r == nil || r.Agbot != peer {
+		return nil
+	}
+	return r.AgreementKey
+}

@@ -1,6 +1,7 @@
 package agreement
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -91,6 +92,13 @@ func (m *Manager) knownProposal(p *protocol.Proposal) (bool, error) {
 		if err := sameAgreement(old, p); err != nil {
 			return false, fmt.Errorf("proposal for agreement %q: %w: %w", p.Agreement, err, protocol.ErrKnownAgreement)
 		}
+		if len(p.AgreementKey) > 0 && !bytes.Equal(old.AgreementKey, p.AgreementKey) {
+			// The agbot offers it again with a key (it learnt this node speaks them since).
+			old.AgreementKey = p.AgreementKey
+			if err := m.db.put(old); err != nil {
+				return false, err
+			}
+		}
 		m.log.Debug("proposal for an agreement the node runs, accepted again", "agreement", p.Agreement,
 			"agbot", p.From, "seq", p.Seq, "applied_seq", old.Sequence, "phase", old.Phase)
 		return true, nil
@@ -118,7 +126,7 @@ func (m *Manager) admitProposal(ctx context.Context, p *protocol.Proposal) (*rec
 	now := m.now().UTC()
 	r := &record{
 		Env: env, Inputs: inputs, AllowPrivileged: allowPriv,
-		ID: p.Agreement, Instance: instanceID(p.Agreement), Agbot: p.From, Node: p.To,
+		ID: p.Agreement, Instance: instanceID(p.Agreement), Agbot: p.From, Node: p.To, AgreementKey: p.AgreementKey,
 		Phase: PhaseAccepting, Service: p.Service, Sequence: p.Seq,
 		Digests: map[string]string{}, SecretSeq: map[string]uint64{}, AcceptedAt: now, UpdatedAt: now,
 	}

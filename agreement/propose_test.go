@@ -1,6 +1,7 @@
 package agreement
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -411,5 +412,46 @@ func TestProposeUndoFails(t *testing.T) {
 	}
 	if ids := e.stores.ids(); len(ids) != 0 {
 		t.Errorf("stores left: %v", ids)
+	}
+}
+
+// TestAgreementKeyKept: the key a proposal carries is kept with the agreement (across a
+// restart), given only to the agbot that sent it, taken from a re-offer of a running
+// agreement that had none, and gone with the agreement.
+func TestAgreementKeyKept(t *testing.T) {
+	e := newEnv(t)
+	const id = "ag1"
+	p := e.proposal(id, values("1"))
+	if rep := e.m.Propose(e.ctx, p); rep.Status != protocol.StatusAccepted {
+		t.Fatalf("propose: %s %q", rep.Status, rep.Reason)
+	}
+	if k := e.m.AgreementKey(agbotID, id); k != nil {
+		t.Fatalf("a key for a proposal that carried none: %d bytes", len(k))
+	}
+	key := protocol.NewAgreementKey()
+	p.AgreementKey = key
+	if rep := e.m.Propose(e.ctx, p); rep.Status != protocol.StatusAccepted {
+		t.Fatalf("re-offer with a key: %s %q", rep.Status, rep.Reason)
+	}
+	e.restart()
+	for _, tc := range []struct {
+		name, peer, agreement string
+		want                  protocol.AgreementKey
+	}{
+		{"its agbot, after a restart", agbotID, id, key},
+		{"another agbot", "agbot2", id, nil},
+		{"another agreement", agbotID, "ag2", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := e.m.AgreementKey(tc.peer, tc.agreement); !bytes.Equal(got, tc.want) {
+				t.Errorf("AgreementKey = %d bytes, want %d", len(got), len(tc.want))
+			}
+		})
+	}
+	if rep, err := e.m.Cancel(e.ctx, e.cancel(id, 2)); err != nil || rep.Status != protocol.StatusApplied {
+		t.Fatalf("cancel: %+v %v", rep, err)
+	}
+	if k := e.m.AgreementKey(agbotID, id); k != nil {
+		t.Error("the key outlived its agreement")
 	}
 }

@@ -49,14 +49,18 @@ const (
 
 // record is one agreement as persisted. It must never hold a secret value: the service
 // declaration carries none (values travel beside it in the proposal) and secrets are kept as
-// digests.
+// digests. It does hold the agreement's key, which opens the agreement's later messages in
+// transit: key material like the node's private keys beside it in the state dir (0600).
 type record struct {
 	ID string `json:"id"`
 	// Instance names the agreement on the node: containers, labels, store ids.
 	Instance string `json:"instance"`
 	Agbot    string `json:"agbot"` // the proposal's sender
-	Node     string `json:"node"`  // the proposal's recipient: this node's id
-	Phase    Phase  `json:"phase"`
+	// AgreementKey is the key the proposal carried (protocol.FeatureAgreementKeys): the
+	// agreement's other messages, both ways, are sealed with it. Empty from an older agbot.
+	AgreementKey protocol.AgreementKey `json:"agreementKey,omitempty"`
+	Node         string                `json:"node"` // the proposal's recipient: this node's id
+	Phase        Phase                 `json:"phase"`
 	// Service is the declaration from the proposal: needed to start the containers again
 	// after a reboot.
 	Service protocol.Service `json:"service"`

@@ -218,7 +218,7 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 	for i := range nodes {
 		s := &simNode{env: e, i: i, id: nodeName(i),
 			auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(fanoutOrg+"/"+nodeName(i)+":tok-"+nodeName(i))),
-			ep:   &protocol.Endpoint{ID: fanoutOrg + "/" + nodeName(i), Keys: keys[i], Peers: protocol.StaticKeyRing{info.ID: info.PublicKeys}}}
+			ep:   &protocol.Endpoint{ID: fanoutOrg + "/" + nodeName(i), Keys: keys[i], Peers: protocol.StaticKeyRing{info.ID: info.PublicKeys}, Agreements: &protocol.AgreementKeyMap{}}}
 		e.sim = append(e.sim, s)
 		e.wg.Go(func() { s.run(e.ctx) })
 	}

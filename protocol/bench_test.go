@@ -77,6 +77,50 @@ func BenchmarkSealOpen(b *testing.B) {
 	}
 }
 
+// BenchmarkUpdateExchange: one update and its acknowledgement, the agbot's side (seal the
+// update, open the reply) and the node's (open the update, wrap the reply), with the update
+// sealed to the node's hybrid key and the reply signed, against both sealed with the
+// agreement's key.
+func BenchmarkUpdateExchange(b *testing.B) {
+	keyed := keyedParties(b)
+	plain := newParties(b, true)
+	u, reply := testUpdate(), allMessages()["update_reply"]
+	for _, c := range []struct {
+		name string
+		p    *parties
+		seal func(Message) ([]byte, error)
+	}{{"hybrid", plain, plain.agbot.Seal}, {"agreement-key", keyed, keyed.agbot.SealAgreement}} {
+		uEnv, err := c.seal(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rEnv, err := c.p.node.Wrap(reply)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run("agbot/"+c.name, func(b *testing.B) {
+			loop(b, func() {
+				if _, err := c.seal(u); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.p.agbot.Open(rEnv); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+		b.Run("node/"+c.name, func(b *testing.B) {
+			loop(b, func() {
+				if _, err := c.p.node.Open(uEnv); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.p.node.Wrap(reply); err != nil {
+					b.Fatal(err)
+				}
+			})
+		})
+	}
+}
+
 // BenchmarkTracker: Check+Commit of one update, the agent's per-message replay guard.
 func BenchmarkTracker(b *testing.B) {
 	tr := NewTracker(TrackerOptions{})

@@ -17,10 +17,11 @@ type Header struct {
 	Type         MessageType `json:"type"`
 	From         string      `json:"from"`
 	To           string      `json:"to"`
-	SenderKey    string      `json:"senderKey"`    // KeyID of the sender's Ed25519 key
-	RecipientKey string      `json:"recipientKey"` // KeyID of the recipient KEM key used
-	KEM          string      `json:"kem"`          // KEMX25519, KEMMLKEM768X25519, or KEMNone (signed only)
-	AEAD         string      `json:"aead"`         // AEADChaCha20Poly1305 or AEADAES256GCM; AEADNone with KEMNone
+	Agreement    string      `json:"agreement,omitempty"` // KEMAgreement only: whose key sealed it
+	SenderKey    string      `json:"senderKey"`           // KeyID of the sender's Ed25519 key
+	RecipientKey string      `json:"recipientKey"`        // KeyID of the recipient KEM key used
+	KEM          string      `json:"kem"`                 // KEMX25519, KEMMLKEM768X25519, KEMAgreement, or KEMNone (signed only)
+	AEAD         string      `json:"aead"`                // AEADChaCha20Poly1305 or AEADAES256GCM; AEADNone with KEMNone
 }
 
 // KEMNone and AEADNone mark a signed-only envelope (Sign): the message is in clear, signed,
@@ -47,12 +48,13 @@ const (
 	AEADAES256GCM        = "aes256gcm"
 )
 
-// Envelope is the wire form of a message (JSON): sealed (header, enc, ct) or, for a reply,
-// signed only (header, body, sig). No other combination of fields opens.
+// Envelope is the wire form of a message (JSON): sealed to the recipient's keys (header,
+// enc, ct), sealed with the agreement's key (header, ct) or, for a reply, signed only
+// (header, body, sig). No other combination of fields opens.
 type Envelope struct {
 	Header     json.RawMessage `json:"header"`         // the Header, exact bytes
 	Enc        []byte          `json:"enc,omitempty"`  // HPKE encapsulated key
-	Ciphertext []byte          `json:"ct,omitempty"`   // HPKE ciphertext of signature || message
+	Ciphertext []byte          `json:"ct,omitempty"`   // HPKE ciphertext of signature || message; KEMAgreement: nonce || AEAD ciphertext of message
 	Body       []byte          `json:"body,omitempty"` // signed-only: the message bytes
 	Sig        []byte          `json:"sig,omitempty"`  // signed-only: Ed25519 over header and body
 }
@@ -93,33 +95,26 @@ type Endpoint struct {
 	// hybrid key, whatever the peer registered (no classic peer at all). Without it, a classic
 	// envelope is still refused when both sides registered hybrid keys (a downgrade).
 	RequireHybrid bool
+	// Agreements gives agreement keys (see SealAgreement): the agbot's
+	// DerivedAgreementKeys, the agent's agreement state, an AgreementKeyMap. Nil: this party
+	// neither seals nor opens with agreement keys.
+	Agreements AgreementKeys
 }
 
 // Seal validates m, signs it with e's Ed25519 key and encrypts it to the peer m.Head().To,
 // with the hybrid KEM when both e and the peer have a hybrid key. It returns the envelope
 // JSON.
 func (e *Endpoint) Seal(m Message) ([]byte, error) {
-	l := e.Limits.withDefaults()
-	h := m.Head()
-	if h.From != e.ID {
-		return nil, fmt.Errorf("seal %s: %w", h.Type, invalid("from", "must be this endpoint's id %s, got %s", quote(e.ID), quote(h.From)))
-	}
-	if err := m.Validate(l); err != nil {
-		return nil, fmt.Errorf("seal %s: %w", h.Type, err)
+	l, h, body, err := e.prepare("seal", m)
+	if err != nil {
+		return nil, err
 	}
 	peer, err := e.Peers.PeerKeys(h.To)
 	if err != nil {
 		return nil, fmt.Errorf("seal %s: %w", h.Type, err)
 	}
-	body, err := Encode(m)
-	if err != nil {
-		return nil, err
-	}
-	if len(body) > l.MaxEnvelope {
-		return nil, fmt.Errorf("seal %s: message is %d bytes, more than the envelope limit %d: %w", h.Type, len(body), l.MaxEnvelope, ErrTooLarge)
-	}
 
-	// 1. Pick the KEM: hybrid when both sides have a hybrid key.
+	// Pick the KEM: hybrid when both sides have a hybrid key.
 	hdr := Header{Version: ProtocolVersion, Type: h.Type, From: h.From, To: h.To,
 		SenderKey: KeyID(e.Keys.sign.Public().(ed25519.PublicKey)), AEAD: e.AEAD}
 	if hdr.AEAD == "" {
@@ -179,23 +174,15 @@ func sealRaw(hdr Header, sign ed25519.PrivateKey, body []byte, pub hpke.PublicKe
 // authenticity and not confidentiality; verifying it costs the receiver one signature check
 // instead of an HPKE decapsulation. Other types are refused: use Seal.
 func (e *Endpoint) Sign(m Message) ([]byte, error) {
-	l := e.Limits.withDefaults()
-	h := m.Head()
-	if !SignedOnly(h.Type) {
-		return nil, fmt.Errorf("sign %s: %w: only replies travel signed-only, seal it", h.Type, ErrUnsupported)
+	if t := m.Head().Type; !SignedOnly(t) {
+		return nil, fmt.Errorf("sign %s: %w: only replies travel signed-only, seal it", t, ErrUnsupported)
 	}
-	if h.From != e.ID {
-		return nil, fmt.Errorf("sign %s: %w", h.Type, invalid("from", "must be this endpoint's id %s, got %s", quote(e.ID), quote(h.From)))
-	}
-	if err := m.Validate(l); err != nil {
-		return nil, fmt.Errorf("sign %s: %w", h.Type, err)
+	l, h, body, err := e.prepare("sign", m)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := e.Peers.PeerKeys(h.To); err != nil {
 		return nil, fmt.Errorf("sign %s: %w", h.Type, err)
-	}
-	body, err := Encode(m)
-	if err != nil {
-		return nil, err
 	}
 	hdr := Header{Version: ProtocolVersion, Type: h.Type, From: h.From, To: h.To,
 		SenderKey: KeyID(e.Keys.sign.Public().(ed25519.PublicKey)), KEM: KEMNone, AEAD: AEADNone}
@@ -209,8 +196,33 @@ func (e *Endpoint) Sign(m Message) ([]byte, error) {
 	return out, nil
 }
 
-// Wrap is how a party sends m: Sign for a reply, Seal for everything else.
+// prepare checks that m is this endpoint's and valid, and encodes it within the envelope
+// limit; op names the caller in errors.
+func (e *Endpoint) prepare(op string, m Message) (Limits, *Meta, []byte, error) {
+	l := e.Limits.withDefaults()
+	h := m.Head()
+	if h.From != e.ID {
+		return l, h, nil, fmt.Errorf("%s %s: %w", op, h.Type, invalid("from", "must be this endpoint's id %s, got %s", quote(e.ID), quote(h.From)))
+	}
+	if err := m.Validate(l); err != nil {
+		return l, h, nil, fmt.Errorf("%s %s: %w", op, h.Type, err)
+	}
+	body, err := Encode(m)
+	if err != nil {
+		return l, h, nil, err
+	}
+	if len(body) > l.MaxEnvelope {
+		return l, h, nil, fmt.Errorf("%s %s: message is %d bytes, more than the envelope limit %d: %w", op, h.Type, len(body), l.MaxEnvelope, ErrTooLarge)
+	}
+	return l, h, body, nil
+}
+
+// Wrap is how a node sends m: sealed with its agreement's key when it has one
+// (SealAgreement), else Sign for a reply and Seal for everything else.
 func (e *Endpoint) Wrap(m Message) ([]byte, error) {
+	if h := m.Head(); h.Type != TypeProposal && e.agreementKey(h.To, h.Agreement) != nil {
+		return e.SealAgreement(m)
+	}
 	if SignedOnly(m.Head().Type) {
 		return e.Sign(m)
 	}
@@ -243,10 +255,13 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 	if hdr.Version != ProtocolVersion {
 		return nil, fmt.Errorf("open: header version %d, this build speaks %d: %w", hdr.Version, ProtocolVersion, ErrUnsupported)
 	}
-	if hdr.KEM == KEMNone {
+	switch hdr.KEM {
+	case KEMNone:
 		return e.openSigned(env, hdr, l)
+	case KEMAgreement:
+		return e.openAgreement(env, hdr, l)
 	}
-	if env.Body != nil || env.Sig != nil {
+	if env.Enc == nil || env.Body != nil || env.Sig != nil {
 		return nil, fmt.Errorf("open: %w: a sealed envelope (kem %s) has the fields header, enc and ct", ErrMalformed, quote(hdr.KEM))
 	}
 	priv, aead, err := e.recipientKey(hdr)
@@ -261,7 +276,13 @@ func (e *Endpoint) Open(data []byte) (Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeAgainstHeader(body, hdr, l)
+	m, err := decodeAgainstHeader(body, hdr, l)
+	if p, ok := m.(*Proposal); ok && err == nil {
+		if km, ok := e.Agreements.(*AgreementKeyMap); ok {
+			km.learn(p)
+		}
+	}
+	return m, err
 }
 
 // openSigned verifies a signed-only envelope: a reply type, addressed to e with no recipient
@@ -370,7 +391,7 @@ func decodeAgainstHeader(body []byte, hdr *Header, l Limits) (Message, error) {
 		return nil, fmt.Errorf("open: %w", err)
 	}
 	mh := m.Head()
-	if mh.Type != hdr.Type || mh.From != hdr.From || mh.To != hdr.To {
+	if mh.Type != hdr.Type || mh.From != hdr.From || mh.To != hdr.To || (hdr.Agreement != "" && mh.Agreement != hdr.Agreement) {
 		return nil, fmt.Errorf("open: message %s from %s to %s in header %s from %s to %s: %w",
 			quote(string(mh.Type)), quote(mh.From), quote(mh.To), quote(string(hdr.Type)), quote(hdr.From), quote(hdr.To), ErrHeaderMismatch)
 	}
@@ -409,8 +430,10 @@ func parseEnvelope(data []byte) (*Envelope, *Header, error) {
 		want = []field{{"enc", &env.Enc}, {"ct", &env.Ciphertext}}
 	case len(fields) == 3 && fields["header"] != nil && fields["body"] != nil && fields["sig"] != nil:
 		want = []field{{"body", &env.Body}, {"sig", &env.Sig}}
+	case len(fields) == 2 && fields["header"] != nil && fields["ct"] != nil:
+		want = []field{{"ct", &env.Ciphertext}}
 	default:
-		return nil, nil, fmt.Errorf("envelope: %w: must have exactly the fields header, enc and ct (sealed) or header, body and sig (signed only)", ErrMalformed)
+		return nil, nil, fmt.Errorf("envelope: %w: must have exactly the fields header, enc and ct (sealed), header and ct (sealed with the agreement key) or header, body and sig (signed only)", ErrMalformed)
 	}
 	for _, f := range want {
 		var s string

@@ -17,6 +17,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"slices"
 )
 
 // KEM names on the wire (envelope header "kem").
@@ -46,7 +48,14 @@ type PublicKeys struct {
 	// MLKEM768X25519 is the hybrid KEM public key (1216 bytes); absent when the party does
 	// not speak it. Both sides advertising it makes the sender use it.
 	MLKEM768X25519 []byte `json:"mlkem768x25519,omitempty"`
+	// Features are the protocol features the party speaks beyond version 1
+	// (FeatureAgreementKeys). Not part of the keys: Equal and Fingerprint ignore them, and
+	// names a party does not know are ignored.
+	Features []string `json:"features,omitempty"`
 }
+
+// Supports reports whether the party advertises feature f.
+func (p *PublicKeys) Supports(f string) bool { return slices.Contains(p.Features, f) }
 
 // GenerateKeys makes a fresh key set, with the hybrid KEM.
 func GenerateKeys() (*PrivateKeys, error) {
@@ -74,8 +83,9 @@ func (k *PrivateKeys) WithoutHybrid() *PrivateKeys {
 // Public returns the public half.
 func (k *PrivateKeys) Public() *PublicKeys {
 	p := &PublicKeys{
-		Signing: bytes.Clone(k.sign.Public().(ed25519.PublicKey)),
-		X25519:  k.x25519.PublicKey().Bytes(),
+		Signing:  bytes.Clone(k.sign.Public().(ed25519.PublicKey)),
+		X25519:   k.x25519.PublicKey().Bytes(),
+		Features: []string{FeatureAgreementKeys},
 	}
 	if k.hybrid != nil {
 		p.MLKEM768X25519 = k.hybrid.PublicKey().Bytes()
@@ -97,8 +107,20 @@ func (p *PublicKeys) Validate() error {
 			return invalid("keys.mlkem768x25519", "must be an ML-KEM-768+X25519 public key (1216 bytes), got %d bytes", len(p.MLKEM768X25519))
 		}
 	}
+	if len(p.Features) > maxFeatures {
+		return invalid("keys.features", "at most %d names, got %d", maxFeatures, len(p.Features))
+	}
+	for i, f := range p.Features {
+		if !featureName.MatchString(f) {
+			return invalid(fmt.Sprintf("keys.features[%d]", i), "must be 1 to 64 of a-z, 0-9 and '-'")
+		}
+	}
 	return nil
 }
+
+const maxFeatures = 16
+
+var featureName = regexp.MustCompile(`^[a-z0-9-]{1,64}$`)
 
 // KeyID is the short id of one public key that envelope headers carry: the first 16 bytes
 // of SHA-256, hex.

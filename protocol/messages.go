@@ -68,6 +68,9 @@ type Proposal struct {
 	// Secrets are the resolved values by service secret name: exactly the secrets the
 	// deployment declares.
 	Secrets map[string]SecretValue `json:"secrets"`
+	// AgreementKey, for a node that advertises FeatureAgreementKeys, is the key the
+	// agreement's later messages may be sealed with (SealAgreement), both ways.
+	AgreementKey AgreementKey `json:"agreementKey,omitempty"`
 }
 
 // ReplyStatus is the outcome a reply reports.

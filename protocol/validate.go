@@ -87,6 +87,9 @@ func (p *Proposal) Validate(l Limits) error {
 	if err != nil {
 		return err
 	}
+	if n := len(p.AgreementKey); n != 0 && n != AgreementKeySize {
+		return invalid("agreementKey", "must be %d bytes, got %d", AgreementKeySize, n)
+	}
 	if err := ValidateBindings("secretBinding", p.Bindings); err != nil {
 		return err
 	}

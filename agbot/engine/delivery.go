@@ -357,7 +357,7 @@ func (e *Engine) reseal(ctx context.Context, org, node string, m store.Message) 
 	p := &protocol.Proposal{Meta: protocol.Meta{Version: protocol.ProtocolVersion, Type: protocol.TypeProposal, Agreement: a.ID,
 		From: e.cfg.ID, To: NodeID(org, node), Seq: m.Seq, Time: time.Now()}, Service: svc, Properties: d.props, Secrets: res.values}
 	p.Bindings = applied
-	env, err := e.ep.Seal(p)
+	env, err := e.seal(a, p)
 	if err != nil {
 		return m, err
 	}

@@ -33,21 +33,24 @@ const (
 // holds a secret value: Sources and Versions say which manager secret each service secret
 // comes from, so a change can be detected and explained.
 type Agreement struct {
-	ID          string                          `json:"id"`
-	Org         string                          `json:"org"`     // the node's org
-	Node        string                          `json:"node"`    // node id within Org
-	Source      string                          `json:"source"`  // "policy/<org>/<name>" or "pattern/<org>/<name>"
-	Service     string                          `json:"service"` // exchange id of the service
-	ServiceOrg  string                          `json:"serviceOrg"`
-	State       State                           `json:"state"`
-	Held        string                          `json:"held,omitempty"`        // why it is held
-	Seq         uint64                          `json:"seq"`                   // last protocol sequence sent
-	ProposalSeq uint64                          `json:"proposalSeq,omitempty"` // seq of the latest proposal: only its reply decides
-	Bound       map[string]exchange.BoundSecret `json:"bound"`                 // service secret -> binding
-	Sources     map[string]string               `json:"sources,omitempty"`     // service secret -> manager name in use
-	Versions    map[string]int64                `json:"versions,omitempty"`    // service secret -> version in use
-	Created     time.Time                       `json:"created"`
-	Updated     time.Time                       `json:"updated"`
+	ID          string `json:"id"`
+	Org         string `json:"org"`     // the node's org
+	Node        string `json:"node"`    // node id within Org
+	Source      string `json:"source"`  // "policy/<org>/<name>" or "pattern/<org>/<name>"
+	Service     string `json:"service"` // exchange id of the service
+	ServiceOrg  string `json:"serviceOrg"`
+	State       State  `json:"state"`
+	Held        string `json:"held,omitempty"`        // why it is held
+	Seq         uint64 `json:"seq"`                   // last protocol sequence sent
+	ProposalSeq uint64 `json:"proposalSeq,omitempty"` // seq of the latest proposal: only its reply decides
+	// Keyed: the latest proposal carried the agreement's key (the node advertised
+	// protocol.FeatureAgreementKeys), so the agreement's other messages are sealed with it.
+	Keyed    bool                            `json:"keyed,omitempty"`
+	Bound    map[string]exchange.BoundSecret `json:"bound"`              // service secret -> binding
+	Sources  map[string]string               `json:"sources,omitempty"`  // service secret -> manager name in use
+	Versions map[string]int64                `json:"versions,omitempty"` // service secret -> version in use
+	Created  time.Time                       `json:"created"`
+	Updated  time.Time                       `json:"updated"`
 }
 
 // key identifies what an agreement is for: a node running a service through a source.
@@ -136,7 +139,8 @@ func New(cfg Config) (*Engine, error) {
 	e.keys.m = map[string]*protocol.PublicKeys{}
 	e.retired.m = map[string]*protocol.PublicKeys{}
 	e.q.init(cfg.Retry, cfg.MaxRetry)
-	e.ep = &protocol.Endpoint{ID: cfg.ID, Keys: cfg.Keys, Peers: &e.keys, Limits: cfg.Limits}
+	e.ep = &protocol.Endpoint{ID: cfg.ID, Keys: cfg.Keys, Peers: &e.keys, Limits: cfg.Limits,
+		Agreements: protocol.DerivedAgreementKeys{ID: cfg.ID, Keys: cfg.Keys, Peers: &e.keys}}
 
 	nodes, err := e.st.Nodes.List("")
 	if err != nil {

@@ -93,7 +93,9 @@ func (e *Engine) farewellAnswered(org, node string, envelope []byte) (bool, erro
 	if err != nil {
 		return false, nil
 	}
-	ep := &protocol.Endpoint{ID: e.cfg.ID, Keys: e.cfg.Keys, Peers: protocol.StaticKeyRing{id: old}, Limits: e.cfg.Limits}
+	ring := protocol.StaticKeyRing{id: old}
+	ep := &protocol.Endpoint{ID: e.cfg.ID, Keys: e.cfg.Keys, Peers: ring, Limits: e.cfg.Limits,
+		Agreements: protocol.DerivedAgreementKeys{ID: e.cfg.ID, Keys: e.cfg.Keys, Peers: ring}}
 	msg, err := ep.Open(envelope)
 	if err != nil {
 		return false, nil

@@ -311,7 +311,7 @@ func (e *Engine) sealAll(jobs []*job) {
 	for range runtime.GOMAXPROCS(0) {
 		wg.Go(func() {
 			for j := range ch {
-				env, err := e.ep.Seal(j.msg)
+				env, err := e.seal(j.a, j.msg)
 				h := j.msg.Head()
 				j.out = store.Message{Agreement: h.Agreement, Type: string(h.Type), Seq: h.Seq, Envelope: env, Queued: h.Time}
 				j.err = err
@@ -323,6 +323,21 @@ func (e *Engine) sealAll(jobs []*job) {
 	}
 	close(ch)
 	wg.Wait()
+}
+
+// seal seals m of agreement a: with the agreement's key when its proposal carried one,
+// else to the node's keys. A proposal is always sealed to the node's keys: it carries the key.
+func (e *Engine) seal(a *Agreement, m protocol.Message) ([]byte, error) {
+	if a != nil && a.Keyed && m.Head().Type != protocol.TypeProposal {
+		return e.ep.SealAgreement(m)
+	}
+	if p, ok := m.(*protocol.Proposal); ok && a != nil && a.Keyed {
+		p.AgreementKey = e.ep.Agreements.AgreementKey(NodeID(a.Org, a.Node), a.ID)
+		if p.AgreementKey == nil {
+			return nil, fmt.Errorf("agreement %s: no key for node %s", a.ID, NodeID(a.Org, a.Node))
+		}
+	}
+	return e.ep.Seal(m)
 }
 
 // pass collects what one reconciliation decides.
@@ -394,6 +409,7 @@ func (p *pass) propose(r *resolver, a *Agreement, n exchange.Node, d desire) {
 		return
 	}
 	c.State, c.Held, c.Sources, c.Versions = StateProposed, "", res.sources, res.versions
+	c.Keyed = n.PublicKeys != nil && n.PublicKeys.Supports(protocol.FeatureAgreementKeys)
 	msg := &protocol.Proposal{Meta: p.meta(&c, protocol.TypeProposal), Service: svc, Bindings: applied, Properties: d.props, Secrets: res.values}
 	c.ProposalSeq = c.Seq
 	p.jobs = append(p.jobs, &job{a: &c, msg: msg})

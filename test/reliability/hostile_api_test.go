@@ -91,7 +91,7 @@ func newAPIEnv(t *testing.T) *apiEnv {
 	reg := toJSON(t, map[string]any{"publicKeys": e.node1.keys.Public(), "arch": "amd64",
 		"properties": []any{map[string]any{"name": "purpose", "value": "edge"}}})
 	e.must(node1, "PUT", "/org/myorg/nodes/node1/registration", string(reg), 200)
-	ep := &protocol.Endpoint{ID: e.node1.id, Keys: e.node1.keys, Peers: protocol.StaticKeyRing{e.info.ID: e.info.PublicKeys}}
+	ep := &protocol.Endpoint{ID: e.node1.id, Keys: e.node1.keys, Peers: protocol.StaticKeyRing{e.info.ID: e.info.PublicKeys}, Agreements: &protocol.AgreementKeyMap{}}
 	var msgs api.Messages
 	if err := json.Unmarshal(e.must(node1, "GET", "/org/myorg/nodes/node1/msgs?wait=10", "", 200), &msgs); err != nil || len(msgs.Messages) != 1 {
 		t.Fatalf("node1 poll: %v, %d messages", err, len(msgs.Messages))

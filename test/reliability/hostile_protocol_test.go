@@ -39,7 +39,7 @@ type nodeSide struct {
 func newNodeSide(t *testing.T) *nodeSide {
 	s := &nodeSide{agbot: newParty(t, "agbot@reliability"), node: newParty(t, "myorg/node1"),
 		other: newParty(t, "myorg/node2"), evil: newParty(t, "agbot@reliability"), agreement: "0123456789abcdef0123456789abcdef"}
-	s.ep = &protocol.Endpoint{ID: s.node.id, Keys: s.node.keys, Peers: protocol.StaticKeyRing{s.agbot.id: s.agbot.keys.Public()}}
+	s.ep = &protocol.Endpoint{ID: s.node.id, Keys: s.node.keys, Peers: protocol.StaticKeyRing{s.agbot.id: s.agbot.keys.Public()}, Agreements: &protocol.AgreementKeyMap{}}
 	s.tracker = protocol.NewTracker(protocol.TrackerOptions{})
 	return s
 }
