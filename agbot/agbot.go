@@ -22,6 +22,7 @@ import (
 	"github.com/edge-secrets/anax-agent/agbot/api"
 	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/agbot/exchange"
+	"github.com/edge-secrets/anax-agent/agbot/memtrim"
 	"github.com/edge-secrets/anax-agent/agbot/metrics"
 	"github.com/edge-secrets/anax-agent/agbot/park"
 	"github.com/edge-secrets/anax-agent/agbot/secrets"
@@ -293,6 +294,8 @@ func Open(o Options) (*Server, error) {
 	s.Metrics = metrics.New(o.MetricsSecretNames)
 	s.Metrics.CountParked(s.lot.Parked)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	// Give back what bursts (a fleet connecting at once, a fan-out) leave free.
+	s.wg.Go(func() { memtrim.Run(s.ctx, memtrim.Options{Log: o.Log}) })
 	if o.DB.URL != "" {
 		// Several agbots may share the database: serve the fleet only while holding its lease.
 		if s.ha, err = newHA(s); err != nil {

@@ -38,6 +38,16 @@
 // upgraded before their agents. Whether a reply acknowledges anything, and only once, is the
 // receiver's check (agbot/engine), as for sealed replies.
 //
+// Agreement keys: a party that advertises [FeatureAgreementKeys] in its [PublicKeys] gets,
+// in each proposal, a key for the agreement ([Proposal.AgreementKey]); the agreement's other
+// messages may then travel sealed with it ([Endpoint.SealAgreement]; header kem
+// [KEMAgreement] naming the agreement, fields header and ct): an AEAD under a key per
+// direction derived from it, the header as AAD, instead of a KEM encapsulation and a
+// signature per message. [Endpoint.Agreements] supplies the keys: [DerivedAgreementKeys] on
+// the agbot (derived, never stored), the agent's agreement state, or an [AgreementKeyMap]
+// that remembers each opened proposal's key. [Endpoint.Wrap] uses the agreement key when
+// there is one.
+//
 // # Replay and order
 //
 // A receiver keeps a [Tracker]: [Tracker.Check] before applying a message and

@@ -36,6 +36,7 @@ var allowed = map[string][]string{
 	// The agbot: never the node's packages.
 	"agbot/access":                {},
 	"agbot/park":                  {},
+	"agbot/memtrim":               {},
 	"agbot/exchange":              {"protocol"},
 	"agbot/store":                 {"agbot/exchange", "protocol"},
 	"agbot/secrets":               {"protocol"},
@@ -46,7 +47,7 @@ var allowed = map[string][]string{
 	"agbot/engine":                {"agbot/access", "agbot/exchange", "agbot/secrets", "agbot/store", "protocol", "protocol/constraint"},
 	"agbot/metrics":               {"agbot/engine"},
 	"agbot/api":                   {"agbot/access", "agbot/engine", "agbot/exchange", "agbot/park", "agbot/secrets", "agbot/store", "protocol", "protocol/constraint"},
-	"agbot":                       {"agbot/access", "agbot/api", "agbot/engine", "agbot/exchange", "agbot/park", "agbot/secrets", "agbot/secrets/embedded", "agbot/secrets/vault", "agbot/metrics", "agbot/store", "pki", "platform/linux", "protocol"},
+	"agbot":                       {"agbot/access", "agbot/api", "agbot/engine", "agbot/exchange", "agbot/memtrim", "agbot/park", "agbot/secrets", "agbot/secrets/embedded", "agbot/secrets/vault", "agbot/metrics", "agbot/store", "pki", "platform/linux", "protocol"},
 
 	// The CLI talks HTTP to both; it shares only the wire types.
 	"hzn": {"protocol", "platform/arch"},
