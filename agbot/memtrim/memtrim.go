@@ -2,7 +2,8 @@
 // more completely than Go's background scavenger does. After 10,000 nodes connect at once
 // or a fan-out's garbage is collected, the runtime keeps hundreds of MiB of free heap
 // mapped (it releases it over minutes, and only down to about its next GC goal); a trim, one
-// forced collection and debug.FreeOSMemory, returns it at once, when little is happening.
+// forced collection and debug.FreeOSMemory, returns it at once, when little is happening:
+// never in the middle of a burst, whose memory would be faulted in again.
 //
 // Only the agbot's Server imports it; it imports only the standard library.
 package memtrim
@@ -20,26 +21,33 @@ type Options struct {
 	Every time.Duration // how often the free heap is read (default 5 s)
 	Min   uint64        // free heap still mapped above which Run trims (default 64 MiB)
 	Gap   time.Duration // the least time between two trims (default 30 s)
+	Quiet uint64        // trims only after an Every with fewer bytes allocated (default 16 MiB)
 	Log   *slog.Logger  // a debug line per trim (default: none)
 
-	free func() uint64 // tests: the free heap still mapped
-	trim func()        // tests: the trim
+	free   func() uint64 // tests: the free heap still mapped
+	allocs func() uint64 // tests: the bytes allocated so far
+	trim   func()        // tests: the trim
 }
 
-// Run reads the free heap every o.Every and trims when more than o.Min is still mapped and
-// the last trim is o.Gap ago, until ctx ends. A trim costs one full collection (tens of
-// milliseconds for a heap of 100 MiB), so at most one per Gap.
+// Run reads the free heap every o.Every and trims when more than o.Min is still mapped, the
+// process allocated less than o.Quiet since the last look, and the last trim is o.Gap ago,
+// until ctx ends. A trim costs one full collection (tens of milliseconds for a heap of 100
+// MiB), so at most one per Gap.
 func Run(ctx context.Context, o Options) {
 	o = o.withDefaults()
 	t := time.NewTicker(o.Every)
 	defer t.Stop()
 	var last time.Time
+	allocated := o.allocs()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			if f := o.free(); f > o.Min && now.Sub(last) >= o.Gap {
+			a := o.allocs()
+			quiet := a-allocated < o.Quiet
+			allocated = a
+			if f := o.free(); f > o.Min && quiet && now.Sub(last) >= o.Gap {
 				o.trim()
 				last = now
 				if o.Log != nil {
@@ -60,8 +68,14 @@ func (o Options) withDefaults() Options {
 	if o.Gap <= 0 {
 		o.Gap = 30 * time.Second
 	}
+	if o.Quiet == 0 {
+		o.Quiet = 16 << 20
+	}
 	if o.free == nil {
 		o.free = FreeHeap
+	}
+	if o.allocs == nil {
+		o.allocs = func() uint64 { return readUint64("/gc/heap/allocs:bytes") }
 	}
 	if o.trim == nil {
 		o.trim = debug.FreeOSMemory
@@ -70,8 +84,10 @@ func (o Options) withDefaults() Options {
 }
 
 // FreeHeap is the heap that is free and still mapped: what a trim would give back.
-func FreeHeap() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+func FreeHeap() uint64 { return readUint64("/memory/classes/heap/free:bytes") }
+
+func readUint64(name string) uint64 {
+	s := []metrics.Sample{{Name: name}}
 	metrics.Read(s)
 	if s[0].Value.Kind() != metrics.KindUint64 {
 		return 0

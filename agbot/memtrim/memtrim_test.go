@@ -8,27 +8,31 @@ import (
 	"time"
 )
 
-// TestRunTrims: Run trims when more than Min is free, not more often than Gap, and not at
-// all below Min.
+// TestRunTrims: Run trims when more than Min is free and the process is quiet, not more
+// often than Gap, and not at all below Min or while it allocates.
 func TestRunTrims(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		free      uint64
+		rate      uint64 // bytes allocated between two looks
 		gap       time.Duration
 		wantTrims func(n int) bool
 	}{
-		{"below the minimum", 10, time.Millisecond, func(n int) bool { return n == 0 }},
-		{"above, small gap", 1000, time.Millisecond, func(n int) bool { return n >= 3 }},
-		{"above, gap longer than the run", 1000, time.Hour, func(n int) bool { return n == 1 }},
+		{"below the minimum", 10, 0, time.Millisecond, func(n int) bool { return n == 0 }},
+		{"above, small gap", 1000, 0, time.Millisecond, func(n int) bool { return n >= 3 }},
+		{"above, gap longer than the run", 1000, 0, time.Hour, func(n int) bool { return n == 1 }},
+		{"above, in a burst", 1000, 50, time.Millisecond, func(n int) bool { return n == 0 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
 			n := 0
 			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 			defer cancel()
-			Run(ctx, Options{Every: 5 * time.Millisecond, Min: 100, Gap: tc.gap,
-				free: func() uint64 { return tc.free },
-				trim: func() { mu.Lock(); n++; mu.Unlock() }})
+			var allocated uint64
+			Run(ctx, Options{Every: 5 * time.Millisecond, Min: 100, Gap: tc.gap, Quiet: 10,
+				free:   func() uint64 { return tc.free },
+				allocs: func() uint64 { allocated += tc.rate; return allocated },
+				trim:   func() { mu.Lock(); n++; mu.Unlock() }})
 			if mu.Lock(); !tc.wantTrims(n) {
 				t.Errorf("%d trims", n)
 			}
