@@ -76,11 +76,20 @@ func (d DerivedAgreementKeys) AgreementKey(peer, agreement string) AgreementKey 
 	if err != nil {
 		return nil
 	}
-	k, err := hkdf.Key(sha256.New, d.Keys.sign.Seed(), nil, agreementKeyInfo+lengthPrefixed(d.ID, peer, KeyID(p.Signing), agreement), AgreementKeySize)
+	k, err := hkdf.Expand(sha256.New, d.Keys.agreementKeyPRK(), agreementKeyInfo+lengthPrefixed(d.ID, peer, KeyID(p.Signing), agreement), AgreementKeySize)
 	if err != nil {
 		return nil
 	}
 	return k
+}
+
+// agreementKeyPRK is HKDF-Extract of the Ed25519 seed under a salt of its own: agreement
+// keys are HKDF-Expand of it (one HMAC each), apart from every other use of the seed.
+func (k *PrivateKeys) agreementKeyPRK() []byte {
+	k.agreementPRK.once.Do(func() {
+		k.agreementPRK.b, _ = hkdf.Extract(sha256.New, k.sign.Seed(), []byte(agreementKeyInfo))
+	})
+	return k.agreementPRK.b
 }
 
 // AgreementKeyMap is an in-memory AgreementKeys for a party that keeps no state of its own
@@ -212,7 +221,8 @@ func (e *Endpoint) agreementKey(peer, agreement string) AgreementKey {
 // agreement key, the sender, the recipient and the agreement id, so a message can not be
 // reflected back to its sender or moved to another agreement.
 func directionAEAD(key AgreementKey, hdr *Header) (cipher.AEAD, error) {
-	k, err := hkdf.Key(sha256.New, key, nil, directionInfo+lengthPrefixed(hdr.From, hdr.To, hdr.Agreement), 32)
+	// The agreement key is uniformly random: HKDF-Expand alone (one HMAC) derives from it.
+	k, err := hkdf.Expand(sha256.New, key, directionInfo+lengthPrefixed(hdr.From, hdr.To, hdr.Agreement), 32)
 	if err != nil {
 		return nil, err
 	}

@@ -386,9 +386,17 @@ func openBody(env *Envelope, hdr *Header, priv hpke.PrivateKey, aead hpke.AEAD, 
 // decodeAgainstHeader decodes the signed message, checks it agrees with its header and
 // validates it against l.
 func decodeAgainstHeader(body []byte, hdr *Header, l Limits) (Message, error) {
-	m, err := Decode(body)
+	if err := checkJSON(body); err != nil {
+		return nil, fmt.Errorf("open: message: %w", err)
+	}
+	// The header names the type: no probe decoding. When that fails, Decode finds the
+	// message's own type, so that a message of another type than its header is told apart
+	// from a malformed one (the check below).
+	m, err := decodeAs(body, hdr.Type)
 	if err != nil {
-		return nil, fmt.Errorf("open: %w", err)
+		if m, err = Decode(body); err != nil {
+			return nil, fmt.Errorf("open: %w", err)
+		}
 	}
 	mh := m.Head()
 	if mh.Type != hdr.Type || mh.From != hdr.From || mh.To != hdr.To || (hdr.Agreement != "" && mh.Agreement != hdr.Agreement) {

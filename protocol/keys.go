@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"sync"
 )
 
 // KEM names on the wire (envelope header "kem").
@@ -38,6 +39,11 @@ type PrivateKeys struct {
 	sign   ed25519.PrivateKey
 	x25519 hpke.PrivateKey
 	hybrid hpke.PrivateKey // nil: this party does not speak the hybrid KEM
+
+	agreementPRK struct { // the pseudorandom key agreement keys are expanded from
+		once sync.Once
+		b    []byte
+	}
 }
 
 // PublicKeys are what a party registers and the other side pins. The JSON form (base64

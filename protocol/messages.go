@@ -198,12 +198,18 @@ func Decode(data []byte) (Message, error) {
 	if err := json.Unmarshal(data, &probe); err != nil {
 		return nil, fmt.Errorf("%w: message: %s", ErrMalformed, jsonErr(err))
 	}
-	m, err := newMessage(probe.Type)
+	return decodeAs(data, probe.Type)
+}
+
+// decodeAs decodes data, already checked by checkJSON, strictly as a message of type t (a
+// message of another type fails, or decodes with that other type in its Meta).
+func decodeAs(data []byte, t MessageType) (Message, error) {
+	m, err := newMessage(t)
 	if err != nil {
 		return nil, err
 	}
 	if err := strictUnmarshal(data, m); err != nil {
-		return nil, fmt.Errorf("%s: %w", probe.Type, err)
+		return nil, fmt.Errorf("%s: %w", t, err)
 	}
 	return m, nil
 }
