@@ -231,20 +231,22 @@ func (s *Spot) Answer(code int, h http.Header, body []byte) error {
 	return err
 }
 
+// framing are the headers write sets itself.
+var framing = map[string]bool{"Date": true, "Content-Length": true, "Connection": true}
+
 func (s *Spot) write(code int, h http.Header, body []byte) error {
 	var b bytes.Buffer
 	b.Grow(256 + len(body))
-	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", code, http.StatusText(code))
-	hd := h.Clone()
-	if hd == nil {
-		hd = http.Header{}
-	}
-	hd.Set("Date", time.Now().UTC().Format(http.TimeFormat))
-	hd.Set("Content-Length", strconv.Itoa(len(body)))
+	line := append(make([]byte, 0, 64), "HTTP/1.1 "...)
+	line = strconv.AppendInt(line, int64(code), 10)
+	line = append(append(append(line, ' '), http.StatusText(code)...), "\r\nDate: "...)
+	line = time.Now().UTC().AppendFormat(line, http.TimeFormat)
+	line = strconv.AppendInt(append(line, "\r\nContent-Length: "...), int64(len(body)), 10)
 	if s.close {
-		hd.Set("Connection", "close")
+		line = append(line, "\r\nConnection: close"...)
 	}
-	if err := hd.Write(&b); err != nil {
+	b.Write(append(line, "\r\n"...))
+	if err := h.WriteSubset(&b, framing); err != nil {
 		return err
 	}
 	b.WriteString("\r\n")
