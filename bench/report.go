@@ -129,7 +129,7 @@ func (r *Results) fanoutTable(w io.Writer) {
 		}
 		return fanoutStoreRank(a.StoreName()) - fanoutStoreRank(b.StoreName())
 	})
-	fmt.Fprintln(w, "| nodes | store | fan-outs | to last ack, median s | max s | agbot CPU ms per node per update | PostgreSQL CPU ms per node per update | agbot RSS MiB, idle (peak) | "+
+	fmt.Fprintln(w, "| nodes | store | fan-outs | to last ack, median s | max s | agbot CPU ms per node per update | PostgreSQL CPU ms per node per update | agbot RSS MiB: idle, rested, peak in fan-outs (with the set-up) | "+
 		"agbot KiB per idle long-poll | nodes' CPU s per fan-out | kill -9 mid fan-out: acked before, all acked after s |")
 	fmt.Fprintln(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, f := range r.Fanout {
@@ -141,8 +141,12 @@ func (r *Results) fanoutTable(w io.Writer) {
 		if f.DBCPUPerNode > 0 {
 			db = num(f.DBCPUPerNode)
 		}
-		fmt.Fprintf(w, "| %d | %s | %d | %s | %s | %s | %s | %s (%s) | %s | %s | %s |\n", f.Nodes, f.StoreName(), f.ToLastAck.N, num(f.ToLastAck.Median/1000),
-			num(f.ToLastAck.Max/1000), num(f.AgbotCPUPerNode), db, num(f.IdleRSSMiB), num(f.AgbotHWMMiB), num(f.IdleKiBPerPoll), num(f.NodesCPU), kill)
+		rested, inFanouts := "-", "-"
+		if f.RestedRSSMiB > 0 {
+			rested, inFanouts = num(f.RestedRSSMiB), num(f.FanoutHWMMiB)
+		}
+		fmt.Fprintf(w, "| %d | %s | %d | %s | %s | %s | %s | %s, %s, %s (%s) | %s | %s | %s |\n", f.Nodes, f.StoreName(), f.ToLastAck.N, num(f.ToLastAck.Median/1000),
+			num(f.ToLastAck.Max/1000), num(f.AgbotCPUPerNode), db, num(f.IdleRSSMiB), rested, inFanouts, num(f.AgbotHWMMiB), num(f.IdleKiBPerPoll), num(f.NodesCPU), kill)
 	}
 }
 

@@ -108,7 +108,9 @@ type FanoutResult struct {
 	AgbotCPUPerNode float64     `json:"agbotCpuMsPerNode"`        // the same, ms per node per update
 	DBCPUPerNode    float64     `json:"dbCpuMsPerNode,omitempty"` // the PostgreSQL server's processes, ms per node per update
 	AgbotRSSMiB     float64     `json:"agbotRssMiB"`              // agbot resident set after the fan-outs
-	AgbotHWMMiB     float64     `json:"agbotHwmMiB"`              // agbot peak resident set
+	AgbotHWMMiB     float64     `json:"agbotHwmMiB"`              // agbot peak resident set, the set-up's herd included
+	FanoutHWMMiB    float64     `json:"fanoutHwmMiB,omitempty"`   // agbot peak resident set during the fan-outs
+	RestedRSSMiB    float64     `json:"restedRssMiB,omitempty"`   // agbot resident set 40 s after the last fan-out
 	IdleRSSMiB      float64     `json:"idleRssMiB"`               // agbot resident set, every node long-polling, idle
 	IdleKiBPerPoll  float64     `json:"idleKiBPerPoll"`           // (idle RSS − RSS before any node connected) / nodes
 	NodesCPU        float64     `json:"nodesCpuS"`                // CPU seconds of the simulated nodes per fan-out (same machine)
