@@ -223,12 +223,23 @@ type Options struct {
 	// measuring (README, Measurements: fan-out). They name no secret but show the process's
 	// internals: bind that listener to loopback.
 	DebugPprof bool
+	// MaxInFlight bounds the long-poll answers in flight (written, the node's connection not
+	// yet back with its next request): 0 is DefaultMaxInFlight, below 0 no bound.
+	MaxInFlight int
+	// NoMemoryTrim leaves the free heap to Go's scavenger (agbot/memtrim: by default an
+	// agbot gives what a burst left free back once quiet).
+	NoMemoryTrim bool
 }
 
 // DefaultMaxConns leaves room for 10,000 long-polling nodes plus users; an idle node's
 // parked long-poll costs the agbot some 57 KiB of RSS, 12 KiB of it live heap (README,
 // Fleet fan-out).
 const DefaultMaxConns = 16384
+
+// DefaultMaxInFlight answers at once keep a fan-out to 10,000 nodes about as fast as
+// unbounded (each answered node acknowledges and polls again within milliseconds) while its
+// memory holds that many connections' serving state, not all of them (README, Fleet fan-out).
+const DefaultMaxInFlight = 1024
 
 // Server-wide timeouts. There is no WriteTimeout and ReadTimeout is shorter than a long-poll
 // may take: the API sets each request's deadlines itself, a long-poll's from its wait.
@@ -279,6 +290,12 @@ func Open(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, st: st, sm: o.Secrets, keys: keys, lot: park.New()}
+	switch {
+	case o.MaxInFlight == 0:
+		s.lot.SetMaxInFlight(DefaultMaxInFlight)
+	case o.MaxInFlight > 0:
+		s.lot.SetMaxInFlight(o.MaxInFlight)
+	}
 	if s.sm == nil {
 		if s.sm, err = openEmbedded(o, st, s.fenceID); err != nil {
 			st.Close()
@@ -294,8 +311,9 @@ func Open(o Options) (*Server, error) {
 	s.Metrics = metrics.New(o.MetricsSecretNames)
 	s.Metrics.CountParked(s.lot.Parked)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	// Give back what bursts (a fleet connecting at once, a fan-out) leave free.
-	s.wg.Go(func() { memtrim.Run(s.ctx, memtrim.Options{Log: o.Log}) })
+	if !o.NoMemoryTrim { // give back what bursts (a fleet connecting at once, a fan-out) leave free
+		s.wg.Go(func() { memtrim.Run(s.ctx, memtrim.Options{Log: o.Log}) })
+	}
 	if o.DB.URL != "" {
 		// Several agbots may share the database: serve the fleet only while holding its lease.
 		if s.ha, err = newHA(s); err != nil {
@@ -427,6 +445,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
 		BaseContext: func(net.Listener) context.Context { return s.ctx },
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context { return api.ConnContext(ctx, s.lot.Kept(c)) },
+		ConnState:   s.lot.ConnState,
 		ErrorLog:    slog.NewLogLogger(s.opts.Log.Handler(), slog.LevelDebug)}
 	err = s.http.Serve(s.lot.Listen(tls.NewListener(netutil.LimitListener(ln, maxConns), cfg)))
 	if errors.Is(err, http.ErrServerClosed) {

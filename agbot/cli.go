@@ -151,6 +151,8 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	fs.StringVar(&v.ca, "vault-ca", "", "PEM file with the CA that verifies Vault's TLS certificate (default: system roots)")
 	fs.DurationVar(&v.poll, "vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
 	metricsListen := fs.String("metrics-listen", "", "plain-HTTP address serving /metrics without authentication (counts by org only; off when empty)")
+	maxInFlight := fs.Int("max-in-flight", DefaultMaxInFlight, "long-poll answers written at once whose nodes have not come back with their next request; more wait their turn (bounds a fan-out's memory; 0: no bound)")
+	memTrim := fs.Bool("memory-trim", true, "after a burst, once quiet, give the heap it left free back to the system (one full GC, at most every 30s)")
 	debugPprof := fs.Bool("debug-pprof", false, "also serve Go's CPU and heap profiles at /debug/pprof/ on --metrics-listen (bind it to loopback)")
 	metricsNames := fs.Bool("metrics-secret-names", false, "also label rollout metrics with secret manager names")
 	offlineAfter := fs.Duration("offline-after", 0, "rollout status: a node not polling for this long is offline (default: a long-poll plus 30s)")
@@ -182,7 +184,12 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	dumpable, _ := linux.Dumpable()
 	log.Info("process hardened", "dumpable", dumpable, "core_limit", 0, "umask", "0077")
 	opts := Options{DataDir: *dir, Log: log, MaxConns: *maxConns, SecretsKeyFile: *skey, MetricsSecretNames: *metricsNames,
-		OfflineAfter: *offlineAfter, DB: db, Advertise: *advertise, LeaseTTL: *leaseTTL, DebugPprof: *debugPprof}
+		OfflineAfter: *offlineAfter, DB: db, Advertise: *advertise, LeaseTTL: *leaseTTL, DebugPprof: *debugPprof, NoMemoryTrim: !*memTrim, MaxInFlight: *maxInFlight}
+	if *maxInFlight == 0 {
+		opts.MaxInFlight = -1
+	} else if *maxInFlight < 0 {
+		return fmt.Errorf("--max-in-flight: must be 0 (no bound) or more")
+	}
 	key, err := keyFromEnv()
 	if err != nil {
 		return err

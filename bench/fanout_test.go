@@ -185,6 +185,12 @@ func newFanoutEnv(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes i
 	if profileDir != "" {
 		common = append(common, "--metrics-listen", "127.0.0.1:0", "--debug-pprof")
 	}
+	if v := os.Getenv("ANAX_FANOUT_INFLIGHT"); v != "" {
+		common = append(common, "--max-in-flight", v)
+	}
+	if os.Getenv("ANAX_FANOUT_TRIM") == "0" {
+		common = append(common, "--memory-trim=false")
+	}
 	first := filepath.Join(dir, "agbot0")
 	keys, info := prepareFanoutState(b, first, db, nodes)
 	for i := range st.agbots {
@@ -415,6 +421,7 @@ func (e *fanoutEnv) readProcs() (procStat, error) {
 		sum.CPU += ps.CPU
 		sum.RSSKiB += ps.RSSKiB
 		sum.HWM += ps.HWM
+		sum.FileKiB += ps.FileKiB
 		sum.Threads += ps.Threads
 		sum.FDs += ps.FDs
 	}
@@ -858,7 +865,11 @@ func benchFanout(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes in
 		}
 		e.setupHWM = ps.HWM
 	}
-	e.resetHWM(b) // from here VmHWM is the fan-outs' peak
+	// The fan-outs start from a rested agbot, as in a fleet that is idle between changes
+	// (the set-up's herd, or the restart after the last run's kill -9, given back), and
+	// from here VmHWM is their peak.
+	time.Sleep(restAfter)
+	e.resetHWM(b)
 	var hwm int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -896,7 +907,7 @@ func benchFanout(b *testing.B, st fanoutStore, pg *postgrestest.Server, nodes in
 		b.Fatal(err)
 	}
 	res := e.result(b, times, agbotCPU, nodesCPU, ps, hwm)
-	res.RestedRSSMiB = e.restedRSS(b)
+	res.RestedRSSMiB, res.RestedFileMiB = e.restedRSS(b)
 	if e.pgPort != "" {
 		res.DBCPUPerNode = round3(float64(pgCPU/time.Duration(len(times))) / float64(time.Millisecond) / float64(nodes))
 		b.ReportMetric(res.DBCPUPerNode, "postgres-cpu-ms/node")
@@ -949,15 +960,17 @@ func (e *fanoutEnv) resetHWM(b *testing.B) {
 }
 
 // restedRSS waits restAfter after the last fan-out, every node still long-polling, and
-// returns the agbots' resident set then, MiB: what an idle agbot keeps once its trim
-// (agbot/memtrim: a quiet 5 s, at most one trim per 30 s) gave the fan-outs' free heap back.
-func (e *fanoutEnv) restedRSS(b *testing.B) float64 {
+// returns the agbots' resident set then and the file pages in it, MiB: what an idle agbot
+// keeps once its trim (agbot/memtrim: a quiet 5 s, at most one trim per 30 s) gave the
+// fan-outs' free heap back.
+func (e *fanoutEnv) restedRSS(b *testing.B) (rss, file float64) {
 	time.Sleep(restAfter)
 	ps, err := e.readProcs()
 	if err != nil {
 		b.Fatal(err)
 	}
-	return round3(float64(ps.RSSKiB) / 1024)
+	b.Logf("agbot RSS %v after the last fan-out: %d MiB, %d MiB of it file pages", restAfter, ps.RSSKiB>>10, ps.FileKiB>>10)
+	return round3(float64(ps.RSSKiB) / 1024), round3(float64(ps.FileKiB) / 1024)
 }
 
 const restAfter = 40 * time.Second

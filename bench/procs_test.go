@@ -78,6 +78,7 @@ func binary(tb testing.TB, name string) string {
 type procStat struct {
 	CPU          time.Duration
 	RSSKiB, HWM  int64
+	FileKiB      int64 // the part of RSSKiB that is file pages (RssFile: bbolt's mapped state file)
 	Threads, FDs int
 }
 
@@ -107,6 +108,8 @@ func readProc(pid int) (procStat, error) {
 			ps.RSSKiB = n
 		case "VmHWM":
 			ps.HWM = n
+		case "RssFile":
+			ps.FileKiB = n
 		case "Threads":
 			ps.Threads = int(n)
 		}

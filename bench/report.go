@@ -129,7 +129,7 @@ func (r *Results) fanoutTable(w io.Writer) {
 		}
 		return fanoutStoreRank(a.StoreName()) - fanoutStoreRank(b.StoreName())
 	})
-	fmt.Fprintln(w, "| nodes | store | fan-outs | to last ack, median s | max s | agbot CPU ms per node per update | PostgreSQL CPU ms per node per update | agbot RSS MiB: idle, rested, peak in fan-outs (with the set-up) | "+
+	fmt.Fprintln(w, "| nodes | store | fan-outs | to last ack, median s | max s | agbot CPU ms per node per update | PostgreSQL CPU ms per node per update | agbot RSS MiB: idle, rested (its file pages), peak in fan-outs (with the set-up) | "+
 		"agbot KiB per idle long-poll | nodes' CPU s per fan-out | kill -9 mid fan-out: acked before, all acked after s |")
 	fmt.Fprintln(w, "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 	for _, f := range r.Fanout {
@@ -143,7 +143,7 @@ func (r *Results) fanoutTable(w io.Writer) {
 		}
 		rested, inFanouts := "-", "-"
 		if f.RestedRSSMiB > 0 {
-			rested, inFanouts = num(f.RestedRSSMiB), num(f.FanoutHWMMiB)
+			rested, inFanouts = num(f.RestedRSSMiB)+" ("+num(f.RestedFileMiB)+")", num(f.FanoutHWMMiB)
 		}
 		fmt.Fprintf(w, "| %d | %s | %d | %s | %s | %s | %s | %s, %s, %s (%s) | %s | %s | %s |\n", f.Nodes, f.StoreName(), f.ToLastAck.N, num(f.ToLastAck.Median/1000),
 			num(f.ToLastAck.Max/1000), num(f.AgbotCPUPerNode), db, num(f.IdleRSSMiB), rested, inFanouts, num(f.AgbotHWMMiB), num(f.IdleKiBPerPoll), num(f.NodesCPU), kill)

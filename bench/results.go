@@ -111,6 +111,7 @@ type FanoutResult struct {
 	AgbotHWMMiB     float64     `json:"agbotHwmMiB"`              // agbot peak resident set, the set-up's herd included
 	FanoutHWMMiB    float64     `json:"fanoutHwmMiB,omitempty"`   // agbot peak resident set during the fan-outs
 	RestedRSSMiB    float64     `json:"restedRssMiB,omitempty"`   // agbot resident set 40 s after the last fan-out
+	RestedFileMiB   float64     `json:"restedFileMiB,omitempty"`  // the file pages in it (bbolt's mapped state file)
 	IdleRSSMiB      float64     `json:"idleRssMiB"`               // agbot resident set, every node long-polling, idle
 	IdleKiBPerPoll  float64     `json:"idleKiBPerPoll"`           // (idle RSS − RSS before any node connected) / nodes
 	NodesCPU        float64     `json:"nodesCpuS"`                // CPU seconds of the simulated nodes per fan-out (same machine)

@@ -9,6 +9,13 @@
 // connection back to the http.Server through the Lot's Listener, where it is served as a
 // keep-alive connection again (the TLS session stays: no new handshake).
 //
+// A fan-out answers thousands of parked polls at once, and each answered connection then
+// holds a serving goroutine, buffers and a request's state again until it parks anew. With
+// SetMaxInFlight the Lot bounds how many answered connections are in that flight (from the
+// answer until the server saw the connection finish a request, park again or close: the
+// server's ConnState reports it to the Lot); further answers wait their turn, first come
+// first written, which bounds a fan-out's memory and barely its time.
+//
 // A parked connection is not read while it waits: a client that sends before its answer
 // (pipelining) finds its bytes read after the answer, in order, or its connection closed
 // after the answer when net/http had already read them. Only HTTP/1.x connections park.
@@ -55,6 +62,15 @@ type Lot struct {
 	answers   sync.WaitGroup // answers being written
 	parked    atomic.Int64   // Spots not answered yet
 	listening atomic.Bool    // Listen was called: a server takes connections back
+
+	flight struct {
+		sync.Mutex
+		max     int               // 0: no bound
+		n       int               // answers being written or connections in flight
+		air     map[net.Conn]bool // connections handed back, in flight
+		waiting []*Spot           // answered, waiting for a place in flight
+		closed  bool
+	}
 }
 
 type accepted struct {
@@ -64,8 +80,74 @@ type accepted struct {
 
 // New returns a Lot; a server serves it after Listen.
 func New() *Lot {
-	return &Lot{accepted: make(chan accepted), resumed: make(chan net.Conn, 256),
+	l := &Lot{accepted: make(chan accepted), resumed: make(chan net.Conn, 256),
 		done: make(chan struct{}), kept: map[net.Conn]any{}}
+	l.flight.air = map[net.Conn]bool{}
+	return l
+}
+
+// SetMaxInFlight bounds the answered connections in flight (n <= 0: no bound, the default).
+// Call it before serving.
+func (l *Lot) SetMaxInFlight(n int) {
+	l.flight.Lock()
+	defer l.flight.Unlock()
+	l.flight.max = max(n, 0)
+}
+
+// ConnState is for the http.Server's ConnState: a connection handed back that finished a
+// request (idle), parked again (hijacked) or closed leaves the flight, and the next waiting
+// answer is written.
+func (l *Lot) ConnState(c net.Conn, st http.ConnState) {
+	if st != http.StateIdle && st != http.StateHijacked && st != http.StateClosed {
+		return
+	}
+	l.flight.Lock()
+	if !l.flight.air[c] {
+		l.flight.Unlock()
+		return
+	}
+	delete(l.flight.air, c)
+	l.flight.Unlock()
+	l.land()
+}
+
+// board takes a place in flight for s, or queues s: it reports whether s may be written now.
+func (l *Lot) board(s *Spot) bool {
+	l.flight.Lock()
+	defer l.flight.Unlock()
+	if f := &l.flight; f.max == 0 || f.n < f.max || f.closed {
+		f.n++
+		return true
+	}
+	l.flight.waiting = append(l.flight.waiting, s)
+	return false
+}
+
+// land gives a place in flight up and writes the next waiting answer in it.
+func (l *Lot) land() {
+	l.flight.Lock()
+	f := &l.flight
+	f.n--
+	var next *Spot
+	if len(f.waiting) > 0 && (f.max == 0 || f.n < f.max || f.closed) {
+		next = f.waiting[0]
+		f.waiting[0] = nil
+		if f.waiting = f.waiting[1:]; len(f.waiting) == 0 {
+			f.waiting = nil
+		}
+		f.n++
+	}
+	l.flight.Unlock()
+	if next != nil {
+		go next.deliver()
+	}
+}
+
+// fly marks c in flight until ConnState says otherwise.
+func (l *Lot) fly(c net.Conn) {
+	l.flight.Lock()
+	l.flight.air[c] = true
+	l.flight.Unlock()
 }
 
 // Listen makes the Lot accept from inner (the TLS listener: what inner accepts is what the
@@ -114,6 +196,15 @@ func (l *Lot) Close() error {
 		l.closing.Lock() // no Park after this: Wait may count the answers
 		close(l.done)
 		l.closing.Unlock()
+		l.flight.Lock()
+		l.flight.closed = true // every waiting answer is written now
+		waiting := l.flight.waiting
+		l.flight.waiting = nil
+		l.flight.n += len(waiting)
+		l.flight.Unlock()
+		for _, s := range waiting {
+			go s.deliver()
+		}
 		if err = nil; l.inner != nil {
 			err = l.inner.Close()
 		}
@@ -181,6 +272,7 @@ type Spot struct {
 	keep  any
 	close bool // bytes of a next request were read already: answer, then close
 	once  sync.Once
+	resp  []byte // the answer, while it waits for a place in flight
 }
 
 // Parkable reports whether r's connection can be parked: HTTP/1.x, kept alive after the
@@ -215,26 +307,45 @@ func (l *Lot) Park(w http.ResponseWriter, r *http.Request, keep any) (*Spot, err
 
 // Answer writes a response with body (Content-Length framing) and headers h, then hands the
 // connection back to the server, or closes it when it can not be served again. It returns
-// the write's error (the connection is closed then).
+// the write's error (the connection is closed then). With SetMaxInFlight, an answer that
+// finds the flight full waits for a place and is written then; Answer returns nil at once.
 func (s *Spot) Answer(code int, h http.Header, body []byte) error {
 	err := errors.New("park: answered twice")
 	s.once.Do(func() {
 		s.lot.parked.Add(-1)
-		defer s.lot.answers.Done()
-		err = s.write(code, h, body)
-		if err != nil || s.close {
+		if s.resp, err = response(code, h, body, s.close); err != nil {
+			s.lot.answers.Done()
 			s.conn.Close()
 			return
 		}
-		s.lot.resume(s.conn, s.keep)
+		if s.lot.board(s) {
+			err = s.deliver()
+		}
 	})
 	return err
+}
+
+// deliver writes the answer in the place in flight s holds, and hands the connection back
+// (it stays in flight) or closes it (the place is given up).
+func (s *Spot) deliver() error {
+	defer s.lot.answers.Done()
+	err := s.write(s.resp)
+	s.resp = nil
+	if err != nil || s.close {
+		s.conn.Close()
+		s.lot.land()
+		return err
+	}
+	s.lot.fly(s.conn)
+	s.lot.resume(s.conn, s.keep)
+	return nil
 }
 
 // framing are the headers write sets itself.
 var framing = map[string]bool{"Date": true, "Content-Length": true, "Connection": true}
 
-func (s *Spot) write(code int, h http.Header, body []byte) error {
+// response is the whole HTTP/1.1 response.
+func response(code int, h http.Header, body []byte, close bool) ([]byte, error) {
 	var b bytes.Buffer
 	b.Grow(256 + len(body))
 	line := append(make([]byte, 0, 64), "HTTP/1.1 "...)
@@ -242,19 +353,23 @@ func (s *Spot) write(code int, h http.Header, body []byte) error {
 	line = append(append(append(line, ' '), http.StatusText(code)...), "\r\nDate: "...)
 	line = time.Now().UTC().AppendFormat(line, http.TimeFormat)
 	line = strconv.AppendInt(append(line, "\r\nContent-Length: "...), int64(len(body)), 10)
-	if s.close {
+	if close {
 		line = append(line, "\r\nConnection: close"...)
 	}
 	b.Write(append(line, "\r\n"...))
 	if err := h.WriteSubset(&b, framing); err != nil {
-		return err
+		return nil, err
 	}
 	b.WriteString("\r\n")
 	b.Write(body)
+	return b.Bytes(), nil
+}
+
+func (s *Spot) write(resp []byte) error {
 	if err := s.conn.SetWriteDeadline(time.Now().Add(WriteTimeout)); err != nil {
 		return err
 	}
-	if _, err := s.conn.Write(b.Bytes()); err != nil {
+	if _, err := s.conn.Write(resp); err != nil {
 		return err
 	}
 	return s.conn.SetWriteDeadline(time.Time{})

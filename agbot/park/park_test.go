@@ -61,7 +61,7 @@ func newServer(t *testing.T) *server {
 	s.srv = &http.Server{Handler: mux, ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 		v, _ := s.lot.Kept(c).(string)
 		return context.WithValue(ctx, keptKey{}, v)
-	}}
+	}, ConnState: s.lot.ConnState}
 	tln := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 	go s.srv.Serve(s.lot.Listen(tln))
 	t.Cleanup(func() {
@@ -285,5 +285,58 @@ func TestNotListening(t *testing.T) {
 				t.Fatalf("Park = %v, want ErrNotParkable saying %q", err, tc.why)
 			}
 		})
+	}
+}
+
+// With SetMaxInFlight(2), five answers given at once are written two at a time: the third
+// when an answered connection finished its next request, the rest when the Lot closes.
+func TestMaxInFlight(t *testing.T) {
+	s := newServer(t)
+	s.lot.SetMaxInFlight(2)
+	var cs []*client
+	var spots []*Spot
+	for range 5 {
+		c := s.dial(t)
+		c.send(t, get("/wait"))
+		cs = append(cs, c)
+		spots = append(spots, s.spot(t))
+	}
+	for i, sp := range spots {
+		if err := sp.Answer(200, nil, []byte{'0' + byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answered := func(c *client) bool {
+		c.c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		defer c.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err := c.br.Peek(1)
+		return err == nil
+	}
+	for i, c := range cs {
+		if got, want := answered(c), i < 2; got != want {
+			t.Fatalf("client %d answered: %v, want %v (two in flight)", i, got, want)
+		}
+	}
+	for i := range 2 {
+		if _, body := cs[i].read(t); body != string(rune('0'+i)) {
+			t.Fatalf("client %d: %q", i, body)
+		}
+	}
+	cs[0].send(t, get("/kept")) // its next request: it leaves the flight
+	if _, body := cs[0].read(t); body != "kept=slot" {
+		t.Fatalf("next request: %q", body)
+	}
+	if _, body := cs[2].read(t); body != "2" {
+		t.Fatalf("client 2, after a place freed: %q", body)
+	}
+	if answered(cs[3]) {
+		t.Fatal("client 3 answered with two in flight")
+	}
+	s.srv.Close()
+	s.lot.Wait()
+	for i := 3; i < 5; i++ {
+		if _, body := cs[i].read(t); body != string(rune('0'+i)) {
+			t.Fatalf("client %d after close: %q", i, body)
+		}
 	}
 }
