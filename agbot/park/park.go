@@ -65,10 +65,10 @@ type Lot struct {
 
 	flight struct {
 		sync.Mutex
-		max     int               // 0: no bound
-		n       int               // answers being written or connections in flight
-		air     map[net.Conn]bool // connections handed back, in flight
-		waiting []*Spot           // answered, waiting for a place in flight
+		max     int                      // 0: no bound
+		n       int                      // answers being written or connections in flight
+		air     map[net.Conn]*time.Timer // connections handed back, in flight, and their FlightTimeout
+		waiting []*Spot                  // answered, waiting for a place in flight
 		closed  bool
 	}
 }
@@ -82,7 +82,7 @@ type accepted struct {
 func New() *Lot {
 	l := &Lot{accepted: make(chan accepted), resumed: make(chan net.Conn, 256),
 		done: make(chan struct{}), kept: map[net.Conn]any{}}
-	l.flight.air = map[net.Conn]bool{}
+	l.flight.air = map[net.Conn]*time.Timer{}
 	return l
 }
 
@@ -102,12 +102,14 @@ func (l *Lot) ConnState(c net.Conn, st http.ConnState) {
 		return
 	}
 	l.flight.Lock()
-	if !l.flight.air[c] {
+	t := l.flight.air[c]
+	if t == nil {
 		l.flight.Unlock()
 		return
 	}
 	delete(l.flight.air, c)
 	l.flight.Unlock()
+	t.Stop()
 	l.land()
 }
 
@@ -143,11 +145,28 @@ func (l *Lot) land() {
 	}
 }
 
-// fly marks c in flight until ConnState says otherwise.
+// FlightTimeout is how long an answered connection keeps its place in flight at most: a
+// client that does not come back with its next request (or a crowd of them holding every
+// place) delays the answers waiting behind it by that much, not until its connection's
+// read timeout.
+const FlightTimeout = 2 * time.Second
+
+// fly marks c in flight until ConnState says otherwise, or FlightTimeout passed.
 func (l *Lot) fly(c net.Conn) {
 	l.flight.Lock()
-	l.flight.air[c] = true
-	l.flight.Unlock()
+	defer l.flight.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(FlightTimeout, func() {
+		l.flight.Lock()
+		if l.flight.air[c] != t {
+			l.flight.Unlock()
+			return // landed, or flying again since
+		}
+		delete(l.flight.air, c)
+		l.flight.Unlock()
+		l.land()
+	})
+	l.flight.air[c] = t
 }
 
 // Listen makes the Lot accept from inner (the TLS listener: what inner accepts is what the

@@ -340,3 +340,27 @@ func TestMaxInFlight(t *testing.T) {
 		}
 	}
 }
+
+// An answered connection that never sends its next request holds its place in flight for
+// FlightTimeout only: the answer waiting behind it is written then.
+func TestFlightTimeout(t *testing.T) {
+	s := newServer(t)
+	s.lot.SetMaxInFlight(1)
+	a, b := s.dial(t), s.dial(t)
+	a.send(t, get("/wait"))
+	spA := s.spot(t)
+	b.send(t, get("/wait"))
+	spB := s.spot(t)
+	spA.Answer(200, nil, []byte("a"))
+	spB.Answer(200, nil, []byte("b"))
+	if _, body := a.read(t); body != "a" {
+		t.Fatalf("first answer %q", body)
+	}
+	start := time.Now()
+	if _, body := b.read(t); body != "b" { // a stays silent
+		t.Fatalf("second answer %q", body)
+	}
+	if waited := time.Since(start); waited < FlightTimeout/2 {
+		t.Fatalf("the second answer came after %v, before the first connection's place expired", waited)
+	}
+}
