@@ -156,12 +156,7 @@ func TestAgreementKeysOnlyForNodesThatSpeakThem(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, nil)
-			h.people()
-			putSecret(h, admin, "db", "canary-ak-db")
-			putSecret(h, admin, "api_token", "canary-ak-tok")
-			h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
-			h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
-			n := h.node("node1", "node1tok")
+			n := h.edgeDeployment("canary-ak-db", "canary-ak-tok")
 			if tc.older {
 				n.ep.Agreements = nil
 			}

@@ -68,15 +68,21 @@
 //	  backoff (1 s, doubling, at most 30 s). A message stays queued, across agbot restarts,
 //	  until the reply that acknowledges it arrives: nothing expires while the agreement
 //	  lives. A proposal that waited longer than half the protocol's proposal TTL is resealed
-//	  (same agreement and seq, current values, fresh time) when offered.
+//	  (same agreement and seq, current values, fresh time) when offered. Proposals are sealed
+//	  to the node's keys and, for a node whose keys advertise agreement-keys, carry the
+//	  agreement's key; that agreement's other messages are sealed with it. At most
+//	  --max-in-flight answered polls (1024) are back in net/http at once; other answers
+//	  wait their turn (package park).
 //	  A cancel_reply is the exception: nothing acknowledges a reply, so it is offered only to
 //	  polls whose after is below its id (never again by backoff), and the first poll with
 //	  after >= its id removes it from the queue.
 //	  On agbot shutdown an open poll answers 200 with an empty list.
 //
 //	POST /org/{org}/nodes/{node}/msgs                  (node auth)
-//	  body: one envelope JSON (Content-Type application/json), at most 1 MiB, sealed by
-//	  the node to the agbot: proposal_reply, update_reply, cancel, cancel_reply or resync.
+//	  body: one envelope JSON (Content-Type application/json), at most 1 MiB, from the node
+//	  to the agbot: proposal_reply, update_reply, cancel, cancel_reply or resync, sealed
+//	  with the agreement's key (protocol.SealAgreement) when its proposal carried one, else
+//	  sealed to the agbot's keys, or signed only for a reply (older agents).
 //	  204 accepted. A reply acknowledges the queued message of the type it answers with the
 //	  same agreement and seq (update_reply "failed" leaves the update queued to be resent).
 //	  Only the proposal_reply carrying the seq of the agreement's latest proposal, while the

@@ -199,12 +199,7 @@ func testFlow(t *testing.T, env backendEnv) {
 // testRestart: updates queued for an offline node survive an agbot restart.
 func testRestart(t *testing.T, env backendEnv) {
 	h := newHarnessEnv(t, env)
-	h.people()
-	putSecret(h, admin, "db", "canary-r1")
-	putSecret(h, admin, "api_token", "canary-rt")
-	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
-	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
-	n := h.node("node1", "node1tok")
+	n := h.edgeDeployment("canary-r1", "canary-rt")
 	n.register("amd64", map[string]any{"purpose": "edge"}, "")
 	m := n.next()
 	n.ack(m)

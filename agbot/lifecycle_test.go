@@ -40,12 +40,7 @@ func (n *simNode) cancel(ag string, seq uint64) {
 // agreement; it returns the node and the accepted proposal.
 func agreed(t *testing.T) (*harness, *simNode, *protocol.Proposal) {
 	h := newHarness(t, nil)
-	h.people()
-	putSecret(h, admin, "db", "canary-lc-db")
-	putSecret(h, admin, "api_token", "canary-lc-tok")
-	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
-	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
-	n := h.node("node1", "node1tok")
+	n := h.edgeDeployment("canary-lc-db", "canary-lc-tok")
 	n.register("amd64", map[string]any{"purpose": "edge"}, "")
 	p, ok := n.next().(*protocol.Proposal)
 	if !ok {
@@ -56,6 +51,17 @@ func agreed(t *testing.T) (*harness, *simNode, *protocol.Proposal) {
 		t.Fatalf("agreements = %+v, want one agreed", ags)
 	}
 	return h, n, p
+}
+
+// edgeDeployment stores the secrets db and api_token with these values, publishes the
+// service and a policy for nodes with purpose edge, and returns node1, not registered yet.
+func (h *harness) edgeDeployment(db, apiToken string) *simNode {
+	h.people()
+	putSecret(h, admin, "db", db)
+	putSecret(h, admin, "api_token", apiToken)
+	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
+	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
+	return h.node("node1", "node1tok")
 }
 
 func oneAgreement(t *testing.T, h *harness) engine.Agreement {

@@ -39,12 +39,7 @@ func TestDirectVaultWrite(t *testing.T) {
 		return m
 	}
 	h := newHarness(t, mk)
-	h.people()
-	putSecret(h, admin, "db", "canary-v1")
-	putSecret(h, admin, "api_token", "canary-vt")
-	h.mustDo(admin, "POST", "/org/myorg/services", service, 201, nil)
-	h.mustDo(admin, "PUT", "/org/myorg/business/policies/pol", policy("purpose == edge"), 201, nil)
-	n := h.node("node1", "node1tok")
+	n := h.edgeDeployment("canary-v1", "canary-vt")
 	n.register("amd64", map[string]any{"purpose": "edge"}, "")
 	n.ack(n.next())
 	_, err := s.Client().KVv2(openbaotest.Mount).Put(t.Context(), "myorg/db", map[string]any{"key": "k-db", "value": "canary-direct"})

@@ -196,7 +196,7 @@ func (c *connection) sendResyncs(ctx context.Context) int {
 
 // send wraps m for the agbot (protocol.Endpoint.Wrap) and posts it.
 func (c *connection) send(ctx context.Context, m protocol.Message) error {
-	env, err := c.ep.Wrap(m) // replies signed only, the rest sealed
+	env, err := c.ep.Wrap(m) // with the agreement key when it has one; else replies signed only, the rest sealed
 	if err != nil {
 		return fmt.Errorf("seal %s: %w", m.Head().Type, err)
 	}
