@@ -67,6 +67,10 @@ func FuzzOpen(f *testing.F) {
 			f.Add(env)
 		}
 	}
+	keyed := keyedParties(f)
+	if env, err := keyed.agbot.SealAgreement(testUpdate()); err == nil {
+		f.Add(env) // sealed with an agreement key this node does not hold
+	}
 	f.Add([]byte(`{"header":{"v":1},"enc":"","ct":""}`))
 	f.Add([]byte(`{"header":{"v":1,"kem":"none","aead":"none"},"body":"","sig":""}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -89,6 +93,29 @@ func FuzzSealedMessage(f *testing.F) {
 		h := goodHeader(p, MessageType(typ))
 		h.KEM, h.RecipientKey = KEMX25519, KeyID(p.nodeKeys.Public().X25519)
 		env := forge(t, h, p.agbotKeys.sign, body, p.nodeKeys.Public())
+		m, err := p.node.Open(env)
+		checkOpened(t, m, err)
+	})
+}
+
+// FuzzAgreementSealedMessage seals arbitrary message bytes with the agreement's key, so the
+// fuzzer reaches decoding, header matching and validation behind the AEAD.
+func FuzzAgreementSealedMessage(f *testing.F) {
+	p := keyedParties(f)
+	for _, m := range allMessages() {
+		if m.Head().From == agbotID && m.Head().Type != TypeProposal {
+			f.Add(string(m.Head().Type), mustEncodeF(f, m))
+		}
+	}
+	key := p.agbot.Agreements.AgreementKey(nodeID, agreement)
+	signing := KeyID(p.agbotKeys.Public().Signing)
+	f.Fuzz(func(t *testing.T, typ string, body []byte) {
+		hdr := Header{Version: ProtocolVersion, Type: MessageType(typ), From: agbotID, To: nodeID, Agreement: agreement,
+			SenderKey: signing, KEM: KEMAgreement, AEAD: AEADChaCha20Poly1305}
+		env, err := sealAgreementRaw(hdr, key, body)
+		if err != nil {
+			t.Fatal(err)
+		}
 		m, err := p.node.Open(env)
 		checkOpened(t, m, err)
 	})
