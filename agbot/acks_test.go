@@ -193,3 +193,38 @@ func TestAgreementKeysOnlyForNodesThatSpeakThem(t *testing.T) {
 		})
 	}
 }
+
+// An agent upgraded in place registers again with the same keys, now advertising agreement
+// keys: no owner's authority is needed (features are not keys), the running agreement keeps
+// its messages sealed to the node's keys (its proposal carried no key), and the node still
+// opens and acknowledges them.
+func TestAgreementKeysAfterAgentUpgrade(t *testing.T) {
+	h := newHarness(t, nil)
+	n := h.edgeDeployment("canary-up-db", "canary-up-tok")
+	n.ep.Agreements = nil // the older agent
+	n.register("amd64", map[string]any{"purpose": "edge"}, "")
+	p, ok := n.next().(*protocol.Proposal)
+	if !ok || len(p.AgreementKey) != 0 {
+		t.Fatalf("proposal to the older agent: %T with a %d-byte key", p, len(p.AgreementKey))
+	}
+	n.ack(p)
+	n.ep.Agreements = &protocol.AgreementKeyMap{} // upgraded: same keys, now with the feature
+	n.register("amd64", map[string]any{"purpose": "edge"}, "")
+	putSecret(h, admin, "db", "canary-up-db2")
+	var raw api.Messages
+	h.mustDo(n.auth, "GET", "/org/myorg/nodes/node1/msgs?wait=5&after="+utoa(n.after), nil, 200, &raw)
+	if len(raw.Messages) != 1 {
+		t.Fatalf("%d messages, want the update", len(raw.Messages))
+	}
+	if hdr, err := protocol.PeekHeader(raw.Messages[0].Envelope); err != nil || hdr.KEM != protocol.KEMMLKEM768X25519 {
+		t.Fatalf("update of the agreement made before the upgrade: header %+v %v, want sealed to the node's keys", hdr, err)
+	}
+	u, ok := n.next().(*protocol.Update)
+	if !ok {
+		t.Fatal("the update does not open")
+	}
+	n.ack(u)
+	if p := h.srv.Engine.Pending(); p != 0 {
+		t.Fatalf("%d messages queued after the acknowledgement", p)
+	}
+}
