@@ -310,6 +310,7 @@ func Open(o Options) (*Server, error) {
 	s.id = string(id)
 	s.Metrics = metrics.New(o.MetricsSecretNames)
 	s.Metrics.CountParked(s.lot.Parked)
+	s.Metrics.CountInFlight(s.lot.InFlight, s.lot.Waiting)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if !o.NoMemoryTrim { // give back what bursts (a fleet connecting at once, a fan-out) leave free
 		s.wg.Go(func() { memtrim.Run(s.ctx, memtrim.Options{Log: o.Log}) })

@@ -82,6 +82,7 @@ func TestParkedPollWokenByUpdate(t *testing.T) {
 		t.Fatalf("next poll: %d %+v reused=%v, want an empty answer on the kept connection", p.code, p.msgs, p.reused)
 	}
 	h.wantMetrics("anax_agbot_long_polls_parked 0")
+	h.wantMetrics("anax_agbot_long_poll_answers_waiting 0")
 }
 
 // waitParked waits until the metrics count n parked long-polls.

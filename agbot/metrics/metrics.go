@@ -61,6 +61,17 @@ func (m *Metrics) CountParked(n func() int) {
 		func() float64 { return float64(n()) }))
 }
 
+// CountInFlight exports the long-poll answers in flight (written, the node not back with
+// its next request yet) and those waiting for a place (park.Lot.SetMaxInFlight), as gauges.
+func (m *Metrics) CountInFlight(flying, waiting func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "anax_agbot_long_poll_answers_in_flight",
+		Help: "Long-poll answers written whose node has not come back with its next request (bounded by --max-in-flight)."},
+		func() float64 { return float64(flying()) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "anax_agbot_long_poll_answers_waiting",
+		Help: "Long-poll answers waiting for a place in flight (--max-in-flight)."},
+		func() float64 { return float64(waiting()) }))
+}
+
 // SetSource sets what the state counts come from; call before serving.
 func (m *Metrics) SetSource(s Source) { m.src = s }
 

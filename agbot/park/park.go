@@ -231,6 +231,20 @@ func (l *Lot) Close() error {
 	return err
 }
 
+// InFlight is how many answers are being written or their connections in flight now.
+func (l *Lot) InFlight() int {
+	l.flight.Lock()
+	defer l.flight.Unlock()
+	return l.flight.n
+}
+
+// Waiting is how many answers wait for a place in flight now.
+func (l *Lot) Waiting() int {
+	l.flight.Lock()
+	defer l.flight.Unlock()
+	return len(l.flight.waiting)
+}
+
 // Parked is how many connections wait parked now.
 func (l *Lot) Parked() int { return int(l.parked.Load()) }
 

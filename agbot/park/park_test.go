@@ -317,6 +317,9 @@ func TestMaxInFlight(t *testing.T) {
 			t.Fatalf("client %d answered: %v, want %v (two in flight)", i, got, want)
 		}
 	}
+	if f, w := s.lot.InFlight(), s.lot.Waiting(); f != 2 || w != 3 {
+		t.Fatalf("InFlight, Waiting = %d, %d, want 2, 3", f, w)
+	}
 	for i := range 2 {
 		if _, body := cs[i].read(t); body != string(rune('0'+i)) {
 			t.Fatalf("client %d: %q", i, body)
