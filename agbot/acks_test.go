@@ -166,14 +166,8 @@ func TestAgreementKeysOnlyForNodesThatSpeakThem(t *testing.T) {
 				t.Fatalf("proposal %T with a %d-byte agreement key, want a key: %v", p, len(p.AgreementKey), tc.keyInMsg)
 			}
 			n.ack(p)
-			putSecret(h, admin, "db", "canary-ak-db2")
-			var raw api.Messages
-			h.mustDo(n.auth, "GET", "/org/myorg/nodes/node1/msgs?wait=5&after="+utoa(n.after), nil, 200, &raw)
-			if len(raw.Messages) != 1 {
-				t.Fatalf("%d messages, want the update", len(raw.Messages))
-			}
-			if hdr, err := protocol.PeekHeader(raw.Messages[0].Envelope); err != nil || hdr.KEM != tc.wantKEM {
-				t.Fatalf("update header %+v %v, want kem %s", hdr, err, tc.wantKEM)
+			if kem := updateKEM(t, h, n, "canary-ak-db2"); kem != tc.wantKEM {
+				t.Fatalf("update sealed with kem %s, want %s", kem, tc.wantKEM)
 			}
 			u, ok := n.next().(*protocol.Update)
 			if !ok {
@@ -210,14 +204,8 @@ func TestAgreementKeysAfterAgentUpgrade(t *testing.T) {
 	n.ack(p)
 	n.ep.Agreements = &protocol.AgreementKeyMap{} // upgraded: same keys, now with the feature
 	n.register("amd64", map[string]any{"purpose": "edge"}, "")
-	putSecret(h, admin, "db", "canary-up-db2")
-	var raw api.Messages
-	h.mustDo(n.auth, "GET", "/org/myorg/nodes/node1/msgs?wait=5&after="+utoa(n.after), nil, 200, &raw)
-	if len(raw.Messages) != 1 {
-		t.Fatalf("%d messages, want the update", len(raw.Messages))
-	}
-	if hdr, err := protocol.PeekHeader(raw.Messages[0].Envelope); err != nil || hdr.KEM != protocol.KEMMLKEM768X25519 {
-		t.Fatalf("update of the agreement made before the upgrade: header %+v %v, want sealed to the node's keys", hdr, err)
+	if kem := updateKEM(t, h, n, "canary-up-db2"); kem != protocol.KEMMLKEM768X25519 {
+		t.Fatalf("update of the agreement made before the upgrade sealed with kem %s, want the node's keys", kem)
 	}
 	u, ok := n.next().(*protocol.Update)
 	if !ok {
@@ -227,4 +215,21 @@ func TestAgreementKeysAfterAgentUpgrade(t *testing.T) {
 	if p := h.srv.Engine.Pending(); p != 0 {
 		t.Fatalf("%d messages queued after the acknowledgement", p)
 	}
+}
+
+// updateKEM stores value as db, waits for the update it makes for node1 without opening it
+// (n.next still returns it) and says how its envelope is sealed (header kem).
+func updateKEM(t *testing.T, h *harness, n *simNode, value string) string {
+	t.Helper()
+	putSecret(h, admin, "db", value)
+	var raw api.Messages
+	h.mustDo(n.auth, "GET", "/org/myorg/nodes/node1/msgs?wait=5&after="+utoa(n.after), nil, 200, &raw)
+	if len(raw.Messages) != 1 {
+		t.Fatalf("%d messages, want the update", len(raw.Messages))
+	}
+	hdr, err := protocol.PeekHeader(raw.Messages[0].Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hdr.KEM
 }
