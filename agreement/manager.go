@@ -335,9 +335,9 @@ func storeFormat(d protocol.SecretDecl) StoreFormat {
 // AgreementKey is the key of agreement with the agbot peer, nil when it has none (an older
 // agbot's proposal, or an agreement this node no longer runs): protocol.AgreementKeys.
 func (m *Manager) AgreementKey(peer, agreement string) protocol.AgreementKey {
-	r, err := m.db.get(agreement)
-	if err != nil || r == nil || r.Agbot != peer {
+	agbot, key, ok := m.db.agreementKey(agreement)
+	if !ok || agbot != peer {
 		return nil
 	}
-	return r.AgreementKey
+	return key
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -102,7 +103,20 @@ type containerRecord struct {
 }
 
 // db is the bbolt state file. Every method is one bbolt transaction, fsynced on commit.
-type db struct{ bolt *bolt.DB }
+type db struct {
+	bolt *bolt.DB
+	// keys remembers each agreement's agbot and key as last written or read, so that the
+	// message loop's lookups (one per message opened and per reply sealed) decode no record.
+	keys struct {
+		sync.Mutex
+		m map[string]keyEntry
+	}
+}
+
+type keyEntry struct {
+	agbot string
+	key   protocol.AgreementKey
+}
 
 // ErrStateLocked: another process holds the state DB (a second agent with the same state dir).
 var ErrStateLocked = errors.New("state DB is locked by another process")
@@ -142,7 +156,9 @@ func openDB(dir string) (*db, error) {
 		b.Close()
 		return nil, fmt.Errorf("state DB %s: %w", path, err)
 	}
-	return &db{bolt: b}, nil
+	d := &db{bolt: b}
+	d.keys.m = map[string]keyEntry{}
+	return d, nil
 }
 
 func (d *db) close() error { return d.bolt.Close() }
@@ -175,7 +191,34 @@ func (d *db) put(r *record) error {
 	if err != nil {
 		return fmt.Errorf("state DB: save agreement %q: %w", r.ID, err)
 	}
+	d.keys.Lock()
+	d.keys.m[r.ID] = keyEntry{agbot: r.Agbot, key: r.AgreementKey}
+	d.keys.Unlock()
 	return nil
+}
+
+// agreementKey returns the agbot and key of agreement id; ok is false when it is not known.
+// A miss reads the record under the lock, so that a concurrent end or remove, which drops
+// the entry after its commit, can not leave a stale one behind.
+func (d *db) agreementKey(id string) (agbot string, key protocol.AgreementKey, ok bool) {
+	d.keys.Lock()
+	defer d.keys.Unlock()
+	if e, hit := d.keys.m[id]; hit {
+		return e.agbot, e.key, true
+	}
+	r, err := d.get(id)
+	if err != nil || r == nil {
+		return "", nil, false
+	}
+	d.keys.m[id] = keyEntry{agbot: r.Agbot, key: r.AgreementKey}
+	return r.Agbot, r.AgreementKey, true
+}
+
+// forgetKey drops agreement id's entry, after the transaction that deleted it.
+func (d *db) forgetKey(id string) {
+	d.keys.Lock()
+	delete(d.keys.m, id)
+	d.keys.Unlock()
 }
 
 // ended is the tombstone of an agreement that ended: a replayed proposal for it is refused.
@@ -196,6 +239,7 @@ func (d *db) end(id string, e ended) error {
 		}
 		return tx.Bucket(bucketEnded).Put([]byte(id), raw)
 	})
+	d.forgetKey(id)
 	if err != nil {
 		return fmt.Errorf("state DB: delete agreement %q: %w", id, err)
 	}
@@ -278,6 +322,7 @@ func (d *db) remove(id string) error {
 	err := d.bolt.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketAgreements).Delete([]byte(id))
 	})
+	d.forgetKey(id)
 	if err != nil {
 		return fmt.Errorf("state DB: delete agreement %q: %w", id, err)
 	}
