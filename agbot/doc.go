@@ -78,12 +78,18 @@
 //	  after >= its id removes it from the queue.
 //	  On agbot shutdown an open poll answers 200 with an empty list.
 //
-//	POST /org/{org}/nodes/{node}/msgs                  (node auth)
+//	POST /org/{org}/nodes/{node}/msgs[?wait=S&after=ID] (node auth)
 //	  body: one envelope JSON (Content-Type application/json), at most 1 MiB, from the node
 //	  to the agbot: proposal_reply, update_reply, cancel, cancel_reply or resync, sealed
 //	  with the agreement's key (protocol.SealAgreement) when its proposal carried one, else
 //	  sealed to the agbot's keys, or signed only for a reply (older agents).
-//	  204 accepted. A reply acknowledges the queued message of the type it answers with the
+//	  204 accepted. With wait or after (as GET .../msgs; checked first: 400 naming the
+//	  parameter changes nothing) the message, once accepted, is also the node's next
+//	  long-poll: 200 {"messages": [...]} as GET .../msgs answers, parked the same way (the
+//	  agent sends the reply to a poll's last message so: one request per message instead of
+//	  two). A refused message is answered at once with its error and polls nothing. Agbots
+//	  before this form ignore the query and answer 204: the node polls then.
+//	  A reply acknowledges the queued message of the type it answers with the
 //	  same agreement and seq (update_reply "failed" leaves the update queued to be resent).
 //	  Only the proposal_reply carrying the seq of the agreement's latest proposal, while the
 //	  agreement is proposed, decides it (accepted or declined); a duplicate or stale one (a

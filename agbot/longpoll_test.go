@@ -1,6 +1,7 @@
 package agbot_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edge-secrets/anax-agent/agbot/api"
+	"github.com/edge-secrets/anax-agent/agbot/engine"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
@@ -41,6 +43,7 @@ func longPoll(h *harness, n *simNode, wait string) <-chan polled {
 
 type polled struct {
 	code   int
+	body   string
 	msgs   api.Messages
 	reused bool
 	err    error
@@ -147,4 +150,93 @@ func TestUnparkablePollWaits(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || rec.Code != 200 || len(out.Messages) != 1 {
 		t.Fatalf("answer %d %s (%v), want the update", rec.Code, rec.Body, err)
 	}
+}
+
+// replyPoll posts env with a long-poll's query (the reply that is also the next poll); the
+// answer comes on the channel.
+func replyPoll(h *harness, n *simNode, env []byte, query string) <-chan polled {
+	out := make(chan polled, 1)
+	go func() {
+		var p polled
+		req, _ := http.NewRequest("POST", h.url+"/org/myorg/nodes/"+n.id+"/msgs"+query, bytes.NewReader(env))
+		user, pw, _ := strings.Cut(n.auth, ":")
+		req.SetBasicAuth(user, pw)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := h.client.Do(req)
+		if err != nil {
+			p.err = err
+			out <- p
+			return
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		p.code, p.body = resp.StatusCode, string(raw)
+		if p.code == 200 {
+			p.err = json.Unmarshal(raw, &p.msgs)
+		}
+		out <- p
+	}()
+	return out
+}
+
+// A reply posted with a long-poll's wait and after is recorded at once and is also the
+// node's next poll: parked when there is nothing to answer, woken by the next update, and its
+// connection serves the next request. A bad query refuses the reply before reading it; a
+// refused reply (a replay) is answered at once and polls nothing. Without the query, 204.
+func TestReplyIsNextPoll(t *testing.T) {
+	h, n, _ := agreed(t)
+	putSecret(h, admin, "db", "v2")
+	u := n.next()
+	env, err := n.ep.Wrap(successReply(u, n.ep.ID, h.agbotID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := "/org/myorg/nodes/" + n.id + "/msgs"
+	for _, q := range []struct{ name, query, rule string }{
+		{"wait too long", "?wait=61&after=" + utoa(n.after), "wait: must be whole seconds from 0 to 60"},
+		{"after not an id", "?wait=5&after=-1", "after: must be a message id"},
+	} {
+		t.Run(q.name, func(t *testing.T) {
+			if code, raw := h.do(n.auth, "POST", path+q.query, env); code != 400 || !strings.Contains(string(raw), q.rule) {
+				t.Fatalf("POST %s = %d %s, want 400 naming %q", q.query, code, raw, q.rule)
+			}
+			if p := h.srv.Engine.Pending(); p != 1 {
+				t.Fatalf("%d messages queued after a refused query, want the update still queued", p)
+			}
+		})
+	}
+	ch := replyPoll(h, n, env, "?wait=60&after="+utoa(n.after))
+	waitParked(t, h, 1)
+	if p := h.srv.Engine.Pending(); p != 0 {
+		t.Fatalf("%d messages queued while the reply's poll is parked, want the update acknowledged", p)
+	}
+	if st := nodeState(h.rollout("db", ""), n.id); st.State != engine.RolloutAcknowledged {
+		t.Fatalf("rollout state %q while the reply's poll is parked, want acknowledged", st.State)
+	}
+	putSecret(h, admin, "db", "v3")
+	p := waitPolled(t, ch, 30*time.Second)
+	if p.code != 200 || len(p.msgs.Messages) != 1 || p.msgs.Messages[0].Type != string(protocol.TypeUpdate) {
+		t.Fatalf("reply's poll answered %d %s, want the v3 update", p.code, p.body)
+	}
+	m, err := n.ep.Open(p.msgs.Messages[0].Envelope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantUpdate(t, m, "db_password", "v3", protocol.ReasonValueUpdated)
+	n.after = p.msgs.Messages[0].ID
+	if p := waitPolled(t, longPoll(h, n, "1"), 30*time.Second); p.code != 200 || !p.reused {
+		t.Fatalf("next poll: %d reused=%v, want an answer on the connection the reply's poll kept", p.code, p.reused)
+	}
+	t.Run("replayed", func(t *testing.T) {
+		p := waitPolled(t, replyPoll(h, n, env, "?wait=60&after="+utoa(n.after)), 10*time.Second)
+		if p.code != 409 {
+			t.Fatalf("replayed reply with a poll = %d %s, want 409 at once", p.code, p.body)
+		}
+	})
+	env3, err := n.ep.Wrap(successReply(m, n.ep.ID, h.agbotID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.mustDo(n.auth, "POST", path, env3, 204, nil) // no query: a reply only, as before
+	h.wantMetrics("anax_agbot_long_polls_parked 0")
 }

@@ -347,29 +347,50 @@ func (a *API) poll(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	q, err := parsePollQuery(r)
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
+	a.answerPoll(w, r, org, id, q)
+}
+
+// pollQuery is a long-poll's wait and after (GET .../msgs, and a reply that is also the
+// next poll).
+type pollQuery struct {
+	wait  time.Duration
+	after uint64
+	set   bool // wait or after was given
+}
+
+func parsePollQuery(r *http.Request) (pollQuery, error) {
+	var p pollQuery
 	q := r.URL.Query()
-	var wait time.Duration
 	if s := q.Get("wait"); s != "" {
 		secs, err := strconv.Atoi(s)
 		if err != nil || secs < 0 || secs > 60 {
-			a.fail(w, fmt.Errorf("%w: wait: must be whole seconds from 0 to 60", errBadRequest))
-			return
+			return p, fmt.Errorf("%w: wait: must be whole seconds from 0 to 60", errBadRequest)
 		}
-		wait = time.Duration(secs) * time.Second
+		p.wait, p.set = time.Duration(secs)*time.Second, true
 	}
-	setDeadlines(w, wait+pollSlack) // the server-wide deadlines would end a long-poll
-	var after uint64
 	if s := q.Get("after"); s != "" {
-		if after, err = strconv.ParseUint(s, 10, 64); err != nil {
-			a.fail(w, fmt.Errorf("%w: after: must be a message id", errBadRequest))
-			return
+		after, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return p, fmt.Errorf("%w: after: must be a message id", errBadRequest)
 		}
+		p.after, p.set = after, true
 	}
-	if a.cfg.Lot != nil && wait > 0 && park.Parkable(r) {
-		a.pollParked(w, r, org, id, after, wait)
+	return p, nil
+}
+
+// answerPoll answers with the node's messages past q.after, waiting up to q.wait for some.
+func (a *API) answerPoll(w http.ResponseWriter, r *http.Request, org, id string, q pollQuery) {
+	setDeadlines(w, q.wait+pollSlack) // the server-wide deadlines would end a long-poll
+	if a.cfg.Lot != nil && q.wait > 0 && park.Parkable(r) {
+		a.pollParked(w, r, org, id, q.after, q.wait)
 		return
 	}
-	msgs, err := a.eng.Poll(r.Context(), org, id, after, wait)
+	msgs, err := a.eng.Poll(r.Context(), org, id, q.after, q.wait)
 	if err != nil && !errors.Is(err, context.Canceled) {
 		a.fail(w, err)
 		return
@@ -420,6 +441,11 @@ func (a *API) reply(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
+	q, err := parsePollQuery(r) // before the message: a bad query changes nothing
+	if err != nil {
+		a.fail(w, err)
+		return
+	}
 	// Sized by what arrives (a signed reply is under 1 KiB), not by a fixed buffer: thousands
 	// of replies wait for their group commit at once in a fan-out.
 	body, err := io.ReadAll(io.LimitReader(r.Body, protocol.DefaultMaxEnvelope+1))
@@ -440,7 +466,12 @@ func (a *API) reply(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	w.WriteHeader(http.StatusNoContent)
+	if !q.set {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	// The reply is also the node's next long-poll: one request per message instead of two.
+	a.answerPoll(w, r, org, id, q)
 }
 
 // Published is the response to publishing a service, policy or pattern.

@@ -28,6 +28,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -309,9 +310,20 @@ type Spot struct {
 }
 
 // Parkable reports whether r's connection can be parked: HTTP/1.x, kept alive after the
-// answer, and no body (one net/http has not read would be taken for the next request).
+// answer, and no body left to read (bytes net/http has not read would be taken for the next
+// request). A handler that read the body to its end may park; reading it is the handler's
+// part, and a body with bytes left is not parkable (Parkable may take one of them to see).
 func Parkable(r *http.Request) bool {
-	return r.ProtoMajor == 1 && !r.Close && r.ContentLength == 0
+	return r.ProtoMajor == 1 && !r.Close && (r.ContentLength == 0 || drained(r.Body))
+}
+
+func drained(body io.Reader) bool {
+	if body == nil {
+		return true
+	}
+	var b [1]byte
+	n, err := body.Read(b[:])
+	return n == 0 && errors.Is(err, io.EOF)
 }
 
 // Park takes the request's connection from net/http. After it returns nil the handler must

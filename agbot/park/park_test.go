@@ -54,6 +54,16 @@ func newServer(t *testing.T) *server {
 		}
 		s.spots <- spot
 	})
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) { // reads the body, then parks
+		body, _ := io.ReadAll(r.Body)
+		spot, err := s.lot.Park(w, r, "slot:"+string(body))
+		if err != nil {
+			s.errs <- err
+			io.WriteString(w, "not parked")
+			return
+		}
+		s.spots <- spot
+	})
 	mux.HandleFunc("/kept", func(w http.ResponseWriter, r *http.Request) {
 		v, _ := r.Context().Value(keptKey{}).(string)
 		io.WriteString(w, "kept="+v)
@@ -162,6 +172,34 @@ func TestAnswerResumes(t *testing.T) {
 	}
 	if err := sp.Answer(200, nil, nil); err == nil {
 		t.Error("a second Answer was accepted")
+	}
+}
+
+// A request whose body the handler read to its end parks as one without a body does (a
+// node's reply that is also its next poll), framed by length or chunked, and the connection
+// serves the next request, even one sent right behind it.
+func TestParkAfterBodyRead(t *testing.T) {
+	cases := []struct{ name, req string }{
+		{"length", "POST /read HTTP/1.1\r\nHost: park\r\nContent-Length: 2\r\n\r\nhi"},
+		{"chunked", "POST /read HTTP/1.1\r\nHost: park\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t)
+			c := s.dial(t)
+			c.send(t, tc.req)
+			sp := s.spot(t)
+			if err := sp.Answer(200, nil, []byte("answered")); err != nil {
+				t.Fatal(err)
+			}
+			if resp, body := c.read(t); resp.StatusCode != 200 || body != "answered" || resp.Close {
+				t.Fatalf("answer: %d %q close=%v", resp.StatusCode, body, resp.Close)
+			}
+			c.send(t, get("/kept"))
+			if _, body := c.read(t); body != "kept=slot:hi" {
+				t.Fatalf("next request on the connection: %q, want kept=slot:hi", body)
+			}
+		})
 	}
 }
 
