@@ -20,7 +20,8 @@ import (
 )
 
 // agbotClient speaks the agbot's node endpoints (package agbot documents them): GET /agbot,
-// PUT .../registration, the GET .../msgs long-poll and POST .../msgs.
+// PUT .../registration, the GET .../msgs long-poll and POST .../msgs (a reply, also the next
+// long-poll when it carries the poll's query).
 type agbotClient struct {
 	base string // without trailing slash
 	http *http.Client
@@ -127,7 +128,7 @@ func (c *agbotClient) doWith(ctx context.Context, hdr http.Header, method, path 
 		}
 		return fmt.Errorf("%w: %s %s: %w", ErrAgbot, method, path, &statusError{Code: resp.StatusCode, Msg: msg})
 	}
-	if out != nil {
+	if out != nil && resp.StatusCode != http.StatusNoContent { // 204: no body, out stays as it is
 		if err := json.Unmarshal(raw, out); err != nil {
 			return fmt.Errorf("%w: %s %s: answer is not the expected JSON: %v", ErrAgbot, method, path, err)
 		}
@@ -232,4 +233,24 @@ func httpStatus(err error) int {
 		return se.Code
 	}
 	return 0
+}
+
+// replyAndPoll posts a reply that is also the next long-poll (POST .../msgs?wait=S&after=ID):
+// the agbot records the reply, then answers as a poll. polled is false when the agbot recorded
+// the reply without polling (204, an agbot from before this form): the caller polls then.
+// An error with an HTTP status means the reply was refused and nothing was polled.
+func (c *agbotClient) replyAndPoll(ctx context.Context, r *Registration, envelope []byte, after uint64, wait time.Duration) (msgs []polledMessage, polled bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, wait+20*time.Second)
+	defer cancel()
+	path := fmt.Sprintf("%s?wait=%d&after=%d", nodePath(r, "/msgs"), int(wait/time.Second), after)
+	var out struct {
+		Messages *[]polledMessage `json:"messages"`
+	}
+	if err := c.do(ctx, "POST", path, r, envelope, "application/json", &out); err != nil {
+		return nil, false, err
+	}
+	if out.Messages == nil {
+		return nil, false, nil
+	}
+	return *out.Messages, true, nil
 }

@@ -25,6 +25,7 @@ type connection struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 	disp   *dispatcher
+	carry  *carry // a reply that travels as the next long-poll
 
 	refusedMu sync.Mutex
 	refused   map[uint64]bool
@@ -60,9 +61,10 @@ func (a *Agent) newConnection(reg *Registration) (*connection, error) {
 		return nil, fmt.Errorf("node keys: %w", err)
 	}
 	ep := &protocol.Endpoint{ID: reg.ID(), Keys: keys, Peers: protocol.StaticKeyRing{reg.AgbotID: reg.AgbotKeys}, Agreements: a.mgr}
-	c := &connection{a: a, reg: reg, client: client, ep: ep, done: make(chan struct{})}
+	c := &connection{a: a, reg: reg, client: client, ep: ep, done: make(chan struct{}), carry: newCarry()}
 	c.disp = newDispatcher(maxParallel, c.handle)
 	c.disp.ctx = a.work
+	c.disp.handled = c.carry.done
 	return c, nil
 }
 
@@ -120,9 +122,10 @@ func (c *connection) loop(ctx context.Context) {
 	var after uint64
 	failures := 0
 	var nextResync time.Time
+	fresh := false // the last poll brought messages: one of their replies may carry the next
 	for ctx.Err() == nil {
-		wait := time.Duration(a.pollWait.Load())
-		msgs, err := c.client.poll(ctx, c.reg, after, wait)
+		msgs, err := c.next(ctx, after, fresh)
+		fresh = false
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -143,11 +146,36 @@ func (c *connection) loop(ctx context.Context) {
 			after = max(after, m.ID)
 			c.disp.submit(m)
 		}
+		fresh = len(msgs) > 0
 		if time.Now().After(nextResync) {
 			c.sendResyncs(ctx)
 			nextResync = time.Now().Add(resyncEvery)
 		}
 	}
+}
+
+// next is the next long-poll. After a poll that brought messages, the first of their replies
+// ready within carryLinger travels as this poll (replyAndPoll); a refused one is logged as a
+// reply sent on its own is, and a plain poll follows.
+func (c *connection) next(ctx context.Context, after uint64, fresh bool) ([]polledMessage, error) {
+	wait := time.Duration(c.a.pollWait.Load())
+	if fresh {
+		if r, ok := c.carry.take(ctx, carryLinger, c.disp.busy); ok {
+			if ctx.Err() != nil { // the loop stops: the reply still goes, on its own
+				c.replyOutcome(r.head, c.countReply(c.client.post(c.disp.context(), c.reg, r.env)))
+				return nil, ctx.Err()
+			}
+			msgs, polled, err := c.client.replyAndPoll(ctx, c.reg, r.env, after, wait)
+			switch {
+			case err == nil && polled:
+				return msgs, nil
+			case err != nil && httpStatus(err) == 0:
+				return nil, err // the link, not the reply: the agbot offers the message again if it was lost
+			}
+			c.replyOutcome(r.head, c.countReply(err)) // refused, or recorded by an agbot that does not poll on a reply
+		}
+	}
+	return c.client.poll(ctx, c.reg, after, wait)
 }
 
 // backoff is the wait before attempt n (1, 2, ...): 500 ms doubling up to limit, with full
@@ -194,26 +222,39 @@ func (c *connection) sendResyncs(ctx context.Context) int {
 	return sent
 }
 
-// send wraps m for the agbot (protocol.Endpoint.Wrap) and posts it.
+// send wraps m for the agbot and posts it.
 func (c *connection) send(ctx context.Context, m protocol.Message) error {
-	env, err := c.ep.Wrap(m) // with the agreement key when it has one; else replies signed only, the rest sealed
+	env, err := c.wrap(m)
 	if err != nil {
-		return fmt.Errorf("seal %s: %w", m.Head().Type, err)
-	}
-	if err := c.client.post(ctx, c.reg, env); err != nil {
-		if httpStatus(err) != http.StatusConflict { // 409: recorded before, not a failure
-			c.a.metrics.Failures.WithLabelValues("reply").Inc()
-		}
 		return err
 	}
-	return nil
+	return c.countReply(c.client.post(ctx, c.reg, env))
+}
+
+// wrap wraps m for the agbot (protocol.Endpoint.Wrap): with the agreement key when it has
+// one; else replies signed only, the rest sealed.
+func (c *connection) wrap(m protocol.Message) ([]byte, error) {
+	env, err := c.ep.Wrap(m)
+	if err != nil {
+		return nil, fmt.Errorf("seal %s: %w", m.Head().Type, err)
+	}
+	return env, nil
+}
+
+// countReply counts a reply the agbot did not take (409, recorded before, is not a failure)
+// and returns err.
+func (c *connection) countReply(err error) error {
+	if err != nil && httpStatus(err) != http.StatusConflict {
+		c.a.metrics.Failures.WithLabelValues("reply").Inc()
+	}
+	return err
 }
 
 // handle opens one message and gives it to the agreement manager; the reply goes back to the
 // agbot. A message that does not open (bad signature, wrong recipient, malformed, too big)
 // is refused with a log line and changes nothing; the agbot can not be told, since nothing
 // proves the message is its own.
-func (c *connection) handle(ctx context.Context, pm polledMessage) (reply func()) {
+func (c *connection) handle(ctx context.Context, pm polledMessage) (reply func(last bool)) {
 	a := c.a
 	msg, err := c.ep.Open(pm.Envelope)
 	if err != nil {
@@ -271,7 +312,7 @@ func (c *connection) handle(ctx context.Context, pm polledMessage) (reply func()
 	a.metrics.Messages.WithLabelValues(string(h.Type), result).Inc()
 	// Sent after the message's slot is free (see dispatcher): the agbot's answer to a reply
 	// takes a commit of its own, and an org secret's burst of updates must not wait for them.
-	return func() { c.sendReply(ctx, out) }
+	return func(last bool) { c.sendReply(ctx, out, last) }
 }
 
 // refuse logs and counts a message that does not open (once at warning level per message:
@@ -295,11 +336,23 @@ func (c *connection) refuse(pm polledMessage, err error) {
 	lvl("refused a message that does not open", args...)
 }
 
-// sendReply sends a reply to the agbot. One not delivered is not retried here: the agbot
-// offers the message again and gets the same answer (duplicates are acknowledged again).
-func (c *connection) sendReply(ctx context.Context, out protocol.Message) {
-	h := out.Head()
-	err := c.send(ctx, out)
+// sendReply sends a reply to the agbot: as the loop's next long-poll when the loop waits for
+// one and last says no later message of the agreement waits (its replies stay in order), else
+// on its own. One not delivered is not retried here: the agbot offers the message again and
+// gets the same answer (duplicates are acknowledged again).
+func (c *connection) sendReply(ctx context.Context, out protocol.Message, last bool) {
+	env, err := c.wrap(out)
+	if err == nil {
+		if last && c.carry.offer(outgoingReply{env: env, head: out.Head()}) {
+			return
+		}
+		err = c.countReply(c.client.post(ctx, c.reg, env))
+	}
+	c.replyOutcome(out.Head(), err)
+}
+
+// replyOutcome logs what became of a reply.
+func (c *connection) replyOutcome(h *protocol.Meta, err error) {
 	switch {
 	case err == nil:
 	case httpStatus(err) == http.StatusConflict:
@@ -462,11 +515,13 @@ func agreementStores(in agreement.Info, err error) []string {
 // agbot offers an unacknowledged message again) is not queued twice.
 type dispatcher struct {
 	// handle handles one message and returns what is left to do outside its slot (nil:
-	// nothing): sending the reply, which waits on the agbot.
-	handle func(context.Context, polledMessage) func()
-	sem    chan struct{}
-	sends  chan struct{} // bounds the replies being sent at once
-	ctx    context.Context
+	// nothing): sending the reply, which waits on the agbot. last: no later message of the
+	// agreement waits.
+	handle  func(context.Context, polledMessage) func(last bool)
+	handled func() // called after each message (may be nil)
+	sem     chan struct{}
+	sends   chan struct{} // bounds the replies being sent at once
+	ctx     context.Context
 
 	mu      sync.Mutex
 	queues  map[string][]polledMessage
@@ -474,7 +529,7 @@ type dispatcher struct {
 	wg      sync.WaitGroup
 }
 
-func newDispatcher(limit int, handle func(context.Context, polledMessage) func()) *dispatcher {
+func newDispatcher(limit int, handle func(context.Context, polledMessage) func(last bool)) *dispatcher {
 	return &dispatcher{handle: handle, sem: make(chan struct{}, limit), sends: make(chan struct{}, limit),
 		queues: map[string][]polledMessage{}, pending: map[string]bool{}}
 }
@@ -516,15 +571,28 @@ func (d *dispatcher) run(agreementID string) {
 		<-d.sem
 		if after != nil {
 			// Still in this agreement's goroutine: its replies go out in order.
+			d.mu.Lock()
+			last := len(d.queues[agreementID]) == 0
+			d.mu.Unlock()
 			d.sends <- struct{}{}
-			after()
+			after(last)
 			<-d.sends
 		}
 
 		d.mu.Lock()
 		delete(d.pending, msgKey(m))
 		d.mu.Unlock()
+		if d.handled != nil {
+			d.handled()
+		}
 	}
+}
+
+// busy reports whether messages are queued or being handled.
+func (d *dispatcher) busy() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.pending) > 0
 }
 
 func (d *dispatcher) context() context.Context {

@@ -52,7 +52,7 @@ func TestDispatcher(t *testing.T) {
 	blockA := make(chan struct{})
 	startedA := make(chan struct{}, 1)
 	doneB := make(chan struct{})
-	d := newDispatcher(4, func(_ context.Context, m polledMessage) func() {
+	d := newDispatcher(4, func(_ context.Context, m polledMessage) func(bool) {
 		if m.Agreement == "A" && m.Seq == 1 {
 			startedA <- struct{}{}
 			<-blockA
