@@ -76,7 +76,7 @@ func TestCarry(t *testing.T) {
 type fakeAgbot struct {
 	mu    sync.Mutex
 	seen  []string
-	reply int // status for a POST with a poll's query: 200 (a poll), 204 (an older agbot), or a refusal
+	reply int // status for a POST with a poll's query: 200 (a poll), 204 (an older agbot), a refusal, or -1 (connection cut)
 }
 
 func (f *fakeAgbot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -86,6 +86,10 @@ func (f *fakeAgbot) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	code := f.reply
 	f.mu.Unlock()
 	switch {
+	case code == -1 && r.Method == "POST" && r.URL.RawQuery != "":
+		if c, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			c.Close() // the connection is lost before an answer
+		}
 	case r.Method == "GET", code == 200:
 		w.Write([]byte(`{"messages":[{"id":9,"agreementId":"ag2","type":"update","seq":1,"envelope":"e30="}]}`))
 	case r.URL.RawQuery == "" || code == 204:
@@ -120,6 +124,7 @@ func TestReplyCarriesNextPoll(t *testing.T) {
 		{"older agbot", 204, 0, true, "POST wait=3&after=8, GET wait=3&after=8", 0},
 		{"recorded before", 409, 0, true, "POST wait=3&after=8, GET wait=3&after=8", 0},
 		{"refused", 400, 0, true, "POST wait=3&after=8, GET wait=3&after=8", 1},
+		{"connection lost", -1, 0, true, "POST wait=3&after=8, GET wait=3&after=8", 1},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -155,8 +155,8 @@ func (c *connection) loop(ctx context.Context) {
 }
 
 // next is the next long-poll. After a poll that brought messages, the first of their replies
-// ready within carryLinger travels as this poll (replyAndPoll); a refused one is logged as a
-// reply sent on its own is, and a plain poll follows.
+// ready within carryLinger travels as this poll (replyAndPoll); one refused or not delivered
+// is logged as a reply sent on its own is, and a plain poll follows.
 func (c *connection) next(ctx context.Context, after uint64, fresh bool) ([]polledMessage, error) {
 	wait := time.Duration(c.a.pollWait.Load())
 	if fresh {
@@ -166,13 +166,14 @@ func (c *connection) next(ctx context.Context, after uint64, fresh bool) ([]poll
 				return nil, ctx.Err()
 			}
 			msgs, polled, err := c.client.replyAndPoll(ctx, c.reg, r.env, after, wait)
-			switch {
-			case err == nil && polled:
+			if err == nil && polled {
 				return msgs, nil
-			case err != nil && httpStatus(err) == 0:
-				return nil, err // the link, not the reply: the agbot offers the message again if it was lost
 			}
-			c.replyOutcome(r.head, c.countReply(err)) // refused, or recorded by an agbot that does not poll on a reply
+			// Refused, recorded by an agbot that does not poll on a reply (204), or lost with
+			// its connection (the agbot offers the message again if it was): a plain poll
+			// follows, which net/http retries on a stale keep-alive connection as it may not
+			// retry a POST.
+			c.replyOutcome(r.head, c.countReply(err))
 		}
 	}
 	return c.client.poll(ctx, c.reg, after, wait)
