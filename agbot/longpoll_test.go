@@ -16,14 +16,20 @@ import (
 	"github.com/edge-secrets/anax-agent/protocol"
 )
 
-// longPoll starts a long-poll of wait seconds; the answer (status, messages, whether its
-// connection was reused) comes on the channel.
+// longPoll starts a long-poll of wait seconds; the answer comes on the channel.
 func longPoll(h *harness, n *simNode, wait string) <-chan polled {
+	req, _ := http.NewRequest("GET", h.url+"/org/myorg/nodes/"+n.id+"/msgs?wait="+wait+"&after="+utoa(n.after), nil)
+	return send(h, n, req)
+}
+
+// send sends req with n's credentials; the answer (status, body, the messages of a 200,
+// whether its connection was reused) comes on the channel.
+func send(h *harness, n *simNode, req *http.Request) <-chan polled {
 	out := make(chan polled, 1)
 	go func() {
 		var p polled
-		req, _ := http.NewRequest("GET", h.url+"/org/myorg/nodes/"+n.id+"/msgs?wait="+wait+"&after="+utoa(n.after), nil)
-		req.SetBasicAuth("myorg/"+n.id, "node1tok")
+		user, pw, _ := strings.Cut(n.auth, ":")
+		req.SetBasicAuth(user, pw)
 		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
 			GotConn: func(i httptrace.GotConnInfo) { p.reused = i.Reused }}))
 		resp, err := h.client.Do(req)
@@ -34,8 +40,10 @@ func longPoll(h *harness, n *simNode, wait string) <-chan polled {
 		}
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(resp.Body)
-		p.code = resp.StatusCode
-		p.err = json.Unmarshal(raw, &p.msgs)
+		p.code, p.body = resp.StatusCode, string(raw)
+		if p.code == 200 {
+			p.err = json.Unmarshal(raw, &p.msgs)
+		}
 		out <- p
 	}()
 	return out
@@ -152,31 +160,11 @@ func TestUnparkablePollWaits(t *testing.T) {
 	}
 }
 
-// replyPoll posts env with a long-poll's query (the reply that is also the next poll); the
-// answer comes on the channel.
+// replyPoll posts env with a long-poll's query (the reply that is also the next poll).
 func replyPoll(h *harness, n *simNode, env []byte, query string) <-chan polled {
-	out := make(chan polled, 1)
-	go func() {
-		var p polled
-		req, _ := http.NewRequest("POST", h.url+"/org/myorg/nodes/"+n.id+"/msgs"+query, bytes.NewReader(env))
-		user, pw, _ := strings.Cut(n.auth, ":")
-		req.SetBasicAuth(user, pw)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := h.client.Do(req)
-		if err != nil {
-			p.err = err
-			out <- p
-			return
-		}
-		defer resp.Body.Close()
-		raw, _ := io.ReadAll(resp.Body)
-		p.code, p.body = resp.StatusCode, string(raw)
-		if p.code == 200 {
-			p.err = json.Unmarshal(raw, &p.msgs)
-		}
-		out <- p
-	}()
-	return out
+	req, _ := http.NewRequest("POST", h.url+"/org/myorg/nodes/"+n.id+"/msgs"+query, bytes.NewReader(env))
+	req.Header.Set("Content-Type", "application/json")
+	return send(h, n, req)
 }
 
 // A reply posted with a long-poll's wait and after is recorded at once and is also the

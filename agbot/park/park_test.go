@@ -177,7 +177,8 @@ func TestAnswerResumes(t *testing.T) {
 
 // A request whose body the handler read to its end parks as one without a body does (a
 // node's reply that is also its next poll), framed by length or chunked, and the connection
-// serves the next request, even one sent right behind it.
+// then serves the next request with what it kept. A body left unread is not parked
+// (TestNotParkable).
 func TestParkAfterBodyRead(t *testing.T) {
 	cases := []struct{ name, req string }{
 		{"length", "POST /read HTTP/1.1\r\nHost: park\r\nContent-Length: 2\r\n\r\nhi"},
