@@ -155,8 +155,8 @@ func (c *connection) loop(ctx context.Context) {
 }
 
 // next is the next long-poll. After a poll that brought messages, the first of their replies
-// ready within carryLinger travels as this poll (replyAndPoll); one refused or not delivered
-// is logged as a reply sent on its own is, and a plain poll follows.
+// ready within carryLinger travels as this poll (replyAndPoll); one refused is logged as a
+// reply sent on its own is, and a plain poll follows (also when the connection was lost).
 func (c *connection) next(ctx context.Context, after uint64, fresh bool) ([]polledMessage, error) {
 	wait := time.Duration(c.a.pollWait.Load())
 	if fresh {
@@ -166,14 +166,19 @@ func (c *connection) next(ctx context.Context, after uint64, fresh bool) ([]poll
 				return nil, ctx.Err()
 			}
 			msgs, polled, err := c.client.replyAndPoll(ctx, c.reg, r.env, after, wait)
-			if err == nil && polled {
+			switch {
+			case err == nil && polled:
 				return msgs, nil
+			case err != nil && httpStatus(err) == 0:
+				// Lost with its connection, most often while its poll waited, after the agbot
+				// recorded the reply (an agbot restart): not a failed reply. One not recorded
+				// brings its message again. The plain poll below tells whether the link is
+				// down; net/http retries it on a stale keep-alive connection, not a POST.
+				c.a.log.Debug("reply sent as a poll lost with its connection; polling", "agreement", r.head.Agreement,
+					"type", r.head.Type, "seq", r.head.Seq, "err", err)
+			default: // refused, or recorded by an agbot that does not poll on a reply (204)
+				c.replyOutcome(r.head, c.countReply(err))
 			}
-			// Refused, recorded by an agbot that does not poll on a reply (204), or lost with
-			// its connection (the agbot offers the message again if it was): a plain poll
-			// follows, which net/http retries on a stale keep-alive connection as it may not
-			// retry a POST.
-			c.replyOutcome(r.head, c.countReply(err))
 		}
 	}
 	return c.client.poll(ctx, c.reg, after, wait)
