@@ -125,7 +125,7 @@ func (c *connection) loop(ctx context.Context) {
 	fresh := false // the last poll brought messages: one of their replies may carry the next
 	for ctx.Err() == nil {
 		msgs, err := c.next(ctx, after, fresh)
-		fresh = false
+		fresh = err == nil && len(msgs) > 0
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -146,7 +146,6 @@ func (c *connection) loop(ctx context.Context) {
 			after = max(after, m.ID)
 			c.disp.submit(m)
 		}
-		fresh = len(msgs) > 0
 		if time.Now().After(nextResync) {
 			c.sendResyncs(ctx)
 			nextResync = time.Now().Add(resyncEvery)
