@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edge-secrets/anax-agent/agbot/exchange"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 	"github.com/edge-secrets/anax-agent/protocol"
 )
@@ -346,7 +347,7 @@ func (e *Engine) reseal(ctx context.Context, org, node string, m store.Message) 
 		return m, ErrUnknown
 	}
 	r := e.newResolver(ctx, org)
-	res := r.resolve(&Agreement{Bound: a.Bound, Node: a.Node, Org: a.Org, Source: a.Source}, n, "")
+	res := r.resolve(&Agreement{Bound: a.Bound, Node: a.Node, Org: a.Org, Source: a.Source}, n.Access(), "")
 	if res.err != nil || len(res.missing) > 0 {
 		return m, fmt.Errorf("secrets not available now")
 	}
@@ -427,7 +428,7 @@ func (e *Engine) Receive(ctx context.Context, org, node string, envelope []byte)
 	case *protocol.Resync:
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		n, err := e.st.Nodes.Get(org, node)
+		n, err := store.Part[exchange.NodeAccess](e.st.Nodes, org, node)
 		if err != nil {
 			return err
 		}

@@ -230,7 +230,7 @@ type resolved struct {
 // hint are known: either the current source (nothing changes) or absent. Only the candidates
 // a's source may deliver to n (access.Deliver, decided now) are considered, and none is read
 // before it is allowed.
-func (r *resolver) resolve(a *Agreement, n exchange.Node, hint string) resolved {
+func (r *resolver) resolve(a *Agreement, n exchange.NodeAccess, hint string) resolved {
 	out := resolved{values: map[string]protocol.SecretValue{}, sources: maps.Clone(a.Sources), versions: maps.Clone(a.Versions)}
 	if out.sources == nil {
 		out.sources, out.versions = map[string]string{}, map[string]int64{}
@@ -383,7 +383,7 @@ func (p *pass) cancel(a *Agreement, reason string) {
 // propose builds a proposal (or holds) for a fresh or held agreement.
 func (p *pass) propose(r *resolver, a *Agreement, n exchange.Node, d desire) {
 	c := *a
-	res := r.resolve(&c, n, "")
+	res := r.resolve(&c, n.Access(), "")
 	if res.err != nil {
 		p.e.markDirty(c.Org)
 		return
@@ -417,7 +417,7 @@ func (p *pass) propose(r *resolver, a *Agreement, n exchange.Node, d desire) {
 }
 
 // update re-resolves a proposed or agreed agreement and sends what changed.
-func (p *pass) update(r *resolver, a *Agreement, n exchange.Node, hint string, full bool) {
+func (p *pass) update(r *resolver, a *Agreement, n exchange.NodeAccess, hint string, full bool) {
 	c := *a
 	res := r.resolve(&c, n, hint)
 	if res.err != nil {
@@ -553,9 +553,9 @@ func (e *Engine) reconcileFrom(ctx context.Context, org, node string, only func(
 					c.Bound = bound
 					c.Sources, c.Versions = nil, nil // every secret re-read and sent
 					p.save = append(p.save, &c)
-					p.update(r, &c, n, "", false)
+					p.update(r, &c, n.Access(), "", false)
 				} else {
-					p.update(r, a, n, "", false)
+					p.update(r, a, n.Access(), "", false)
 				}
 			}
 		}
@@ -588,12 +588,13 @@ func (e *Engine) applySecretChange(ctx context.Context, org, name string) map[st
 	defer e.mu.Unlock()
 	r := e.newResolver(ctx, org)
 	p := &pass{e: e, now: time.Now()}
-	nodes := map[string]exchange.Node{}
-	node := func(id string) (exchange.Node, bool) {
+	nodes := map[string]exchange.NodeAccess{}
+	node := func(id string) (exchange.NodeAccess, bool) {
 		if n, ok := nodes[id]; ok {
 			return n, true
 		}
-		n, err := e.st.Nodes.Get(org, id)
+		// Only what decides delivery: the node's keys, most of its record, are not needed.
+		n, err := store.Part[exchange.NodeAccess](e.st.Nodes, org, id)
 		if err != nil {
 			return n, false
 		}

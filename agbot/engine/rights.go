@@ -85,7 +85,7 @@ func (r *resolver) readSourceOwner(source string) (access.Caller, error) {
 }
 
 func (r *resolver) nodeOwner(org, node string) string {
-	n, err := r.st.Nodes.Get(org, node)
+	n, err := store.Part[exchange.NodeAccess](r.st.Nodes, org, node)
 	if err != nil {
 		return ""
 	}
@@ -95,7 +95,7 @@ func (r *resolver) nodeOwner(org, node string) string {
 // allowed keeps the candidates (best first) that a's source may deliver to node n
 // (access.Deliver), before any is read, with the grant of each. When none is allowed, why
 // says which rule refused the best one.
-func (r *resolver) allowed(a *Agreement, n exchange.Node, cands []string) (keep []string, grants map[string]access.Grant, why error) {
+func (r *resolver) allowed(a *Agreement, n exchange.NodeAccess, cands []string) (keep []string, grants map[string]access.Grant, why error) {
 	owner, err := r.sourceOwner(a.Source)
 	if err != nil {
 		return nil, nil, err

@@ -61,6 +61,23 @@ type Node struct {
 	SecretsAtCreation map[string]int64 `json:"secretsAtCreation,omitempty"`
 }
 
+// NodeAccess is the part of a node record that decides which secrets the node may be
+// delivered: whose node it is and which node-specific versions predate it. It names its
+// fields as Node does, so the store can decode a stored Node into it (store.Part) without
+// decoding the node's keys, which are most of the record: an update's pass reads it for
+// every affected node.
+type NodeAccess struct {
+	Org               string           `json:"org"`
+	ID                string           `json:"id"`
+	Owner             string           `json:"owner"`
+	SecretsAtCreation map[string]int64 `json:"secretsAtCreation,omitempty"`
+}
+
+// Access is n's NodeAccess.
+func (n Node) Access() NodeAccess {
+	return NodeAccess{Org: n.Org, ID: n.ID, Owner: n.Owner, SecretsAtCreation: n.SecretsAtCreation}
+}
+
 // NodeView is a node as the API shows it.
 type NodeView struct {
 	Org          string               `json:"org"`

@@ -97,6 +97,7 @@ func conformance(t *testing.T, be backend) {
 		fn   func(t *testing.T, s *store.Store, again func() *store.Store)
 	}{
 		{"get put", testGetPut},
+		{"part", testPart},
 		{"create", testCreate},
 		{"delete", testDelete},
 		{"list order", testListOrder},
@@ -130,6 +131,25 @@ func testGetPut(t *testing.T, s *store.Store, _ func() *store.Store) {
 	other := store.NewTable[rec](s, "others")
 	if _, err := other.Get("o", "x"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("a record leaked into another table: %v", err)
+	}
+}
+
+// testPart reads a projection of a record: the fields it names, nothing else, and the
+// same errors as Get.
+func testPart(t *testing.T, s *store.Store, _ func() *store.Store) {
+	type part struct{ N int } // rec's N, not its Org and ID
+	tb := store.NewTable[rec](s, "recs")
+	if _, err := store.Part[part](tb, "o", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Part of nothing: %v, want ErrNotFound", err)
+	}
+	if err := tb.Put("o", "x", rec{"o", "x", 7}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := store.Part[part](tb, "o", "x"); err != nil || got.N != 7 {
+		t.Fatalf("Part = %+v, %v; want N=7", got, err)
+	}
+	if _, err := store.Part[part](store.NewTable[rec](s, "others"), "o", "x"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Part read another table's record: %v", err)
 	}
 }
 

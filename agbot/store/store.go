@@ -127,17 +127,32 @@ func (t *Table[T]) Get(org, id string) (v T, err error) {
 // GetTx reads one record inside tx.
 func (t *Table[T]) GetTx(tx Tx, org, id string) (T, error) {
 	var v T
+	err := t.decodeTx(tx, org, id, &v)
+	return v, err
+}
+
+// decodeTx decodes the record under org and id into v (a *T or a projection of T).
+func (t *Table[T]) decodeTx(tx Tx, org, id string, v any) error {
 	raw, err := tx.get(t.name, Key(org, id))
-	if err != nil {
-		return v, fmt.Errorf("%s %s/%s: %w", t.name, org, id, err)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%s %s/%s: %w", t.name, org, id, err)
+	case raw == nil:
+		return fmt.Errorf("%s %s/%s: %w", t.name, org, id, ErrNotFound)
 	}
-	if raw == nil {
-		return v, fmt.Errorf("%s %s/%s: %w", t.name, org, id, ErrNotFound)
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("%s %s/%s: corrupt record: %w", t.name, org, id, err)
 	}
-	if err := json.Unmarshal(raw, &v); err != nil {
-		return v, fmt.Errorf("%s %s/%s: corrupt record: %w", t.name, org, id, err)
-	}
-	return v, nil
+	return nil
+}
+
+// Part reads one record of t into P, a projection of T: a struct whose fields carry the
+// JSON names and types of some of T's fields. What P does not name is skipped, not decoded
+// (exchange.NodeAccess leaves out a node's keys). A test of each projection keeps its
+// fields T's.
+func Part[P, T any](t *Table[T], org, id string) (v P, err error) {
+	err = t.s.be.view(func(tx Tx) error { return t.decodeTx(tx, org, id, &v) })
+	return v, err
 }
 
 // Put creates or replaces a record.
