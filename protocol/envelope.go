@@ -3,7 +3,6 @@ package protocol
 import (
 	"crypto/ed25519"
 	"crypto/hpke"
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -423,45 +422,7 @@ func parseEnvelope(data []byte) (*Envelope, *Header, error) {
 	if err := checkJSON(data); err != nil {
 		return nil, nil, fmt.Errorf("envelope: %w", err)
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return nil, nil, fmt.Errorf("envelope: %w: must be a JSON object", ErrMalformed)
-	}
-	env := &Envelope{Header: fields["header"]}
-	type field struct {
-		name string
-		dst  *[]byte
-	}
-	var want []field
-	switch {
-	case len(fields) == 3 && fields["header"] != nil && fields["enc"] != nil && fields["ct"] != nil:
-		want = []field{{"enc", &env.Enc}, {"ct", &env.Ciphertext}}
-	case len(fields) == 3 && fields["header"] != nil && fields["body"] != nil && fields["sig"] != nil:
-		want = []field{{"body", &env.Body}, {"sig", &env.Sig}}
-	case len(fields) == 2 && fields["header"] != nil && fields["ct"] != nil:
-		want = []field{{"ct", &env.Ciphertext}}
-	default:
-		return nil, nil, fmt.Errorf("envelope: %w: must have exactly the fields header, enc and ct (sealed), header and ct (sealed with the agreement key) or header, body and sig (signed only)", ErrMalformed)
-	}
-	for _, f := range want {
-		var s string
-		if err := json.Unmarshal(fields[f.name], &s); err != nil {
-			return nil, nil, fmt.Errorf("envelope: %w: %s must be a base64 string", ErrMalformed, f.name)
-		}
-		b, err := base64.StdEncoding.Strict().DecodeString(s)
-		if err != nil {
-			return nil, nil, fmt.Errorf("envelope: %w: %s is not strict base64", ErrMalformed, f.name)
-		}
-		*f.dst = b
-	}
-	if len(env.Header) == 0 || env.Header[0] != '{' {
-		return nil, nil, fmt.Errorf("envelope: %w: header must be a JSON object", ErrMalformed)
-	}
-	var hdr Header
-	if err := strictUnmarshal(env.Header, &hdr); err != nil {
-		return nil, nil, fmt.Errorf("header: %w", err)
-	}
-	return env, &hdr, nil
+	return readEnvelope(data)
 }
 
 func signInput(hdr, body []byte) []byte {
