@@ -190,8 +190,11 @@ func TestHostileEnvelopes(t *testing.T) {
 		{"header a string", rawEnvelope(`"x"`, encB, ctB), protocol.ErrMalformed, "header"},
 		{"header unknown field", rawEnvelope(strings.Replace(hdrText, `{`, `{"x":1,`, 1), encB, ctB), protocol.ErrMalformed, ""},
 		{"header duplicate key", rawEnvelope(strings.Replace(hdrText, `{`, `{"to":"myorg/node1",`, 1), encB, ctB), protocol.ErrMalformed, ""},
-		// The header's field names match case-insensitively, but its bytes are the AAD: refused at decryption.
-		{"header key case", rawEnvelope(strings.Replace(hdrText, `"to"`, `"To"`, 1), encB, ctB), protocol.ErrDecrypt, ""},
+		// Field names are matched exactly (encoding/json matched them case-insensitively and
+		// left it to the AAD): refused before any decryption.
+		{"header key case", rawEnvelope(strings.Replace(hdrText, `"to"`, `"To"`, 1), encB, ctB), protocol.ErrMalformed, `unknown field "To"`},
+		{"header field null", rawEnvelope(strings.Replace(hdrText, `"v":1`, `"v":1,"agreement":null`, 1), encB, ctB), protocol.ErrMalformed, "field agreement: must be a string"},
+		{"escaped base64", []byte(strings.Replace(string(rawEnvelope(hdrText, encB, ctB)), `"ct":"`, `"ct":"\u0041`, 1)), protocol.ErrMalformed, "ct is not strict base64"},
 		{"deeply nested", []byte(strings.Repeat("[", 100000) + strings.Repeat("]", 100000)), protocol.ErrMalformed, ""},
 		{"deeply nested header", rawEnvelope(`{"v":`+strings.Repeat(`[`, 50000)+strings.Repeat(`]`, 50000)+`}`, encB, ctB), protocol.ErrMalformed, ""},
 		{"over 1 MiB", append(append([]byte(`{"header":`+hdrText+`,"enc":"AAAA","ct":"`), []byte(strings.Repeat("A", 1<<20))...), '"', '}'), protocol.ErrTooLarge, "limit"},
