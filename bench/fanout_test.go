@@ -1006,6 +1006,11 @@ func (e *fanoutEnv) restedRSS(b *testing.B) (rss, file float64) {
 		b.Fatal(err)
 	}
 	b.Logf("agbot RSS %v after the last fan-out: %d MiB, %d MiB of it file pages", restAfter, ps.RSSKiB>>10, ps.FileKiB>>10)
+	if profileDir != "" && e.pprofURL != "" {
+		name := fmt.Sprintf("rested-%s-%d", e.store.name, e.nodes)
+		e.saveProfile(b, "heap?debug=1", name+".memstats.txt") // ends with runtime.MemStats
+		e.saveProfile(b, "heap", name+".heap.pprof")
+	}
 	return round3(float64(ps.RSSKiB) / 1024), round3(float64(ps.FileKiB) / 1024)
 }
 
