@@ -117,7 +117,8 @@ type fanoutEnv struct {
 var fanoutEnvs = map[string]*fanoutEnv{}
 
 // profileDir (ANAX_FANOUT_PROFILE=DIR) makes the benchmark record the agbot's CPU profile
-// during the first measured fan-out and its heap profile after it, in DIR.
+// during the first measured fan-out, its heap profile after it and its MemStats and heap
+// 40 s after the last fan-out (rested-STORE-N.*), in DIR.
 var profileDir = os.Getenv("ANAX_FANOUT_PROFILE")
 
 func (e *fanoutEnv) fail(err error) {
