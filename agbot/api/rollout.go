@@ -70,6 +70,10 @@ var nodesField = []byte(`"nodes":[`)
 // held 8 MB of it. Each node is encoded on its own, the rest once with an empty list.
 func writeRollout(w http.ResponseWriter, ro engine.Rollout) {
 	nodes := ro.Nodes
+	if nodes == nil { // null, as writeJSON writes it
+		writeJSON(w, 200, ro)
+		return
+	}
 	ro.Nodes = []engine.RolloutNode{}
 	frame, err := json.Marshal(ro)
 	at := bytes.LastIndex(frame, nodesField)

@@ -24,11 +24,14 @@ func testRollout(nodes int) engine.Rollout {
 
 // TestWriteRolloutAsWriteJSON: the rollout written a node at a time is, byte for byte, what
 // writeJSON writes (HTML-escaped strings and the final newline included), with the same
-// headers, for no node, one and several.
+// headers, for a nil list (-1), no node, one and several.
 func TestWriteRolloutAsWriteJSON(t *testing.T) {
-	for _, n := range []int{0, 1, 3} {
+	for _, n := range []int{-1, 0, 1, 3} {
 		t.Run(fmt.Sprintf("%d nodes", n), func(t *testing.T) {
-			ro := testRollout(n)
+			ro := testRollout(max(n, 0))
+			if n < 0 {
+				ro.Nodes = nil
+			}
 			want, got := httptest.NewRecorder(), httptest.NewRecorder()
 			writeJSON(want, 200, ro)
 			writeRollout(got, ro)
