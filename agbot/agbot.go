@@ -226,8 +226,9 @@ type Options struct {
 	// MaxInFlight bounds the long-poll answers in flight (written, the node's connection not
 	// yet back with its next request): 0 is DefaultMaxInFlight, below 0 no bound.
 	MaxInFlight int
-	// NoMemoryTrim leaves the free heap to Go's scavenger (agbot/memtrim: by default an
-	// agbot gives what a burst left free back once quiet).
+	// NoMemoryTrim leaves the free heap to Go's scavenger and the state file's pages mapped
+	// (agbot/memtrim: by default an agbot gives what a burst left free, and the pages of its
+	// bbolt file it read, back once quiet).
 	NoMemoryTrim bool
 }
 
@@ -313,7 +314,7 @@ func Open(o Options) (*Server, error) {
 	s.Metrics.CountInFlight(s.lot.InFlight, s.lot.Waiting)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	if !o.NoMemoryTrim { // give back what bursts (a fleet connecting at once, a fan-out) leave free
-		s.wg.Go(func() { memtrim.Run(s.ctx, memtrim.Options{Log: o.Log}) })
+		s.wg.Go(func() { memtrim.Run(s.ctx, memtrim.Options{Log: o.Log, Release: st.ReleaseMapped}) })
 	}
 	if o.DB.URL != "" {
 		// Several agbots may share the database: serve the fleet only while holding its lease.

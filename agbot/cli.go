@@ -152,7 +152,7 @@ func runServe(args []string, stderr io.Writer, vault VaultOpener) error {
 	fs.DurationVar(&v.poll, "vault-poll", 2*time.Second, "how often to look for changes made directly in Vault")
 	metricsListen := fs.String("metrics-listen", "", "plain-HTTP address serving /metrics without authentication (counts by org only; off when empty)")
 	maxInFlight := fs.Int("max-in-flight", DefaultMaxInFlight, "long-poll answers written at once whose nodes have not come back with their next request; more wait their turn (bounds a fan-out's memory; 0: no bound)")
-	memTrim := fs.Bool("memory-trim", true, "after a burst, once quiet, give the heap it left free back to the system (one full GC, at most every 30s)")
+	memTrim := fs.Bool("memory-trim", true, "after a burst, once quiet, give the heap it left free and the state file pages it read back to the system (one full GC, at most every 30s)")
 	debugPprof := fs.Bool("debug-pprof", false, "also serve Go's CPU and heap profiles at /debug/pprof/ on --metrics-listen (bind it to loopback)")
 	metricsNames := fs.Bool("metrics-secret-names", false, "also label rollout metrics with secret manager names")
 	offlineAfter := fs.Duration("offline-after", 0, "rollout status: a node not polling for this long is offline (default: a long-poll plus 30s)")

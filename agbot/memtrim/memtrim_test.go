@@ -41,6 +41,52 @@ func TestRunTrims(t *testing.T) {
 	}
 }
 
+// TestRunReleasesMapped: with a Release, Run also trims when the file pages mapped grew by
+// more than Min since the last trim, though little heap is free, and calls Release at each
+// trim; file pages that stay as the last trim left them cause none.
+func TestRunReleasesMapped(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		free         uint64
+		mapped       func(trims int) uint64 // the file pages mapped after that many trims
+		after        uint64                 // the file pages mapped just after a trim
+		wantReleases func(n int) bool
+	}{
+		{"little mapped", 10, func(int) uint64 { return 50 }, 50, func(n int) bool { return n == 0 }},
+		{"mapped once, given back", 10, func(n int) uint64 { return map[bool]uint64{true: 500, false: 20}[n == 0] }, 20,
+			func(n int) bool { return n == 1 }},
+		{"mapped again after each trim", 10, func(n int) uint64 { return 520 }, 20, func(n int) bool { return n >= 3 }},
+		{"mapped kept by the system", 10, func(n int) uint64 { return 500 }, 500, func(n int) bool { return n == 1 }},
+		{"mapped stays, heap free", 1000, func(int) uint64 { return 500 }, 500, func(n int) bool { return n >= 3 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			trims, releases, justReleased := 0, 0, false
+			ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+			defer cancel()
+			Run(ctx, Options{Every: 5 * time.Millisecond, Min: 100, Gap: time.Millisecond, Quiet: 10,
+				free: func() uint64 { return tc.free },
+				mapped: func() uint64 {
+					mu.Lock()
+					defer mu.Unlock()
+					if justReleased {
+						justReleased = false
+						return tc.after
+					}
+					return tc.mapped(releases)
+				},
+				allocs:  func() uint64 { return 0 },
+				trim:    func() { mu.Lock(); trims++; mu.Unlock() },
+				Release: func() error { mu.Lock(); releases++; justReleased = true; mu.Unlock(); return nil }})
+			mu.Lock()
+			defer mu.Unlock()
+			if !tc.wantReleases(releases) || trims != releases {
+				t.Errorf("%d releases, %d trims", releases, trims)
+			}
+		})
+	}
+}
+
 var sink [][]byte
 
 // TestTrimGivesFreeHeapBack: after a burst of 256 MiB is garbage, a real trim leaves less
