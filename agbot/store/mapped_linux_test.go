@@ -1,37 +1,23 @@
 package store_test
 
 import (
-	"bufio"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/edge-secrets/anax-agent/agbot/memtrim"
 	"github.com/edge-secrets/anax-agent/agbot/store"
 )
 
-// rssFileKiB is the process's resident file pages (RssFile in /proc/self/status).
+// rssFileKiB is the process's resident file pages, as the agbot's trim reads them.
 func rssFileKiB(t *testing.T) int64 {
 	t.Helper()
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		t.Fatal(err)
+	n := memtrim.FileMapped()
+	if n == 0 {
+		t.Fatal("no RssFile in /proc/self/status")
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "RssFile:"); ok {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n
-		}
-	}
-	t.Fatal("no RssFile in /proc/self/status")
-	return 0
+	return int64(n >> 10)
 }
 
 // TestReleaseMappedGivesPagesBack: after reading a 24 MiB state file, its pages are in the
