@@ -391,7 +391,10 @@ func decodeAgainstHeader(body []byte, hdr *Header, l Limits) (Message, error) {
 	// The header names the type: no probe decoding. When that fails, Decode finds the
 	// message's own type, so that a message of another type than its header is told apart
 	// from a malformed one (the check below).
-	m, err := decodeAs(body, hdr.Type)
+	m, byHand, err := readReply(body, hdr.Type)
+	if !byHand {
+		m, err = decodeAs(body, hdr.Type)
+	}
 	if err != nil {
 		if m, err = Decode(body); err != nil {
 			return nil, fmt.Errorf("open: %w", err)
