@@ -390,14 +390,21 @@ func decodeAgainstHeader(body []byte, hdr *Header, l Limits) (Message, error) {
 	}
 	// The header names the type: no probe decoding. When that fails, Decode finds the
 	// message's own type, so that a message of another type than its header is told apart
-	// from a malformed one (the check below).
+	// from a malformed one (the check below). A reply the hand reader refused stays refused
+	// when encoding/json reads it as the header's type (it is more lenient).
 	m, byHand, err := readReply(body, hdr.Type)
 	if !byHand {
 		m, err = decodeAs(body, hdr.Type)
 	}
 	if err != nil {
-		if m, err = Decode(body); err != nil {
+		other, derr := Decode(body)
+		switch {
+		case derr == nil && (!byHand || other.Head().Type != hdr.Type):
+			m = other
+		case byHand:
 			return nil, fmt.Errorf("open: %w", err)
+		default:
+			return nil, fmt.Errorf("open: %w", derr)
 		}
 	}
 	mh := m.Head()

@@ -66,6 +66,34 @@ func TestReadReply(t *testing.T) {
 	}
 }
 
+// TestOpenKeepsReplyRefusals: a reply the hand reader refuses is refused when opened too,
+// though encoding/json (the fallback that tells a message of another type than its header
+// apart) would read it as the header's type; a message of another type is still named so.
+func TestOpenKeepsReplyRefusals(t *testing.T) {
+	hdr := &Header{Type: TypeUpdateReply, From: nodeID, To: agbotID, Agreement: agreement}
+	reply := func(status string) []byte {
+		return []byte(`{"version":1,"type":"update_reply","agreementId":"` + agreement + `","from":"` + nodeID +
+			`","to":"` + agbotID + `","seq":2,"time":"2026-12-07T09:30:00Z",` + status + `}`)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want error // nil: opened
+	}{
+		{"update reply", reply(`"status":"applied"`), nil},
+		{"field name case changed", reply(`"Status":"applied"`), ErrMalformed},
+		{"string null", reply(`"status":"applied","reason":null`), ErrMalformed},
+		{"a cancel reply under an update reply's header", []byte(strings.Replace(string(reply(`"status":"applied"`)), `"update_reply"`, `"cancel_reply"`, 1)), ErrHeaderMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := decodeAgainstHeader(tc.body, hdr, Limits{})
+			if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+				t.Fatalf("decodeAgainstHeader = %+v, %v; want %v", m, err, tc.want)
+			}
+		})
+	}
+}
+
 // FuzzReadReply compares readReply with decodeAs (encoding/json, strictly): nothing decodeAs
 // refuses is accepted, and what both accept reads the same.
 func FuzzReadReply(f *testing.F) {
