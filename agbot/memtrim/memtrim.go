@@ -8,7 +8,8 @@
 // mapping kept in its memory (agbot/store.ReleaseMapped): the same bursts leave 100 MiB and
 // more of them, which the kernel's page cache keeps while the process no longer holds them.
 //
-// Only the agbot's Server imports it; it imports only the standard library.
+// Only the agbot's Server imports it (and agbot/store's tests, for FileMapped); it imports
+// only the standard library.
 package memtrim
 
 import (
