@@ -99,7 +99,7 @@ func TestOpenKeepsReplyRefusals(t *testing.T) {
 func FuzzReadReply(f *testing.F) {
 	for _, m := range allMessages() {
 		if b, err := Encode(m); err == nil {
-			f.Add(b, string(m.Head().Type) == string(TypeCancelReply))
+			f.Add(b, m.Head().Type == TypeCancelReply)
 		}
 	}
 	f.Add([]byte(`{"version":-0,"seq":0,"time":"2026-12-07T09:30:00+01:00","reason":"\u00e9\n"}`), false)
